@@ -1,0 +1,1 @@
+"""smtplatrine: an SMTP honeypot that looks like Postfix and relays nothing."""

@@ -1,0 +1,106 @@
+"""Structured events: one record per step of a session, sent to every output.
+
+Every event is a flat dict with a dotted ``eventid`` (listed in ``EVENTS``
+with the text the human log shows for it), the session's identity (session,
+sensor, src_ip, src_port, dst_ip, dst_port) and an ISO 8601 ``timestamp``.
+Values that came from the network are text with unprintable characters
+escaped (see :func:`printable`), so neither a JSON reader, a terminal nor a
+log format ever sees raw attacker bytes.
+"""
+
+import json
+import syslog
+from datetime import datetime, timezone
+
+from twisted.logger import Logger
+
+log = Logger()
+
+EVENTS = {
+    "smtplatrine.session.connect":
+        "connection from {src_ip}:{src_port} to {dst_ip}:{dst_port}",
+    "smtplatrine.session.tls": "TLS established: {tls_version} {tls_cipher}",
+    "smtplatrine.session.helo": "{command} {helo}",
+    "smtplatrine.login.attempt":
+        "AUTH {mechanism} username={username!r} accepted={accepted}",
+    "smtplatrine.mail": "MAIL FROM {mail_from!r}",
+    "smtplatrine.rcpt": "RCPT TO {rcpt!r}",
+    "smtplatrine.message.spooled":
+        "message {message} of {size} bytes, acknowledged={acknowledged}",
+    "smtplatrine.session.closed":
+        "closed after {duration:.1f}s, {messages} message(s)",
+}
+
+_ESCAPES = {i: f"\\x{i:02x}" for i in [*range(0x20), 0x7F, *range(0x80, 0xA0)]}
+_ESCAPES.update({ord("\\"): "\\\\", ord("\r"): "\\r", ord("\n"): "\\n",
+                 ord("\t"): "\\t"})
+# Bytes that are not UTF-8 arrive as surrogates (surrogateescape).
+_ESCAPES.update({0xDC00 + i: f"\\x{i:02x}" for i in range(0x80, 0x100)})
+
+
+def printable(value):
+    """Attacker text or bytes as one line of text: controls escaped."""
+    if isinstance(value, bytes):
+        value = value.decode("utf-8", "surrogateescape")
+    return value.translate(_ESCAPES)
+
+
+def _timestamp(seconds):
+    return datetime.fromtimestamp(seconds, timezone.utc).isoformat(
+        timespec="microseconds").replace("+00:00", "Z")
+
+
+class JSONLinesOutput:
+    """Append each event as one JSON object per line."""
+
+    def __init__(self, path):
+        self._file = open(path, "a", encoding="ascii", buffering=1)
+
+    def write(self, event):
+        self._file.write(json.dumps(event, sort_keys=True) + "\n")
+
+    def close(self):
+        self._file.close()
+
+
+class SyslogOutput:
+    """Send each event as a JSON line to the local syslog."""
+
+    def __init__(self, facility):
+        self._facility = getattr(syslog, "LOG_" + facility.upper())
+
+    def write(self, event):
+        syslog.syslog(self._facility | syslog.LOG_INFO,
+                      json.dumps(event, sort_keys=True))
+
+    def close(self):
+        pass
+
+
+class Events:
+    """Stamp events with identity and time, and hand them to the outputs.
+
+    One output failing is logged once and never disturbs the others.
+    """
+
+    def __init__(self, clock, outputs=()):
+        self._clock = clock
+        self.outputs = list(outputs)
+        self._broken = set()
+
+    def emit(self, eventid, identity, **fields):
+        event = dict(identity, eventid=eventid,
+                     timestamp=_timestamp(self._clock.seconds()), **fields)
+        log.info("[{session}] " + EVENTS[eventid], **event)
+        for output in self.outputs:
+            try:
+                output.write(event)
+            except Exception:
+                if output not in self._broken:
+                    self._broken.add(output)
+                    log.failure("event output {output!r} failed", output=output)
+        return event
+
+    def close(self):
+        for output in self.outputs:
+            output.close()

@@ -1,0 +1,156 @@
+"""The running honeypot: data directory, TLS, spool, outputs, listeners.
+
+Everything that needs root happens in ``privilegedStartService``: binding
+the ports, then handing the data directory to the unprivileged user and
+becoming that user, before the reactor runs.
+"""
+
+import errno
+import grp
+import os
+import pwd
+import syslog
+from pathlib import Path
+
+from twisted.application.service import Service
+from twisted.internet import threads
+from twisted.internet.endpoints import serverFromString
+from twisted.logger import (FilteringLogObserver, LogLevel,
+                            LogLevelFilterPredicate, Logger, formatEvent,
+                            globalLogPublisher, textFileLogObserver)
+from twisted.python.failure import Failure
+
+from smtplatrine import tls
+from smtplatrine.events import Events, JSONLinesOutput, SyslogOutput
+from smtplatrine.persona import PERSONAS
+from smtplatrine.smtp.factory import HoneypotFactory
+from smtplatrine.spool import Spool
+
+log = Logger()
+
+
+def _listen_error(description, error):
+    """One line for an operator whose listener cannot start."""
+    code = getattr(getattr(error, "socketError", error), "errno", None)
+    if code == errno.EADDRINUSE:
+        why = "the address is already in use (another mail server?); free it" \
+              " or choose another with --listen"
+    elif code == errno.EACCES:
+        why = "permission denied; ports below 1024 need root or systemd socket" \
+              " activation (or use --listen tcp:2525)"
+    else:
+        why = str(error)
+    return f"smtplatrine: cannot listen on {description}: {why}"
+
+
+def drop_privileges(user, group, data_dir):
+    """Become *user*:*group*, giving it *data_dir*, when running as root."""
+    if os.getuid() != 0:
+        return
+    try:
+        uid = pwd.getpwnam(user).pw_uid
+        gid = grp.getgrnam(group).gr_gid
+    except KeyError as e:
+        raise SystemExit(f"smtplatrine: [non_privileged] names an unknown user"
+                         f" or group ({e.args[0]}); create it or change"
+                         f" server.ini") from None
+    for root, dirs, files in os.walk(data_dir):
+        for name in [root, *(os.path.join(root, n) for n in dirs + files)]:
+            os.chown(name, uid, gid)
+    os.setgroups([])
+    os.setgid(gid)
+    os.setuid(uid)
+    log.info("running as {user}:{group}", user=user, group=group)
+
+
+class _SyslogObserver:
+    def __init__(self, facility):
+        self._facility = getattr(syslog, "LOG_" + facility.upper())
+
+    def __call__(self, event):
+        text = formatEvent(event)
+        if text:
+            syslog.syslog(self._facility | syslog.LOG_INFO, text)
+
+
+class HoneypotService(Service):
+    """Runs one sensor with *config*, listening on *listen* endpoint strings."""
+
+    def __init__(self, config, listen, reactor):
+        self.config = config
+        self.listen = listen
+        self.reactor = reactor
+        self.ports = []
+        self.observers = []
+        self.events = None
+
+    def privilegedStartService(self):
+        config = self.config
+        data_dir = Path(config.server.data_dir)
+        data_dir.mkdir(parents=True, exist_ok=True)
+        self._start_logging()
+        if config.server.tls_certificate:
+            cert, key = (Path(config.server.tls_certificate),
+                         Path(config.server.tls_private_key))
+        else:
+            cert, key = tls.self_signed(config.server.hostname, data_dir / "tls")
+        tls_options = tls.context_factory(cert, key) if (
+            config.smtp_features.starttls) else None
+        spool = Spool(data_dir / "spool", threads.deferToThread)
+        spool.recover()
+        outputs = []
+        if config.output_file.enabled:
+            outputs.append(JSONLinesOutput(config.data_path(config.output_file.path)))
+        if config.output_syslog.enabled:
+            outputs.append(SyslogOutput(config.output_syslog.facility))
+        self.events = Events(self.reactor, outputs)
+        self.factory = HoneypotFactory(
+            config, PERSONAS[config.smtp.persona], self.reactor, spool,
+            self.events, tls_options)
+        for description in self.listen:
+            self._listen(tls.endpoint_with_certificate(description, cert, key),
+                         description)
+        drop_privileges(config.non_privileged.user, config.non_privileged.group,
+                        data_dir)
+        super().privilegedStartService()
+
+    def _listen(self, endpoint_text, description):
+        results = []
+        d = serverFromString(self.reactor, endpoint_text).listen(self.factory)
+        d.addBoth(results.append)
+        if not results:
+            d.addCallback(self.ports.append)
+            d.addErrback(self._late_failure, description)
+        elif isinstance(results[0], Failure):
+            raise SystemExit(_listen_error(description, results[0].value))
+        else:
+            self.ports.append(results[0])
+            log.info("listening on {endpoint}", endpoint=description)
+
+    def _late_failure(self, failure, description):
+        log.critical(_listen_error(description, failure.value))
+        self.reactor.stop()
+
+    def _start_logging(self):
+        settings = self.config.logger
+        level = {"warn": LogLevel.warn}.get(settings.level) or \
+            LogLevel.levelWithName(settings.level)
+        if settings.file:
+            stream = open(self.config.data_path(settings.file), "a", encoding="utf-8")
+            self.observers.append(textFileLogObserver(stream))
+        if settings.syslog:
+            self.observers.append(_SyslogObserver(settings.syslog_facility))
+        self.observers = [
+            FilteringLogObserver(o, [LogLevelFilterPredicate(level)])
+            for o in self.observers]
+        for observer in self.observers:
+            globalLogPublisher.addObserver(observer)
+
+    def stopService(self):
+        super().stopService()
+        for observer in self.observers:
+            globalLogPublisher.removeObserver(observer)
+        deferreds = [port.stopListening() for port in self.ports]
+        if self.events is not None:
+            self.events.close()
+        return deferreds and deferreds[0]

@@ -1,0 +1,1 @@
+"""The SMTP side: session protocol, its factory, envelope and AUTH parsing."""

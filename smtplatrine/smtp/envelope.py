@@ -1,0 +1,89 @@
+"""MAIL FROM and RCPT TO arguments: the path and its ESMTP parameters.
+
+Parsing is as lenient as Postfix's: anything between angle brackets is an
+address (relay testers send ``<user%host@[ip]>``, ``<@route:user@host>``,
+quoted locals, address literals), so that every such probe is accepted.
+"""
+
+import attrs
+
+
+class EnvelopeError(Exception):
+    """The argument is not acceptable; ``key`` names the persona's reply."""
+
+    def __init__(self, key, arg=""):
+        super().__init__(key)
+        self.key = key
+        self.arg = arg
+
+
+@attrs.frozen
+class Path:
+    address: str
+    params: dict[str, str | None]
+
+
+def _split_address(text):
+    """``<addr> rest`` or ``addr rest`` into (addr, rest); quotes respected."""
+    if not text.startswith("<"):
+        address, _, rest = text.partition(" ")
+        return address, rest
+    quoted = False
+    for i, char in enumerate(text):
+        if char == '"' and text[i - 1] != "\\":
+            quoted = not quoted
+        elif char == ">" and not quoted:
+            return text[1:i], text[i + 1:]
+    raise ValueError("unbalanced angle brackets")
+
+
+def parse(arg, keyword, syntax_key, address_key):
+    """Parse ``FROM:<a@b> SIZE=10`` (*keyword* ``FROM``) into a :class:`Path`."""
+    head = arg[:len(keyword) + 1]
+    if head.upper() != keyword + ":":
+        raise EnvelopeError(syntax_key)
+    text = arg[len(keyword) + 1:].strip(" ")
+    if not text:
+        raise EnvelopeError(syntax_key)
+    try:
+        address, rest = _split_address(text)
+    except ValueError:
+        raise EnvelopeError(address_key) from None
+    if any(ord(c) < 0x20 or c == "\x7f" for c in address):
+        raise EnvelopeError(address_key)
+    params = {}
+    for word in rest.split():
+        name, eq, value = word.partition("=")
+        params[name.upper()] = value if eq else None
+    return Path(address, params)
+
+
+def check_mail_params(params, size_limit, features):
+    """Raise :class:`EnvelopeError` for MAIL parameters Postfix refuses."""
+    for name, value in params.items():
+        if name == "SIZE":
+            if value is None or not value.isdigit() or len(value) > 20:
+                raise EnvelopeError("size_syntax")
+            if int(value) > size_limit:
+                raise EnvelopeError("too_big")
+        elif name == "BODY":
+            if (value or "").upper() not in ("7BIT", "8BITMIME"):
+                raise EnvelopeError("body_syntax")
+        elif name == "SMTPUTF8" and features.smtputf8 and value is None:
+            pass
+        elif name in ("RET", "ENVID") and features.dsn:
+            pass
+        elif name == "AUTH" and features.auth:
+            pass
+        else:
+            raise EnvelopeError("bad_option", _word(name, value))
+
+
+def check_rcpt_params(params, features):
+    for name, value in params.items():
+        if not (name in ("NOTIFY", "ORCPT") and features.dsn):
+            raise EnvelopeError("bad_option", _word(name, value))
+
+
+def _word(name, value):
+    return name if value is None else f"{name}={value}"

@@ -1,0 +1,654 @@
+"""One SMTP session: the persona's replies, the capture, the limits.
+
+Input is scanned, never trusted: a command line is kept up to
+``line_length_limit`` bytes (the rest is skipped, as Postfix does), DATA is
+scanned in chunks for CRLF.CRLF and streamed into the spool, BDAT chunks are
+counted.  Commands are answered strictly in order: while one waits on a
+Deferred (a spool commit, an error delay) reading is paused and later
+pipelined commands wait in the buffer.
+"""
+
+import secrets
+import uuid
+
+import attrs
+
+from twisted.internet.interfaces import IHandshakeListener, ISSLTransport
+from twisted.internet.protocol import Protocol
+from twisted.logger import Logger
+from zope.interface import implementer
+
+from smtplatrine.events import printable
+from smtplatrine.persona import wire
+from smtplatrine.smtp import auth, envelope
+from smtplatrine.smtp.record import Envelope, SessionRecord
+
+log = Logger()
+
+COMMAND, DATA, BDAT, AUTH = "command", "data", "bdat", "auth"
+# Long enough to hold back the start of a CRLF.CRLF split across reads.
+_HOLD = 4
+_SMUGGLING = (b"\n.\n", b"\n.\r\n", b"\r\n.\n", b"\r.\r")
+
+
+@implementer(IHandshakeListener)
+class SMTPSession(Protocol):
+    """The server side of one connection; ``factory`` holds what is shared."""
+
+    def connectionMade(self):
+        factory = self.factory
+        self.config = factory.config.smtp
+        self.features = factory.config.smtp_features
+        self.persona = factory.persona
+        self.clock = factory.clock
+        peer, host = self.transport.getPeer(), self.transport.getHost()
+        self.identity = {
+            "session": str(uuid.uuid4()),
+            "sensor": factory.config.server.sensor_name,
+            "src_ip": getattr(peer, "host", ""), "src_port": getattr(peer, "port", 0),
+            "dst_ip": getattr(host, "host", ""), "dst_port": getattr(host, "port", 0),
+        }
+        now = self.clock.seconds()
+        self.record = SessionRecord(identity=self.identity, start=now)
+        self._buffer = b""
+        self._offset = 0
+        self._mode = COMMAND
+        self._busy = False
+        self._processing = False
+        self._closing = False
+        self._greeted = False
+        self._envelope = None
+        self._file = None
+        self._exchange = None
+        self._long_line = None
+        self._authenticated = False
+        self._last_activity = now
+        self._line_started = None
+        self._timer = None
+        if ISSLTransport.providedBy(self.transport):
+            self.record.tls = {"implicit": True}
+        factory.events.emit("smtplatrine.session.connect", self.identity)
+        self._schedule_watchdog()
+        if self.config.greet_delay:
+            self._busy = True
+            self.clock.callLater(self.config.greet_delay, self._greet)
+        else:
+            self._greet()
+
+    def _greet(self):
+        self._greeted = True
+        self._busy = False
+        self._reply("greeting")
+        self._process()
+
+    # --- input -------------------------------------------------------------
+
+    def dataReceived(self, data):
+        self._last_activity = self.clock.seconds()
+        if self._closing:
+            return
+        if not self._greeted:
+            self.record.flag("pregreet")
+            self.record.pregreet += data[: 512 - len(self.record.pregreet)]
+        if self._offset:
+            self._buffer = self._buffer[self._offset:]
+            self._offset = 0
+        self._buffer += data
+        self._process()
+
+    def _process(self):
+        if self._processing:
+            return
+        self._processing = True
+        try:
+            while not (self._busy or self._closing):
+                step = {COMMAND: self._command_step, AUTH: self._command_step,
+                        DATA: self._data_step, BDAT: self._bdat_step}[self._mode]
+                if not step():
+                    break
+        finally:
+            self._processing = False
+
+    def _command_step(self):
+        """Handle one complete line, if the buffer holds one."""
+        end = self._buffer.find(b"\n", self._offset)
+        if end < 0:
+            pending = len(self._buffer) - self._offset
+            if pending and self._line_started is None:
+                self._line_started = self.clock.seconds()
+            if self._long_line is None and pending > self.config.line_length_limit:
+                self._long_line = self._buffer[self._offset:][
+                    : self.config.line_length_limit]
+                self.record.flag("long_command")
+            if self._long_line is not None:
+                self._buffer, self._offset = b"", 0
+            return False
+        line = self._buffer[self._offset:end + 1]
+        self._offset = end + 1
+        self._line_started = None
+        if self._long_line is not None:
+            line, self._long_line = self._long_line, None
+        if line.endswith(b"\r\n"):
+            line = line[:-2]
+        else:
+            line = line.rstrip(b"\n")
+            self.record.flag("bare_lf")
+        if self._offset < len(self._buffer) and not self._pipelining_allowed():
+            self.record.flag("improper_pipelining")
+        text = line.decode("utf-8", "surrogateescape")
+        self.record.note(self.clock.seconds(), "C", text, self.config.transcript_limit)
+        if self._mode == AUTH:
+            self._auth_step(text)
+        else:
+            self._command(text)
+        return True
+
+    def _pipelining_allowed(self):
+        return (self.features.pipelining and self.record.helo_command == "EHLO"
+                and self._mode == COMMAND)
+
+    def _command(self, text):
+        self.record.commands += 1
+        verb, _, arg = text.strip(" ").partition(" ")
+        if "\0" in text:
+            self.record.flag("nul_byte")
+        handler = self._COMMANDS.get(verb.upper() if verb.isascii() else "")
+        if handler is None:
+            self.record.unknown_commands += 1
+            self._reply("unknown")
+        else:
+            handler(self, arg.strip(" "))
+
+    # --- commands ----------------------------------------------------------
+
+    def do_HELO(self, arg, command="HELO"):
+        if not arg:
+            self._reply("helo_syntax" if command == "HELO" else "ehlo_syntax")
+            return
+        self._reset_transaction()
+        self.record.helo, self.record.helo_command = arg, command
+        self.factory.events.emit("smtplatrine.session.helo", self.identity,
+                                 command=command, helo=printable(arg))
+        if command == "HELO":
+            self._reply("helo")
+        else:
+            self._write_reply(self._ehlo_lines())
+
+    def do_EHLO(self, arg):
+        self.do_HELO(arg, "EHLO")
+
+    def _ehlo_lines(self):
+        hostname = self.factory.config.server.hostname
+        values = {"size": self.config.message_size_limit,
+                  "mechanisms": " ".join(self.features.auth_mechanisms)}
+        lines = [f"250 {hostname}"]
+        for feature, keyword in self.persona.ehlo_keywords:
+            if not getattr(self.features, feature):
+                continue
+            if feature == "starttls" and (self.record.tls or not self.factory.tls_options):
+                continue
+            if feature == "auth" and not self.features.auth_mechanisms:
+                continue
+            lines.append("250 " + keyword.format(**values))
+        return lines
+
+    def _needs_helo(self):
+        if self.config.smtp_compliant and self.record.helo is None:
+            self._reply("need_helo")
+            return True
+        return False
+
+    def do_MAIL(self, arg):
+        if self._needs_helo():
+            return
+        if self._envelope is not None:
+            self._reply("nested_mail")
+            return
+        try:
+            path = envelope.parse(arg, "FROM", "mail_syntax", "bad_sender")
+            envelope.check_mail_params(
+                path.params, self.config.message_size_limit, self.features)
+        except envelope.EnvelopeError as e:
+            self._reply(e.key, arg=printable(e.arg))
+            return
+        self._start_transaction(path.address, path.params)
+        self.factory.events.emit("smtplatrine.mail", self.identity,
+                                 mail_from=printable(path.address))
+        self._reply("mail_ok")
+
+    def _start_transaction(self, mail_from, params):
+        self._envelope = Envelope(mail_from=mail_from, params=params,
+                                  time=self.clock.seconds())
+        self.record.envelopes.append(self._envelope)
+
+    def do_RCPT(self, arg):
+        if self._needs_helo():
+            return
+        if self._envelope is None and self.config.smtp_compliant:
+            self._reply("need_mail")
+            return
+        try:
+            path = envelope.parse(arg, "TO", "rcpt_syntax", "bad_recipient")
+            envelope.check_rcpt_params(path.params, self.features)
+        except envelope.EnvelopeError as e:
+            self._reply(e.key, arg=printable(e.arg))
+            return
+        if self._envelope is None:
+            self._start_transaction(None, {})
+        if len(self._envelope.rcpts) >= self.config.recipient_limit:
+            self.record.flag("too_many_recipients")
+            self._reply("too_many_rcpts")
+            return
+        self._envelope.rcpts.append(path.address)
+        self.factory.events.emit("smtplatrine.rcpt", self.identity,
+                                 rcpt=printable(path.address))
+        self._reply("rcpt_ok")
+
+    def _transaction_error(self):
+        """The persona's reply key when DATA or BDAT may not start yet."""
+        if self.config.smtp_compliant:
+            if self.record.helo is None:
+                return "need_helo"
+            if self._envelope is None:
+                return "need_rcpt"
+            if not self._envelope.rcpts:
+                return "no_recipients"
+        return None
+
+    def do_DATA(self, arg):
+        error = self._transaction_error()
+        if error is None and self._envelope is not None and self._envelope.chunks:
+            error = "data_after_bdat"
+        if error:
+            self._reply(error)
+            return
+        if self._offset < len(self._buffer):
+            self.record.flag("improper_pipelining")
+        self._open_message("DATA")
+        self._carry, self._skip = b"\r\n", 2
+        self._mode = DATA
+        self._reply("data_go")
+
+    def do_BDAT(self, arg):
+        words = arg.split()
+        if (not self.features.chunking or not 1 <= len(words) <= 2
+                or not words[0].isdigit() or len(words[0]) > 20
+                or (len(words) == 2 and words[1].upper() != "LAST")):
+            key = "bdat_syntax" if self.features.chunking else "unknown"
+            self._reply(key)
+            return
+        self._chunk_left = int(words[0])
+        self._chunk_size = self._chunk_left
+        self._chunk_last = len(words) == 2
+        self._chunk_error = self._transaction_error()
+        if self._chunk_error is None and self._file is None:
+            self._open_message("BDAT")
+        if self._envelope is not None:
+            self._envelope.chunks += 1
+        self._mode = BDAT
+
+    def do_RSET(self, arg):
+        self._reset_transaction()
+        self._reply("ok")
+
+    def do_NOOP(self, arg):
+        self._reply("ok")
+
+    def do_QUIT(self, arg):
+        self._reply("bye", then=self._close)
+
+    def do_VRFY(self, arg):
+        if not self.features.vrfy:
+            self._reply("vrfy_disabled")
+        elif not arg:
+            self._reply("vrfy_syntax")
+        else:
+            self._reply("vrfy", arg=printable(arg))
+
+    def do_ETRN(self, arg):
+        if not self.features.etrn:
+            self._reply("unknown")
+        elif self._needs_helo():
+            pass
+        elif not arg:
+            self._reply("etrn_syntax")
+        else:
+            self._reply("etrn")
+
+    def do_STARTTLS(self, arg):
+        if not self.features.starttls or self.factory.tls_options is None:
+            self._reply("unknown")
+        elif arg:
+            self._reply("tls_syntax")
+        elif self.record.tls:
+            self._reply("tls_active")
+        else:
+            discarded = len(self._buffer) - self._offset
+            if discarded:
+                self.record.flag("starttls_injection")
+            self._buffer, self._offset = b"", 0
+            self._reply("tls_go", then=self._start_tls)
+            self._reset_transaction()
+            self.record.helo = self.record.helo_command = None
+            self._authenticated = False
+
+    def _start_tls(self):
+        self.record.tls = {"implicit": False}
+        self.transport.startTLS(self.factory.tls_options)
+
+    def handshakeCompleted(self):
+        connection = self.transport.getHandle()
+        self.record.tls.update(version=connection.get_protocol_version_name(),
+                               cipher=connection.get_cipher_name())
+        self.factory.events.emit("smtplatrine.session.tls", self.identity,
+                                 tls_version=self.record.tls["version"],
+                                 tls_cipher=self.record.tls["cipher"])
+
+    def do_AUTH(self, arg):
+        if not self.features.auth or not self.features.auth_mechanisms:
+            self._reply("auth_disabled")
+            return
+        if self._needs_helo():
+            return
+        if not arg:
+            self._reply("auth_syntax")
+            return
+        if self._authenticated:
+            self._reply("auth_twice")
+            return
+        if self._envelope is not None:
+            self._reply("auth_in_mail")
+            return
+        mechanism, _, initial = arg.partition(" ")
+        mechanism = mechanism.upper()
+        if mechanism not in self.features.auth_mechanisms:
+            self._reply("auth_mechanism")
+            return
+        nonce = f"{secrets.randbelow(10**10)}.{int(self.clock.seconds())}"
+        self._exchange = auth.Exchange(
+            mechanism, self.factory.config.server.hostname, nonce)
+        self._auth_reply(lambda: self._exchange.start(initial.strip() or None))
+
+    def _auth_step(self, text):
+        self._auth_reply(lambda: self._exchange.step(text))
+
+    def _auth_reply(self, step):
+        try:
+            challenge = step()
+        except auth.Aborted:
+            self._end_auth("auth_aborted")
+        except auth.BadBase64:
+            self._end_auth("auth_bad_base64")
+        else:
+            if challenge is not None:
+                self._mode = AUTH
+                self._reply("auth_challenge", arg=challenge)
+            else:
+                self._finish_auth()
+
+    def _finish_auth(self):
+        attempt = attrs.asdict(self._exchange.attempt)
+        accepted = self.config.smtp_auth_accept
+        attempt.update(time=self.clock.seconds(), accepted=accepted)
+        self.record.auth.append(attempt)
+        self.factory.events.emit(
+            "smtplatrine.login.attempt", self.identity,
+            **{k: printable(v) if isinstance(v, str) else v
+               for k, v in attempt.items() if k != "time"})
+        self._authenticated = accepted
+        self._end_auth("auth_ok" if accepted else "auth_failed")
+
+    def _end_auth(self, key):
+        self._exchange = None
+        self._mode = COMMAND
+        self._reply(key)
+
+    _COMMANDS = {
+        "HELO": do_HELO, "EHLO": do_EHLO, "MAIL": do_MAIL, "RCPT": do_RCPT,
+        "DATA": do_DATA, "BDAT": do_BDAT, "RSET": do_RSET, "NOOP": do_NOOP,
+        "QUIT": do_QUIT, "VRFY": do_VRFY, "ETRN": do_ETRN,
+        "STARTTLS": do_STARTTLS, "AUTH": do_AUTH,
+    }
+
+    # --- message bodies ----------------------------------------------------
+
+    def _open_message(self, transport):
+        if self._envelope is None:
+            self._start_transaction(None, {})
+        message_id = uuid.uuid4()
+        self._envelope.message = str(message_id)
+        self._envelope.queue_id = message_id.hex[:11].upper()
+        self._envelope.transport = transport
+        self._file = self.factory.spool.open(
+            message_id, self.config.message_size_limit)
+        self._data_start = self.clock.seconds()
+        self._data_bytes = 0
+        self._line_length = 0
+
+    def _data_step(self):
+        """Stream what the buffer holds; True when CRLF.CRLF was seen."""
+        new = self._buffer[self._offset:]
+        self._buffer, self._offset = b"", 0
+        self._data_bytes += len(new)
+        buf = self._carry + new
+        end = buf.find(b"\r\n.\r\n")
+        if end >= 0:
+            piece, self._buffer = buf[:end + 2], buf[end + 5:]
+        else:
+            cut = max(len(buf) - _HOLD, 0)
+            # Never split a CRLF: "\r\n." must be seen whole to unstuff it.
+            if buf[cut - 2:cut] == b"\r\n":
+                cut -= 2
+            elif buf[cut - 1:cut] == b"\r":
+                cut -= 1
+            cut = max(cut, 0)
+            piece, self._carry = buf[:cut], buf[cut:]
+        self._inspect(buf[:end] if end >= 0 else buf, new)
+        piece = piece.replace(b"\r\n.", b"\r\n")
+        if self._skip:
+            skipped = piece[:self._skip]
+            piece = piece[len(skipped):]
+            self._skip -= len(skipped)
+        self._file.write(piece)
+        if end < 0:
+            return False
+        self._mode = COMMAND
+        self._finish_message()
+        return True
+
+    def _inspect(self, buf, new):
+        """Flag bare line feeds, smuggling attempts and overlong lines."""
+        if buf.count(b"\n") != buf.count(b"\r\n"):
+            self.record.flag("bare_lf")
+        if any(pattern in buf for pattern in _SMUGGLING):
+            self.record.flag("smuggling")
+        if "long_line" not in self.record.flags:
+            lines = new.split(b"\n")
+            first = self._line_length + len(lines[0])
+            longest = max([first, *map(len, lines[1:])])
+            self._line_length = len(lines[-1]) if len(lines) > 1 else first
+            if longest > self.config.line_length_limit:
+                self.record.flag("long_line")
+
+    def _bdat_step(self):
+        available = len(self._buffer) - self._offset
+        take = min(self._chunk_left, available)
+        chunk = self._buffer[self._offset:self._offset + take]
+        self._offset += take
+        self._chunk_left -= take
+        if self._chunk_error is None:
+            self._data_bytes += take
+            self._file.write(chunk)
+        if self._chunk_left:
+            return False
+        self._mode = COMMAND
+        if self._chunk_error:
+            self._reply(self._chunk_error)
+        elif self._chunk_last:
+            self._finish_message()
+        elif self._file.truncated:
+            self._reply("too_big")
+        else:
+            self._reply("chunk_ok", size=self._chunk_size)
+        return True
+
+    def _metadata(self, **status):
+        envelope_ = self._envelope
+        return dict(
+            self.identity, message=envelope_.message, queue_id=envelope_.queue_id,
+            transport=envelope_.transport, mail_from=envelope_.mail_from,
+            mail_params=envelope_.params, rcpts=envelope_.rcpts,
+            received=self.clock.seconds(), helo=self.record.helo,
+            tls=self.record.tls, flags=sorted(self.record.flags), **status)
+
+    def _finish_message(self):
+        spool_file, self._file = self._file, None
+        accepted = not spool_file.truncated
+        metadata = self._metadata(acknowledged=accepted, incomplete=False)
+        envelope_ = self._envelope
+        self._envelope = None
+        self._busy = True
+        self.transport.pauseProducing()
+
+        def committed(_):
+            envelope_.outcome = "queued" if accepted else "too_big"
+            self.factory.events.emit(
+                "smtplatrine.message.spooled", self.identity,
+                message=envelope_.message, queue_id=envelope_.queue_id,
+                size=spool_file.size, sha256=spool_file.sha256,
+                acknowledged=accepted, truncated=spool_file.truncated)
+            self.record.messages += accepted
+            return ("queued", {"queue_id": envelope_.queue_id}) if accepted else (
+                "too_big", {})
+
+        def failed(failure):
+            envelope_.outcome = "spool_error"
+            log.failure("spool: cannot commit message {message}", failure,
+                        message=envelope_.message)
+            no_space = getattr(failure.value, "errno", None) == 28
+            return ("no_space" if no_space else "write_error"), {}
+
+        def answer(result):
+            key, values = result
+            self._busy = False
+            if self.connected:
+                self.transport.resumeProducing()
+            self._reply(key, **values)
+            self._process()
+
+        d = self.factory.spool.commit(spool_file, metadata)
+        d.addCallbacks(committed, failed).addCallback(answer)
+
+    def _reset_transaction(self):
+        if self._file is not None:
+            self.factory.spool.discard(self._file)
+            self._file = None
+        self._envelope = None
+
+    # --- replies -----------------------------------------------------------
+
+    def _reply(self, key, then=None, **values):
+        lines = self.persona.reply(
+            key, hostname=self.factory.config.server.hostname, **values)
+        self._write_reply(lines, then)
+
+    def _write_reply(self, lines, then=None):
+        """Send one reply in one write, then call *then*.
+
+        Error replies count; past the soft limit every reply is delayed, and
+        at the hard limit the session ends, as in Postfix.
+        """
+        code = lines[0][:3]
+        if code[0] in "45" and code != "421":
+            self.record.errors += 1
+        delay = (self.config.error_sleep_time
+                 if self.record.errors >= self.config.soft_error_limit > 0
+                 else 0)
+        text = wire(lines)
+        if delay and not self._closing:
+            self._busy = True
+            self.clock.callLater(delay, self._send_delayed, text, then)
+        else:
+            self._send(text, then)
+
+    def _send_delayed(self, text, then):
+        self._busy = False
+        self._send(text, then)
+        self._process()
+
+    def _send(self, text, then):
+        if self._closing:
+            return
+        self.record.note(self.clock.seconds(), "S", text.rstrip("\r\n"),
+                         self.config.transcript_limit)
+        self.transport.write(text.encode("utf-8", "surrogateescape"))
+        if then is not None:
+            then()
+        elif self.record.errors >= self.config.hard_error_limit:
+            self.record.close_reason = "too_many_errors"
+            self._reply("too_many_errors", then=self._close)
+
+    def _close(self):
+        self._closing = True
+        self.transport.loseConnection()
+
+    # --- deadlines ---------------------------------------------------------
+
+    def _schedule_watchdog(self):
+        now = self.clock.seconds()
+        config = self.config
+        due = min(self._last_activity + config.timeout,
+                  self.record.start + config.session_deadline)
+        if self._line_started is not None:
+            due = min(due, self._line_started + config.timeout)
+        if self._mode in (DATA, BDAT):
+            due = min(due, now + 10)
+        self._timer = self.clock.callLater(max(due - now, 0), self._watchdog)
+
+    def _watchdog(self):
+        now = self.clock.seconds()
+        config = self.config
+        reason = None
+        if now >= self.record.start + config.session_deadline:
+            reason = "session_deadline"
+        elif now >= self._last_activity + config.timeout:
+            reason = "idle_timeout"
+        elif (self._line_started is not None
+              and now >= self._line_started + config.timeout):
+            reason = "command_timeout"
+        elif self._mode in (DATA, BDAT) and config.min_data_rate:
+            elapsed = now - self._data_start
+            if elapsed >= 10 and self._data_bytes / elapsed < config.min_data_rate:
+                reason = "slow_data"
+        if reason is None:
+            self._schedule_watchdog()
+            return
+        self._timer = None
+        self.record.close_reason = reason
+        self.record.flag(reason)
+        self._busy = False
+        self._reply("timeout", then=self._close)
+
+    # --- end ---------------------------------------------------------------
+
+    def connectionLost(self, reason):
+        self._closing = True
+        if self._timer is not None and self._timer.active():
+            self._timer.cancel()
+        now = self.clock.seconds()
+        if self._file is not None:
+            spool_file, self._file = self._file, None
+            self._envelope.outcome = "incomplete"
+            self.factory.spool.commit(
+                spool_file, self._metadata(acknowledged=False, incomplete=True)
+            ).addErrback(lambda f: log.failure("spool: cannot keep {message}", f,
+                                               message=spool_file.path.stem))
+            self.record.flag("incomplete_message")
+        self.record.end = now
+        self.record.close_reason = self.record.close_reason or "client"
+        self.factory.events.emit(
+            "smtplatrine.session.closed", self.identity,
+            duration=now - self.record.start, messages=self.record.messages,
+            reason=self.record.close_reason)
+        self.factory.session_closed(self)
+

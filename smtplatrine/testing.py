@@ -1,0 +1,63 @@
+"""Fakes shared by the tests: a session driven in memory, a list output."""
+
+import attrs
+from twisted.internet import defer
+from twisted.internet.task import Clock
+from twisted.internet.testing import StringTransport
+
+from smtplatrine import config as config_module
+from smtplatrine.events import Events
+from smtplatrine.persona import POSTFIX
+from smtplatrine.smtp.factory import HoneypotFactory
+from smtplatrine.spool import Spool
+
+
+def run_now(f, *args):
+    """Run *f* at once, as ``deferToThread`` would later: a fired Deferred."""
+    return defer.maybeDeferred(f, *args)
+
+
+class ListOutput:
+    """An event output that keeps the events in a list."""
+
+    def __init__(self):
+        self.events = []
+
+    def write(self, event):
+        self.events.append(event)
+
+    def close(self):
+        pass
+
+    def ids(self):
+        return [event["eventid"] for event in self.events]
+
+
+def make_config(**sections):
+    """The default configuration with some options changed, per section:
+    ``make_config(smtp={"timeout": 5})``."""
+    default = config_module.Config()
+    return attrs.evolve(default, **{
+        name: attrs.evolve(getattr(default, name), **values)
+        for name, values in sections.items()})
+
+
+def make_factory(spool_dir, config=None, tls_options=None, run=run_now):
+    """A factory over a spool in *spool_dir*, a Clock and a ListOutput."""
+    clock = Clock()
+    output = ListOutput()
+    factory = HoneypotFactory(
+        config or make_config(), POSTFIX, clock, Spool(spool_dir, run),
+        Events(clock, [output]), tls_options)
+    factory.output = output
+    return factory
+
+
+def connect(factory, peer=("192.0.2.7", 40000), server=("198.51.100.1", 25)):
+    """A session of *factory* connected to a StringTransport."""
+    from twisted.internet.address import IPv4Address
+    transport = StringTransport(
+        peerAddress=IPv4Address("TCP", *peer), hostAddress=IPv4Address("TCP", *server))
+    protocol = factory.buildProtocol(transport.getPeer())
+    protocol.makeConnection(transport)
+    return protocol, transport
