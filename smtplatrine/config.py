@@ -145,7 +145,7 @@ def _parse(field, raw):
         if raw.lower() in _TRUE | _FALSE:
             return raw.lower() in _TRUE
         raise ValueError
-    if kind is tuple[str, ...]:
+    if kind == tuple[str, ...]:
         return tuple(raw.split())
     return kind(raw)
 

@@ -2,6 +2,7 @@
 
 import attrs
 from twisted.internet import defer
+from twisted.internet.address import IPv4Address
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 
@@ -53,10 +54,18 @@ def make_factory(spool_dir, config=None, tls_options=None, run=run_now):
     return factory
 
 
+class TLSStringTransport(StringTransport):
+    """A StringTransport that notes when STARTTLS switched it to TLS."""
+
+    tls = None
+
+    def startTLS(self, context_factory):
+        self.tls = context_factory
+
+
 def connect(factory, peer=("192.0.2.7", 40000), server=("198.51.100.1", 25)):
     """A session of *factory* connected to a StringTransport."""
-    from twisted.internet.address import IPv4Address
-    transport = StringTransport(
+    transport = TLSStringTransport(
         peerAddress=IPv4Address("TCP", *peer), hostAddress=IPv4Address("TCP", *server))
     protocol = factory.buildProtocol(transport.getPeer())
     protocol.makeConnection(transport)

@@ -26,6 +26,8 @@ class HoneypotFactory(Factory):
     is off.
     """
 
+    noisy = False
+
     def __init__(self, config, persona, clock, spool, events, tls_options):
         self.config = config
         self.persona = persona
@@ -34,8 +36,6 @@ class HoneypotFactory(Factory):
         self.events = events
         self.tls_options = tls_options
         self.active = 0
-
-    noisy = False
 
     def buildProtocol(self, addr):
         if self.active >= self.config.protection.max_connections:

@@ -128,6 +128,9 @@ class SMTPSession(Protocol):
         self._line_started = None
         if self._long_line is not None:
             line, self._long_line = self._long_line, None
+        elif len(line) > self.config.line_length_limit:
+            line = line[:self.config.line_length_limit]
+            self.record.flag("long_command")
         if line.endswith(b"\r\n"):
             line = line[:-2]
         else:
@@ -424,6 +427,8 @@ class SMTPSession(Protocol):
         self._data_start = self.clock.seconds()
         self._data_bytes = 0
         self._line_length = 0
+        self._timer.cancel()
+        self._schedule_watchdog()
 
     def _data_step(self):
         """Stream what the buffer holds; True when CRLF.CRLF was seen."""
@@ -444,17 +449,21 @@ class SMTPSession(Protocol):
             cut = max(cut, 0)
             piece, self._carry = buf[:cut], buf[cut:]
         self._inspect(buf[:end] if end >= 0 else buf, new)
+        self._write_data(piece)
+        if end < 0:
+            return False
+        self._mode = COMMAND
+        self._finish_message()
+        return True
+
+    def _write_data(self, piece):
+        """Unstuff *piece* and write it, less the CRLF that DATA stands for."""
         piece = piece.replace(b"\r\n.", b"\r\n")
         if self._skip:
             skipped = piece[:self._skip]
             piece = piece[len(skipped):]
             self._skip -= len(skipped)
         self._file.write(piece)
-        if end < 0:
-            return False
-        self._mode = COMMAND
-        self._finish_message()
-        return True
 
     def _inspect(self, buf, new):
         """Flag bare line feeds, smuggling attempts and overlong lines."""
@@ -601,7 +610,7 @@ class SMTPSession(Protocol):
                   self.record.start + config.session_deadline)
         if self._line_started is not None:
             due = min(due, self._line_started + config.timeout)
-        if self._mode in (DATA, BDAT):
+        if self._file is not None:
             due = min(due, now + 10)
         self._timer = self.clock.callLater(max(due - now, 0), self._watchdog)
 
@@ -616,7 +625,7 @@ class SMTPSession(Protocol):
         elif (self._line_started is not None
               and now >= self._line_started + config.timeout):
             reason = "command_timeout"
-        elif self._mode in (DATA, BDAT) and config.min_data_rate:
+        elif self._file is not None and config.min_data_rate:
             elapsed = now - self._data_start
             if elapsed >= 10 and self._data_bytes / elapsed < config.min_data_rate:
                 reason = "slow_data"
@@ -637,6 +646,8 @@ class SMTPSession(Protocol):
             self._timer.cancel()
         now = self.clock.seconds()
         if self._file is not None:
+            if self._mode == DATA:
+                self._write_data(self._carry)
             spool_file, self._file = self._file, None
             self._envelope.outcome = "incomplete"
             self.factory.spool.commit(

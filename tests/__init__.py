@@ -1,0 +1,1 @@
+"""Trial tests of smtplatrine."""

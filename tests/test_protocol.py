@@ -1,0 +1,603 @@
+"""The SMTP session driven in memory: commands, limits, capture, errors."""
+
+import base64
+import errno
+import hashlib
+import hmac
+import json
+import re
+
+from twisted.internet import defer
+from twisted.trial import unittest
+
+from smtplatrine.testing import connect, make_config, make_factory
+
+EHLO = b"EHLO client.example.org\r\n"
+REPLY = re.compile(rb"\A(?:[2-5]\d\d-[^\r\n]*\r\n)*[2-5]\d\d [^\r\n]*\r\n\Z")
+
+
+class SessionTestCase(unittest.TestCase):
+    """Connects one session; ``send`` returns the replies to what it sent."""
+
+    def setUp(self):
+        self.connect()
+
+    def connect(self, config=None, tls_options=object(), run=None, **kw):
+        kwargs = {"run": run} if run else {}
+        self.factory = make_factory(self.mktemp(), config, tls_options, **kwargs)
+        self.clock = self.factory.clock
+        self.protocol, self.transport = connect(self.factory, **kw)
+        self.banner = self.transport.value()
+        self.transport.clear()
+
+    def send(self, data):
+        self.transport.clear()
+        self.protocol.dataReceived(data)
+        return self.transport.value()
+
+    def spooled(self):
+        """The messages in the spool: [(metadata, raw bytes)]."""
+        directory = self.factory.spool.root / "messages"
+        return [(json.loads(p.read_text()), p.with_suffix(".eml").read_bytes())
+                for p in sorted(directory.glob("*.json"))]
+
+    def close(self):
+        self.protocol.connectionLost(None)
+        directory = self.factory.spool.root / "sessions"
+        [path] = directory.glob("*.json")
+        return json.loads(path.read_text())
+
+    def transaction(self, body, sender=b"<a@b.example>", rcpts=(b"<c@d.example>",)):
+        data = b"MAIL FROM:" + sender + b"\r\n"
+        data += b"".join(b"RCPT TO:" + r + b"\r\n" for r in rcpts)
+        return self.send(data + b"DATA\r\n" + body)
+
+
+class GreetingTests(SessionTestCase):
+
+    def test_banner(self):
+        """The banner is Postfix's, with the configured host name."""
+        self.assertEqual(self.banner,
+                         b"220 mail.example.com ESMTP Postfix (Debian/GNU)\r\n")
+
+    def test_ehlo_keywords(self):
+        """EHLO lists Postfix's keywords in Postfix's order, in one write."""
+        self.assertEqual(self.send(EHLO), (
+            b"250-mail.example.com\r\n250-PIPELINING\r\n250-SIZE 10240000\r\n"
+            b"250-VRFY\r\n250-ETRN\r\n250-STARTTLS\r\n"
+            b"250-AUTH PLAIN LOGIN CRAM-MD5\r\n250-ENHANCEDSTATUSCODES\r\n"
+            b"250-8BITMIME\r\n250-DSN\r\n250-SMTPUTF8\r\n250 CHUNKING\r\n"))
+        self.assertEqual(len(self.transport.io.getvalue().split(b"\r\n")), 13)
+
+    def test_features_off(self):
+        """A feature turned off is neither advertised nor usable."""
+        features = {"chunking": False, "starttls": False, "auth": False, "vrfy": False}
+        self.connect(make_config(smtp_features=features))
+        reply = self.send(EHLO)
+        for keyword in (b"CHUNKING", b"STARTTLS", b"AUTH", b"VRFY"):
+            self.assertNotIn(keyword, reply)
+        self.assertEqual(self.send(b"STARTTLS\r\n"),
+                         b"502 5.5.2 Error: command not recognized\r\n")
+        self.assertEqual(self.send(b"AUTH PLAIN\r\n"),
+                         b"503 5.5.1 Error: authentication not enabled\r\n")
+        self.assertEqual(self.send(b"VRFY root\r\n"),
+                         b"502 5.5.1 VRFY command is disabled\r\n")
+
+    def test_helo(self):
+        """HELO is answered with the host name alone."""
+        self.assertEqual(self.send(b"HELO x\r\n"), b"250 mail.example.com\r\n")
+
+    def test_helo_without_name(self):
+        """HELO and EHLO without a name get Postfix's syntax replies."""
+        self.assertEqual(self.send(b"HELO\r\n"), b"501 Syntax: HELO hostname\r\n")
+        self.assertEqual(self.send(b"EHLO\r\n"), b"501 Syntax: EHLO hostname\r\n")
+
+    def test_no_twisted_strings(self):
+        """NOOP, RSET, VRFY, HELP and QUIT never answer with Twisted's texts."""
+        reply = self.send(EHLO + b"NOOP\r\nRSET\r\nVRFY root\r\nHELP\r\nQUIT\r\n")
+        self.assertEqual(reply.split(b"\r\n")[12:], [
+            b"250 2.0.0 Ok", b"250 2.0.0 Ok", b"252 2.0.0 root",
+            b"502 5.5.2 Error: command not recognized", b"221 2.0.0 Bye", b""])
+        for text in (b"NO UCE", b"Delivery in progress", b"I remember nothing",
+                     b"Command not implemented"):
+            self.assertNotIn(text, reply)
+        self.assertTrue(self.transport.disconnecting)
+
+    def test_pregreet(self):
+        """A client talking before a delayed banner is flagged and answered."""
+        self.connect(make_config(smtp={"greet_delay": 2.0}))
+        self.assertEqual(self.banner, b"")
+        self.assertEqual(self.send(EHLO), b"")
+        self.clock.advance(2)
+        self.assertTrue(self.transport.value().startswith(b"220 "))
+        self.assertIn(b"250 CHUNKING", self.transport.value())
+        record = self.close()
+        self.assertIn("pregreet", record["flags"])
+        self.assertEqual(record["pregreet"], EHLO.decode())
+
+
+class TransactionTests(SessionTestCase):
+
+    def setUp(self):
+        super().setUp()
+        self.send(EHLO)
+
+    def test_message_spooled(self):
+        """A message is spooled byte-exact, dot-unstuffed, with its envelope."""
+        reply = self.transaction(
+            b"Subject: x\r\n\r\n..leading dot\r\nbody\r\n.\r\n",
+            rcpts=(b"<c@d.example>", b"<e@f.example>"))
+        [(meta, raw)] = self.spooled()
+        self.assertEqual(raw, b"Subject: x\r\n\r\n.leading dot\r\nbody\r\n")
+        self.assertEqual(reply.split(b"\r\n")[4],
+                         b"250 2.0.0 Ok: queued as " + meta["queue_id"].encode())
+        self.assertRegex(meta["queue_id"], r"\A[0-9A-F]{11}\Z")
+        self.assertEqual(meta["mail_from"], "a@b.example")
+        self.assertEqual(meta["rcpts"], ["c@d.example", "e@f.example"])
+        self.assertEqual(meta["sha256"], hashlib.sha256(raw).hexdigest())
+        self.assertEqual(meta["helo"], "client.example.org")
+        self.assertEqual(meta["src_ip"], "192.0.2.7")
+        self.assertTrue(meta["acknowledged"])
+
+    def test_empty_message(self):
+        """A DATA body that is only the final dot is an empty message."""
+        reply = self.transaction(b".\r\n")
+        self.assertIn(b"queued as", reply)
+        self.assertEqual(self.spooled()[0][1], b"")
+
+    def test_several_messages(self):
+        """Each message of a session is captured on its own."""
+        self.transaction(b"one\r\n.\r\n")
+        self.transaction(b"two\r\n.\r\n", sender=b"<x@y.example>")
+        raws = sorted(raw for _, raw in self.spooled())
+        self.assertEqual(raws, [b"one\r\n", b"two\r\n"])
+        self.assertEqual(len(self.close()["envelopes"]), 2)
+
+    def test_rset(self):
+        """RSET forgets the transaction: MAIL may start again, RCPT may not."""
+        self.send(b"MAIL FROM:<a@b>\r\n")
+        self.assertEqual(self.send(b"RSET\r\n"), b"250 2.0.0 Ok\r\n")
+        self.assertEqual(self.send(b"RCPT TO:<c@d>\r\n"),
+                         b"503 5.5.1 Error: need MAIL command\r\n")
+        self.assertEqual(self.send(b"MAIL FROM:<a@b>\r\n"), b"250 2.1.0 Ok\r\n")
+
+    def test_nested_mail(self):
+        """A second MAIL inside a transaction is refused."""
+        self.send(b"MAIL FROM:<a@b>\r\n")
+        self.assertEqual(self.send(b"MAIL FROM:<a@b>\r\n"),
+                         b"503 5.5.1 Error: nested MAIL command\r\n")
+
+    def test_order_enforced(self):
+        """Compliant mode answers out-of-order commands with Postfix's 503/554."""
+        self.assertEqual(self.send(b"RCPT TO:<a@b>\r\n"),
+                         b"503 5.5.1 Error: need MAIL command\r\n")
+        self.assertEqual(self.send(b"DATA\r\n"),
+                         b"503 5.5.1 Error: need RCPT command\r\n")
+        self.send(b"MAIL FROM:<a@b>\r\n")
+        self.assertEqual(self.send(b"DATA\r\n"),
+                         b"554 5.5.1 Error: no valid recipients\r\n")
+
+    def test_helo_required(self):
+        """Compliant mode wants HELO/EHLO before MAIL."""
+        self.connect()
+        self.assertEqual(self.send(b"MAIL FROM:<a@b>\r\n"),
+                         b"503 5.5.1 Error: send HELO/EHLO first\r\n")
+
+    def test_lenient_order(self):
+        """With smtp_compliant off, DATA without HELO, MAIL or RCPT is captured."""
+        self.connect(make_config(smtp={"smtp_compliant": False}))
+        reply = self.send(b"RCPT TO:<a@b>\r\nDATA\r\nhi\r\n.\r\n")
+        self.assertIn(b"queued as", reply)
+        [(meta, raw)] = self.spooled()
+        self.assertEqual((meta["mail_from"], meta["rcpts"], raw),
+                         (None, ["a@b"], b"hi\r\n"))
+
+    def test_relay_probes_accepted(self):
+        """Every sender and recipient form of nmap's smtp-open-relay is accepted."""
+        forms = [
+            (b"<>", b"<relaytest@nmap.scanme.org>"),
+            (b"<antispam@[127.0.0.1]>", b"<relaytest@nmap.scanme.org>"),
+            (b"<antispam@mail.example.com>", b"<relaytest%nmap.scanme.org@[127.0.0.1]>"),
+            (b"<antispam@mail.example.com>", b'<"relaytest@nmap.scanme.org">'),
+            (b"<antispam@mail.example.com>", b'<"relaytest%nmap.scanme.org">'),
+            (b"<antispam@mail.example.com>", b"<relaytest@nmap.scanme.org@[127.0.0.1]>"),
+            (b"<antispam@mail.example.com>", b'<"relaytest@nmap.scanme.org"@[127.0.0.1]>'),
+            (b"<antispam@mail.example.com>", b"<nmap.scanme.org!relaytest>"),
+            (b"<antispam@mail.example.com>", b"<@[127.0.0.1]:relaytest@nmap.scanme.org>"),
+            (b"<antispam@mail.example.com>", b"<@mail.example.com:relaytest@nmap.scanme.org>"),
+        ]
+        for sender, rcpt in forms:
+            reply = self.send(b"RSET\r\nMAIL FROM:" + sender + b"\r\nRCPT TO:" + rcpt + b"\r\n")
+            self.assertEqual(reply, b"250 2.0.0 Ok\r\n250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n",
+                             (sender, rcpt))
+
+    def test_mail_syntax(self):
+        """MAIL without FROM: and a broken address get Postfix's 501s."""
+        self.assertEqual(self.send(b"MAIL x@y\r\n"),
+                         b"501 5.5.4 Syntax: MAIL FROM:<address>\r\n")
+        self.assertEqual(self.send(b"MAIL FROM:<a@b\r\n"),
+                         b"501 5.1.7 Bad sender address syntax\r\n")
+
+    def test_mail_parameters(self):
+        """SIZE, BODY, SMTPUTF8 and DSN parameters are accepted; others are not."""
+        ok = b"250 2.1.0 Ok\r\n"
+        for params in (b"SIZE=1000", b"BODY=8BITMIME", b"SMTPUTF8", b"RET=HDRS ENVID=x"):
+            self.assertEqual(self.send(b"RSET\r\nMAIL FROM:<a@b> " + params + b"\r\n"),
+                             b"250 2.0.0 Ok\r\n" + ok, params)
+        self.send(b"RSET\r\n")
+        self.assertEqual(self.send(b"MAIL FROM:<a@b> FOO=BAR\r\n"),
+                         b"555 5.5.4 Unsupported option: FOO=BAR\r\n")
+        self.assertEqual(self.send(b"MAIL FROM:<a@b> SIZE=abc\r\n"),
+                         b"501 5.5.4 Bad message size syntax\r\n")
+
+    def test_size_refused_at_mail(self):
+        """SIZE= over the limit is refused at MAIL with 552."""
+        self.assertEqual(self.send(b"MAIL FROM:<a@b> SIZE=10240001\r\n"),
+                         b"552 5.3.4 Message size exceeds fixed limit\r\n")
+
+    def test_oversized_data(self):
+        """An oversized DATA is read to its end, answered 552, kept truncated."""
+        self.connect(make_config(smtp={"message_size_limit": 1000}))
+        self.send(EHLO)
+        body = b"x" * 998 + b"\r\n"
+        reply = self.transaction(body * 5 + b".\r\nNOOP\r\n")
+        self.assertTrue(reply.endswith(
+            b"552 5.3.4 Message size exceeds fixed limit\r\n250 2.0.0 Ok\r\n"))
+        [(meta, raw)] = self.spooled()
+        self.assertEqual(raw, body[:1000])
+        self.assertEqual((meta["truncated"], meta["acknowledged"]), (True, False))
+
+    def test_recipient_limit(self):
+        """Recipients past the limit get 452 and are not kept."""
+        self.connect(make_config(smtp={"recipient_limit": 2}))
+        self.send(EHLO + b"MAIL FROM:<a@b>\r\n")
+        reply = self.send(b"RCPT TO:<1@x>\r\nRCPT TO:<2@x>\r\nRCPT TO:<3@x>\r\n")
+        self.assertEqual(reply.split(b"\r\n")[2], b"452 4.5.3 Error: too many recipients")
+
+    def test_smuggling_variants(self):
+        """Only CRLF.CRLF ends DATA; the smuggling variants stay in the message."""
+        body = (b"a\r\n\n.\nMAIL FROM:<x@y>\r\nb\n.\r\nc\r\n.\nd\r\r.\re\r\n")
+        reply = self.transaction(body + b".\r\n")
+        self.assertEqual(reply.count(b"250 2.1.0"), 1)
+        [(meta, raw)] = self.spooled()
+        # The line ".\nd\r\r.\re" starts with a dot: unstuffed like any other.
+        self.assertEqual(raw, body.replace(b"c\r\n.\nd", b"c\r\n\nd"))
+        self.assertIn("smuggling", meta["flags"])
+        self.assertIn("bare_lf", meta["flags"])
+
+    def test_dropped_mid_data(self):
+        """A connection lost in DATA leaves an incomplete, unacknowledged message."""
+        reply = self.transaction(b"Subject: half\r\n")
+        self.assertNotIn(b"queued", reply)
+        record = self.close()
+        [(meta, raw)] = self.spooled()
+        self.assertEqual(raw, b"Subject: half\r\n")
+        self.assertEqual((meta["incomplete"], meta["acknowledged"]), (True, False))
+        self.assertIn("incomplete_message", record["flags"])
+
+    def test_long_line_in_data(self):
+        """A 1 MB line in DATA is kept whole; command-like lines after it are data."""
+        body = b"y" * 1000000 + b"\r\nQUIT\r\nRSET\r\n"
+        reply = self.transaction(body + b".\r\n")
+        self.assertNotIn(b"221", reply)
+        [(meta, raw)] = self.spooled()
+        self.assertEqual(raw, body)
+        self.assertIn("long_line", meta["flags"])
+
+
+class ChunkingTests(SessionTestCase):
+
+    def setUp(self):
+        super().setUp()
+        self.send(EHLO + b"MAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\n")
+
+    def test_bdat(self):
+        """BDAT chunks are acknowledged with their size; LAST queues the message."""
+        self.assertEqual(self.send(b"BDAT 5\r\nHello"), b"250 2.0.0 Ok: 5 bytes\r\n")
+        reply = self.send(b"BDAT 10 LAST\r\n\r\n.world\r\n")
+        self.assertIn(b"250 2.0.0 Ok: queued as", reply)
+        [(meta, raw)] = self.spooled()
+        self.assertEqual(raw, b"Hello\r\n.world\r\n")
+        self.assertEqual(meta["transport"], "BDAT")
+
+    def test_bdat_split_reads(self):
+        """A chunk arriving in pieces, with the next command behind it, is exact."""
+        self.send(b"BDAT 10 LAST\r\n0123")
+        reply = self.send(b"456789NOOP\r\n")
+        self.assertTrue(reply.endswith(b"\r\n250 2.0.0 Ok\r\n"))
+        self.assertEqual(self.spooled()[0][1], b"0123456789")
+
+    def test_bdat_without_transaction(self):
+        """BDAT before MAIL reads its chunk, then answers 503."""
+        self.send(b"RSET\r\n")
+        reply = self.send(b"BDAT 4 LAST\r\nQUITNOOP\r\n")
+        self.assertEqual(reply, b"503 5.5.1 Error: need RCPT command\r\n250 2.0.0 Ok\r\n")
+        self.assertEqual(self.spooled(), [])
+
+    def test_bdat_syntax(self):
+        """A BDAT without a numeric size gets the syntax reply."""
+        self.assertEqual(self.send(b"BDAT abc\r\n"),
+                         b"501 5.5.4 Syntax: BDAT count [LAST]\r\n")
+
+    def test_data_after_bdat(self):
+        """DATA in a BDAT transaction is refused."""
+        self.send(b"BDAT 2\r\nab")
+        self.assertEqual(self.send(b"DATA\r\n"), b"503 5.5.1 Error: DATA after BDAT\r\n")
+
+
+class AuthTests(SessionTestCase):
+
+    def setUp(self):
+        super().setUp()
+        self.send(EHLO)
+
+    def attempts(self):
+        return self.close()["auth"]
+
+    def test_plain_initial_response(self):
+        """AUTH PLAIN with an initial response records user and password."""
+        token = base64.b64encode(b"\0alice\0s3cret")
+        reply = self.send(b"AUTH PLAIN " + token + b"\r\n")
+        self.assertEqual(reply, b"535 5.7.8 Error: authentication failed:"
+                                b" authentication failure\r\n")
+        [attempt] = self.attempts()
+        self.assertEqual((attempt["mechanism"], attempt["username"], attempt["password"]),
+                         ("PLAIN", "alice", "s3cret"))
+        self.assertIn("smtplatrine.login.attempt", self.factory.output.ids())
+
+    def test_plain_without_initial_response(self):
+        """AUTH PLAIN alone gets an empty challenge, then takes the response."""
+        self.assertEqual(self.send(b"AUTH PLAIN\r\n"), b"334 \r\n")
+        self.send(base64.b64encode(b"admin\0bob\0pw") + b"\r\n")
+        [attempt] = self.attempts()
+        self.assertEqual((attempt["authzid"], attempt["username"], attempt["password"]),
+                         ("admin", "bob", "pw"))
+
+    def test_login(self):
+        """AUTH LOGIN asks Username: and Password: in base64."""
+        self.assertEqual(self.send(b"AUTH LOGIN\r\n"), b"334 VXNlcm5hbWU6\r\n")
+        self.assertEqual(self.send(b"Ym9i\r\n"), b"334 UGFzc3dvcmQ6\r\n")
+        self.send(b"aHVudGVyMg==\r\n")
+        [attempt] = self.attempts()
+        self.assertEqual((attempt["username"], attempt["password"]), ("bob", "hunter2"))
+
+    def test_login_initial_response(self):
+        """AUTH LOGIN with the username given at once asks only the password."""
+        self.assertEqual(self.send(b"AUTH LOGIN Ym9i\r\n"), b"334 UGFzc3dvcmQ6\r\n")
+
+    def test_cram_md5(self):
+        """CRAM-MD5 keeps the challenge and response for offline cracking."""
+        challenge = base64.b64decode(self.send(b"AUTH CRAM-MD5\r\n")[4:-2])
+        self.assertRegex(challenge, rb"\A<\d+\.\d+@mail\.example\.com>\Z")
+        digest = hmac.new(b"tanstaaf", challenge, "md5").hexdigest()
+        self.send(base64.b64encode(b"tim " + digest.encode()) + b"\r\n")
+        [attempt] = self.attempts()
+        self.assertEqual(attempt["challenge"], challenge.decode())
+        self.assertEqual((attempt["username"], attempt["response"]), ("tim", digest))
+
+    def test_accept(self):
+        """With smtp_auth_accept every attempt succeeds, once per session."""
+        self.connect(make_config(smtp={"smtp_auth_accept": True}))
+        self.send(EHLO)
+        token = base64.b64encode(b"\0u\0p")
+        self.assertEqual(self.send(b"AUTH PLAIN " + token + b"\r\n"),
+                         b"235 2.7.0 Authentication successful\r\n")
+        self.assertEqual(self.send(b"AUTH PLAIN " + token + b"\r\n"),
+                         b"503 5.5.1 Error: already authenticated\r\n")
+
+    def test_bare_auth(self):
+        """A bare AUTH gets the syntax reply, not a traceback."""
+        self.assertEqual(self.send(b"AUTH\r\n"), b"501 5.5.4 Syntax: AUTH mechanism\r\n")
+
+    def test_cancel_and_bad_base64(self):
+        """``*`` aborts an exchange; a response that is not base64 gets 501."""
+        self.send(b"AUTH LOGIN\r\n")
+        self.assertEqual(self.send(b"*\r\n"), b"501 5.7.0 Authentication aborted\r\n")
+        self.send(b"AUTH LOGIN\r\n")
+        self.assertEqual(self.send(b"%%%\r\n"), b"501 5.5.2 Cannot decode response\r\n")
+        self.assertEqual(self.send(b"NOOP\r\n"), b"250 2.0.0 Ok\r\n")
+
+    def test_unknown_mechanism(self):
+        """A mechanism not offered is refused."""
+        self.assertEqual(self.send(b"AUTH GSSAPI\r\n"),
+                         b"535 5.7.8 Error: authentication failed:"
+                         b" Invalid authentication mechanism\r\n")
+
+
+class TLSTests(SessionTestCase):
+
+    def test_starttls_discards_pipelined_plaintext(self):
+        """Commands pipelined behind STARTTLS are dropped and the session reset."""
+        self.send(EHLO)
+        reply = self.send(b"STARTTLS\r\nMAIL FROM:<evil@x>\r\nRCPT TO:<a@b>\r\n")
+        self.assertEqual(reply, b"220 2.0.0 Ready to start TLS\r\n")
+        self.assertIsNotNone(self.transport.tls)
+        self.assertEqual(self.send(b"MAIL FROM:<a@b>\r\n"),
+                         b"503 5.5.1 Error: send HELO/EHLO first\r\n")
+        self.assertNotIn(b"STARTTLS", self.send(EHLO))
+        self.assertEqual(self.send(b"STARTTLS\r\n"),
+                         b"554 5.5.1 Error: TLS already active\r\n")
+        self.assertIn("starttls_injection", self.close()["flags"])
+
+    def test_starttls_with_argument(self):
+        """STARTTLS takes no argument."""
+        self.assertEqual(self.send(b"STARTTLS now\r\n"), b"501 5.5.4 Syntax: STARTTLS\r\n")
+
+
+class PipeliningTests(SessionTestCase):
+
+    def test_batch_in_order(self):
+        """A pipelined batch is answered in order in one go."""
+        self.send(EHLO)
+        reply = self.send(b"MAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nRCPT TO:<e@f>\r\n"
+                          b"DATA\r\n")
+        self.assertEqual(reply, (b"250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n"
+                                       b"250 2.1.5 Ok\r\n354 End data with"
+                                       b" <CR><LF>.<CR><LF>\r\n"))
+        self.assertNotIn("improper_pipelining", self.close()["flags"])
+
+    def test_order_kept_while_commit_waits(self):
+        """Commands behind a message wait until its commit has been answered."""
+        pending = []
+
+        def run_later(f, *args):
+            d = defer.Deferred()
+            pending.append((d, f, args))
+            return d
+        self.connect(run=run_later)
+        reply = self.send(EHLO + b"MAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nDATA\r\n"
+                          b"hi\r\n.\r\nNOOP\r\nQUIT\r\n")
+        self.assertTrue(reply.endswith(b"354 End data with <CR><LF>.<CR><LF>\r\n"))
+        self.assertEqual(self.transport.producerState, "paused")
+        d, f, args = pending.pop()
+        d.callback(f(*args))
+        self.assertRegex(self.transport.value(),
+                         rb"354 [^\r]*\r\n250 2\.0\.0 Ok: queued as \w+\r\n"
+                         rb"250 2\.0\.0 Ok\r\n221 2\.0\.0 Bye\r\n\Z")
+
+    def test_improper_pipelining_flagged(self):
+        """Commands sent ahead of the EHLO reply are flagged."""
+        self.send(EHLO + b"MAIL FROM:<a@b>\r\n")
+        self.assertIn("improper_pipelining", self.close()["flags"])
+
+
+class SpoolFailureTests(SessionTestCase):
+
+    def fail_with(self, code):
+        def run(f, *args):
+            return defer.fail(OSError(code, "injected"))
+        self.connect(run=run)
+        self.send(EHLO)
+        reply = self.transaction(b"x\r\n.\r\n").split(b"\r\n")[3]
+        self.assertEqual(len(self.flushLoggedErrors(OSError)), 1)
+        return reply
+
+    def test_disk_full(self):
+        """A full disk gets 452, never 250."""
+        self.assertEqual(self.fail_with(errno.ENOSPC),
+                         b"452 4.3.1 Insufficient system storage")
+
+    def test_fsync_failure(self):
+        """A failed fsync gets 451, never 250."""
+        self.assertEqual(self.fail_with(errno.EIO),
+                         b"451 4.3.0 Error: queue file write error")
+
+
+class LimitTests(SessionTestCase):
+
+    def test_error_limit(self):
+        """Past the soft limit replies are delayed; at the hard limit, 421."""
+        self.send(EHLO)
+        reply = self.send(b"FOO\r\n" * 25)
+        self.assertEqual(reply.count(b"502 5.5.2"), 9)
+        for _ in range(12):
+            self.clock.advance(1)
+        self.assertEqual(self.transport.value().count(b"502 5.5.2"), 20)
+        self.assertTrue(self.transport.value().endswith(
+            b"421 4.7.0 mail.example.com Error: too many errors\r\n"))
+        self.assertTrue(self.transport.disconnecting)
+
+    def test_idle_timeout(self):
+        """A silent client gets 421 after the timeout."""
+        self.clock.advance(299)
+        self.assertFalse(self.transport.disconnecting)
+        self.clock.advance(1)
+        self.assertEqual(self.transport.value(),
+                         b"421 4.4.2 mail.example.com Error: timeout exceeded\r\n")
+        self.assertTrue(self.transport.disconnecting)
+        self.assertEqual(self.close()["close_reason"], "idle_timeout")
+
+    def test_slow_command(self):
+        """A command dribbled one byte every 10 s ends at the timeout."""
+        for _ in range(31):
+            self.send(b"N")
+            self.clock.advance(10)
+        self.assertTrue(self.transport.disconnecting)
+        self.assertEqual(self.close()["close_reason"], "command_timeout")
+
+    def test_session_deadline(self):
+        """A busy session still ends at the total deadline."""
+        self.connect(make_config(smtp={"session_deadline": 100}))
+        for _ in range(11):
+            self.send(b"NOOP\r\n")
+            self.clock.advance(10)
+        self.assertEqual(self.close()["close_reason"], "session_deadline")
+
+    def test_slow_data(self):
+        """DATA slower than min_data_rate is cut off."""
+        self.send(EHLO + b"MAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nDATA\r\n")
+        for _ in range(40):
+            self.send(b"x" * 100)
+            self.clock.advance(1)
+        self.assertTrue(self.transport.disconnecting)
+        self.assertEqual(self.close()["close_reason"], "slow_data")
+
+    def test_overlong_command(self):
+        """A 100 KB command line is cut to the limit and the session goes on."""
+        reply = self.send(b"NOOP " + b"A" * 100000 + b"\r\nNOOP\r\n")
+        self.assertEqual(reply, b"250 2.0.0 Ok\r\n250 2.0.0 Ok\r\n")
+        self.assertIn("long_command", self.close()["flags"])
+
+    def test_endless_line_is_bounded(self):
+        """10 MB without a line end never grows the buffer past the limit."""
+        for _ in range(160):
+            self.protocol.dataReceived(b"B" * 65536)
+            self.assertLessEqual(len(self.protocol._buffer), 65536 + 2048)
+        self.assertEqual(self.transport.value(), b"")
+
+    def test_hostile_verbs(self):
+        """NUL and 8-bit bytes in commands get 502, and the session goes on."""
+        reply = self.send(b"NO\0OP\r\n\xff\xfe\r\nHELO \x1b[31m\r\nNOOP\r\n")
+        self.assertEqual(reply.split(b"\r\n"), [
+            b"502 5.5.2 Error: command not recognized",
+            b"502 5.5.2 Error: command not recognized",
+            b"250 mail.example.com", b"250 2.0.0 Ok", b""])
+
+    def test_global_connection_limit(self):
+        """A connection over max_connections gets 421 and is closed."""
+        self.connect(make_config(protection={"max_connections": 1}))
+        _, transport = connect(self.factory)
+        self.assertEqual(transport.value(),
+                         b"421 4.7.0 mail.example.com Error: too many connections\r\n")
+        self.assertTrue(transport.disconnecting)
+
+
+class RecordTests(SessionTestCase):
+
+    def test_session_record(self):
+        """The session record holds identity, transcript, envelopes and counters."""
+        self.send(EHLO)
+        self.transaction(b"x\r\n.\r\n")
+        self.send(b"QUIT\r\n")
+        record = self.close()
+        self.assertEqual((record["src_ip"], record["src_port"], record["dst_port"]),
+                         ("192.0.2.7", 40000, 25))
+        self.assertEqual(record["helo"], "client.example.org")
+        self.assertEqual(record["transcript"][0][1:], ["S", "220 mail.example.com ESMTP"
+                                                           " Postfix (Debian/GNU)"])
+        self.assertEqual(record["transcript"][1][1:], ["C", "EHLO client.example.org"])
+        self.assertEqual(record["envelopes"][0]["outcome"], "queued")
+        self.assertEqual(record["messages"], 1)
+
+    def test_events(self):
+        """Every step emits an event carrying session, sensor and client IP."""
+        self.send(EHLO)
+        self.transaction(b"x\r\n.\r\n")
+        self.close()
+        self.assertEqual(self.factory.output.ids(), [
+            "smtplatrine.session.connect", "smtplatrine.session.helo",
+            "smtplatrine.mail", "smtplatrine.rcpt", "smtplatrine.message.spooled",
+            "smtplatrine.session.closed"])
+        for event in self.factory.output.events:
+            self.assertEqual(event["session"], self.protocol.identity["session"])
+            self.assertEqual((event["sensor"], event["src_ip"]),
+                             ("smtplatrine", "192.0.2.7"))
+            self.assertIn("timestamp", event)
+
+    def test_transcript_bounded(self):
+        """The transcript keeps transcript_limit lines and flags the rest."""
+        self.connect(make_config(smtp={"transcript_limit": 10}))
+        self.send(b"NOOP\r\n" * 20)
+        record = self.close()
+        self.assertEqual(len(record["transcript"]), 10)
+        self.assertIn("transcript_truncated", record["flags"])
