@@ -17,6 +17,9 @@ class Persona:
     # ``[smtp_features]`` option that turns it on.
     ehlo_keywords: tuple[tuple[str, str], ...]
     replies: dict[str, str]
+    # Verbs refused with the "forbidden" reply and a close, as are lines that
+    # do not start with a letter (Postfix's smtpd_forbidden_commands).
+    forbidden: frozenset[str] = frozenset()
 
     def reply(self, key, **values):
         """The reply *key* as lines of text, without line endings."""
@@ -38,6 +41,7 @@ POSTFIX = Persona(
         ("smtputf8", "SMTPUTF8"),
         ("chunking", "CHUNKING"),
     ),
+    forbidden=frozenset({"CONNECT", "GET", "POST"}),
     replies={
         "greeting": "220 {hostname} ESMTP Postfix (Debian/GNU)",
         "helo": "250 {hostname}",
@@ -49,6 +53,7 @@ POSTFIX = Persona(
         "data_go": "354 End data with <CR><LF>.<CR><LF>",
         "queued": "250 2.0.0 Ok: queued as {queue_id}",
         "chunk_ok": "250 2.0.0 Ok: {size} bytes",
+        "chunk_queued": "250 2.0.0 Ok: {size} bytes queued as {queue_id}",
         "bye": "221 2.0.0 Bye",
         "need_helo": "503 5.5.1 Error: send HELO/EHLO first",
         "need_mail": "503 5.5.1 Error: need MAIL command",
@@ -60,17 +65,20 @@ POSTFIX = Persona(
         "bad_sender": "501 5.1.7 Bad sender address syntax",
         "bad_recipient": "501 5.1.3 Bad recipient address syntax",
         "size_syntax": "501 5.5.4 Bad message size syntax",
-        "body_syntax": "501 5.5.4 Unsupported BODY parameter",
         "bad_option": "555 5.5.4 Unsupported option: {arg}",
         "too_big": "552 5.3.4 Message size exceeds fixed limit",
         "too_many_rcpts": "452 4.5.3 Error: too many recipients",
-        "unknown": "502 5.5.2 Error: command not recognized",
+        "unknown": "500 5.5.2 Error: command not recognized",
+        "bad_syntax": "500 5.5.2 Error: bad syntax",
+        "bad_utf8": "500 5.5.2 Error: bad UTF-8 syntax",
+        "forbidden": "221 2.7.0 Error: I can break rules, too. Goodbye.",
+        "rset_syntax": "501 5.5.4 Syntax: RSET",
         "vrfy": "252 2.0.0 {arg}",
-        "vrfy_syntax": "501 5.5.4 Syntax: VRFY address",
+        "vrfy_syntax": "501 5.5.4 Syntax: VRFY address [SMTPUTF8]",
         "vrfy_disabled": "502 5.5.1 VRFY command is disabled",
         "etrn_syntax": "500 Syntax: ETRN domain",
-        "etrn": "458 Unable to queue messages",
-        "bdat_syntax": "501 5.5.4 Syntax: BDAT count [LAST]",
+        "etrn": "459 <{arg}>: service unavailable",
+        "bdat_syntax": "521 5.5.4 Syntax: BDAT count [LAST]",
         "data_after_bdat": "503 5.5.1 Error: DATA after BDAT",
         "too_many_errors": "421 4.7.0 {hostname} Error: too many errors",
         "timeout": "421 4.4.2 {hostname} Error: timeout exceeded",
@@ -88,9 +96,12 @@ POSTFIX = Persona(
                           " Invalid authentication mechanism",
         "auth_ok": "235 2.7.0 Authentication successful",
         "auth_failed": "535 5.7.8 Error: authentication failed:"
-                       " authentication failure",
+                       " (reason unavailable)",
         "auth_aborted": "501 5.7.0 Authentication aborted",
-        "auth_bad_base64": "501 5.5.2 Cannot decode response",
+        "auth_bad_initial": "535 5.7.8 Error: authentication failed:"
+                            " Invalid base64 data in initial response",
+        "auth_bad_base64": "535 5.7.8 Error: authentication failed:"
+                           " Invalid base64 data in continued response",
         "auth_challenge": "334 {arg}",
     },
 )

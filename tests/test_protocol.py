@@ -77,7 +77,7 @@ class GreetingTests(SessionTestCase):
         for keyword in (b"CHUNKING", b"STARTTLS", b"AUTH", b"VRFY"):
             self.assertNotIn(keyword, reply)
         self.assertEqual(self.send(b"STARTTLS\r\n"),
-                         b"502 5.5.2 Error: command not recognized\r\n")
+                         b"500 5.5.2 Error: command not recognized\r\n")
         self.assertEqual(self.send(b"AUTH PLAIN\r\n"),
                          b"503 5.5.1 Error: authentication not enabled\r\n")
         self.assertEqual(self.send(b"VRFY root\r\n"),
@@ -97,7 +97,7 @@ class GreetingTests(SessionTestCase):
         reply = self.send(EHLO + b"NOOP\r\nRSET\r\nVRFY root\r\nHELP\r\nQUIT\r\n")
         self.assertEqual(reply.split(b"\r\n")[12:], [
             b"250 2.0.0 Ok", b"250 2.0.0 Ok", b"252 2.0.0 root",
-            b"502 5.5.2 Error: command not recognized", b"221 2.0.0 Bye", b""])
+            b"500 5.5.2 Error: command not recognized", b"221 2.0.0 Bye", b""])
         for text in (b"NO UCE", b"Delivery in progress", b"I remember nothing",
                      b"Command not implemented"):
             self.assertNotIn(text, reply)
@@ -295,7 +295,7 @@ class ChunkingTests(SessionTestCase):
         """BDAT chunks are acknowledged with their size; LAST queues the message."""
         self.assertEqual(self.send(b"BDAT 5\r\nHello"), b"250 2.0.0 Ok: 5 bytes\r\n")
         reply = self.send(b"BDAT 10 LAST\r\n\r\n.world\r\n")
-        self.assertIn(b"250 2.0.0 Ok: queued as", reply)
+        self.assertRegex(reply, rb"\A250 2\.0\.0 Ok: 15 bytes queued as [0-9A-F]{11}\r\n\Z")
         [(meta, raw)] = self.spooled()
         self.assertEqual(raw, b"Hello\r\n.world\r\n")
         self.assertEqual(meta["transport"], "BDAT")
@@ -317,7 +317,7 @@ class ChunkingTests(SessionTestCase):
     def test_bdat_syntax(self):
         """A BDAT without a numeric size gets the syntax reply."""
         self.assertEqual(self.send(b"BDAT abc\r\n"),
-                         b"501 5.5.4 Syntax: BDAT count [LAST]\r\n")
+                         b"521 5.5.4 Syntax: BDAT count [LAST]\r\n")
 
     def test_data_after_bdat(self):
         """DATA in a BDAT transaction is refused."""
@@ -339,7 +339,7 @@ class AuthTests(SessionTestCase):
         token = base64.b64encode(b"\0alice\0s3cret")
         reply = self.send(b"AUTH PLAIN " + token + b"\r\n")
         self.assertEqual(reply, b"535 5.7.8 Error: authentication failed:"
-                                b" authentication failure\r\n")
+                                b" (reason unavailable)\r\n")
         [attempt] = self.attempts()
         self.assertEqual((attempt["mechanism"], attempt["username"], attempt["password"]),
                          ("PLAIN", "alice", "s3cret"))
@@ -394,7 +394,10 @@ class AuthTests(SessionTestCase):
         self.send(b"AUTH LOGIN\r\n")
         self.assertEqual(self.send(b"*\r\n"), b"501 5.7.0 Authentication aborted\r\n")
         self.send(b"AUTH LOGIN\r\n")
-        self.assertEqual(self.send(b"%%%\r\n"), b"501 5.5.2 Cannot decode response\r\n")
+        self.assertEqual(self.send(b"%%%\r\n"), b"535 5.7.8 Error: authentication failed:"
+                         b" Invalid base64 data in continued response\r\n")
+        self.assertEqual(self.send(b"AUTH PLAIN !!!\r\n"), b"535 5.7.8 Error: authentication"
+                         b" failed: Invalid base64 data in initial response\r\n")
         self.assertEqual(self.send(b"NOOP\r\n"), b"250 2.0.0 Ok\r\n")
 
     def test_unknown_mechanism(self):
@@ -489,10 +492,12 @@ class LimitTests(SessionTestCase):
         """Past the soft limit replies are delayed; at the hard limit, 421."""
         self.send(EHLO)
         reply = self.send(b"FOO\r\n" * 25)
-        self.assertEqual(reply.count(b"502 5.5.2"), 9)
-        for _ in range(12):
-            self.clock.advance(1)
-        self.assertEqual(self.transport.value().count(b"502 5.5.2"), 20)
+        # Postfix answered ten at once, then one a second, 421 a second later.
+        self.assertEqual(reply.count(b"500 5.5.2"), 10)
+        self.clock.pump([1] * 10)
+        self.assertEqual(self.transport.value().count(b"500 5.5.2"), 20)
+        self.assertNotIn(b"421", self.transport.value())
+        self.clock.advance(1)
         self.assertTrue(self.transport.value().endswith(
             b"421 4.7.0 mail.example.com Error: too many errors\r\n"))
         self.assertTrue(self.transport.disconnecting)
@@ -546,12 +551,20 @@ class LimitTests(SessionTestCase):
         self.assertEqual(self.transport.value(), b"")
 
     def test_hostile_verbs(self):
-        """NUL and 8-bit bytes in commands get 502, and the session goes on."""
-        reply = self.send(b"NO\0OP\r\n\xff\xfe\r\nHELO \x1b[31m\r\nNOOP\r\n")
+        """NUL ends a command, bad UTF-8 gets 500, and the session goes on."""
+        reply = self.send(b"NO\0OP\r\nNOOP\0x\r\nHELO \xff\xfe\r\nHELO \x1b[31m\r\n\r\n")
         self.assertEqual(reply.split(b"\r\n"), [
-            b"502 5.5.2 Error: command not recognized",
-            b"502 5.5.2 Error: command not recognized",
-            b"250 mail.example.com", b"250 2.0.0 Ok", b""])
+            b"500 5.5.2 Error: command not recognized", b"250 2.0.0 Ok",
+            b"500 5.5.2 Error: bad UTF-8 syntax", b"250 mail.example.com",
+            b"500 5.5.2 Error: bad syntax", b""])
+
+    def test_forbidden_commands(self):
+        """HTTP and lines not starting with a letter end the session, as in Postfix."""
+        for line in (b"GET / HTTP/1.0\r\n", b"\x16\x03\x01\x02\0\r\n", b".\r\n"):
+            self.connect()
+            self.assertEqual(self.send(line),
+                             b"221 2.7.0 Error: I can break rules, too. Goodbye.\r\n")
+            self.assertTrue(self.transport.disconnecting)
 
     def test_global_connection_limit(self):
         """A connection over max_connections gets 421 and is closed."""

@@ -49,7 +49,7 @@ def parse(arg, keyword, syntax_key, address_key):
         address, rest = _split_address(text)
     except ValueError:
         raise EnvelopeError(address_key) from None
-    if any(ord(c) < 0x20 or c == "\x7f" for c in address):
+    if any(ord(c) <= 0x20 or c == "\x7f" for c in address) and '"' not in address:
         raise EnvelopeError(address_key)
     params = {}
     for word in rest.split():
@@ -66,9 +66,8 @@ def check_mail_params(params, size_limit, features):
                 raise EnvelopeError("size_syntax")
             if int(value) > size_limit:
                 raise EnvelopeError("too_big")
-        elif name == "BODY":
-            if (value or "").upper() not in ("7BIT", "8BITMIME"):
-                raise EnvelopeError("body_syntax")
+        elif name == "BODY" and (value or "").upper() in ("7BIT", "8BITMIME"):
+            pass
         elif name == "SMTPUTF8" and features.smtputf8 and value is None:
             pass
         elif name in ("RET", "ENVID") and features.dsn:

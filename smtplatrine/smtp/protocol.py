@@ -31,6 +31,14 @@ _HOLD = 4
 _SMUGGLING = (b"\n.\n", b"\n.\r\n", b"\r\n.\n", b"\r.\r")
 
 
+def _is_utf8(text):
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 @implementer(IHandshakeListener)
 class SMTPSession(Protocol):
     """The server side of one connection; ``factory`` holds what is shared."""
@@ -152,15 +160,25 @@ class SMTPSession(Protocol):
 
     def _command(self, text):
         self.record.commands += 1
-        verb, _, arg = text.strip(" ").partition(" ")
         if "\0" in text:
+            # Postfix reads a command as a C string: it ends at the NUL.
             self.record.flag("nul_byte")
-        handler = self._COMMANDS.get(verb.upper() if verb.isascii() else "")
-        if handler is None:
+            text = text.partition("\0")[0]
+        verb, _, arg = text.partition(" ")
+        verb = verb.upper()
+        if self.features.smtputf8 and not _is_utf8(text):
+            self._reply("bad_utf8")
+        elif not text:
+            self._reply("bad_syntax")
+        elif not ("A" <= verb[0] <= "Z") or verb in self.persona.forbidden:
+            self.record.flag("forbidden_command")
+            self.record.close_reason = "forbidden_command"
+            self._reply("forbidden", then=self._close)
+        elif verb in self._COMMANDS:
+            self._COMMANDS[verb](self, arg.strip(" "))
+        else:
             self.record.unknown_commands += 1
             self._reply("unknown")
-        else:
-            handler(self, arg.strip(" "))
 
     # --- commands ----------------------------------------------------------
 
@@ -281,7 +299,6 @@ class SMTPSession(Protocol):
             self._reply(key)
             return
         self._chunk_left = int(words[0])
-        self._chunk_size = self._chunk_left
         self._chunk_last = len(words) == 2
         self._chunk_error = self._transaction_error()
         if self._chunk_error is None and self._file is None:
@@ -291,6 +308,9 @@ class SMTPSession(Protocol):
         self._mode = BDAT
 
     def do_RSET(self, arg):
+        if arg:
+            self._reply("rset_syntax")
+            return
         self._reset_transaction()
         self._reply("ok")
 
@@ -311,12 +331,10 @@ class SMTPSession(Protocol):
     def do_ETRN(self, arg):
         if not self.features.etrn:
             self._reply("unknown")
-        elif self._needs_helo():
-            pass
         elif not arg:
             self._reply("etrn_syntax")
         else:
-            self._reply("etrn")
+            self._reply("etrn", arg=printable(arg))
 
     def do_STARTTLS(self, arg):
         if not self.features.starttls or self.factory.tls_options is None:
@@ -370,18 +388,19 @@ class SMTPSession(Protocol):
         nonce = f"{secrets.randbelow(10**10)}.{int(self.clock.seconds())}"
         self._exchange = auth.Exchange(
             mechanism, self.factory.config.server.hostname, nonce)
-        self._auth_reply(lambda: self._exchange.start(initial.strip() or None))
+        self._auth_reply(lambda: self._exchange.start(initial.strip() or None),
+                         "auth_bad_initial")
 
     def _auth_step(self, text):
-        self._auth_reply(lambda: self._exchange.step(text))
+        self._auth_reply(lambda: self._exchange.step(text), "auth_bad_base64")
 
-    def _auth_reply(self, step):
+    def _auth_reply(self, step, bad_base64):
         try:
             challenge = step()
         except auth.Aborted:
             self._end_auth("auth_aborted")
         except auth.BadBase64:
-            self._end_auth("auth_bad_base64")
+            self._end_auth(bad_base64)
         else:
             if challenge is not None:
                 self._mode = AUTH
@@ -498,7 +517,7 @@ class SMTPSession(Protocol):
         elif self._file.truncated:
             self._reply("too_big")
         else:
-            self._reply("chunk_ok", size=self._chunk_size)
+            self._reply("chunk_ok", size=self._file.size)
         return True
 
     def _metadata(self, **status):
@@ -527,8 +546,12 @@ class SMTPSession(Protocol):
                 size=spool_file.size, sha256=spool_file.sha256,
                 acknowledged=accepted, truncated=spool_file.truncated)
             self.record.messages += accepted
-            return ("queued", {"queue_id": envelope_.queue_id}) if accepted else (
-                "too_big", {})
+            if not accepted:
+                return "too_big", {}
+            if envelope_.transport == "BDAT":
+                return "chunk_queued", {"queue_id": envelope_.queue_id,
+                                        "size": spool_file.size}
+            return "queued", {"queue_id": envelope_.queue_id}
 
         def failed(failure):
             envelope_.outcome = "spool_error"
@@ -568,11 +591,11 @@ class SMTPSession(Protocol):
         at the hard limit the session ends, as in Postfix.
         """
         code = lines[0][:3]
+        delay = (self.config.error_sleep_time
+                 if self.record.errors >= self.config.soft_error_limit
+                 else 0)
         if code[0] in "45" and code != "421":
             self.record.errors += 1
-        delay = (self.config.error_sleep_time
-                 if self.record.errors >= self.config.soft_error_limit > 0
-                 else 0)
         text = wire(lines)
         if delay and not self._closing:
             self._busy = True

@@ -1,0 +1,70 @@
+"""Arbitrary input in memory: nothing raises, every reply is well formed."""
+
+import re
+import tempfile
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from twisted.trial import unittest
+
+from smtplatrine.testing import connect, make_config, make_factory
+
+REPLY = re.compile(rb"[2-5]\d\d[- ][^\r\n]*\r\n")
+VERBS = [b"HELO x", b"EHLO x", b"MAIL FROM:<a@b>", b"RCPT TO:<c@d>", b"DATA",
+         b"BDAT 3", b"BDAT 2 LAST", b"RSET", b"NOOP", b"QUIT", b"VRFY a",
+         b"AUTH PLAIN", b"AUTH LOGIN", b"AUTH CRAM-MD5", b"STARTTLS", b".", b"*"]
+chunks = st.lists(st.one_of(
+    st.binary(max_size=300),
+    st.sampled_from(VERBS).map(lambda verb: verb + b"\r\n"),
+    st.sampled_from([b"\r\n", b"\n", b"\r", b"\r\n.\r\n", b"\n.\n", b"\0"]),
+), max_size=40)
+SETTINGS = settings(max_examples=300, deadline=None,
+                    suppress_health_check=[HealthCheck.too_slow])
+
+
+def unstuff(message):
+    """RFC 5321 4.5.2, line by line: a leading dot of a line is removed."""
+    lines = message.split(b"\r\n")
+    return b"\r\n".join(line[1:] if line.startswith(b".") else line
+                        for line in lines)
+
+
+class FuzzTests(unittest.TestCase):
+
+    @SETTINGS
+    @given(chunks, st.booleans())
+    def test_any_bytes(self, data, compliant):
+        """Whatever arrives, nothing raises and only well-formed replies leave."""
+        config = make_config(smtp={"smtp_compliant": compliant,
+                                   "line_length_limit": 512})
+        factory = make_factory(tempfile.mkdtemp(), config, object())
+        protocol, transport = connect(factory)
+        for chunk in data:
+            protocol.dataReceived(chunk)
+        factory.clock.advance(400)
+        protocol.connectionLost(None)
+        out = transport.value()
+        self.assertEqual(REPLY.sub(b"", out), b"", out)
+
+    @SETTINGS
+    @given(st.lists(st.sampled_from([b"a", b".", b"\r\n", b"\r", b"\n", b"..", b"x" * 70]),
+                    max_size=60).map(b"".join),
+           st.lists(st.integers(min_value=1, max_value=50), max_size=20))
+    def test_data_split_anywhere(self, body, cuts):
+        """A DATA body split at any points is spooled exactly, dot-unstuffed."""
+        body += b"\r\n"
+        while b"\r\n.\r\n" in body:
+            body = body.replace(b"\r\n.\r\n", b"\r\n..\r\n")
+        if body.startswith(b".\r\n"):
+            body = b"." + body
+        factory = make_factory(tempfile.mkdtemp())
+        protocol, transport = connect(factory)
+        stream = b"EHLO x\r\nMAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nDATA\r\n" + body + b".\r\n"
+        position = 0
+        for cut in cuts:
+            protocol.dataReceived(stream[position:position + cut])
+            position += cut
+        protocol.dataReceived(stream[position:])
+        self.assertIn(b"queued as", transport.value())
+        [path] = (factory.spool.root / "messages").glob("*.eml")
+        self.assertEqual(path.read_bytes(), unstuff(body))
