@@ -60,6 +60,10 @@ def drop_privileges(user, group, data_dir):
     os.setgroups([])
     os.setgid(gid)
     os.setuid(uid)
+    if not os.access(data_dir, os.R_OK | os.W_OK | os.X_OK):
+        raise SystemExit(f"smtplatrine: {user} cannot reach data_dir {data_dir}"
+                         f" (a parent directory is closed to it); choose a"
+                         f" data_dir that {user} can reach, or another user")
     log.info("running as {user}:{group}", user=user, group=group)
 
 
@@ -115,8 +119,14 @@ class HoneypotService(Service):
         super().privilegedStartService()
 
     def _listen(self, endpoint_text, description):
+        try:
+            endpoint = serverFromString(self.reactor, endpoint_text)
+        except Exception as e:
+            raise SystemExit(
+                f"smtplatrine: bad endpoint {description!r}: {e}; examples:"
+                f" tcp:2525, tcp:25:interface=192.0.2.1, ssl:465") from None
         results = []
-        d = serverFromString(self.reactor, endpoint_text).listen(self.factory)
+        d = endpoint.listen(self.factory)
         d.addBoth(results.append)
         if not results:
             d.addCallback(self.ports.append)

@@ -1,6 +1,5 @@
 """``twistd smtplatrine``: command-line options and the service they make."""
 
-from twisted.internet.endpoints import serverFromString
 from twisted.python import usage
 
 from smtplatrine import config as config_module
@@ -33,14 +32,9 @@ class Options(usage.Options):
         except config_module.ConfigError as e:
             raise usage.UsageError(str(e)) from None
         self["listen"] = self["listen"] or list(self.config.server.listen)
-        from twisted.internet import reactor
-        for description in self["listen"]:
-            try:
-                serverFromString(reactor, description)
-            except Exception as e:
-                raise usage.UsageError(
-                    f"bad endpoint {description!r}: {e}; examples: tcp:2525,"
-                    f" tcp:25:interface=192.0.2.1, ssl:465") from None
+        if not self["listen"]:
+            raise usage.UsageError("nothing to listen on: give --listen ENDPOINT"
+                                   " or set [server] listen")
 
 
 def makeService(options):

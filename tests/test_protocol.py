@@ -315,9 +315,10 @@ class ChunkingTests(SessionTestCase):
         self.assertEqual(self.spooled(), [])
 
     def test_bdat_syntax(self):
-        """A BDAT without a numeric size gets the syntax reply."""
+        """A BDAT without a numeric size gets 521 and the session ends."""
         self.assertEqual(self.send(b"BDAT abc\r\n"),
                          b"521 5.5.4 Syntax: BDAT count [LAST]\r\n")
+        self.assertTrue(self.transport.disconnecting)
 
     def test_data_after_bdat(self):
         """DATA in a BDAT transaction is refused."""
@@ -501,6 +502,14 @@ class LimitTests(SessionTestCase):
         self.assertTrue(self.transport.value().endswith(
             b"421 4.7.0 mail.example.com Error: too many errors\r\n"))
         self.assertTrue(self.transport.disconnecting)
+
+    def test_message_forgives_errors(self):
+        """A queued message resets the error count, as in Postfix."""
+        self.send(EHLO + b"FOO\r\n" * 9 + b"MAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\n")
+        reply = self.send(b"DATA\r\nx\r\n.\r\nFOO\r\nNOOP\r\n")
+        self.assertTrue(reply.endswith(
+            b"queued as " + self.spooled()[0][0]["queue_id"].encode()
+            + b"\r\n500 5.5.2 Error: command not recognized\r\n250 2.0.0 Ok\r\n"))
 
     def test_idle_timeout(self):
         """A silent client gets 421 after the timeout."""

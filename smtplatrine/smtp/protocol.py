@@ -8,6 +8,7 @@ Deferred (a spool commit, an error delay) reading is paused and later
 pipelined commands wait in the buffer.
 """
 
+import errno
 import secrets
 import uuid
 
@@ -29,6 +30,11 @@ COMMAND, DATA, BDAT, AUTH = "command", "data", "bdat", "auth"
 # Long enough to hold back the start of a CRLF.CRLF split across reads.
 _HOLD = 4
 _SMUGGLING = (b"\n.\n", b"\n.\r\n", b"\r\n.\n", b"\r.\r")
+
+
+def _spool_error(error):
+    """The reply for a spool that failed with *error*."""
+    return "no_space" if getattr(error, "errno", None) == errno.ENOSPC else "write_error"
 
 
 def _is_utf8(text):
@@ -285,24 +291,30 @@ class SMTPSession(Protocol):
             return
         if self._offset < len(self._buffer):
             self.record.flag("improper_pipelining")
-        self._open_message("DATA")
+        error = self._open_message("DATA")
+        if error:
+            self._reply(error)
+            return
         self._carry, self._skip = b"\r\n", 2
         self._mode = DATA
         self._reply("data_go")
 
     def do_BDAT(self, arg):
         words = arg.split()
-        if (not self.features.chunking or not 1 <= len(words) <= 2
-                or not words[0].isdigit() or len(words[0]) > 20
+        if not self.features.chunking:
+            self._reply("unknown")
+            return
+        if (not 1 <= len(words) <= 2 or not words[0].isdigit() or len(words[0]) > 20
                 or (len(words) == 2 and words[1].upper() != "LAST")):
-            key = "bdat_syntax" if self.features.chunking else "unknown"
-            self._reply(key)
+            # Postfix cannot tell where the chunk ends, so it hangs up.
+            self.record.close_reason = "bdat_syntax"
+            self._reply("bdat_syntax", then=self._close)
             return
         self._chunk_left = int(words[0])
         self._chunk_last = len(words) == 2
         self._chunk_error = self._transaction_error()
         if self._chunk_error is None and self._file is None:
-            self._open_message("BDAT")
+            self._chunk_error = self._open_message("BDAT")
         if self._envelope is not None:
             self._envelope.chunks += 1
         self._mode = BDAT
@@ -435,14 +447,20 @@ class SMTPSession(Protocol):
     # --- message bodies ----------------------------------------------------
 
     def _open_message(self, transport):
+        """Start spooling a message; the persona's reply key if that fails."""
         if self._envelope is None:
             self._start_transaction(None, {})
         message_id = uuid.uuid4()
         self._envelope.message = str(message_id)
         self._envelope.queue_id = message_id.hex[:11].upper()
         self._envelope.transport = transport
-        self._file = self.factory.spool.open(
-            message_id, self.config.message_size_limit)
+        try:
+            self._file = self.factory.spool.open(
+                message_id, self.config.message_size_limit)
+        except OSError as e:
+            log.error("spool: cannot open a message file: {error}", error=e)
+            self._envelope.outcome = "spool_error"
+            return _spool_error(e)
         self._data_start = self.clock.seconds()
         self._data_bytes = 0
         self._line_length = 0
@@ -545,9 +563,11 @@ class SMTPSession(Protocol):
                 message=envelope_.message, queue_id=envelope_.queue_id,
                 size=spool_file.size, sha256=spool_file.sha256,
                 acknowledged=accepted, truncated=spool_file.truncated)
-            self.record.messages += accepted
             if not accepted:
                 return "too_big", {}
+            self.record.messages += 1
+            # As in Postfix, a delivered message forgives earlier errors.
+            self.record.errors = 0
             if envelope_.transport == "BDAT":
                 return "chunk_queued", {"queue_id": envelope_.queue_id,
                                         "size": spool_file.size}
@@ -557,8 +577,7 @@ class SMTPSession(Protocol):
             envelope_.outcome = "spool_error"
             log.failure("spool: cannot commit message {message}", failure,
                         message=envelope_.message)
-            no_space = getattr(failure.value, "errno", None) == 28
-            return ("no_space" if no_space else "write_error"), {}
+            return _spool_error(failure.value), {}
 
         def answer(result):
             key, values = result

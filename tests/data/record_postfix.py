@@ -1,0 +1,559 @@
+#!/usr/bin/env python3
+"""Record a real Postfix smtpd's replies to a fixed list of SMTP probes.
+
+Stdlib only.  Each probe is a fresh TCP connection: the banner is read first,
+then every step is sent and the reply read back exactly as received.
+
+Output: a JSON list of objects
+    {"name": ..., "port_variant": "A"|"B"|"C",
+     "exchange": [[sent, reply], ...],      # sent/reply decoded latin-1
+     "times": [t, ...],                      # seconds since first send, one per
+                                             # exchange entry (reply complete; for
+                                             # drained steps: last byte received)
+     "server_closed": bool, "closed_after": index-or-null,
+     "notes": [...]}
+The first exchange entry is ["", banner] (nothing sent).  Strings are stored
+verbatim (CRLF, NUL, 8-bit bytes included), JSON-escaped with ensure_ascii.
+
+Variants (ports are configurable on the command line):
+  A  stock Debian-like smtpd                        (default 127.0.0.1:10025)
+  B  as A plus smtpd_helo_required=yes              (default 127.0.0.1:10026)
+  C  as A plus Dovecot SASL (PLAIN LOGIN CRAM-MD5)  (default 127.0.0.1:10027)
+     test credentials testuser / testpass
+"""
+import argparse
+import base64
+import hashlib
+import hmac
+import json
+import socket
+import ssl
+import time
+
+REPLY_TIMEOUT = 8.0   # max wait for one complete reply (error sleep is 1s,
+                      # dovecot auth_failure_delay is 2s)
+DRAIN_IDLE = 3.0      # "drain" mode: stop after this much silence
+BANNER_TIMEOUT = 8.0
+
+USER, PASSWORD = "testuser", "testpass"
+
+
+def b64(s):
+    return base64.b64encode(s.encode("latin-1")).decode("ascii")
+
+
+PLAIN_OK = b64("\0%s\0%s" % (USER, PASSWORD))
+PLAIN_BAD = b64("\0%s\0%s" % (USER, "wrongpass"))
+
+# ---------------------------------------------------------------------------
+# Step constructors
+#   L(text)           send text + CRLF, read one complete reply
+#   R(bytes, n)       send raw bytes, read n complete replies (n=None: drain
+#                     until DRAIN_IDLE seconds of silence or EOF; n=0: no read)
+#   CRAM()            answer the last 334 CRAM-MD5 challenge, read reply
+#   TLS()             do a TLS handshake on the socket (after a 220 to STARTTLS)
+#   DRAIN()           send nothing, drain whatever arrives
+# ---------------------------------------------------------------------------
+
+
+def L(text):
+    if isinstance(text, str):
+        text = text.encode("latin-1")
+    return ("raw", text + b"\r\n", 1)
+
+
+def R(data, n=1):
+    if isinstance(data, str):
+        data = data.encode("latin-1")
+    return ("raw", data, n)
+
+
+def CRAM():
+    return ("cram",)
+
+
+def TLS():
+    return ("tls",)
+
+
+def DRAIN():
+    return ("raw", b"", None)
+
+
+E = L("EHLO client.example.org")
+Q = L("QUIT")
+M = L("MAIL FROM:<a@b.example>")
+RC_OK = L("RCPT TO:<postmaster@mail.example.com>")
+
+MSG3 = (b"Subject: test\r\n"
+        b"\r\n"
+        b"Hello world.\r\n"
+        b".\r\n")
+
+
+def nmap_relay_steps(domain, srvname, ip, frm="antispam", to="relaytest"):
+    """The 16 MAIL FROM/RCPT TO pairs from nmap's smtp-open-relay.nse,
+    in the order the script sends them (EHLO domain; per test RSET, MAIL,
+    RCPT; final QUIT)."""
+    tests = [
+        ("", "%s@%s" % (to, domain)),
+        ("%s@%s" % (frm, domain), "%s@%s" % (to, domain)),
+        ("%s@%s" % (frm, srvname), "%s@%s" % (to, domain)),
+        ("%s@[%s]" % (frm, ip), "%s@%s" % (to, domain)),
+        ("%s@[%s]" % (frm, ip), "%s%%%s@[%s]" % (to, domain, ip)),
+        ("%s@[%s]" % (frm, ip), "%s%%%s@%s" % (to, domain, srvname)),
+        ("%s@[%s]" % (frm, ip), "\"%s@%s\"" % (to, domain)),
+        ("%s@[%s]" % (frm, ip), "\"%s%%%s\"" % (to, domain)),
+        ("%s@[%s]" % (frm, ip), "%s@%s@[%s]" % (to, domain, ip)),
+        ("%s@[%s]" % (frm, ip), "\"%s@%s\"@[%s]" % (to, domain, ip)),
+        ("%s@[%s]" % (frm, ip), "%s@%s@%s" % (to, domain, srvname)),
+        ("%s@[%s]" % (frm, ip), "@[%s]:%s@%s" % (ip, to, domain)),
+        ("%s@[%s]" % (frm, ip), "@%s:%s@%s" % (srvname, to, domain)),
+        ("%s@[%s]" % (frm, ip), "%s!%s" % (domain, to)),
+        ("%s@[%s]" % (frm, ip), "%s!%s@[%s]" % (domain, to, ip)),
+        ("%s@[%s]" % (frm, ip), "%s!%s@%s" % (domain, to, srvname)),
+    ]
+    steps = [L("EHLO " + domain)]
+    for f, t in tests:
+        steps += [L("RSET"), L("MAIL FROM:<%s>" % f), L("RCPT TO:<%s>" % t)]
+    steps.append(Q)
+    return steps
+
+
+def probes():
+    P = []
+
+    def add(name, variant, steps, note=None):
+        P.append({"name": name, "port_variant": variant, "steps": steps,
+                  "note": note})
+
+    # --- greeting / HELO / EHLO -------------------------------------------
+    add("banner_only", "A", [])
+    add("ehlo", "A", [E, Q])
+    add("ehlo_no_arg", "A", [L("EHLO"), Q])
+    add("helo", "A", [L("HELO client.example.org"), Q])
+    add("helo_no_arg", "A", [L("HELO"), Q])
+    add("ehlo_twice", "A", [E, E, Q])
+    add("ehlo_lowercase", "A", [L("ehlo x"), Q])
+    add("ehlo_variant_B", "B", [E, Q])
+    add("ehlo_variant_C", "C", [E, Q])
+
+    # --- full transaction --------------------------------------------------
+    add("full_session", "A", [
+        E, M,
+        L("RCPT TO:<c@d.example>"),
+        RC_OK,
+        L("RCPT TO:<nosuchuser@mail.example.com>"),
+        L("RCPT TO:<postmaster>"),
+        L("RCPT TO:<root@localhost>"),
+        L("DATA"),
+        R(MSG3, 1),
+        L("RSET"), L("NOOP"), Q])
+    add("helo_session", "A", [
+        L("HELO client.example.org"), M, RC_OK, L("DATA"), R(MSG3, 1), Q],
+        "same as full_session but HELO instead of EHLO (no ESMTP)")
+
+    # --- sequencing errors ---------------------------------------------------
+    add("mail_before_helo_A", "A", [M, RC_OK, Q])
+    add("mail_before_helo_B", "B", [M, RC_OK, Q])
+    add("rcpt_before_mail", "A", [E, RC_OK, Q])
+    add("data_before_mail", "A", [E, L("DATA"), Q])
+    add("data_after_mail_no_rcpt", "A", [E, M, L("DATA"), Q])
+    add("data_after_rejected_rcpt_only", "A",
+        [E, M, L("RCPT TO:<c@d.example>"), L("DATA"), Q])
+    add("nested_mail", "A", [E, M, M, Q])
+
+    # --- MAIL FROM syntax / parameters (after EHLO) -----------------------
+    mails = [
+        ("mail_from_no_colon", "MAIL FROM x@y"),
+        ("mail_from_null", "MAIL FROM:<>"),
+        ("mail_size_too_big", "MAIL FROM:<a@b> SIZE=99999999999"),
+        ("mail_size_abc", "MAIL FROM:<a@b> SIZE=abc"),
+        ("mail_body_8bitmime", "MAIL FROM:<a@b> BODY=8BITMIME"),
+        ("mail_body_foo", "MAIL FROM:<a@b> BODY=FOO"),
+        ("mail_smtputf8", "MAIL FROM:<a@b> SMTPUTF8"),
+        ("mail_foo_bar", "MAIL FROM:<a@b> FOO=BAR"),
+        ("mail_auth_empty_A", "MAIL FROM:<a@b> AUTH=<>"),
+        ("mail_antispam_ip_literal", "MAIL FROM:<antispam@[127.0.0.1]>"),
+        ("mail_from_space", "MAIL FROM: <a@b>"),
+        ("mail_from_no_brackets", "MAIL FROM:a@b"),
+        ("mail_from_space_in_addr", "MAIL FROM:<a b>"),
+        ("mail_from_empty", "MAIL FROM:"),
+        ("mail_bare", "MAIL"),
+    ]
+    for name, line in mails:
+        add(name, "A", [E, L(line), Q])
+    add("mail_size_too_big_helo", "A",
+        [L("HELO client.example.org"), L("MAIL FROM:<a@b> SIZE=99999999999"),
+         Q], "ESMTP parameter after HELO (not EHLO)")
+
+    # --- RCPT syntax --------------------------------------------------------
+    add("rcpt_no_brackets", "A", [E, M, L("RCPT TO:postmaster@mail.example.com"), Q])
+    add("rcpt_no_colon", "A", [E, M, L("RCPT TO postmaster@mail.example.com"), Q])
+    add("rcpt_bare", "A", [E, M, L("RCPT"), Q])
+
+    # --- VRFY / EXPN / HELP / ETRN / unknown ---------------------------------
+    add("vrfy_postmaster", "A", [E, L("VRFY postmaster"), Q])
+    add("vrfy_unknown_user", "A", [E, L("VRFY nosuchuser"), Q])
+    add("vrfy_outside", "A", [E, L("VRFY c@d.example"), Q])
+    add("vrfy_no_arg", "A", [E, L("VRFY"), Q])
+    add("vrfy_before_helo", "A", [L("VRFY root"), Q])
+    add("expn_postmaster", "A", [E, L("EXPN postmaster"), Q])
+    add("help", "A", [E, L("HELP"), Q])
+    add("etrn_arg", "A", [E, L("ETRN example.com"), Q])
+    add("etrn_no_arg", "A", [E, L("ETRN"), Q])
+    add("etrn_before_helo", "A", [L("ETRN example.com"), Q])
+    add("unknown_foo", "A", [E, L("FOO"), Q])
+    add("unknown_foo_before_helo", "A", [L("FOO"), Q])
+    add("rset_noop_with_args", "A", [L("RSET x"), L("NOOP x"), L("QUIT x")])
+    add("empty_line", "A", [L(""), Q])
+    add("whitespace_only_line", "A", [L("   "), Q])
+
+    # --- smtpd_forbidden_commands (CONNECT GET POST regexp:{{/^[^A-Z]/ Bogus}})
+    # and header-like commands -> 221 + disconnect
+    add("http_get", "A", [R(b"GET / HTTP/1.0\r\n\r\n", None)])
+    add("http_post_after_ehlo", "A",
+        [E, R(b"POST / HTTP/1.1\r\nHost: x\r\n\r\n", None)])
+    add("http_connect", "A", [R(b"CONNECT 1.2.3.4:25 HTTP/1.0\r\n\r\n", None)])
+    add("header_as_command", "A", [E, L("Subject: test"), Q])
+    add("from_header_as_command", "A", [E, L("From: a@b.example"), Q])
+    add("dot_as_command", "A", [E, L("."), Q])
+    add("digit_command", "A", [E, L("123"), Q])
+    add("tls_clienthello_on_plain_port", "A",
+        [R(b"\x16\x03\x01\x00\x05\x01\x00\x00\x01\x00", None)],
+        "first bytes of a TLS record sent without STARTTLS (no newline)")
+
+    # --- AUTH without SASL ----------------------------------------------------
+    add("auth_bare_A", "A", [E, L("AUTH"), Q])
+    add("auth_plain_A", "A", [E, L("AUTH PLAIN " + PLAIN_OK), Q])
+    add("auth_login_A_before_ehlo", "A", [L("AUTH LOGIN"), Q])
+
+    # --- AUTH with SASL (variant C) ---------------------------------------
+    add("auth_bare_C", "C", [E, L("AUTH"), Q])
+    add("auth_plain_ir_ok", "C", [E, L("AUTH PLAIN " + PLAIN_OK), Q])
+    add("auth_plain_ir_badpass", "C", [E, L("AUTH PLAIN " + PLAIN_BAD), Q])
+    add("auth_plain_no_ir_ok", "C", [E, L("AUTH PLAIN"), L(PLAIN_OK), Q])
+    add("auth_plain_lowercase", "C", [E, L("auth plain " + PLAIN_OK), Q])
+    add("auth_plain_ir_equals", "C", [E, L("AUTH PLAIN ="), Q],
+        "RFC 4954 '=' means empty initial response")
+    add("auth_login_ok", "C", [E, L("AUTH LOGIN"), L(b64(USER)),
+                               L(b64(PASSWORD)), Q])
+    add("auth_login_badpass", "C", [E, L("AUTH LOGIN"), L(b64(USER)),
+                                    L(b64("wrongpass")), Q])
+    add("auth_login_ir_ok", "C", [E, L("AUTH LOGIN " + b64(USER)),
+                                  L(b64(PASSWORD)), Q])
+    add("auth_cram_md5_ok", "C", [E, L("AUTH CRAM-MD5"), CRAM(), Q],
+        "challenge is random per session")
+    add("auth_cancel_login", "C", [E, L("AUTH LOGIN"), L("*"), Q])
+    add("auth_cancel_plain", "C", [E, L("AUTH PLAIN"), L("*"), Q])
+    add("auth_bad_base64_ir", "C", [E, L("AUTH PLAIN !!!notbase64!!!"), Q])
+    add("auth_bad_base64_response", "C", [E, L("AUTH LOGIN"), L("%%%%"), Q])
+    add("auth_unknown_mech", "C", [E, L("AUTH FOO"), Q])
+    add("auth_twice", "C", [E, L("AUTH PLAIN " + PLAIN_OK),
+                            L("AUTH PLAIN " + PLAIN_OK), Q])
+    add("auth_before_ehlo", "C", [L("AUTH PLAIN " + PLAIN_OK), Q])
+    add("auth_after_helo", "C", [L("HELO client.example.org"),
+                                 L("AUTH PLAIN " + PLAIN_OK), Q])
+    add("auth_in_mail_transaction", "C", [E, M, L("AUTH PLAIN " + PLAIN_OK), Q])
+    add("auth_then_relay", "C", [E, L("AUTH PLAIN " + PLAIN_OK), M,
+                                 L("RCPT TO:<c@d.example>"), L("RSET"), Q],
+        "relay permitted after auth (transport is discard; no DATA sent)")
+    add("mail_auth_empty_C", "C", [E, L("MAIL FROM:<a@b> AUTH=<>"), Q])
+    add("unauth_relay_C", "C", [E, M, L("RCPT TO:<c@d.example>"), Q])
+
+    # --- STARTTLS --------------------------------------------------------------
+    add("starttls_with_arg", "A", [E, L("STARTTLS foo"), Q])
+    add("starttls_before_ehlo", "A", [L("STARTTLS"), TLS(), E, Q])
+    add("starttls_then_plaintext_quit", "A", [E, L("STARTTLS"), Q],
+        "client never does the handshake; plaintext QUIT after the 220")
+    add("starttls_ok_then_ehlo", "A", [E, L("STARTTLS"), TLS(), E, L("STARTTLS"), Q],
+        "after TLS handshake: EHLO list and second STARTTLS")
+    add("starttls_pipelined_plaintext", "A",
+        [E, R(b"STARTTLS\r\nNOOP\r\n", None), TLS(), DRAIN(), E, Q],
+        "'STARTTLS\\r\\nNOOP\\r\\n' in one write; drain before handshake; "
+        "after handshake drain (would show a reply to the injected NOOP), "
+        "then EHLO over TLS")
+    add("starttls_ok_C", "C", [E, L("STARTTLS"), TLS(), E, Q],
+        "variant C: EHLO keyword list after TLS")
+
+    # --- odd input ---------------------------------------------------------------
+    add("long_line_5000", "A",
+        [R(b"NOOP " + b"A" * 4995 + b"\r\n", None), L("NOOP"), Q],
+        "5000-byte command line (line_length_limit=2048)")
+    add("long_line_5000_unknown", "A",
+        [R(b"FOO " + b"A" * 4996 + b"\r\n", None), L("NOOP"), Q])
+    add("long_line_5000_helo", "A",
+        [R(b"HELO " + b"a" * 4995 + b"\r\n", None), L("NOOP"), Q])
+    add("nul_byte", "A", [R(b"NOOP\x00x\r\n", None), L("NOOP"), Q])
+    add("nul_byte_helo", "A", [R(b"HELO a\x00b\r\n", None), L("NOOP"), Q])
+    add("eight_bit_helo", "A", [R(b"HELO \xff\xfe\r\n", None), L("NOOP"), Q])
+    add("eight_bit_ehlo", "A", [R(b"EHLO \xff\xfe\r\n", None), L("NOOP"), Q])
+    add("bare_lf_command", "A", [R(b"NOOP\n", None), R(b"EHLO x\n", None), Q])
+    add("error_limit_25_unknown", "A", [L("FOO")] * 25 + [Q],
+        "soft limit 10 (1s sleep), hard limit 20 (421 + close)")
+    add("error_limit_20_then_wait", "A", [L("FOO")] * 20 + [DRAIN()],
+        "after the 20th error send nothing: is the 421 sent unsolicited?")
+    add("error_sleep_applies_to_250", "A",
+        [L("FOO")] * 10 + [L("NOOP"), L("HELO client.example.org"), L("NOOP"), Q],
+        "after 10 errors, are successful replies delayed too?")
+    add("error_sleep_after_delivery", "A",
+        [L("FOO")] * 10 + [M, RC_OK, L("DATA"), R(MSG3, 1), L("NOOP"), L("FOO"), Q],
+        "does a delivered message reset the error counter / sleep?")
+
+    # --- BDAT / CHUNKING ---------------------------------------------------------
+    add("bdat_10_last", "A", [E, M, RC_OK, R(b"BDAT 10 LAST\r\nHi there\r\n", 1), Q])
+    add("bdat_5_then_5_last", "A",
+        [E, M, RC_OK, R(b"BDAT 5\r\nHi th", 1), R(b"BDAT 5 LAST\r\nere\r\n", 1), Q])
+    add("bdat_before_mail", "A", [E, R(b"BDAT 10 LAST\r\nHi there\r\n", None),
+                                  L("NOOP"), Q])
+    add("bdat_abc", "A", [E, M, RC_OK, R(b"BDAT abc\r\n", None), L("NOOP"), Q])
+    add("bdat_0_last", "A", [E, M, RC_OK, L("BDAT 0 LAST"), Q])
+    add("bdat_0_last_after_chunk", "A",
+        [E, M, RC_OK, R(b"BDAT 10\r\nHi there\r\n", 1), L("BDAT 0 LAST"), Q])
+    add("data_after_bdat_chunk", "A",
+        [E, M, RC_OK, R(b"BDAT 5\r\nHi th", 1), L("DATA"), Q])
+    add("bdat_no_arg", "A", [E, M, RC_OK, R(b"BDAT\r\n", None), L("NOOP"), Q])
+    add("bdat_after_helo", "A",
+        [L("HELO client.example.org"), M, RC_OK,
+         R(b"BDAT 10 LAST\r\nHi there\r\n", None), Q])
+
+    # --- pipelining ---------------------------------------------------------------
+    add("pipelined_mail_rcpt_rcpt_data", "A",
+        [E, R(b"MAIL FROM:<a@b.example>\r\nRCPT TO:<postmaster@mail.example.com>\r\n"
+              b"RCPT TO:<c@d.example>\r\nDATA\r\n", 4),
+         R(MSG3, 1), Q])
+    add("pipelined_no_valid_rcpt", "A",
+        [E, R(b"MAIL FROM:<a@b.example>\r\nRCPT TO:<c@d.example>\r\n"
+              b"RCPT TO:<nosuchuser@mail.example.com>\r\nDATA\r\n", 4),
+         R(MSG3, None), Q])
+    add("pipelined_ehlo_quit", "A",
+        [R(b"EHLO client.example.org\r\nQUIT\r\n", None)],
+        "EHLO+QUIT in one write (banner already read)")
+
+    # --- DATA bodies ----------------------------------------------------------------
+    add("data_60000_byte_line", "A",
+        [E, M, RC_OK, L("DATA"),
+         R(b"Subject: long\r\n\r\n" + b"B" * 60000 + b"\r\n.\r\n", 1), Q])
+    add("data_smuggling_combined", "A",
+        [E, M, RC_OK, L("DATA"),
+         R(b"Subject: smuggle\r\n\r\nline1\n.\nNOOP\r\nline2\r\n.\nNOOP\r\n"
+           b"line3\r\n.\r\n", None), Q],
+        "body has <LF>.<LF> then <CR><LF>.<LF>, each followed by NOOP, "
+        "then proper <CR><LF>.<CR><LF>")
+    add("data_smuggling_lf_dot_lf", "A",
+        [E, M, RC_OK, L("DATA"),
+         R(b"Subject: s\r\n\r\nline1\n.\nNOOP\r\nline2\r\n.\r\n", None), Q])
+    add("data_smuggling_crlf_dot_lf", "A",
+        [E, M, RC_OK, L("DATA"),
+         R(b"Subject: s\r\n\r\nline1\r\n.\nNOOP\r\nline2\r\n.\r\n", None), Q])
+    add("data_smuggling_lf_dot_crlf", "A",
+        [E, M, RC_OK, L("DATA"),
+         R(b"Subject: s\r\n\r\nline1\n.\r\nNOOP\r\nline2\r\n.\r\n", None), Q])
+    add("data_smuggling_cr_dot_cr", "A",
+        [E, M, RC_OK, L("DATA"),
+         R(b"Subject: s\r\n\r\nline1\r.\rNOOP\r\nline2\r\n.\r\n", None), Q])
+    add("data_dot_stuffing", "A",
+        [E, M, RC_OK, L("DATA"),
+         R(b"Subject: s\r\n\r\n..leading dot\r\n.\r\n", 1), Q])
+    add("data_empty_message", "A", [E, M, RC_OK, L("DATA"), R(b".\r\n", 1), Q])
+    add("data_too_big_declared", "A",
+        [E, L("MAIL FROM:<a@b> SIZE=10240001"), Q])
+
+    # --- nmap smtp-open-relay.nse -------------------------------------------------
+    add("nmap_open_relay_default_domain", "A",
+        nmap_relay_steps("nmap.scanme.org", "mail.example.com", "127.0.0.1"),
+        "script defaults: domain=nmap.scanme.org (smtp.get_domain()), "
+        "srvname from banner=mail.example.com, ip=127.0.0.1")
+    add("nmap_open_relay_domain_mail.example.com", "A",
+        nmap_relay_steps("mail.example.com", "mail.example.com", "127.0.0.1"),
+        "as run with --script-args smtp-open-relay.domain=mail.example.com")
+    return P
+
+
+# ---------------------------------------------------------------------------
+class Conn:
+    def __init__(self, host, port):
+        self.sock = socket.create_connection((host, port), timeout=10)
+        self.buf = b""
+        self.eof = False
+        self.last_rx = None   # monotonic time of the last byte received
+
+    def _recv(self, timeout):
+        if self.eof:
+            return False
+        self.sock.settimeout(timeout)
+        try:
+            data = self.sock.recv(65536)
+        except (socket.timeout, ssl.SSLWantReadError):
+            return False
+        except (ConnectionResetError, ssl.SSLError, OSError):
+            self.eof = True
+            return False
+        if not data:
+            self.eof = True
+            return False
+        self.buf += data
+        self.last_rx = time.monotonic()
+        return True
+
+    def _take_reply(self):
+        """Remove one complete reply from buf, or return None."""
+        pos = 0
+        while True:
+            nl = self.buf.find(b"\n", pos)
+            if nl < 0:
+                return None
+            line = self.buf[pos:nl + 1]
+            pos = nl + 1
+            if len(line) < 4 or line[3:4] != b"-":
+                r, self.buf = self.buf[:pos], self.buf[pos:]
+                return r
+
+    def read_reply(self, timeout=REPLY_TIMEOUT):
+        deadline = time.monotonic() + timeout
+        while True:
+            r = self._take_reply()
+            if r is not None:
+                return r, True
+            left = deadline - time.monotonic()
+            if left <= 0 or self.eof:
+                r, self.buf = self.buf, b""
+                return r, False
+            self._recv(left)
+
+    def drain(self, idle=DRAIN_IDLE):
+        out = self.buf
+        self.buf = b""
+        while not self.eof:
+            if not self._recv(idle):
+                break
+            out += self.buf
+            self.buf = b""
+        return out
+
+    def send(self, data):
+        self.sock.sendall(data)
+
+
+def run_probe(host, port, probe):
+    rec = {"name": probe["name"], "port_variant": probe["port_variant"],
+           "exchange": [], "times": [], "server_closed": False,
+           "closed_after": None, "notes": []}
+    if probe.get("note"):
+        rec["notes"].append(probe["note"])
+    c = Conn(host, port)
+    t0 = None
+    banner, ok = c.read_reply(BANNER_TIMEOUT)
+    rec["exchange"].append(["", banner.decode("latin-1")])
+    rec["times"].append(0.0)
+    if not ok:
+        rec["notes"].append("banner incomplete/timeout")
+    steps = probe["steps"]
+    for i, step in enumerate(steps):
+        if c.eof:
+            rec["notes"].append("connection closed by server; %d step(s) not sent"
+                                % (len(steps) - i))
+            break
+        kind = step[0]
+        if kind == "tls":
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+            ctx.check_hostname = False
+            ctx.verify_mode = ssl.CERT_NONE
+            leftover = c.buf
+            try:
+                c.sock = ctx.wrap_socket(c.sock, server_hostname="mail.example.com")
+                info = "%s %s" % (c.sock.version(), c.sock.cipher()[0])
+            except (ssl.SSLError, OSError) as e:
+                info = "TLS handshake failed: %r" % (e,)
+                c.eof = True
+            rec["exchange"].append(["<TLS handshake>", ""])
+            rec["times"].append(round(time.monotonic() - (t0 or time.monotonic()), 3))
+            rec["notes"].append("step %d TLS: %s; plaintext bytes buffered before "
+                                "handshake: %r" % (len(rec["exchange"]) - 1, info,
+                                                   leftover))
+            c.buf = b""
+            continue
+        if kind == "cram":
+            prev = rec["exchange"][-1][1]
+            chal = base64.b64decode(prev.strip()[4:])
+            digest = hmac.new(PASSWORD.encode(), chal, hashlib.md5).hexdigest()
+            data = (b64("%s %s" % (USER, digest))).encode() + b"\r\n"
+            n = 1
+        else:
+            data, n = step[1], step[2]
+        if t0 is None:
+            t0 = time.monotonic()
+        try:
+            if data:
+                c.send(data)
+        except OSError as e:
+            rec["notes"].append("send failed at step %d: %r" % (i, e))
+            c.eof = True
+            break
+        if n is None:
+            reply = c.drain()
+        else:
+            reply = b""
+            for _ in range(n):
+                r, ok = c.read_reply()
+                reply += r
+                if not ok:
+                    rec["notes"].append("step %d: reply incomplete (timeout or EOF)"
+                                        % (len(rec["exchange"])))
+                    break
+        rec["exchange"].append([data.decode("latin-1"), reply.decode("latin-1")])
+        # time the reply was complete (drain: last byte seen, not end of idle wait)
+        t_end = c.last_rx if (n is None and reply) else time.monotonic()
+        rec["times"].append(round(t_end - t0, 3))
+        if c.eof and rec["closed_after"] is None:
+            rec["server_closed"] = True
+            rec["closed_after"] = len(rec["exchange"]) - 1
+    # final check: does the server close / send anything more?
+    if not c.eof:
+        extra = c.drain(idle=1.0)
+        if extra:
+            rec["exchange"].append(["", extra.decode("latin-1")])
+            rec["times"].append(round(time.monotonic() - (t0 or time.monotonic()), 3))
+            rec["notes"].append("unsolicited data after last step")
+    if c.eof and rec["closed_after"] is None:
+        rec["server_closed"] = True
+        rec["closed_after"] = len(rec["exchange"]) - 1
+    try:
+        c.sock.close()
+    except OSError:
+        pass
+    return rec
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--host", default="127.0.0.1")
+    ap.add_argument("--port-a", type=int, default=10025)
+    ap.add_argument("--port-b", type=int, default=10026)
+    ap.add_argument("--port-c", type=int, default=10027)
+    ap.add_argument("--skip-c", action="store_true", help="no SASL instance")
+    ap.add_argument("--only", help="comma-separated probe names")
+    ap.add_argument("--out", default="/work/main/tests/data/postfix_replies.json")
+    a = ap.parse_args()
+    ports = {"A": a.port_a, "B": a.port_b, "C": a.port_c}
+    results = []
+    only = set(a.only.split(",")) if a.only else None
+    for p in probes():
+        if a.skip_c and p["port_variant"] == "C":
+            continue
+        if only and p["name"] not in only:
+            continue
+        rec = run_probe(a.host, ports[p["port_variant"]], p)
+        results.append(rec)
+        print("%-45s %s %d exchanges%s" % (rec["name"], rec["port_variant"],
+                                          len(rec["exchange"]),
+                                          " (closed)" if rec["server_closed"] else ""),
+              flush=True)
+    with open(a.out, "w") as f:
+        json.dump(results, f, ensure_ascii=True, indent=1)
+        f.write("\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,137 @@
+"""A real ``twistd -n smtplatrine`` on a loopback port, for end-to-end tests."""
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+TWISTD = [sys.executable, "-c", "from twisted.scripts.twistd import run; run()"]
+
+
+def free_port(family=socket.AF_INET, host="127.0.0.1"):
+    with socket.socket(family) as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def environment():
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    env.pop("LISTEN_FDS", None)
+    return env
+
+
+def reachable_directory():
+    """A new directory that the server can still reach once it runs as nobody
+    (started as root, it drops privileges); the caller removes it."""
+    directory = Path(tempfile.mkdtemp(prefix="smtplatrine-test-"))
+    directory.chmod(0o755)
+    return directory
+
+
+def write_config(directory, sections):
+    """Write ``{section: {key: value}}`` as one INI file in *directory*."""
+    directory.mkdir(parents=True, exist_ok=True)
+    text = "".join(
+        f"[{name}]\n" + "".join(f"{k} = {v}\n" for k, v in values.items())
+        for name, values in sections.items())
+    (directory / "test.ini").write_text(text)
+
+
+class Honeypot:
+    """twistd running the honeypot with extra config sections.
+
+    It listens on a plain port (``self.port``) and an implicit TLS port
+    (``self.tls_port``) on 127.0.0.1.
+    """
+
+    def __init__(self, **sections):
+        self.directory = reachable_directory()
+        self.data = self.directory / "data"
+        self.port, self.tls_port = free_port(), free_port()
+        sections.setdefault("server", {})
+        sections["server"].setdefault("data_dir", self.data)
+        sections["server"].setdefault("listen", "")
+        write_config(self.directory / "etc", sections)
+        self.log = self.directory / "twistd.log"
+        self.stdout = self.directory / "stdout.log"
+        with open(self.stdout, "wb") as stdout:
+            self.process = subprocess.Popen(
+                TWISTD + ["-n", "--pidfile=", f"--logfile={self.log}", "smtplatrine",
+                          "--config", str(self.directory / "etc"),
+                          "--listen", f"tcp:{self.port}:interface=127.0.0.1",
+                          "--listen", f"ssl:{self.tls_port}:interface=127.0.0.1"],
+                cwd=self.directory, env=environment(),
+                stdout=stdout, stderr=subprocess.STDOUT)
+        self.wait_ready()
+        # The readiness probe was a session too; tests see only their own.
+        self.ignored = {r["session"] for r in self.wait_for(self.sessions)}
+
+    def wait_ready(self, timeout=30):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError("twistd exited: " + self.output())
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), 1) as s:
+                    if s.recv(100).startswith(b"220 "):
+                        return
+            except OSError:
+                time.sleep(0.1)
+        raise RuntimeError("twistd did not answer: " + self.output())
+
+    def output(self):
+        """What twistd logged and printed so far."""
+        return "".join(path.read_text(errors="replace")
+                       for path in (self.log, self.stdout) if path.exists())
+
+    def rss_kb(self):
+        for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+
+    def stop(self):
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+    def messages(self):
+        """Spooled messages: [(metadata, raw bytes)], oldest first."""
+        directory = self.data / "spool" / "messages"
+        found = [(json.loads(p.read_text()), p.with_suffix(".eml").read_bytes())
+                 for p in directory.glob("*.json")]
+        return sorted(found, key=lambda item: item[0].get("received", 0))
+
+    def sessions(self):
+        directory = self.data / "spool" / "sessions"
+        found = [json.loads(p.read_text()) for p in directory.glob("*.json")]
+        found = [r for r in found if r["session"] not in getattr(self, "ignored", ())]
+        return sorted(found, key=lambda record: record["start"])
+
+    def wait_for(self, predicate, timeout=10):
+        """Poll until *predicate()* is true (session records are written on close)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            result = predicate()
+            if result:
+                return result
+            time.sleep(0.05)
+        raise AssertionError("timed out waiting")
+
+
+def run_twistd(*args, cwd, timeout=30):
+    """Run twistd with *args* to its end: (exit code, output)."""
+    result = subprocess.run(TWISTD + ["-n", "--pidfile=", *args], cwd=cwd,
+                            env=environment(), capture_output=True, timeout=timeout)
+    return result.returncode, (result.stdout + result.stderr).decode(errors="replace")

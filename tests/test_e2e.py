@@ -1,0 +1,375 @@
+"""End to end: ``twistd -n smtplatrine`` on loopback, real clients over TCP."""
+
+import hashlib
+import hmac
+import os
+import pwd
+import shutil
+import smtplib
+import socket
+import ssl
+import subprocess
+import time
+from pathlib import Path
+
+from twisted.trial import unittest
+
+from tests.process import (TWISTD, Honeypot, environment, free_port,
+                           reachable_directory, run_twistd, write_config)
+
+MESSAGE = (b"From: Alice <alice@example.org>\r\nTo: bob@example.net\r\n"
+           b"Subject: hello\r\n\r\nFirst line.\r\n.dotted line\r\n..two dots\r\n")
+
+
+def tls_context():
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+def talk(port, data, read_until=b"", timeout=10):
+    """Send *data* on a raw socket after the banner; return all replies."""
+    with socket.create_connection(("127.0.0.1", port), timeout) as s:
+        s.recv(1000)
+        s.sendall(data)
+        received = b""
+        deadline = time.monotonic() + timeout
+        while read_until not in received or not received.endswith(b"\r\n"):
+            if time.monotonic() > deadline:
+                break
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            received += chunk
+        return received
+
+
+class HoneypotTestCase(unittest.TestCase):
+    sections = {}
+
+    def setUp(self):
+        self.honeypot = Honeypot(**self.sections)
+        self.addCleanup(self.honeypot.stop)
+
+    def tearDown(self):
+        self.assertNotIn("Traceback", self.honeypot.output())
+
+    def smtp(self):
+        client = smtplib.SMTP("127.0.0.1", self.honeypot.port, timeout=10)
+        self.addCleanup(client.close)
+        return client
+
+
+class SMTPLibTests(HoneypotTestCase):
+
+    def test_messages_spooled_byte_exact(self):
+        """Two messages with several recipients in one session are spooled exactly."""
+        client = self.smtp()
+        client.ehlo("client.example.org")
+        refused = client.sendmail("alice@example.org",
+                                  ["bob@example.net", "carol@example.com"], MESSAGE)
+        self.assertEqual(refused, {})
+        client.sendmail("<>", ["dave@example.net"], b"Subject: two\r\n\r\nx\r\n")
+        client.quit()
+        first, second = self.honeypot.messages()
+        self.assertEqual(first[1], MESSAGE)
+        self.assertEqual(first[0]["sha256"], hashlib.sha256(MESSAGE).hexdigest())
+        self.assertEqual(first[0]["rcpts"], ["bob@example.net", "carol@example.com"])
+        self.assertEqual((second[0]["mail_from"], second[1]), ("", b"Subject: two\r\n\r\nx\r\n"))
+        [record] = self.honeypot.wait_for(self.honeypot.sessions)
+        self.assertEqual(record["helo"], "client.example.org")
+        self.assertEqual(record["src_ip"], "127.0.0.1")
+        self.assertEqual(record["messages"], 2)
+
+    def test_queue_id_matches_spool(self):
+        """The id in the 250 reply names the spooled message."""
+        client = self.smtp()
+        client.ehlo()
+        client.mail("a@example.org")
+        client.rcpt("b@example.net")
+        code, text = client.data(MESSAGE)
+        self.assertEqual(code, 250)
+        [(meta, _)] = self.honeypot.messages()
+        self.assertEqual(text, b"2.0.0 Ok: queued as " + meta["queue_id"].encode())
+        self.assertTrue(meta["message"].replace("-", "").upper().startswith(meta["queue_id"]))
+
+    def test_starttls(self):
+        """STARTTLS works, the message is captured and TLS details recorded."""
+        client = self.smtp()
+        client.ehlo()
+        self.assertTrue(client.has_extn("starttls"))
+        client.starttls(context=tls_context())
+        client.ehlo()
+        client.sendmail("a@example.org", ["b@example.net"], MESSAGE)
+        client.quit()
+        [(meta, raw)] = self.honeypot.messages()
+        self.assertEqual(raw, MESSAGE)
+        self.assertEqual(meta["tls"]["implicit"], False)
+        self.assertTrue(meta["tls"]["version"].startswith("TLSv1."))
+        [record] = self.honeypot.wait_for(self.honeypot.sessions)
+        self.assertTrue(record["tls"]["cipher"])
+
+    def test_implicit_tls(self):
+        """SMTPS on the ssl: port shows the banner inside TLS and captures mail."""
+        client = smtplib.SMTP_SSL("127.0.0.1", self.honeypot.tls_port, timeout=10,
+                                  context=tls_context())
+        self.addCleanup(client.close)
+        code, keywords = client.ehlo()
+        self.assertEqual(code, 250)
+        self.assertNotIn(b"STARTTLS", keywords)
+        client.sendmail("a@example.org", ["b@example.net"], MESSAGE)
+        client.quit()
+        [(meta, raw)] = self.honeypot.messages()
+        self.assertEqual(raw, MESSAGE)
+        self.assertEqual(meta["tls"]["implicit"], True)
+
+    def test_certificate_kept(self):
+        """The self-signed certificate is made for the host name and kept."""
+        with socket.create_connection(("127.0.0.1", self.honeypot.tls_port)) as raw:
+            with tls_context().wrap_socket(raw) as s:
+                der = s.getpeercert(binary_form=True)
+        pem = (self.honeypot.data / "tls" / "server.crt").read_text()
+        self.assertEqual(ssl.DER_cert_to_PEM_cert(der).strip(), pem.strip())
+        out = subprocess.run(["openssl", "x509", "-noout", "-subject"], input=pem.encode(),
+                             capture_output=True).stdout
+        self.assertIn(b"CN = mail.example.com", out)
+
+    def test_auth_mechanisms(self):
+        """PLAIN, LOGIN and CRAM-MD5 attempts are all refused and recorded."""
+        for mechanism in ("PLAIN", "LOGIN", "CRAM-MD5"):
+            client = self.smtp()
+            client.ehlo()
+            client.user, client.password = f"user-{mechanism}", "s3cret"
+            with self.assertRaises(smtplib.SMTPAuthenticationError) as caught:
+                client.auth(mechanism, getattr(client, "auth_" + mechanism.lower()
+                                               .replace("-", "_")))
+            self.assertEqual(caught.exception.smtp_code, 535)
+            client.quit()
+        records = self.honeypot.wait_for(lambda: len(self.honeypot.sessions()) == 3
+                                         and self.honeypot.sessions())
+        attempts = {r["auth"][0]["mechanism"]: r["auth"][0] for r in records}
+        self.assertEqual(attempts["PLAIN"]["password"], "s3cret")
+        self.assertEqual(attempts["LOGIN"]["username"], "user-LOGIN")
+        cram = attempts["CRAM-MD5"]
+        # RFC 2195: the response is HMAC-MD5 of the challenge, keyed with the password.
+        self.assertEqual(cram["response"], hmac.new(
+            b"s3cret", cram["challenge"].encode(), "md5").hexdigest())
+
+
+class AcceptingAuthTests(HoneypotTestCase):
+    sections = {"smtp": {"smtp_auth_accept": "true"}}
+
+    def test_login_accepted(self):
+        """With smtp_auth_accept, smtplib's login succeeds and mail is captured."""
+        client = self.smtp()
+        client.login("admin", "admin")
+        client.sendmail("a@example.org", ["b@example.net"], MESSAGE)
+        client.quit()
+        self.assertEqual(len(self.honeypot.messages()), 1)
+
+
+class RawSocketTests(HoneypotTestCase):
+
+    def test_pipelined_batch(self):
+        """A batch in one segment is answered in order, message included."""
+        replies = talk(self.honeypot.port, b"EHLO x\r\n")
+        self.assertIn(b"250 CHUNKING", replies)
+        with socket.create_connection(("127.0.0.1", self.honeypot.port), 10) as s:
+            s.recv(1000)
+            s.sendall(b"EHLO x\r\n")
+            time.sleep(0.2)
+            s.recv(1000)
+            s.sendall(b"MAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nRCPT TO:<e@f>\r\nDATA\r\n")
+            time.sleep(0.2)
+            s.sendall(b"Subject: p\r\n\r\nbody\r\n.\r\nNOOP\r\nQUIT\r\n")
+            received = b""
+            while not received.endswith(b"221 2.0.0 Bye\r\n"):
+                chunk = s.recv(1000)
+                if not chunk:
+                    break
+                received += chunk
+        self.assertRegex(received, rb"\A250 2\.1\.0 Ok\r\n250 2\.1\.5 Ok\r\n250 2\.1\.5 Ok\r\n"
+                                   rb"354 [^\r]+\r\n250 2\.0\.0 Ok: queued as \w+\r\n"
+                                   rb"250 2\.0\.0 Ok\r\n221 2\.0\.0 Bye\r\n\Z")
+
+    def test_bdat(self):
+        """BDAT chunks and BDAT LAST over a raw socket are spooled exactly."""
+        replies = talk(self.honeypot.port,
+                       b"EHLO x\r\nMAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\n"
+                       b"BDAT 7\r\nSubject" + b"BDAT 9 LAST\r\n: x\r\n\r\nhi" + b"QUIT\r\n",
+                       read_until=b"221")
+        self.assertIn(b"250 2.0.0 Ok: 7 bytes\r\n250 2.0.0 Ok: 16 bytes queued as", replies)
+        [(meta, raw)] = self.honeypot.messages()
+        self.assertEqual(raw, b"Subject: x\r\n\r\nhi")
+        self.assertEqual(meta["transport"], "BDAT")
+
+
+class SwaksTests(HoneypotTestCase):
+
+    def swaks(self, *args):
+        result = subprocess.run(
+            ["swaks", "--server", f"127.0.0.1:{self.honeypot.port}", "--to",
+             "victim@example.net", "--from", "spammer@example.org", "--helo",
+             "bot.example.com", *args], capture_output=True, timeout=60)
+        return result.returncode, result.stdout.decode(errors="replace")
+
+    def test_swaks_plain(self):
+        """swaks delivers and prints Postfix's replies."""
+        code, out = self.swaks()
+        self.assertEqual(code, 0, out)
+        self.assertIn("<-  220 mail.example.com ESMTP Postfix (Debian/GNU)", out)
+        self.assertRegex(out, r"<-  250 2\.0\.0 Ok: queued as [0-9A-F]{11}")
+        [(meta, raw)] = self.honeypot.messages()
+        self.assertIn(b"To: victim@example.net", raw)
+
+    def test_swaks_tls_and_auth(self):
+        """swaks with STARTTLS and AUTH LOGIN: refused, and the attempt kept."""
+        code, out = self.swaks("--tls", "--auth", "LOGIN", "--auth-user", "root",
+                               "--auth-password", "toor")
+        self.assertIn("<-  220 2.0.0 Ready to start TLS", out)
+        self.assertIn("<~* 535 5.7.8 Error: authentication failed", out)
+        [record] = self.honeypot.wait_for(self.honeypot.sessions)
+        self.assertEqual((record["auth"][0]["username"], record["auth"][0]["password"]),
+                         ("root", "toor"))
+        self.assertEqual(record["tls"]["implicit"], False)
+
+
+class NmapTests(HoneypotTestCase):
+
+    def nmap(self, *args):
+        if shutil.which("nmap") is None:
+            raise unittest.SkipTest("nmap is not installed")
+        result = subprocess.run(["nmap", "-Pn", "-n", "-p", str(self.honeypot.port),
+                                 *args, "127.0.0.1"], capture_output=True, timeout=300)
+        return result.stdout.decode(errors="replace")
+
+    def test_version_detection(self):
+        """nmap -sV says Postfix smtpd."""
+        out = self.nmap("-sV")
+        self.assertRegex(out, rf"{self.honeypot.port}/tcp\s+open\s+smtp\s+Postfix smtpd")
+
+    def test_open_relay(self):
+        """nmap's smtp-open-relay passes all 16 tests; smtp-commands sees every keyword."""
+        out = self.nmap("-sV", "--script", "smtp-commands,smtp-open-relay")
+        self.assertIn("Server is an open relay (16/16 tests)", out)
+        self.assertIn("PIPELINING, SIZE 10240000, VRFY, ETRN, STARTTLS, AUTH PLAIN LOGIN"
+                      " CRAM-MD5, ENHANCEDSTATUSCODES, 8BITMIME, DSN, SMTPUTF8, CHUNKING",
+                      out)
+
+
+class NeverRelaysTests(HoneypotTestCase):
+
+    def test_no_outbound_connection(self):
+        """Accepting mail for a remote domain opens no connection anywhere."""
+        client = self.smtp()
+        client.sendmail("a@example.org", ["relay@[127.0.0.1]", "x@example.net"], MESSAGE)
+        client.quit()
+        time.sleep(0.5)
+        pid = self.honeypot.process.pid
+        out = subprocess.run(["ss", "-tnpH"], capture_output=True).stdout.decode()
+        mine = [line for line in out.splitlines() if f"pid={pid}," in line]
+        listening = {self.honeypot.port, self.honeypot.tls_port}
+        for line in mine:
+            local_port = int(line.split()[3].rsplit(":", 1)[1])
+            self.assertIn(local_port, listening, line)
+
+
+class StartupTests(unittest.TestCase):
+
+    def test_port_in_use(self):
+        """A port in use stops start-up with one clear line."""
+        with socket.socket() as taken:
+            taken.bind(("127.0.0.1", 0))
+            taken.listen()
+            port = taken.getsockname()[1]
+            code, out = run_twistd(
+                "smtplatrine", "--config", self.config_dir({}),
+                "--listen", f"tcp:{port}:interface=127.0.0.1", cwd=self.mktemp_dir())
+        self.assertNotEqual(code, 0)
+        self.assertIn(f"smtplatrine: cannot listen on tcp:{port}:interface=127.0.0.1:"
+                      " the address is already in use", out)
+        self.assertNotIn("Traceback", out)
+
+    def test_bad_config_value(self):
+        """A bad value names file, section, key and what is allowed."""
+        code, out = run_twistd(
+            "smtplatrine", "--config", self.config_dir({"smtp": {"timeout": "soon"}}),
+            cwd=self.mktemp_dir())
+        self.assertNotEqual(code, 0)
+        self.assertIn("test.ini [smtp] timeout = 'soon': expected a number > 0", out)
+        self.assertNotIn("Traceback", out)
+
+    def test_bad_endpoint(self):
+        """A malformed endpoint is refused before anything starts."""
+        code, out = run_twistd("smtplatrine", "--listen", "tcp:notaport",
+                               cwd=self.mktemp_dir())
+        self.assertNotEqual(code, 0)
+        self.assertIn("bad endpoint 'tcp:notaport'", out)
+        self.assertNotIn("Traceback", out)
+
+    def mktemp_dir(self):
+        path = os.path.abspath(self.mktemp())
+        os.makedirs(path)
+        return path
+
+    def config_dir(self, sections):
+        directory = Path(self.mktemp_dir()) / "etc"
+        sections = dict(sections, server={"data_dir": directory.parent / "data"})
+        write_config(directory, sections)
+        return str(directory)
+
+
+class PrivilegeTests(HoneypotTestCase):
+
+    def setUp(self):
+        if os.getuid() != 0:
+            raise unittest.SkipTest("privilege drop needs a test run as root")
+        super().setUp()
+
+    def test_runs_unprivileged(self):
+        """Started as root, the server runs as nobody:nogroup and owns its data."""
+        status = open(f"/proc/{self.honeypot.process.pid}/status").read()
+        uid_line = next(line for line in status.splitlines() if line.startswith("Uid:"))
+        nobody = pwd.getpwnam("nobody").pw_uid
+        self.assertEqual(uid_line.split()[1:], [str(nobody)] * 4)
+        cap_line = next(line for line in status.splitlines() if line.startswith("CapEff:"))
+        self.assertEqual(int(cap_line.split()[1], 16), 0)
+        client = self.smtp()
+        client.sendmail("a@example.org", ["b@example.net"], MESSAGE)
+        client.quit()
+        [(meta, raw)] = self.honeypot.messages()
+        self.assertEqual(raw, MESSAGE)
+
+
+class SocketActivationTests(unittest.TestCase):
+
+    def test_systemd_endpoint(self):
+        """With a socket handed over by systemd, the honeypot serves on it."""
+        if shutil.which("systemd-socket-activate") is None:
+            raise unittest.SkipTest("systemd-socket-activate is not installed")
+        directory = reachable_directory()
+        self.addCleanup(shutil.rmtree, directory)
+        write_config(directory / "etc", {"server": {"data_dir": directory / "data"}})
+        port = free_port()
+        process = subprocess.Popen(
+            ["systemd-socket-activate", "-E", "PYTHONPATH", "--fdname=smtp",
+             "-l", f"127.0.0.1:{port}",
+             *TWISTD, "-n",
+             "--pidfile=", f"--logfile={directory}/twistd.log", "smtplatrine",
+             "--config", f"{directory}/etc", "--listen", "systemd:domain=INET:index=0"],
+            env=environment(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.addCleanup(process.wait)
+        self.addCleanup(process.terminate)
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", port), 2) as s:
+                    s.settimeout(20)
+                    banner = s.recv(100)
+                    break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)
+        self.assertEqual(banner, b"220 mail.example.com ESMTP Postfix (Debian/GNU)\r\n")
