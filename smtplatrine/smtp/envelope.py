@@ -72,7 +72,7 @@ def check_mail_params(params, size_limit, features):
             pass
         elif name in ("RET", "ENVID") and features.dsn:
             pass
-        elif name == "AUTH" and features.auth:
+        elif name == "AUTH":
             pass
         else:
             raise EnvelopeError("bad_option", _word(name, value))

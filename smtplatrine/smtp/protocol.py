@@ -170,13 +170,14 @@ class SMTPSession(Protocol):
             # Postfix reads a command as a C string: it ends at the NUL.
             self.record.flag("nul_byte")
             text = text.partition("\0")[0]
-        verb, _, arg = text.partition(" ")
+        verb, _, arg = text.strip(" \t").partition(" ")
         verb = verb.upper()
         if self.features.smtputf8 and not _is_utf8(text):
             self._reply("bad_utf8")
-        elif not text:
+        elif not verb:
             self._reply("bad_syntax")
-        elif not ("A" <= verb[0] <= "Z") or verb in self.persona.forbidden:
+        elif (not "A" <= verb[0] <= "Z" or verb in self.persona.forbidden
+              or verb.endswith(":")):
             self.record.flag("forbidden_command")
             self.record.close_reason = "forbidden_command"
             self._reply("forbidden", then=self._close)
@@ -249,8 +250,6 @@ class SMTPSession(Protocol):
         self.record.envelopes.append(self._envelope)
 
     def do_RCPT(self, arg):
-        if self._needs_helo():
-            return
         if self._envelope is None and self.config.smtp_compliant:
             self._reply("need_mail")
             return
@@ -274,8 +273,6 @@ class SMTPSession(Protocol):
     def _transaction_error(self):
         """The persona's reply key when DATA or BDAT may not start yet."""
         if self.config.smtp_compliant:
-            if self.record.helo is None:
-                return "need_helo"
             if self._envelope is None:
                 return "need_rcpt"
             if not self._envelope.rcpts:
