@@ -18,6 +18,7 @@ from twisted.internet.endpoints import serverFromString
 from twisted.logger import (FilteringLogObserver, LogLevel,
                             LogLevelFilterPredicate, Logger, formatEvent,
                             globalLogPublisher, textFileLogObserver)
+from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.python.failure import Failure
 
 from smtplatrine import tls
@@ -112,13 +113,20 @@ class HoneypotService(Service):
             config, PERSONAS[config.smtp.persona], self.reactor, spool,
             self.events, tls_options)
         for description in self.listen:
-            self._listen(tls.endpoint_with_certificate(description, cert, key),
-                         description)
+            self._listen(description, cert, key, tls_options)
         drop_privileges(config.non_privileged.user, config.non_privileged.group,
                         data_dir)
         super().privilegedStartService()
 
-    def _listen(self, endpoint_text, description):
+    def _listen(self, description, cert, key, tls_options):
+        """Listen on *description*; ``tls:ENDPOINT`` wraps any endpoint
+        (``tls:systemd:...``) in implicit TLS, as ``ssl:`` does for TCP."""
+        factory = self.factory
+        endpoint_text = tls.endpoint_with_certificate(description, cert, key)
+        if description.startswith("tls:"):
+            endpoint_text = description[len("tls:"):]
+            factory = TLSMemoryBIOFactory(
+                tls_options or tls.context_factory(cert, key), False, factory)
         try:
             endpoint = serverFromString(self.reactor, endpoint_text)
         except Exception as e:
@@ -126,7 +134,7 @@ class HoneypotService(Service):
                 f"smtplatrine: bad endpoint {description!r}: {e}; examples:"
                 f" tcp:2525, tcp:25:interface=192.0.2.1, ssl:465") from None
         results = []
-        d = endpoint.listen(self.factory)
+        d = endpoint.listen(factory)
         d.addBoth(results.append)
         if not results:
             d.addCallback(self.ports.append)

@@ -11,8 +11,19 @@ import tempfile
 import time
 from pathlib import Path
 
+from twisted.trial import unittest
+
 ROOT = Path(__file__).resolve().parent.parent
 TWISTD = [sys.executable, "-c", "from twisted.scripts.twistd import run; run()"]
+
+
+def require(command):
+    """Skip a test whose tool is missing, except in CI, where that fails."""
+    if shutil.which(command) is None:
+        message = f"{command} is not installed (Debian package; see .ci/run)"
+        if os.environ.get("CI"):
+            raise AssertionError(message)
+        raise unittest.SkipTest(message)
 
 
 def free_port(family=socket.AF_INET, host="127.0.0.1"):

@@ -15,7 +15,7 @@ from pathlib import Path
 from twisted.trial import unittest
 
 from tests.process import (TWISTD, Honeypot, environment, free_port,
-                           reachable_directory, run_twistd, write_config)
+                           reachable_directory, require, run_twistd, write_config)
 
 MESSAGE = (b"From: Alice <alice@example.org>\r\nTo: bob@example.net\r\n"
            b"Subject: hello\r\n\r\nFirst line.\r\n.dotted line\r\n..two dots\r\n")
@@ -208,6 +208,7 @@ class RawSocketTests(HoneypotTestCase):
 class SwaksTests(HoneypotTestCase):
 
     def swaks(self, *args):
+        require("swaks")
         result = subprocess.run(
             ["swaks", "--server", f"127.0.0.1:{self.honeypot.port}", "--to",
              "victim@example.net", "--from", "spammer@example.org", "--helo",
@@ -238,8 +239,7 @@ class SwaksTests(HoneypotTestCase):
 class NmapTests(HoneypotTestCase):
 
     def nmap(self, *args):
-        if shutil.which("nmap") is None:
-            raise unittest.SkipTest("nmap is not installed")
+        require("nmap")
         result = subprocess.run(["nmap", "-Pn", "-n", "-p", str(self.honeypot.port),
                                  *args, "127.0.0.1"], capture_output=True, timeout=300)
         return result.stdout.decode(errors="replace")
@@ -344,32 +344,42 @@ class PrivilegeTests(HoneypotTestCase):
 
 class SocketActivationTests(unittest.TestCase):
 
-    def test_systemd_endpoint(self):
-        """With a socket handed over by systemd, the honeypot serves on it."""
-        if shutil.which("systemd-socket-activate") is None:
-            raise unittest.SkipTest("systemd-socket-activate is not installed")
+    def activate(self, endpoint):
+        """Start the honeypot under systemd-socket-activate; its port."""
+        require("systemd-socket-activate")
         directory = reachable_directory()
         self.addCleanup(shutil.rmtree, directory)
         write_config(directory / "etc", {"server": {"data_dir": directory / "data"}})
         port = free_port()
         process = subprocess.Popen(
             ["systemd-socket-activate", "-E", "PYTHONPATH", "--fdname=smtp",
-             "-l", f"127.0.0.1:{port}",
-             *TWISTD, "-n",
-             "--pidfile=", f"--logfile={directory}/twistd.log", "smtplatrine",
-             "--config", f"{directory}/etc", "--listen", "systemd:domain=INET:index=0"],
+             "-l", f"127.0.0.1:{port}", *TWISTD, "-n", "--pidfile=",
+             f"--logfile={directory}/twistd.log", "smtplatrine",
+             "--config", f"{directory}/etc", "--listen", endpoint],
             env=environment(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         self.addCleanup(process.wait)
         self.addCleanup(process.terminate)
         deadline = time.monotonic() + 30
         while True:
             try:
-                with socket.create_connection(("127.0.0.1", port), 2) as s:
-                    s.settimeout(20)
-                    banner = s.recv(100)
-                    break
+                socket.create_connection(("127.0.0.1", port), 2).close()
+                return port
             except OSError:
                 if time.monotonic() > deadline:
                     raise
                 time.sleep(0.1)
-        self.assertEqual(banner, b"220 mail.example.com ESMTP Postfix (Debian/GNU)\r\n")
+
+    def test_systemd_endpoint(self):
+        """With a socket handed over by systemd, the honeypot serves on it."""
+        port = self.activate("systemd:domain=INET:name=smtp")
+        client = smtplib.SMTP("127.0.0.1", port, timeout=20)
+        self.addCleanup(client.close)
+        self.assertEqual(client.ehlo()[0], 250)
+        client.sendmail("a@example.org", ["b@example.net"], MESSAGE)
+
+    def test_systemd_implicit_tls(self):
+        """``tls:systemd:...`` serves SMTPS on a socket handed over by systemd."""
+        port = self.activate("tls:systemd:domain=INET:name=smtp")
+        client = smtplib.SMTP_SSL("127.0.0.1", port, timeout=20, context=tls_context())
+        self.addCleanup(client.close)
+        self.assertEqual(client.noop()[0], 250)
