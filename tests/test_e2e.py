@@ -50,10 +50,14 @@ class HoneypotTestCase(unittest.TestCase):
 
     def setUp(self):
         self.honeypot = Honeypot(**self.sections)
+        # Cleanups run last first: the log is read before twistd stops.
         self.addCleanup(self.honeypot.stop)
+        self.addCleanup(self.assertNoTraceback)
 
-    def tearDown(self):
-        self.assertNotIn("Traceback", self.honeypot.output())
+    def assertNoTraceback(self):
+        output = self.honeypot.output()
+        self.assertIn("listening on tcp:", output)
+        self.assertNotIn("Traceback", output)
 
     def smtp(self):
         client = smtplib.SMTP("127.0.0.1", self.honeypot.port, timeout=10)

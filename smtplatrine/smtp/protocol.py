@@ -29,6 +29,8 @@ log = Logger()
 COMMAND, DATA, BDAT, AUTH = "command", "data", "bdat", "auth"
 # Long enough to hold back the start of a CRLF.CRLF split across reads.
 _HOLD = 4
+# Seconds a closing connection has to take its last reply.
+_ABORT_AFTER = 5
 _SMUGGLING = (b"\n.\n", b"\n.\r\n", b"\r\n.\n", b"\r.\r")
 
 
@@ -637,8 +639,13 @@ class SMTPSession(Protocol):
             self._reply("too_many_errors", then=self._close)
 
     def _close(self):
+        """Close after the last reply; abort if that cannot be flushed (a
+        client that does not read, a TLS handshake that never happened)."""
         self._closing = True
         self.transport.loseConnection()
+        if self._timer is not None and self._timer.active():
+            self._timer.cancel()
+        self._timer = self.clock.callLater(_ABORT_AFTER, self.transport.abortConnection)
 
     # --- deadlines ---------------------------------------------------------
 
