@@ -2,64 +2,86 @@
 
 Layout under the spool directory::
 
-    tmp/                 messages being received (never read by consumers)
     messages/ID.eml      the raw message, byte-exact after dot-unstuffing
-    messages/ID.json     its metadata; written last, so it marks the pair
-                         complete: consumers take a message only when its
-                         .json exists
+    messages/ID.json     its metadata, one JSON object; empty until the
+                         message has ended
     sessions/SID.json    one record per connection, written when it closes
 
-A message's metadata says whether the client was told it was accepted
-(``acknowledged``), and flags what is not whole (``truncated`` when it was
-over the size limit, ``incomplete`` when the connection dropped mid-DATA).
-Acknowledged messages are on disk before the reply: the file is fsync'd,
-renamed into ``messages/`` and the directory fsync'd first.  Commits are
-grouped: while one group is being synced the next one collects, so that one
-directory fsync serves many messages.
+A consumer takes a message when its ``.json`` parses; until then the message
+is still being received.  The metadata says whether the client was told it
+was accepted (``acknowledged``) and flags what is not whole (``truncated``
+when it was over the size limit, ``incomplete`` when the connection dropped
+mid-DATA, ``recovered`` when a restart found it unfinished).
 
-At start-up, whatever ``tmp/`` still holds was never acknowledged; it is
-moved into ``messages/`` flagged incomplete, so that nothing is lost.
+Nothing is acknowledged before it is on disk: the message and its metadata
+are written, then syncfs(2) makes them durable, and only then does the
+client get its 250.  Commits are grouped: messages that end while a sync
+runs share the next one.  Files are created ahead, away from the reactor,
+because creating a file can wait on the file system's journal while a sync
+runs.
 """
 
+import ctypes
 import hashlib
 import json
 import os
+import uuid
 from pathlib import Path
 
 from twisted.internet import defer
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 log = Logger()
 
+# Groups being synced at once: the kernel merges their journal commits, and a
+# message ending during a sync need not wait for it to finish.
+_SYNCS_IN_FLIGHT = 4
 
-def _fsync_dir(path):
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def _syncfs(path):
+    """syncfs(2): everything written to the file system of *path* is on disk."""
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     try:
-        os.fsync(fd)
+        if _libc.syncfs(fd) != 0:
+            code = ctypes.get_errno()
+            raise OSError(code, os.strerror(code))
     finally:
         os.close(fd)
 
 
-def _write_json(path, record, sync):
+def _write_json(path, record):
+    """Write *record* to *path* whole or not at all."""
     tmp = path.with_suffix(".tmp")
-    with open(tmp, "w", encoding="ascii") as f:
-        json.dump(record, f, sort_keys=True)
-        if sync:
-            f.flush()
-            os.fsync(f.fileno())
+    tmp.write_text(json.dumps(record, sort_keys=True) + "\n", encoding="ascii")
     os.rename(tmp, path)
 
 
-class SpoolFile:
-    """A message being received: raw bytes go to ``tmp/`` as they arrive."""
+def read_metadata(path):
+    """The metadata in *path*, or None while the message is unfinished."""
+    try:
+        return json.loads(path.read_text(encoding="ascii"))
+    except (OSError, ValueError):
+        return None
 
-    def __init__(self, path, limit):
-        self.path = path
-        self.limit = limit
+
+class SpoolFile:
+    """A message: raw bytes go to ``ID.eml`` as they arrive, its metadata to
+    ``ID.json`` when it ends.  ``message_id`` is its UUID; ``limit``, the
+    most bytes it keeps, is set when it is used."""
+
+    def __init__(self, directory):
+        self.message_id = uuid.uuid4()
+        self.path = directory / f"{self.message_id}.eml"
+        self.limit = 0
         self.size = 0
         self.truncated = False
         self._sha256 = hashlib.sha256()
-        self._file = open(path, "wb")
+        self._file = open(self.path, "wb")
+        self._metadata_file = open(self.path.with_suffix(".json"), "w",
+                                   encoding="ascii")
 
     def write(self, data):
         """Append *data*, keeping at most ``limit`` bytes in all."""
@@ -76,106 +98,118 @@ class SpoolFile:
     def sha256(self):
         return self._sha256.hexdigest()
 
+    def complete(self, metadata):
+        """End the message: write *metadata*, with size and hash, beside it."""
+        self._file.close()
+        record = dict(metadata, size=self.size, sha256=self.sha256,
+                      truncated=self.truncated)
+        with self._metadata_file as f:
+            f.write(json.dumps(record, sort_keys=True) + "\n")
+
+    def remove(self):
+        for f in (self._file, self._metadata_file):
+            f.close()
+            os.unlink(f.name)
+
 
 class Spool:
     """Durable spool directory; I/O that waits on the disk runs in *run*.
 
     *run(f, *args)* calls ``f(*args)`` away from the reactor thread and
     returns a Deferred, as ``deferToThread`` does (tests pass a synchronous
-    one).
+    one).  ``reserve`` message files are kept created ahead.
     """
 
-    def __init__(self, root, run):
+    def __init__(self, root, run, reserve=64):
         self.root = Path(root)
+        self.messages = self.root / "messages"
         self._run = run
         self._pending = []
-        self._syncing = False
-        for name in ("tmp", "messages", "sessions"):
-            (self.root / name).mkdir(parents=True, exist_ok=True)
+        self._syncing = 0
+        self._reserve = reserve
+        self._ready = []
+        self._refilling = False
+        for directory in (self.messages, self.root / "sessions"):
+            directory.mkdir(parents=True, exist_ok=True)
 
-    def open(self, message_id, limit):
-        return SpoolFile(self.root / "tmp" / f"{message_id}.eml", limit)
+    def open(self, limit):
+        """A new message file that keeps at most *limit* bytes."""
+        spool_file = self._ready.pop() if self._ready else SpoolFile(self.messages)
+        spool_file.limit = limit
+        if len(self._ready) < self._reserve // 2 and not self._refilling:
+            self._refill()
+        return spool_file
+
+    def _refill(self):
+        self._refilling = True
+
+        def create(count):
+            return [SpoolFile(self.messages) for _ in range(count)]
+
+        def done(result):
+            self._refilling = False
+            if isinstance(result, Failure):
+                log.failure("spool: cannot create message files", result)
+            else:
+                self._ready.extend(result)
+
+        self._run(create, self._reserve - len(self._ready)).addBoth(done)
 
     def commit(self, spool_file, metadata):
-        """Make *spool_file* durable with *metadata*; fires when it is."""
+        """End *spool_file* with *metadata*; fires once both are on disk."""
+        try:
+            spool_file.complete(metadata)
+        except OSError as e:
+            return defer.fail(e)
         d = defer.Deferred()
-        self._pending.append((spool_file, metadata, d))
-        if not self._syncing:
+        self._pending.append((spool_file, d))
+        if self._syncing < _SYNCS_IN_FLIGHT:
             self._sync_next()
         return d
 
     def _sync_next(self):
         group, self._pending = self._pending, []
         if not group:
-            self._syncing = False
             return
-        self._syncing = True
+        self._syncing += 1
 
-        def fire(outcomes):
-            for (spool_file, _, d), error in zip(group, outcomes):
-                if error is None:
-                    d.callback(spool_file)
+        def fire(result):
+            self._syncing -= 1
+            for spool_file, d in group:
+                if isinstance(result, Failure):
+                    d.errback(result)
                 else:
-                    d.errback(error)
+                    d.callback(spool_file)
             self._sync_next()
 
-        def failed(failure):
-            return [failure] * len(group)
-
-        self._run(self._sync_group, group).addErrback(failed).addCallback(fire)
-
-    def _sync_group(self, group):
-        """Sync each file of *group*, then the directory once; the errors."""
-        outcomes = []
-        for spool_file, metadata, _ in group:
-            try:
-                self._sync_one(spool_file, metadata)
-                outcomes.append(None)
-            except OSError as e:
-                outcomes.append(e)
-        _fsync_dir(self.root / "messages")
-        return outcomes
-
-    def _sync_one(self, spool_file, metadata):
-        f = spool_file._file
-        try:
-            f.flush()
-            os.fsync(f.fileno())
-        finally:
-            f.close()
-        target = self.root / "messages" / spool_file.path.name
-        metadata = dict(metadata, size=spool_file.size, sha256=spool_file.sha256,
-                        truncated=spool_file.truncated)
-        os.rename(spool_file.path, target)
-        _write_json(target.with_suffix(".json"), metadata, sync=True)
+        self._run(_syncfs, self.messages).addBoth(fire)
 
     def discard(self, spool_file):
         """Forget a message that was never accepted nor worth keeping."""
-        spool_file._file.close()
-        spool_file.path.unlink(missing_ok=True)
+        spool_file.remove()
 
     def save_session(self, record):
         """Write the record of a finished connection."""
         path = self.root / "sessions" / f"{record['session']}.json"
-        return self._run(_write_json, path, record, False)
+        return self._run(_write_json, path, record)
 
     def recover(self):
-        """Flag and keep what a crash left unfinished; drop temporary files.
-
-        An ``.eml`` in ``tmp/``, or one in ``messages/`` without its
-        ``.json``, was never acknowledged: it gets a metadata file saying so.
-        """
-        messages = self.root / "messages"
-        for path in (self.root / "tmp").glob("*.eml"):
-            os.rename(path, messages / path.name)
-        for path in messages.glob("*.eml"):
-            if not path.with_suffix(".json").exists():
-                metadata = {"message": path.stem, "acknowledged": False,
-                            "incomplete": True, "recovered": True,
-                            "size": path.stat().st_size}
-                _write_json(path.with_suffix(".json"), metadata, sync=True)
-                log.warn("spool: kept unfinished message {message}",
-                         message=path.stem)
-        for directory in ("tmp", "messages", "sessions"):
-            for path in (self.root / directory).glob("*.tmp"):
+        """After a restart: drop files created ahead and never used, and
+        finish, as unacknowledged, every message a crash left unfinished."""
+        for path in self.messages.glob("*.eml"):
+            json_path = path.with_suffix(".json")
+            metadata = read_metadata(json_path)
+            if metadata is not None:
+                continue
+            if not path.stat().st_size:
                 path.unlink()
+                json_path.unlink(missing_ok=True)
+                continue
+            metadata = {"message": path.stem, "acknowledged": False,
+                        "incomplete": True, "recovered": True,
+                        "size": path.stat().st_size}
+            _write_json(json_path, metadata)
+            log.warn("spool: kept unfinished message {message}", message=path.stem)
+        for path in (self.root / "sessions").glob("*.tmp"):
+            path.unlink()
+        _syncfs(self.messages)

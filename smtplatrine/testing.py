@@ -10,7 +10,7 @@ from smtplatrine import config as config_module
 from smtplatrine.events import Events
 from smtplatrine.persona import POSTFIX
 from smtplatrine.smtp.factory import HoneypotFactory
-from smtplatrine.spool import Spool
+from smtplatrine.spool import Spool, read_metadata
 
 
 def run_now(f, *args):
@@ -61,6 +61,17 @@ class TLSStringTransport(StringTransport):
 
     def startTLS(self, context_factory):
         self.tls = context_factory
+
+
+def spooled(directory):
+    """The finished messages in a spool's *directory*: [(metadata, raw)],
+    in the order they were received."""
+    found = []
+    for path in directory.glob("*.json"):
+        metadata = read_metadata(path)
+        if metadata is not None:
+            found.append((metadata, path.with_suffix(".eml").read_bytes()))
+    return sorted(found, key=lambda item: item[0].get("received", 0))
 
 
 def connect(factory, peer=("192.0.2.7", 40000), server=("198.51.100.1", 25)):

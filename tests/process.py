@@ -13,6 +13,8 @@ from pathlib import Path
 
 from twisted.trial import unittest
 
+from smtplatrine.testing import spooled
+
 ROOT = Path(__file__).resolve().parent.parent
 TWISTD = [sys.executable, "-c", "from twisted.scripts.twistd import run; run()"]
 
@@ -119,10 +121,7 @@ class Honeypot:
 
     def messages(self):
         """Spooled messages: [(metadata, raw bytes)], oldest first."""
-        directory = self.data / "spool" / "messages"
-        found = [(json.loads(p.read_text()), p.with_suffix(".eml").read_bytes())
-                 for p in directory.glob("*.json")]
-        return sorted(found, key=lambda item: item[0].get("received", 0))
+        return spooled(self.data / "spool" / "messages")
 
     def sessions(self):
         directory = self.data / "spool" / "sessions"

@@ -7,7 +7,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from twisted.trial import unittest
 
-from smtplatrine.testing import connect, make_config, make_factory
+from smtplatrine.testing import connect, make_config, make_factory, spooled
 
 REPLY = re.compile(rb"[2-5]\d\d[- ][^\r\n]*\r\n")
 VERBS = [b"HELO x", b"EHLO x", b"MAIL FROM:<a@b>", b"RCPT TO:<c@d>", b"DATA",
@@ -66,5 +66,5 @@ class FuzzTests(unittest.TestCase):
             position += cut
         protocol.dataReceived(stream[position:])
         self.assertIn(b"queued as", transport.value())
-        [path] = (factory.spool.root / "messages").glob("*.eml")
-        self.assertEqual(path.read_bytes(), unstuff(body))
+        [(_, raw)] = spooled(factory.spool.messages)
+        self.assertEqual(raw, unstuff(body))

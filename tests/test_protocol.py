@@ -10,7 +10,8 @@ import re
 from twisted.internet import defer
 from twisted.trial import unittest
 
-from smtplatrine.testing import connect, make_config, make_factory
+from smtplatrine import spool
+from smtplatrine.testing import connect, make_config, make_factory, run_now, spooled
 
 EHLO = b"EHLO client.example.org\r\n"
 REPLY = re.compile(rb"\A(?:[2-5]\d\d-[^\r\n]*\r\n)*[2-5]\d\d [^\r\n]*\r\n\Z")
@@ -37,9 +38,7 @@ class SessionTestCase(unittest.TestCase):
 
     def spooled(self):
         """The messages in the spool: [(metadata, raw bytes)]."""
-        directory = self.factory.spool.root / "messages"
-        return [(json.loads(p.read_text()), p.with_suffix(".eml").read_bytes())
-                for p in sorted(directory.glob("*.json"))]
+        return spooled(self.factory.spool.messages)
 
     def close(self):
         self.protocol.connectionLost(None)
@@ -469,7 +468,9 @@ class SpoolFailureTests(SessionTestCase):
 
     def fail_with(self, code):
         def run(f, *args):
-            return defer.fail(OSError(code, "injected"))
+            if f is spool._syncfs:
+                return defer.fail(OSError(code, "injected"))
+            return run_now(f, *args)
         self.connect(run=run)
         self.send(EHLO)
         reply = self.transaction(b"x\r\n.\r\n").split(b"\r\n")[3]

@@ -83,6 +83,9 @@ class SMTPSession(Protocol):
         self._timer = None
         if ISSLTransport.providedBy(self.transport):
             self.record.tls = {"implicit": True}
+        if hasattr(self.transport, "setTcpNoDelay"):
+            # One write per reply: Nagle would only hold replies back.
+            self.transport.setTcpNoDelay(True)
         factory.events.emit("smtplatrine.session.connect", self.identity)
         self._schedule_watchdog()
         if self.config.greet_delay:
@@ -449,17 +452,16 @@ class SMTPSession(Protocol):
         """Start spooling a message; the persona's reply key if that fails."""
         if self._envelope is None:
             self._start_transaction(None, {})
-        message_id = uuid.uuid4()
-        self._envelope.message = str(message_id)
-        self._envelope.queue_id = message_id.hex[:11].upper()
         self._envelope.transport = transport
         try:
-            self._file = self.factory.spool.open(
-                message_id, self.config.message_size_limit)
+            self._file = self.factory.spool.open(self.config.message_size_limit)
         except OSError as e:
             log.error("spool: cannot open a message file: {error}", error=e)
             self._envelope.outcome = "spool_error"
             return _spool_error(e)
+        message_id = self._file.message_id
+        self._envelope.message = str(message_id)
+        self._envelope.queue_id = message_id.hex[:11].upper()
         self._data_start = self.clock.seconds()
         self._data_bytes = 0
         self._line_length = 0
