@@ -12,23 +12,26 @@ import json
 import syslog
 from datetime import datetime, timezone
 
-from twisted.logger import Logger
+from twisted.logger import Logger, LogLevel
 
 log = Logger()
 
+# Each event and how the human log shows it: its level and its text.  The
+# steps inside a session are debug; set [logger] level = debug to see them.
 EVENTS = {
-    "smtplatrine.session.connect":
-        "connection from {src_ip}:{src_port} to {dst_ip}:{dst_port}",
-    "smtplatrine.session.tls": "TLS established: {tls_version} {tls_cipher}",
-    "smtplatrine.session.helo": "{command} {helo}",
-    "smtplatrine.login.attempt":
-        "AUTH {mechanism} username={username!r} accepted={accepted}",
-    "smtplatrine.mail": "MAIL FROM {mail_from!r}",
-    "smtplatrine.rcpt": "RCPT TO {rcpt!r}",
-    "smtplatrine.message.spooled":
-        "message {message} of {size} bytes, acknowledged={acknowledged}",
-    "smtplatrine.session.closed":
-        "closed after {duration:.1f}s, {messages} message(s)",
+    "smtplatrine.session.connect": (
+        LogLevel.info, "connection from {src_ip}:{src_port} to {dst_ip}:{dst_port}"),
+    "smtplatrine.session.tls": (
+        LogLevel.debug, "TLS established: {tls_version} {tls_cipher}"),
+    "smtplatrine.session.helo": (LogLevel.debug, "{command} {helo}"),
+    "smtplatrine.login.attempt": (
+        LogLevel.info, "AUTH {mechanism} username={username!r} accepted={accepted}"),
+    "smtplatrine.mail": (LogLevel.debug, "MAIL FROM {mail_from!r}"),
+    "smtplatrine.rcpt": (LogLevel.debug, "RCPT TO {rcpt!r}"),
+    "smtplatrine.message.spooled": (
+        LogLevel.info, "message {message} of {size} bytes, acknowledged={acknowledged}"),
+    "smtplatrine.session.closed": (
+        LogLevel.info, "closed after {duration:.1f}s, {messages} message(s)"),
 }
 
 _ESCAPES = {i: f"\\x{i:02x}" for i in [*range(0x20), 0x7F, *range(0x80, 0xA0)]}
@@ -51,15 +54,29 @@ def _timestamp(seconds):
 
 
 class JSONLinesOutput:
-    """Append each event as one JSON object per line."""
+    """Append each event as one JSON object per line.
 
-    def __init__(self, path):
-        self._file = open(path, "a", encoding="ascii", buffering=1)
+    Lines are buffered and written out within a second (*clock* schedules
+    that), so that a busy sensor does not pay a write per event.
+    """
+
+    def __init__(self, path, clock):
+        self._file = open(path, "a", encoding="ascii")
+        self._clock = clock
+        self._flush = None
 
     def write(self, event):
         self._file.write(json.dumps(event, sort_keys=True) + "\n")
+        if self._flush is None:
+            self._flush = self._clock.callLater(1, self._flush_now)
+
+    def _flush_now(self):
+        self._flush = None
+        self._file.flush()
 
     def close(self):
+        if self._flush is not None:
+            self._flush.cancel()
         self._file.close()
 
 
@@ -91,7 +108,8 @@ class Events:
     def emit(self, eventid, identity, **fields):
         event = dict(identity, eventid=eventid,
                      timestamp=_timestamp(self._clock.seconds()), **fields)
-        log.info("[{session}] " + EVENTS[eventid], **event)
+        level, text = EVENTS[eventid]
+        log.emit(level, "[{session}] " + text, **event)
         for output in self.outputs:
             try:
                 output.write(event)

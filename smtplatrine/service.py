@@ -13,7 +13,6 @@ import syslog
 from pathlib import Path
 
 from twisted.application.service import Service
-from twisted.internet import threads
 from twisted.internet.endpoints import serverFromString
 from twisted.logger import (FilteringLogObserver, LogLevel,
                             LogLevelFilterPredicate, Logger, formatEvent,
@@ -22,6 +21,7 @@ from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.python.failure import Failure
 
 from smtplatrine import tls
+from smtplatrine.disk import DiskWorker, LocalDisk
 from smtplatrine.events import Events, JSONLinesOutput, SyslogOutput
 from smtplatrine.persona import PERSONAS
 from smtplatrine.smtp.factory import HoneypotFactory
@@ -44,17 +44,21 @@ def _listen_error(description, error):
     return f"smtplatrine: cannot listen on {description}: {why}"
 
 
-def drop_privileges(user, group, data_dir):
-    """Become *user*:*group*, giving it *data_dir*, when running as root."""
+def unprivileged_ids(user, group):
+    """The (uid, gid) to become when running as root, else None."""
     if os.getuid() != 0:
-        return
+        return None
     try:
-        uid = pwd.getpwnam(user).pw_uid
-        gid = grp.getgrnam(group).gr_gid
+        return pwd.getpwnam(user).pw_uid, grp.getgrnam(group).gr_gid
     except KeyError as e:
         raise SystemExit(f"smtplatrine: [non_privileged] names an unknown user"
                          f" or group ({e.args[0]}); create it or change"
                          f" server.ini") from None
+
+
+def become(ids, data_dir):
+    """Give *data_dir* to the user and group *ids*, then become them."""
+    uid, gid = ids
     for root, dirs, files in os.walk(data_dir):
         for name in [root, *(os.path.join(root, n) for n in dirs + files)]:
             os.chown(name, uid, gid)
@@ -62,10 +66,11 @@ def drop_privileges(user, group, data_dir):
     os.setgid(gid)
     os.setuid(uid)
     if not os.access(data_dir, os.R_OK | os.W_OK | os.X_OK):
-        raise SystemExit(f"smtplatrine: {user} cannot reach data_dir {data_dir}"
+        name = pwd.getpwuid(uid).pw_name
+        raise SystemExit(f"smtplatrine: {name} cannot reach data_dir {data_dir}"
                          f" (a parent directory is closed to it); choose a"
-                         f" data_dir that {user} can reach, or another user")
-    log.info("running as {user}:{group}", user=user, group=group)
+                         f" data_dir that {name} can reach, or another user")
+    log.info("running as uid {uid}, gid {gid}", uid=uid, gid=gid)
 
 
 class _SyslogObserver:
@@ -91,6 +96,7 @@ class HoneypotService(Service):
 
     def privilegedStartService(self):
         config = self.config
+        ids = unprivileged_ids(config.non_privileged.user, config.non_privileged.group)
         data_dir = Path(config.server.data_dir)
         data_dir.mkdir(parents=True, exist_ok=True)
         self._start_logging()
@@ -101,11 +107,14 @@ class HoneypotService(Service):
             cert, key = tls.self_signed(config.server.hostname, data_dir / "tls")
         tls_options = tls.context_factory(cert, key) if (
             config.smtp_features.starttls) else None
-        spool = Spool(data_dir / "spool", threads.deferToThread)
-        spool.recover()
+        spool_dir = data_dir / "spool"
+        Spool(spool_dir, LocalDisk(spool_dir)).recover()
+        self.disk = DiskWorker(self.reactor, spool_dir, *(ids or ()))
+        spool = Spool(spool_dir, self.disk)
         outputs = []
         if config.output_file.enabled:
-            outputs.append(JSONLinesOutput(config.data_path(config.output_file.path)))
+            outputs.append(JSONLinesOutput(config.data_path(config.output_file.path),
+                                           self.reactor))
         if config.output_syslog.enabled:
             outputs.append(SyslogOutput(config.output_syslog.facility))
         self.events = Events(self.reactor, outputs)
@@ -114,8 +123,8 @@ class HoneypotService(Service):
             self.events, tls_options)
         for description in self.listen:
             self._listen(description, cert, key, tls_options)
-        drop_privileges(config.non_privileged.user, config.non_privileged.group,
-                        data_dir)
+        if ids is not None:
+            become(ids, data_dir)
         super().privilegedStartService()
 
     def _listen(self, description, cert, key, tls_options):
@@ -171,4 +180,5 @@ class HoneypotService(Service):
         deferreds = [port.stopListening() for port in self.ports]
         if self.events is not None:
             self.events.close()
+            self.disk.stop()
         return deferreds and deferreds[0]

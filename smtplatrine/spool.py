@@ -16,47 +16,23 @@ mid-DATA, ``recovered`` when a restart found it unfinished).
 Nothing is acknowledged before it is on disk: the message and its metadata
 are written, then syncfs(2) makes them durable, and only then does the
 client get its 250.  Commits are grouped: messages that end while a sync
-runs share the next one.  Files are created ahead, away from the reactor,
-because creating a file can wait on the file system's journal while a sync
-runs.
+runs share the next one.  Creating files and syncing are the disk worker's
+(:mod:`smtplatrine.disk`); message files are created ahead, ``reserve`` at a
+time.
 """
 
-import ctypes
 import hashlib
 import json
 import os
 import uuid
-from pathlib import Path
 
 from twisted.internet import defer
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from smtplatrine.disk import syncfs, write_json
+
 log = Logger()
-
-# Groups being synced at once: the kernel merges their journal commits, and a
-# message ending during a sync need not wait for it to finish.
-_SYNCS_IN_FLIGHT = 4
-
-_libc = ctypes.CDLL(None, use_errno=True)
-
-
-def _syncfs(path):
-    """syncfs(2): everything written to the file system of *path* is on disk."""
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        if _libc.syncfs(fd) != 0:
-            code = ctypes.get_errno()
-            raise OSError(code, os.strerror(code))
-    finally:
-        os.close(fd)
-
-
-def _write_json(path, record):
-    """Write *record* to *path* whole or not at all."""
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(record, sort_keys=True) + "\n", encoding="ascii")
-    os.rename(tmp, path)
 
 
 def read_metadata(path):
@@ -69,12 +45,12 @@ def read_metadata(path):
 
 class SpoolFile:
     """A message: raw bytes go to ``ID.eml`` as they arrive, its metadata to
-    ``ID.json`` when it ends.  ``message_id`` is its UUID; ``limit``, the
-    most bytes it keeps, is set when it is used."""
+    ``ID.json`` when it ends (files the disk worker may have created ahead).
+    ``limit``, the most bytes it keeps, is set when it is used."""
 
-    def __init__(self, directory):
-        self.message_id = uuid.uuid4()
-        self.path = directory / f"{self.message_id}.eml"
+    def __init__(self, directory, message_id):
+        self.message_id = uuid.UUID(message_id)
+        self.path = directory / f"{message_id}.eml"
         self.limit = 0
         self.size = 0
         self.truncated = False
@@ -113,28 +89,25 @@ class SpoolFile:
 
 
 class Spool:
-    """Durable spool directory; I/O that waits on the disk runs in *run*.
+    """Durable spool directory; *disk* does the work that waits on the disk
+    (a :class:`~smtplatrine.disk.DiskWorker`, or a ``LocalDisk`` in tests)."""
 
-    *run(f, *args)* calls ``f(*args)`` away from the reactor thread and
-    returns a Deferred, as ``deferToThread`` does (tests pass a synchronous
-    one).  ``reserve`` message files are kept created ahead.
-    """
-
-    def __init__(self, root, run, reserve=64):
-        self.root = Path(root)
-        self.messages = self.root / "messages"
-        self._run = run
+    def __init__(self, root, disk, reserve=64):
+        self.root = root
+        self.messages = root / "messages"
+        self._disk = disk
         self._pending = []
-        self._syncing = 0
+        self._syncing = False
         self._reserve = reserve
         self._ready = []
         self._refilling = False
-        for directory in (self.messages, self.root / "sessions"):
+        for directory in (self.messages, root / "sessions"):
             directory.mkdir(parents=True, exist_ok=True)
 
     def open(self, limit):
         """A new message file that keeps at most *limit* bytes."""
-        spool_file = self._ready.pop() if self._ready else SpoolFile(self.messages)
+        message_id = self._ready.pop() if self._ready else str(uuid.uuid4())
+        spool_file = SpoolFile(self.messages, message_id)
         spool_file.limit = limit
         if len(self._ready) < self._reserve // 2 and not self._refilling:
             self._refill()
@@ -143,17 +116,15 @@ class Spool:
     def _refill(self):
         self._refilling = True
 
-        def create(count):
-            return [SpoolFile(self.messages) for _ in range(count)]
-
         def done(result):
             self._refilling = False
             if isinstance(result, Failure):
                 log.failure("spool: cannot create message files", result)
             else:
-                self._ready.extend(result)
+                self._ready.extend(result["ids"])
 
-        self._run(create, self._reserve - len(self._ready)).addBoth(done)
+        self._disk.request(op="create", count=self._reserve - len(self._ready)
+                           ).addBoth(done)
 
     def commit(self, spool_file, metadata):
         """End *spool_file* with *metadata*; fires once both are on disk."""
@@ -163,18 +134,17 @@ class Spool:
             return defer.fail(e)
         d = defer.Deferred()
         self._pending.append((spool_file, d))
-        if self._syncing < _SYNCS_IN_FLIGHT:
+        if not self._syncing:
             self._sync_next()
         return d
 
     def _sync_next(self):
         group, self._pending = self._pending, []
+        self._syncing = bool(group)
         if not group:
             return
-        self._syncing += 1
 
         def fire(result):
-            self._syncing -= 1
             for spool_file, d in group:
                 if isinstance(result, Failure):
                     d.errback(result)
@@ -182,7 +152,7 @@ class Spool:
                     d.callback(spool_file)
             self._sync_next()
 
-        self._run(_syncfs, self.messages).addBoth(fire)
+        self._disk.request(op="sync").addBoth(fire)
 
     def discard(self, spool_file):
         """Forget a message that was never accepted nor worth keeping."""
@@ -190,8 +160,7 @@ class Spool:
 
     def save_session(self, record):
         """Write the record of a finished connection."""
-        path = self.root / "sessions" / f"{record['session']}.json"
-        return self._run(_write_json, path, record)
+        return self._disk.request(op="session", record=record)
 
     def recover(self):
         """After a restart: drop files created ahead and never used, and
@@ -208,8 +177,8 @@ class Spool:
             metadata = {"message": path.stem, "acknowledged": False,
                         "incomplete": True, "recovered": True,
                         "size": path.stat().st_size}
-            _write_json(json_path, metadata)
+            write_json(json_path, metadata)
             log.warn("spool: kept unfinished message {message}", message=path.stem)
         for path in (self.root / "sessions").glob("*.tmp"):
             path.unlink()
-        _syncfs(self.messages)
+        syncfs(self.messages)

@@ -1,5 +1,7 @@
 """Fakes shared by the tests: a session driven in memory, a list output."""
 
+from pathlib import Path
+
 import attrs
 from twisted.internet import defer
 from twisted.internet.address import IPv4Address
@@ -7,15 +9,27 @@ from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 
 from smtplatrine import config as config_module
+from smtplatrine.disk import LocalDisk
 from smtplatrine.events import Events
 from smtplatrine.persona import POSTFIX
 from smtplatrine.smtp.factory import HoneypotFactory
 from smtplatrine.spool import Spool, read_metadata
 
 
-def run_now(f, *args):
-    """Run *f* at once, as ``deferToThread`` would later: a fired Deferred."""
-    return defer.maybeDeferred(f, *args)
+class HeldDisk(LocalDisk):
+    """Disk work done at once, except syncs: they wait in ``syncs`` until
+    the test fires them (``syncs.pop(0).callback({})``, or ``errback``)."""
+
+    def __init__(self, root):
+        super().__init__(root)
+        self.syncs = []
+
+    def request(self, **request):
+        if request["op"] != "sync":
+            return super().request(**request)
+        d = defer.Deferred()
+        self.syncs.append(d)
+        return d
 
 
 class ListOutput:
@@ -43,24 +57,18 @@ def make_config(**sections):
         for name, values in sections.items()})
 
 
-def make_factory(spool_dir, config=None, tls_options=None, run=run_now):
-    """A factory over a spool in *spool_dir*, a Clock and a ListOutput."""
+def make_factory(spool_dir, config=None, tls_options=None, disk=None):
+    """A factory over a spool in *spool_dir* (its disk work done at once
+    unless *disk* is given), a Clock and a ListOutput."""
     clock = Clock()
     output = ListOutput()
+    spool_dir = Path(spool_dir)
     factory = HoneypotFactory(
-        config or make_config(), POSTFIX, clock, Spool(spool_dir, run),
+        config or make_config(), POSTFIX, clock,
+        Spool(spool_dir, disk or LocalDisk(spool_dir)),
         Events(clock, [output]), tls_options)
     factory.output = output
     return factory
-
-
-class TLSStringTransport(StringTransport):
-    """A StringTransport that notes when STARTTLS switched it to TLS."""
-
-    tls = None
-
-    def startTLS(self, context_factory):
-        self.tls = context_factory
 
 
 def spooled(directory):
@@ -72,6 +80,15 @@ def spooled(directory):
         if metadata is not None:
             found.append((metadata, path.with_suffix(".eml").read_bytes()))
     return sorted(found, key=lambda item: item[0].get("received", 0))
+
+
+class TLSStringTransport(StringTransport):
+    """A StringTransport that notes when STARTTLS switched it to TLS."""
+
+    tls = None
+
+    def startTLS(self, context_factory):
+        self.tls = context_factory
 
 
 def connect(factory, peer=("192.0.2.7", 40000), server=("198.51.100.1", 25)):

@@ -45,7 +45,8 @@ class Attacker:
 
 
 class HostileInputTests(HoneypotTestCase):
-    sections = {"smtp": {"timeout": 3, "error_sleep_time": 0.1}}
+    sections = {"smtp": {"timeout": 3, "error_sleep_time": 0.1},
+                "logger": {"level": "debug"}}
 
     def setUp(self):
         super().setUp()
@@ -167,7 +168,8 @@ class HostileInputTests(HoneypotTestCase):
         self.assertIn("HELO {log_logger.__class__}\\x1b[31m%s%n", log)
         self.assertIn("MAIL FROM '{log_format}%n@x'", log)
         self.assertNotIn("\x1b", log + self.honeypot.output())
-        events = (self.honeypot.data / "events.jsonl").read_text()
+        events = self.honeypot.wait_for(
+            lambda: (self.honeypot.data / "events.jsonl").read_text())
         self.assertNotIn("\x1b", events)
         helo = [json.loads(line) for line in events.splitlines()
                 if '"smtplatrine.session.helo"' in line]

@@ -6,12 +6,12 @@ import hashlib
 import hmac
 import json
 import re
+from pathlib import Path
 
 from twisted.internet import defer
 from twisted.trial import unittest
 
-from smtplatrine import spool
-from smtplatrine.testing import connect, make_config, make_factory, run_now, spooled
+from smtplatrine.testing import HeldDisk, connect, make_config, make_factory, spooled
 
 EHLO = b"EHLO client.example.org\r\n"
 REPLY = re.compile(rb"\A(?:[2-5]\d\d-[^\r\n]*\r\n)*[2-5]\d\d [^\r\n]*\r\n\Z")
@@ -23,9 +23,11 @@ class SessionTestCase(unittest.TestCase):
     def setUp(self):
         self.connect()
 
-    def connect(self, config=None, tls_options=object(), run=None, **kw):
-        kwargs = {"run": run} if run else {}
-        self.factory = make_factory(self.mktemp(), config, tls_options, **kwargs)
+    def connect(self, config=None, tls_options=object(), disk=None, **kw):
+        """Connect a new session; *disk* is a LocalDisk class for its spool."""
+        directory = Path(self.mktemp())
+        self.factory = make_factory(directory, config, tls_options,
+                                    disk and disk(directory))
         self.clock = self.factory.clock
         self.protocol, self.transport = connect(self.factory, **kw)
         self.banner = self.transport.value()
@@ -441,19 +443,12 @@ class PipeliningTests(SessionTestCase):
 
     def test_order_kept_while_commit_waits(self):
         """Commands behind a message wait until its commit has been answered."""
-        pending = []
-
-        def run_later(f, *args):
-            d = defer.Deferred()
-            pending.append((d, f, args))
-            return d
-        self.connect(run=run_later)
+        self.connect(disk=HeldDisk)
         reply = self.send(EHLO + b"MAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nDATA\r\n"
                           b"hi\r\n.\r\nNOOP\r\nQUIT\r\n")
         self.assertTrue(reply.endswith(b"354 End data with <CR><LF>.<CR><LF>\r\n"))
         self.assertEqual(self.transport.producerState, "paused")
-        d, f, args = pending.pop()
-        d.callback(f(*args))
+        self.factory.spool._disk.syncs.pop().callback({})
         self.assertRegex(self.transport.value(),
                          rb"354 [^\r]*\r\n250 2\.0\.0 Ok: queued as \w+\r\n"
                          rb"250 2\.0\.0 Ok\r\n221 2\.0\.0 Bye\r\n\Z")
@@ -467,25 +462,22 @@ class PipeliningTests(SessionTestCase):
 class SpoolFailureTests(SessionTestCase):
 
     def fail_with(self, code):
-        def run(f, *args):
-            if f is spool._syncfs:
-                return defer.fail(OSError(code, "injected"))
-            return run_now(f, *args)
-        self.connect(run=run)
+        self.connect(disk=HeldDisk)
         self.send(EHLO)
-        reply = self.transaction(b"x\r\n.\r\n").split(b"\r\n")[3]
+        self.transaction(b"x\r\n.\r\n")
+        self.factory.spool._disk.syncs.pop().errback(OSError(code, "injected"))
         self.assertEqual(len(self.flushLoggedErrors(OSError)), 1)
-        return reply
+        return self.transport.value().split(b"\r\n")[-2] + b"\r\n"
 
     def test_disk_full(self):
         """A full disk gets 452, never 250."""
         self.assertEqual(self.fail_with(errno.ENOSPC),
-                         b"452 4.3.1 Insufficient system storage")
+                         b"452 4.3.1 Insufficient system storage\r\n")
 
     def test_fsync_failure(self):
         """A failed fsync gets 451, never 250."""
         self.assertEqual(self.fail_with(errno.EIO),
-                         b"451 4.3.0 Error: queue file write error")
+                         b"451 4.3.0 Error: queue file write error\r\n")
 
 
 class LimitTests(SessionTestCase):

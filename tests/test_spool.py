@@ -2,28 +2,22 @@
 
 import hashlib
 import json
+from pathlib import Path
 
-from twisted.internet import defer
 from twisted.trial import unittest
 
-from smtplatrine import spool as spool_module
+from smtplatrine.disk import LocalDisk
 from smtplatrine.spool import Spool, read_metadata
-from smtplatrine.testing import run_now, spooled
+from smtplatrine.testing import HeldDisk, spooled
 
 
 class SpoolTests(unittest.TestCase):
 
     def setUp(self):
-        self.syncs = []
-        self.spool = Spool(self.mktemp(), self.run_later, reserve=4)
-
-    def run_later(self, f, *args):
-        """Run the spool's work at once, but hold each sync until the test fires it."""
-        if f is spool_module._syncfs:
-            d = defer.Deferred()
-            self.syncs.append(d)
-            return d
-        return run_now(f, *args)
+        root = Path(self.mktemp())
+        self.disk = HeldDisk(root)
+        self.syncs = self.disk.syncs
+        self.spool = Spool(root, self.disk, reserve=4)
 
     def test_commit_waits_for_sync(self):
         """A commit fires only after the file system was synced."""
@@ -32,7 +26,7 @@ class SpoolTests(unittest.TestCase):
         fired = []
         self.spool.commit(message, {"acknowledged": True}).addCallback(fired.append)
         self.assertEqual(fired, [])
-        self.syncs.pop().callback(None)
+        self.syncs.pop().callback({})
         self.assertEqual(fired, [message])
         [(metadata, raw)] = spooled(self.spool.messages)
         self.assertEqual(raw, b"hello\r\n")
@@ -45,10 +39,12 @@ class SpoolTests(unittest.TestCase):
         for i in range(10):
             message = self.spool.open(100)
             self.spool.commit(message, {"n": i}).addCallback(results.append)
-        self.assertEqual(len(self.syncs), spool_module._SYNCS_IN_FLIGHT)
-        while self.syncs:
-            self.syncs.pop(0).callback(None)
+        self.assertEqual(len(self.syncs), 1)
+        self.syncs.pop(0).callback({})
+        self.assertEqual(len(results), 1)
+        self.syncs.pop(0).callback({})
         self.assertEqual(len(results), 10)
+        self.assertEqual(self.syncs, [])
 
     def test_sync_failure(self):
         """A failed sync fails every commit of its group."""
@@ -62,7 +58,7 @@ class SpoolTests(unittest.TestCase):
         message = self.spool.open(5)
         message.write(b"0123456789")
         self.spool.commit(message, {})
-        self.syncs.pop().callback(None)
+        self.syncs.pop().callback({})
         [(metadata, raw)] = spooled(self.spool.messages)
         self.assertEqual((raw, metadata["truncated"]), (b"01234", True))
 
@@ -78,11 +74,11 @@ class SpoolTests(unittest.TestCase):
         done = self.spool.open(100)
         done.write(b"done")
         self.spool.commit(done, {"acknowledged": True})
-        self.syncs.pop().callback(None)
+        self.syncs.pop().callback({})
         cut = self.spool.open(100)
         cut.write(b"cut short")
         cut._file.flush()
-        restarted = Spool(self.spool.root, run_now)
+        restarted = Spool(self.spool.root, LocalDisk(self.spool.root))
         restarted.recover()
         names = sorted(p.name for p in self.spool.messages.iterdir())
         self.assertEqual(names, sorted(f"{m.message_id}.{e}" for m in (done, cut)

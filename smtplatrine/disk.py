@@ -1,0 +1,140 @@
+"""The spool's disk work, done where the reactor never waits for it.
+
+Creating files and syncing the file system can each wait milliseconds on the
+journal; in a thread of ours that work would also fight the reactor for the
+GIL.  So a small child process does it (:class:`DiskWorker`): the reactor
+sends it one JSON line per request and reads one JSON line per answer, in
+order.  :class:`LocalDisk` does the same work in-process and at once, for
+tests and for start-up.
+
+Run as ``python -m smtplatrine.disk SPOOL_DIR [UID GID]``: it is started
+before the server drops its privileges and drops them itself.
+"""
+
+import codecs
+import collections
+import ctypes
+import json
+import os
+import sys
+import uuid
+from pathlib import Path
+
+from twisted.internet import defer
+from twisted.internet.protocol import ProcessProtocol
+from twisted.logger import Logger
+
+log = Logger()
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def syncfs(path):
+    """syncfs(2): everything written to the file system of *path* is on disk."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        if _libc.syncfs(fd) != 0:
+            code = ctypes.get_errno()
+            raise OSError(code, os.strerror(code))
+    finally:
+        os.close(fd)
+
+
+def write_json(path, record):
+    """Write *record* to *path* whole or not at all."""
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(record, sort_keys=True) + "\n", encoding="ascii")
+    os.rename(tmp, path)
+
+
+def _create(root, count):
+    """Create *count* empty message files (``ID.eml`` and ``ID.json``); the IDs."""
+    ids = [str(uuid.uuid4()) for _ in range(count)]
+    for message_id in ids:
+        for suffix in (".eml", ".json"):
+            os.close(os.open(root / "messages" / (message_id + suffix),
+                             os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640))
+    return ids
+
+
+def _perform(root, request):
+    """Do one request; what to answer."""
+    if request["op"] == "create":
+        return {"ids": _create(root, request["count"])}
+    if request["op"] == "sync":
+        syncfs(root / "messages")
+    elif request["op"] == "session":
+        write_json(root / "sessions" / f"{request['record']['session']}.json",
+                   request["record"])
+    return {}
+
+
+class LocalDisk:
+    """The disk work done in this process, at once: Deferreds already fired."""
+
+    def __init__(self, root):
+        self.root = Path(root)
+
+    def request(self, **request):
+        return defer.maybeDeferred(_perform, self.root, request)
+
+
+class DiskWorker(ProcessProtocol):
+    """The disk work done by a child process; ``request`` fires with its answer."""
+
+    def __init__(self, reactor, root, uid=None, gid=None):
+        self._waiting = collections.deque()
+        self._buffer = b""
+        args = [sys.executable, "-m", "smtplatrine.disk", str(root)]
+        if uid is not None:
+            args += [str(uid), str(gid)]
+        reactor.spawnProcess(self, sys.executable, args, env=os.environ,
+                             childFDs={0: "w", 1: "r", 2: 2})
+
+    def request(self, **request):
+        if self.transport is None or self.transport.pid is None:
+            return defer.fail(OSError(0, "the disk worker has stopped"))
+        d = defer.Deferred()
+        self._waiting.append(d)
+        self.transport.write(json.dumps(request).encode("ascii") + b"\n")
+        return d
+
+    def outReceived(self, data):
+        *lines, self._buffer = (self._buffer + data).split(b"\n")
+        for line in lines:
+            answer = json.loads(line)
+            d = self._waiting.popleft()
+            if "errno" in answer:
+                d.errback(OSError(answer["errno"], answer["error"]))
+            else:
+                d.callback(answer)
+
+    def processEnded(self, reason):
+        log.error("the disk worker ended: {reason}", reason=reason.value)
+        while self._waiting:
+            self._waiting.popleft().errback(OSError(0, "the disk worker ended"))
+
+    def stop(self):
+        if self.transport is not None and self.transport.pid is not None:
+            self.transport.closeStdin()
+
+
+def main(argv):
+    root = Path(argv[0])
+    # Load the codecs now: after the drop, the Python library may be unreadable.
+    codecs.lookup("ascii")
+    codecs.lookup("utf-8")
+    if len(argv) == 3:
+        os.setgroups([])
+        os.setgid(int(argv[2]))
+        os.setuid(int(argv[1]))
+    for line in sys.stdin:
+        try:
+            answer = _perform(root, json.loads(line))
+        except Exception as e:
+            answer = {"errno": getattr(e, "errno", None) or 0, "error": str(e)}
+        sys.stdout.write(json.dumps(answer) + "\n")
+        sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

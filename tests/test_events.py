@@ -1,0 +1,75 @@
+"""Events: escaping, the JSON lines output, isolation of failing outputs."""
+
+import json
+
+from twisted.internet.task import Clock
+from twisted.logger import LogLevel, globalLogPublisher
+from twisted.trial import unittest
+
+from smtplatrine.events import Events, JSONLinesOutput, printable
+from smtplatrine.testing import ListOutput
+
+IDENTITY = {"session": "s-1", "sensor": "sensor-a", "src_ip": "192.0.2.1",
+            "src_port": 1, "dst_ip": "198.51.100.2", "dst_port": 25}
+
+
+class PrintableTests(unittest.TestCase):
+
+    def test_controls_escaped(self):
+        """CR, LF, ESC, DEL, C1 controls and backslashes come out as escapes."""
+        self.assertEqual(printable("a\r\nb\x1b[31m\x7f\x85\\"),
+                         "a\\r\\nb\\x1b[31m\\x7f\\x85\\\\")
+
+    def test_bytes_not_utf8(self):
+        """Bytes that are not UTF-8 show as \\xNN; UTF-8 text stays readable."""
+        self.assertEqual(printable(b"\xff\xfe caf\xc3\xa9"), "\\xff\\xfe caf\u00e9")
+        self.assertEqual(printable("x\udcff"), "x\\xff")
+
+
+class EventsTests(unittest.TestCase):
+
+    def setUp(self):
+        self.clock = Clock()
+        self.clock.advance(1795826000)  # date -u -d @1795826000: 2026-11-28T00:33:20
+
+    def test_identity_and_time(self):
+        """Every event carries the session identity and a UTC timestamp."""
+        output = ListOutput()
+        Events(self.clock, [output]).emit("smtplatrine.mail", IDENTITY, mail_from="a@b")
+        [event] = output.events
+        self.assertEqual(event, dict(IDENTITY, eventid="smtplatrine.mail", mail_from="a@b",
+                                     timestamp="2026-11-28T00:33:20.000000Z"))
+
+    def test_failing_output_isolated(self):
+        """An output that raises is logged once; the others still get every event."""
+        class Broken:
+            def write(self, event):
+                raise OSError("disk gone")
+        output = ListOutput()
+        events = Events(self.clock, [Broken(), output])
+        for _ in range(3):
+            events.emit("smtplatrine.rcpt", IDENTITY, rcpt="c@d")
+        self.assertEqual(len(output.events), 3)
+        self.assertEqual(len(self.flushLoggedErrors(OSError)), 1)
+
+    def test_human_log_levels(self):
+        """Steps inside a session log at debug; connections and messages at info."""
+        seen = []
+        globalLogPublisher.addObserver(seen.append)
+        self.addCleanup(globalLogPublisher.removeObserver, seen.append)
+        events = Events(self.clock)
+        events.emit("smtplatrine.rcpt", IDENTITY, rcpt="c@d")
+        events.emit("smtplatrine.session.connect", IDENTITY)
+        levels = [e["log_level"] for e in seen if e.get("eventid")]
+        self.assertEqual(levels, [LogLevel.debug, LogLevel.info])
+
+    def test_json_lines_flushed_within_a_second(self):
+        """The JSON lines file gets each event as one line, within a second."""
+        path = self.mktemp()
+        output = JSONLinesOutput(path, self.clock)
+        Events(self.clock, [output]).emit("smtplatrine.session.helo", IDENTITY,
+                                          command="EHLO", helo="x\\x1b")
+        self.clock.advance(1)
+        [line] = open(path).read().splitlines()
+        self.assertEqual(json.loads(line)["helo"], "x\\x1b")
+        output.close()
