@@ -12,12 +12,13 @@ before the server drops its privileges and drops them itself.
 """
 
 import codecs
-import collections
 import ctypes
 import json
 import os
 import sys
+import threading
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from twisted.internet import defer
@@ -79,10 +80,13 @@ class LocalDisk:
 
 
 class DiskWorker(ProcessProtocol):
-    """The disk work done by a child process; ``request`` fires with its answer."""
+    """The disk work done by a child process; ``request`` fires with its
+    answer.  The child works on several requests at once (a sync need not
+    wait behind file creation), so answers carry the request's number."""
 
     def __init__(self, reactor, root, uid=None, gid=None):
-        self._waiting = collections.deque()
+        self._waiting = {}
+        self._next = 0
         self._buffer = b""
         args = [sys.executable, "-m", "smtplatrine.disk", str(root)]
         if uid is not None:
@@ -93,16 +97,16 @@ class DiskWorker(ProcessProtocol):
     def request(self, **request):
         if self.transport is None or self.transport.pid is None:
             return defer.fail(OSError(0, "the disk worker has stopped"))
-        d = defer.Deferred()
-        self._waiting.append(d)
-        self.transport.write(json.dumps(request).encode("ascii") + b"\n")
+        self._next += 1
+        d = self._waiting[self._next] = defer.Deferred()
+        self.transport.write(json.dumps(dict(request, id=self._next)).encode() + b"\n")
         return d
 
     def outReceived(self, data):
         *lines, self._buffer = (self._buffer + data).split(b"\n")
         for line in lines:
             answer = json.loads(line)
-            d = self._waiting.popleft()
+            d = self._waiting.pop(answer["id"])
             if "errno" in answer:
                 d.errback(OSError(answer["errno"], answer["error"]))
             else:
@@ -110,8 +114,9 @@ class DiskWorker(ProcessProtocol):
 
     def processEnded(self, reason):
         log.error("the disk worker ended: {reason}", reason=reason.value)
-        while self._waiting:
-            self._waiting.popleft().errback(OSError(0, "the disk worker ended"))
+        waiting, self._waiting = self._waiting, {}
+        for d in waiting.values():
+            d.errback(OSError(0, "the disk worker ended"))
 
     def stop(self):
         if self.transport is not None and self.transport.pid is not None:
@@ -127,13 +132,20 @@ def main(argv):
         os.setgroups([])
         os.setgid(int(argv[2]))
         os.setuid(int(argv[1]))
-    for line in sys.stdin:
+    lock = threading.Lock()
+
+    def answer(request):
         try:
-            answer = _perform(root, json.loads(line))
+            reply = _perform(root, request)
         except Exception as e:
-            answer = {"errno": getattr(e, "errno", None) or 0, "error": str(e)}
-        sys.stdout.write(json.dumps(answer) + "\n")
-        sys.stdout.flush()
+            reply = {"errno": getattr(e, "errno", None) or 0, "error": str(e)}
+        with lock:
+            sys.stdout.write(json.dumps(dict(reply, id=request["id"])) + "\n")
+            sys.stdout.flush()
+
+    with ThreadPoolExecutor(4) as pool:
+        for line in sys.stdin:
+            pool.submit(answer, json.loads(line))
 
 
 if __name__ == "__main__":

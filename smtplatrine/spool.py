@@ -34,6 +34,10 @@ from smtplatrine.disk import syncfs, write_json
 
 log = Logger()
 
+# Syncs under way at once: a message that ends while one runs need not wait
+# for it to finish; the kernel merges their journal commits.
+_SYNCS_IN_FLIGHT = 3
+
 
 def read_metadata(path):
     """The metadata in *path*, or None while the message is unfinished."""
@@ -97,7 +101,7 @@ class Spool:
         self.messages = root / "messages"
         self._disk = disk
         self._pending = []
-        self._syncing = False
+        self._syncing = 0
         self._reserve = reserve
         self._ready = []
         self._refilling = False
@@ -134,17 +138,18 @@ class Spool:
             return defer.fail(e)
         d = defer.Deferred()
         self._pending.append((spool_file, d))
-        if not self._syncing:
+        if self._syncing < _SYNCS_IN_FLIGHT:
             self._sync_next()
         return d
 
     def _sync_next(self):
         group, self._pending = self._pending, []
-        self._syncing = bool(group)
         if not group:
             return
+        self._syncing += 1
 
         def fire(result):
+            self._syncing -= 1
             for spool_file, d in group:
                 if isinstance(result, Failure):
                     d.errback(result)
