@@ -447,11 +447,20 @@ class PipeliningTests(SessionTestCase):
         reply = self.send(EHLO + b"MAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nDATA\r\n"
                           b"hi\r\n.\r\nNOOP\r\nQUIT\r\n")
         self.assertTrue(reply.endswith(b"354 End data with <CR><LF>.<CR><LF>\r\n"))
-        self.assertEqual(self.transport.producerState, "paused")
         self.factory.spool._disk.syncs.pop().callback({})
         self.assertRegex(self.transport.value(),
                          rb"354 [^\r]*\r\n250 2\.0\.0 Ok: queued as \w+\r\n"
                          rb"250 2\.0\.0 Ok\r\n221 2\.0\.0 Bye\r\n\Z")
+
+    def test_reading_paused_while_waiting(self):
+        """While a reply waits, more than 64 KB read ahead pauses reading."""
+        self.connect(disk=HeldDisk)
+        self.send(EHLO + b"MAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nDATA\r\nhi\r\n.\r\n")
+        self.send(b"NOOP\r\n" * 12000)
+        self.assertEqual(self.transport.producerState, "paused")
+        self.factory.spool._disk.syncs.pop().callback({})
+        self.assertEqual(self.transport.producerState, "producing")
+        self.assertEqual(self.transport.value().count(b"250 2.0.0 Ok\r\n"), 12000)
 
     def test_improper_pipelining_flagged(self):
         """Commands sent ahead of the EHLO reply are flagged."""

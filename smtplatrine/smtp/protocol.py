@@ -31,6 +31,8 @@ COMMAND, DATA, BDAT, AUTH = "command", "data", "bdat", "auth"
 _HOLD = 4
 # Seconds a closing connection has to take its last reply.
 _ABORT_AFTER = 5
+# Bytes read ahead while a reply waits; past that, reading pauses.
+_MAX_WAITING = 65536
 _SMUGGLING = (b"\n.\n", b"\n.\r\n", b"\r\n.\n", b"\r.\r")
 
 
@@ -96,9 +98,15 @@ class SMTPSession(Protocol):
 
     def _greet(self):
         self._greeted = True
-        self._busy = False
+        self._release()
         self._reply("greeting")
         self._process()
+
+    def _release(self):
+        """Answer again after a wait (greeting delay, error sleep, commit)."""
+        self._busy = False
+        if self.connected:
+            self.transport.resumeProducing()
 
     # --- input -------------------------------------------------------------
 
@@ -113,6 +121,8 @@ class SMTPSession(Protocol):
             self._buffer = self._buffer[self._offset:]
             self._offset = 0
         self._buffer += data
+        if self._busy and len(self._buffer) - self._offset > _MAX_WAITING:
+            self.transport.pauseProducing()
         self._process()
 
     def _process(self):
@@ -121,9 +131,13 @@ class SMTPSession(Protocol):
         self._processing = True
         try:
             while not (self._busy or self._closing):
-                step = {COMMAND: self._command_step, AUTH: self._command_step,
-                        DATA: self._data_step, BDAT: self._bdat_step}[self._mode]
-                if not step():
+                if self._mode == DATA:
+                    progressed = self._data_step()
+                elif self._mode == BDAT:
+                    progressed = self._bdat_step()
+                else:
+                    progressed = self._command_step()
+                if not progressed:
                     break
         finally:
             self._processing = False
@@ -555,7 +569,6 @@ class SMTPSession(Protocol):
         envelope_ = self._envelope
         self._envelope = None
         self._busy = True
-        self.transport.pauseProducing()
 
         def committed(_):
             envelope_.outcome = "queued" if accepted else "too_big"
@@ -582,9 +595,7 @@ class SMTPSession(Protocol):
 
         def answer(result):
             key, values = result
-            self._busy = False
-            if self.connected:
-                self.transport.resumeProducing()
+            self._release()
             self._reply(key, **values)
             self._process()
 
@@ -624,7 +635,7 @@ class SMTPSession(Protocol):
             self._send(text, then)
 
     def _send_delayed(self, text, then):
-        self._busy = False
+        self._release()
         self._send(text, then)
         self._process()
 
