@@ -15,6 +15,7 @@ import codecs
 import ctypes
 import json
 import os
+import signal
 import sys
 import threading
 import uuid
@@ -119,7 +120,8 @@ class DiskWorker(ProcessProtocol):
             d.errback(OSError(0, "the disk worker ended"))
 
     def stop(self):
-        if self.transport is not None and self.transport.pid is not None:
+        """Let the worker answer what it was asked, then end."""
+        if self.transport.pid is not None:
             self.transport.closeStdin()
 
 
@@ -128,6 +130,10 @@ def main(argv):
     # Load the codecs now: after the drop, the Python library may be unreadable.
     codecs.lookup("ascii")
     codecs.lookup("utf-8")
+    # The server stops this process by closing its input, once the last
+    # request is answered; a signal to the whole process group must not.
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     if len(argv) == 3:
         os.setgroups([])
         os.setgid(int(argv[2]))

@@ -97,19 +97,22 @@ class SyslogOutput:
 class Events:
     """Stamp events with identity and time, and hand them to the outputs.
 
-    One output failing is logged once and never disturbs the others.
+    Events at *log_level* or above also go to the human log.  One output
+    failing is logged once and never disturbs the others.
     """
 
-    def __init__(self, clock, outputs=()):
+    def __init__(self, clock, outputs=(), log_level=LogLevel.debug):
         self._clock = clock
         self.outputs = list(outputs)
+        self._log_level = log_level
         self._broken = set()
 
     def emit(self, eventid, identity, **fields):
         event = dict(identity, eventid=eventid,
                      timestamp=_timestamp(self._clock.seconds()), **fields)
         level, text = EVENTS[eventid]
-        log.emit(level, "[{session}] " + text, **event)
+        if level >= self._log_level:
+            log.emit(level, "[{session}] " + text, **event)
         for output in self.outputs:
             try:
                 output.write(event)

@@ -13,6 +13,7 @@ import syslog
 from pathlib import Path
 
 from twisted.application.service import Service
+from twisted.internet import defer
 from twisted.internet.endpoints import serverFromString
 from twisted.logger import (FilteringLogObserver, LogLevel,
                             LogLevelFilterPredicate, Logger, formatEvent,
@@ -92,7 +93,6 @@ class HoneypotService(Service):
         self.reactor = reactor
         self.ports = []
         self.observers = []
-        self.events = None
 
     def privilegedStartService(self):
         config = self.config
@@ -117,7 +117,9 @@ class HoneypotService(Service):
                                            self.reactor))
         if config.output_syslog.enabled:
             outputs.append(SyslogOutput(config.output_syslog.facility))
-        self.events = Events(self.reactor, outputs)
+        self.events = Events(self.reactor, outputs,
+                             LogLevel.levelWithName(config.logger.level))
+        self.reactor.addSystemEventTrigger("after", "shutdown", self._stop_outputs)
         self.factory = HoneypotFactory(
             config, PERSONAS[config.smtp.persona], self.reactor, spool,
             self.events, tls_options)
@@ -160,8 +162,7 @@ class HoneypotService(Service):
 
     def _start_logging(self):
         settings = self.config.logger
-        level = {"warn": LogLevel.warn}.get(settings.level) or \
-            LogLevel.levelWithName(settings.level)
+        level = LogLevel.levelWithName(settings.level)
         if settings.file:
             stream = open(self.config.data_path(settings.file), "a", encoding="utf-8")
             self.observers.append(textFileLogObserver(stream))
@@ -173,12 +174,15 @@ class HoneypotService(Service):
         for observer in self.observers:
             globalLogPublisher.addObserver(observer)
 
+    def _stop_outputs(self):
+        """After the last session has ended: close the event outputs and let
+        the disk worker finish its work and end."""
+        self.events.close()
+        self.disk.stop()
+
     def stopService(self):
         super().stopService()
         for observer in self.observers:
             globalLogPublisher.removeObserver(observer)
-        deferreds = [port.stopListening() for port in self.ports]
-        if self.events is not None:
-            self.events.close()
-            self.disk.stop()
-        return deferreds and deferreds[0]
+        return defer.gatherResults([defer.maybeDeferred(port.stopListening)
+                                    for port in self.ports])

@@ -352,7 +352,7 @@ class SocketActivationTests(unittest.TestCase):
         """Start the honeypot under systemd-socket-activate; its port."""
         require("systemd-socket-activate")
         directory = reachable_directory()
-        self.addCleanup(shutil.rmtree, directory)
+        self.addCleanup(shutil.rmtree, directory, ignore_errors=True)
         write_config(directory / "etc", {"server": {"data_dir": directory / "data"}})
         port = free_port()
         process = subprocess.Popen(
