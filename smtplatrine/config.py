@@ -94,6 +94,13 @@ class Features:
 
 
 _LEVELS = ["debug", "info", "warn", "error"]
+_FACILITIES = ["kern", "user", "mail", "daemon", "auth", "syslog", "lpr", "news",
+               "uucp", "cron", "authpriv", *(f"local{i}" for i in range(8))]
+
+
+def _facility(default):
+    return attrs.field(default=default, validator=v.in_(_FACILITIES),
+                       metadata=_allowed(", ".join(_FACILITIES)))
 
 
 @attrs.frozen
@@ -103,7 +110,7 @@ class Logger:
     )
     file: str = "smtplatrine.log"
     syslog: bool = False
-    syslog_facility: str = attrs.field(default="mail", validator=v.min_len(1))
+    syslog_facility: str = _facility("mail")
 
 
 @attrs.frozen
@@ -115,7 +122,7 @@ class OutputFile:
 @attrs.frozen
 class OutputSyslog:
     enabled: bool = False
-    facility: str = attrs.field(default="local0", validator=v.min_len(1))
+    facility: str = _facility("local0")
 
 
 @attrs.frozen

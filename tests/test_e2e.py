@@ -161,6 +161,32 @@ class SMTPLibTests(HoneypotTestCase):
             b"s3cret", cram["challenge"].encode(), "md5").hexdigest())
 
 
+class ConfiguredCertificateTests(HoneypotTestCase):
+
+    def setUp(self):
+        directory = reachable_directory()
+        self.addCleanup(shutil.rmtree, directory, ignore_errors=True)
+        self.cert, key = directory / "mx.crt", directory / "mx.key"
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes",
+                        "-subj", "/CN=mx.example.net", "-days", "2", "-keyout", str(key),
+                        "-out", str(self.cert)], check=True, capture_output=True)
+        self.sections = {"server": {"tls_certificate": self.cert,
+                                    "tls_private_key": key}}
+        super().setUp()
+
+    def test_configured_certificate_served(self):
+        """STARTTLS and SMTPS both present the configured certificate."""
+        with socket.create_connection(("127.0.0.1", self.honeypot.tls_port)) as raw:
+            with tls_context().wrap_socket(raw) as s:
+                implicit = s.getpeercert(binary_form=True)
+        client = self.smtp()
+        client.starttls(context=tls_context())
+        starttls = client.sock.getpeercert(binary_form=True)
+        expected = ssl.PEM_cert_to_DER_cert(self.cert.read_text())
+        self.assertEqual((implicit, starttls), (expected, expected))
+        self.assertFalse((self.honeypot.data / "tls").exists())
+
+
 class AcceptingAuthTests(HoneypotTestCase):
     sections = {"smtp": {"smtp_auth_accept": "true"}}
 

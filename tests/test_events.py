@@ -6,7 +6,8 @@ from twisted.internet.task import Clock
 from twisted.logger import LogLevel, globalLogPublisher
 from twisted.trial import unittest
 
-from smtplatrine.events import Events, JSONLinesOutput, printable
+from smtplatrine import events as events_module
+from smtplatrine.events import Events, JSONLinesOutput, SyslogOutput, printable
 from smtplatrine.testing import ListOutput
 
 IDENTITY = {"session": "s-1", "sensor": "sensor-a", "src_ip": "192.0.2.1",
@@ -73,3 +74,13 @@ class EventsTests(unittest.TestCase):
         [line] = open(path).read().splitlines()
         self.assertEqual(json.loads(line)["helo"], "x\\x1b")
         output.close()
+
+    def test_syslog_output(self):
+        """The syslog output sends each event as JSON at the configured facility."""
+        sent = []
+        self.patch(events_module.syslog, "syslog", lambda *args: sent.append(args))
+        Events(self.clock, [SyslogOutput("local3")]).emit(
+            "smtplatrine.rcpt", IDENTITY, rcpt="c@d")
+        [(priority, text)] = sent
+        self.assertEqual(priority, events_module.syslog.LOG_LOCAL3 | events_module.syslog.LOG_INFO)
+        self.assertEqual(json.loads(text)["rcpt"], "c@d")
