@@ -89,10 +89,14 @@ class DiskWorker(ProcessProtocol):
         self._waiting = {}
         self._next = 0
         self._buffer = b""
+        self._stopping = False
+        self._ended = defer.Deferred()
         args = [sys.executable, "-m", "smtplatrine.disk", str(root)]
         if uid is not None:
             args += [str(uid), str(gid)]
-        reactor.spawnProcess(self, sys.executable, args, env=os.environ,
+        # The child imports this very module, from wherever the server found it.
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
+        reactor.spawnProcess(self, sys.executable, args, env=env,
                              childFDs={0: "w", 1: "r", 2: 2})
 
     def request(self, **request):
@@ -114,15 +118,19 @@ class DiskWorker(ProcessProtocol):
                 d.callback(answer)
 
     def processEnded(self, reason):
-        log.error("the disk worker ended: {reason}", reason=reason.value)
+        if not self._stopping:
+            log.error("the disk worker ended: {reason}", reason=reason.value)
         waiting, self._waiting = self._waiting, {}
         for d in waiting.values():
             d.errback(OSError(0, "the disk worker ended"))
+        self._ended.callback(None)
 
     def stop(self):
-        """Let the worker answer what it was asked, then end."""
+        """Let the worker answer what it was asked, then end; fires when it has."""
+        self._stopping = True
         if self.transport.pid is not None:
             self.transport.closeStdin()
+        return self._ended
 
 
 def main(argv):

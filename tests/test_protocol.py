@@ -8,7 +8,6 @@ import json
 import re
 from pathlib import Path
 
-from twisted.internet import defer
 from twisted.trial import unittest
 
 from smtplatrine.testing import HeldDisk, connect, make_config, make_factory, spooled
