@@ -159,6 +159,8 @@ def main(argv):
 
     with ThreadPoolExecutor(4) as pool:
         for line in sys.stdin:
+            if not line.endswith("\n"):
+                break  # the server ended in the middle of a request
             pool.submit(answer, json.loads(line))
 
 

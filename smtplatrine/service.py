@@ -5,6 +5,7 @@ the ports, then handing the data directory to the unprivileged user and
 becoming that user, before the reactor runs.
 """
 
+import codecs
 import errno
 import grp
 import os
@@ -60,6 +61,10 @@ def unprivileged_ids(user, group):
 def become(ids, data_dir):
     """Give *data_dir* to the user and group *ids*, then become them."""
     uid, gid = ids
+    # Codecs load lazily from the Python library, which the new user may not
+    # be able to read (a Python installed under /root, say).
+    for name in ("ascii", "utf-8", "latin-1", "idna"):
+        codecs.lookup(name)
     for root, dirs, files in os.walk(data_dir):
         for name in [root, *(os.path.join(root, n) for n in dirs + files)]:
             os.chown(name, uid, gid)

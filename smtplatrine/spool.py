@@ -60,8 +60,7 @@ class SpoolFile:
         self.truncated = False
         self._sha256 = hashlib.sha256()
         self._file = open(self.path, "wb")
-        self._metadata_file = open(self.path.with_suffix(".json"), "w",
-                                   encoding="ascii")
+        self._metadata_file = open(self.path.with_suffix(".json"), "wb")
 
     def write(self, data):
         """Append *data*, keeping at most ``limit`` bytes in all."""
@@ -84,7 +83,7 @@ class SpoolFile:
         record = dict(metadata, size=self.size, sha256=self.sha256,
                       truncated=self.truncated)
         with self._metadata_file as f:
-            f.write(json.dumps(record, sort_keys=True) + "\n")
+            f.write(json.dumps(record, sort_keys=True).encode("ascii") + b"\n")
 
     def remove(self):
         for f in (self._file, self._metadata_file):

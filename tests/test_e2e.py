@@ -187,6 +187,19 @@ class ConfiguredCertificateTests(HoneypotTestCase):
         self.assertFalse((self.honeypot.data / "tls").exists())
 
 
+class NoOutputsTests(HoneypotTestCase):
+    sections = {"logger": {"file": ""}, "output_file": {"enabled": "false"}}
+
+    def test_capture_without_outputs(self):
+        """With the human log file and the event file off, mail is still captured."""
+        client = self.smtp()
+        client.sendmail("a@example.org", ["b@example.net"], MESSAGE)
+        client.quit()
+        [(_, raw)] = self.honeypot.messages()
+        self.assertEqual(raw, MESSAGE)
+        self.assertFalse((self.honeypot.data / "events.jsonl").exists())
+
+
 class AcceptingAuthTests(HoneypotTestCase):
     sections = {"smtp": {"smtp_auth_accept": "true"}}
 
