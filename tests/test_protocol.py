@@ -285,6 +285,25 @@ class TransactionTests(SessionTestCase):
         self.assertIn("long_line", meta["flags"])
 
 
+class LongLineFlagTests(SessionTestCase):
+
+    def flags_for(self, *pieces):
+        self.send(EHLO + b"MAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nDATA\r\n")
+        for piece in pieces:
+            self.send(piece)
+        self.send(b"\r\n.\r\n")
+        return self.spooled()[0][0]["flags"]
+
+    def test_line_at_limit(self):
+        """A line of exactly line_length_limit bytes is not flagged."""
+        self.assertNotIn("long_line", self.flags_for(b"a\r\n" + b"x" * 2048))
+
+    def test_line_over_limit_across_reads(self):
+        """A line one byte over the limit, arriving in pieces, is flagged."""
+        self.assertIn("long_line", self.flags_for(b"a\r\n" + b"x" * 1000, b"x" * 1000,
+                                                  b"x" * 49))
+
+
 class ChunkingTests(SessionTestCase):
 
     def setUp(self):

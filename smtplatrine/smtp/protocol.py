@@ -500,7 +500,7 @@ class SMTPSession(Protocol):
                 cut -= 1
             cut = max(cut, 0)
             piece, self._carry = buf[:cut], buf[cut:]
-        self._inspect(buf[:end] if end >= 0 else buf, new)
+        self._inspect(buf[:end] if end >= 0 else buf)
         self._write_data(piece)
         if end < 0:
             return False
@@ -509,27 +509,30 @@ class SMTPSession(Protocol):
         return True
 
     def _write_data(self, piece):
-        """Unstuff *piece* and write it, less the CRLF that DATA stands for."""
+        """Unstuff *piece* and write it, less the CRLF that DATA stands for.
+
+        A piece never ends inside a CRLF, so lines are measured exactly.
+        """
         piece = piece.replace(b"\r\n.", b"\r\n")
+        if "long_line" not in self.record.flags:
+            lines = piece.split(b"\r\n")
+            first = self._line_length + len(lines[0])
+            longest = max(first, *map(len, lines[1:])) if len(lines) > 1 else first
+            self._line_length = len(lines[-1]) if len(lines) > 1 else first
+            if longest > self.config.line_length_limit:
+                self.record.flag("long_line")
         if self._skip:
             skipped = piece[:self._skip]
             piece = piece[len(skipped):]
             self._skip -= len(skipped)
         self._file.write(piece)
 
-    def _inspect(self, buf, new):
-        """Flag bare line feeds, smuggling attempts and overlong lines."""
+    def _inspect(self, buf):
+        """Flag bare line feeds and smuggling attempts."""
         if buf.count(b"\n") != buf.count(b"\r\n"):
             self.record.flag("bare_lf")
         if any(pattern in buf for pattern in _SMUGGLING):
             self.record.flag("smuggling")
-        if "long_line" not in self.record.flags:
-            lines = new.split(b"\n")
-            first = self._line_length + len(lines[0])
-            longest = max([first, *map(len, lines[1:])])
-            self._line_length = len(lines[-1]) if len(lines) > 1 else first
-            if longest > self.config.line_length_limit:
-                self.record.flag("long_line")
 
     def _bdat_step(self):
         available = len(self._buffer) - self._offset
