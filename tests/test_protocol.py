@@ -265,6 +265,16 @@ class TransactionTests(SessionTestCase):
         self.assertIn("smuggling", meta["flags"])
         self.assertIn("bare_lf", meta["flags"])
 
+    def test_each_smuggling_variant_flagged(self):
+        """Each end-of-data variant alone is kept in the message and flagged."""
+        for variant in (b"a\n.\nb", b"a\n.\r\nb", b"a\r\n.\nb", b"a\r.\rb"):
+            self.connect()
+            self.send(EHLO)
+            self.transaction(variant + b"\r\n.\r\n")
+            [(meta, raw)] = self.spooled()
+            self.assertIn("smuggling", meta["flags"], variant)
+            self.assertEqual(raw.replace(b"\r\n\nb", b"\r\n.\nb"), variant + b"\r\n")
+
     def test_dropped_mid_data(self):
         """A connection lost in DATA leaves an incomplete, unacknowledged message."""
         reply = self.transaction(b"Subject: half\r\n")

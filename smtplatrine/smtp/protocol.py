@@ -33,7 +33,8 @@ _HOLD = 4
 _ABORT_AFTER = 5
 # Bytes read ahead while a reply waits; past that, reading pauses.
 _MAX_WAITING = 65536
-_SMUGGLING = (b"\n.\n", b"\n.\r\n", b"\r\n.\n", b"\r.\r")
+# End-of-data variants that SMTP smuggling relies on; only CRLF.CRLF ends DATA.
+_SMUGGLING_LF = (b"\n.\n", b"\n.\r\n", b"\r\n.\n")
 
 
 def _spool_error(error):
@@ -528,10 +529,13 @@ class SMTPSession(Protocol):
         self._file.write(piece)
 
     def _inspect(self, buf):
-        """Flag bare line feeds and smuggling attempts."""
+        """Flag bare line feeds and smuggling attempts in *buf*, which holds
+        no CRLF.CRLF: each LF variant of the end of data has a bare LF."""
         if buf.count(b"\n") != buf.count(b"\r\n"):
             self.record.flag("bare_lf")
-        if any(pattern in buf for pattern in _SMUGGLING):
+            if any(pattern in buf for pattern in _SMUGGLING_LF):
+                self.record.flag("smuggling")
+        if b"\r.\r" in buf:
             self.record.flag("smuggling")
 
     def _bdat_step(self):
