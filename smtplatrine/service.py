@@ -103,15 +103,13 @@ class HoneypotService(Service):
         config = self.config
         ids = unprivileged_ids(config.non_privileged.user, config.non_privileged.group)
         data_dir = Path(config.server.data_dir)
-        data_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            data_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise SystemExit(f"smtplatrine: cannot create data_dir {data_dir}:"
+                             f" {e.strerror}; set [server] data_dir") from None
         self._start_logging()
-        if config.server.tls_certificate:
-            cert, key = (Path(config.server.tls_certificate),
-                         Path(config.server.tls_private_key))
-        else:
-            cert, key = tls.self_signed(config.server.hostname, data_dir / "tls")
-        tls_options = tls.context_factory(cert, key) if (
-            config.smtp_features.starttls) else None
+        cert, key, tls_options = self._tls(data_dir)
         spool_dir = data_dir / "spool"
         Spool(spool_dir, LocalDisk(spool_dir)).recover()
         self.disk = DiskWorker(self.reactor, spool_dir, *(ids or ()))
@@ -133,6 +131,22 @@ class HoneypotService(Service):
         if ids is not None:
             become(ids, data_dir)
         super().privilegedStartService()
+
+    def _tls(self, data_dir):
+        """The certificate and key paths, and the TLS options (None when
+        STARTTLS is off)."""
+        server = self.config.server
+        if server.tls_certificate:
+            cert, key = Path(server.tls_certificate), Path(server.tls_private_key)
+        else:
+            cert, key = tls.self_signed(server.hostname, data_dir / "tls")
+        try:
+            options = tls.context_factory(cert, key)
+        except Exception as e:
+            raise SystemExit(
+                f"smtplatrine: cannot use TLS certificate {cert} with key {key}:"
+                f" {e}; fix [server] tls_certificate and tls_private_key") from None
+        return cert, key, options if self.config.smtp_features.starttls else None
 
     def _listen(self, description, cert, key, tls_options):
         """Listen on *description*; ``tls:ENDPOINT`` wraps any endpoint

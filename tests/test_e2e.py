@@ -343,6 +343,18 @@ class StartupTests(unittest.TestCase):
         self.assertIn("test.ini [smtp] timeout = 'soon': expected a number > 0", out)
         self.assertNotIn("Traceback", out)
 
+    def test_missing_certificate(self):
+        """A configured certificate that is not there is named, not a traceback."""
+        config = self.config_dir({"server": {"tls_certificate": "/nonexistent/mx.crt",
+                                             "tls_private_key": "/nonexistent/mx.key"}})
+        code, out = run_twistd("smtplatrine", "--config", config, "--listen",
+                               f"tcp:{free_port()}:interface=127.0.0.1",
+                               cwd=self.mktemp_dir())
+        self.assertNotEqual(code, 0)
+        self.assertIn("smtplatrine: cannot use TLS certificate /nonexistent/mx.crt with key"
+                      " /nonexistent/mx.key:", out)
+        self.assertNotIn("Traceback", out)
+
     def test_bad_endpoint(self):
         """A malformed endpoint is refused before anything starts."""
         code, out = run_twistd("smtplatrine", "--listen", "tcp:notaport",
@@ -358,7 +370,8 @@ class StartupTests(unittest.TestCase):
 
     def config_dir(self, sections):
         directory = Path(self.mktemp_dir()) / "etc"
-        sections = dict(sections, server={"data_dir": directory.parent / "data"})
+        server = dict(sections.get("server", {}), data_dir=directory.parent / "data")
+        sections = dict(sections, server=server)
         write_config(directory, sections)
         return str(directory)
 
