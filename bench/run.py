@@ -793,20 +793,14 @@ def attr(obj, name, scale=1):
     return None if value is None else value / scale
 
 
-def target_1k(runs):
-    pick = lambda name: attr(first(runs, name, lambda r: r.size == KB and r.sessions == 20), "msgs_per_s")
-    hp, aio = pick("honeypot"), pick("aiosmtpd")
-    r = ratio(hp, aio)
-    figure = f"honeypot {num(hp, '.1f')} msg/s vs aiosmtpd {num(aio, '.1f')} msg/s = {num(r, '.2f')}x"
-    return "1 KB x 20 sessions >= 1.5 x aiosmtpd msg/s", figure, (None if r is None else r >= TARGET_1K_VS_AIO)
-
-
-def target_1m(runs):
-    pick = lambda name: attr(first(runs, name, lambda r: r.size == MB and r.sessions == 20), "mb_per_s")
-    hp, sink = pick("honeypot"), pick("smtp-sink")
-    r = ratio(hp, sink)
-    figure = f"honeypot {num(hp, '.2f')} MB/s vs smtp-sink {num(sink, '.2f')} MB/s = {num(r, '.2f')}x"
-    return "1 MB x 20 sessions >= 0.6 x smtp-sink MB/s", figure, (None if r is None else r >= TARGET_1M_VS_SINK)
+def target_throughput(runs, size, label, field, unit, baseline, goal):
+    """Honeypot against *baseline* at *size* x 20 sessions: (target, figure, ok)."""
+    pick = lambda name: attr(first(runs, name, lambda r: r.size == size and r.sessions == 20), field)
+    hp, base = pick("honeypot"), pick(baseline)
+    r = ratio(hp, base)
+    figure = f"honeypot {num(hp, '.2f')} {unit} vs {baseline} {num(base, '.2f')} {unit} = {num(r, '.2f')}x"
+    target = f"{label} x 20 sessions >= {goal} x {baseline} {unit}"
+    return target, figure, (None if r is None else r >= goal)
 
 
 def target_idle(idle):
@@ -832,7 +826,10 @@ def summary(runs, idle, large):
     honeypot figure (not run, or the measurement failed).
     """
     out = []
-    for target, figure, ok in (target_1k(runs), target_1m(runs), target_idle(idle), target_large(large)):
+    for target, figure, ok in (
+            target_throughput(runs, KB, "1 KB", "msgs_per_s", "msg/s", "aiosmtpd", TARGET_1K_VS_AIO),
+            target_throughput(runs, MB, "1 MB", "mb_per_s", "MB/s", "smtp-sink", TARGET_1M_VS_SINK),
+            target_idle(idle), target_large(large)):
         status = "n/a " if ok is None else ("PASS" if ok else "MISS")
         out.append(f"  [{status}] {target:<45} {figure}")
     return "\n".join(out)
