@@ -23,7 +23,7 @@ from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.python.failure import Failure
 
 from smtplatrine import tls
-from smtplatrine.disk import DiskWorker, LocalDisk
+from smtplatrine.disk import DiskWorker
 from smtplatrine.events import Events, JSONLinesOutput, SyslogOutput
 from smtplatrine.persona import PERSONAS
 from smtplatrine.smtp.factory import HoneypotFactory
@@ -111,9 +111,9 @@ class HoneypotService(Service):
         self._start_logging()
         cert, key, tls_options = self._tls(data_dir)
         spool_dir = data_dir / "spool"
-        Spool(spool_dir, LocalDisk(spool_dir)).recover()
         self.disk = DiskWorker(self.reactor, spool_dir, *(ids or ()))
         spool = Spool(spool_dir, self.disk)
+        spool.recover()
         outputs = []
         if config.output_file.enabled:
             outputs.append(JSONLinesOutput(config.data_path(config.output_file.path),

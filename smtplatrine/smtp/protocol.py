@@ -701,7 +701,6 @@ class SMTPSession(Protocol):
         self._timer = None
         self.record.close_reason = reason
         self.record.flag(reason)
-        self._busy = False
         self._reply("timeout", then=self._close)
 
     # --- end ---------------------------------------------------------------
