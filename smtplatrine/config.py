@@ -71,6 +71,8 @@ class SMTP:
     session_deadline: float = attrs.field(default=3600.0, validator=_positive)
     min_data_rate: int = attrs.field(default=500, validator=_non_negative)
     transcript_limit: int = attrs.field(default=500, validator=_non_negative)
+    smtp_attachments_store: bool = True
+    smtp_attachments_path: str = attrs.field(default="attachments", validator=v.min_len(1))
 
 
 @attrs.frozen
@@ -126,6 +128,44 @@ class OutputSyslog:
 
 
 @attrs.frozen
+class Engine:
+    engine_backend: str = attrs.field(
+        default="sqlite", validator=v.in_(["sqlite", "mysql"]),
+        metadata=_allowed("sqlite or mysql"))
+
+
+@attrs.frozen
+class SQLite:
+    sqlite_path: str = attrs.field(default="smtplatrine.sqlite", validator=v.min_len(1))
+
+
+@attrs.frozen
+class MySQL:
+    mysql_auto_create_db: bool = True
+    mysql_host: str = attrs.field(default="localhost", validator=v.min_len(1))
+    mysql_port: int = attrs.field(
+        default=3306, validator=v.and_(_positive, v.le(65535)),
+        metadata=_allowed("a TCP port, 1 to 65535"))
+    mysql_socket: str = ""
+    mysql_database: str = attrs.field(
+        default="smtplatrine", validator=v.matches_re(r"[A-Za-z0-9_]{1,64}"),
+        metadata=_allowed("letters, digits and _ (at most 64)"))
+    mysql_username: str = attrs.field(default="root", validator=v.min_len(1))
+    mysql_password: str = ""
+    mysql_connections: int = attrs.field(default=4, validator=_positive)
+
+
+@attrs.frozen
+class Store:
+    raw_in_database: bool = True
+    parse_seconds: float = attrs.field(default=10.0, validator=_positive)
+    parse_max_depth: int = attrs.field(default=32, validator=_positive)
+    parse_max_parts: int = attrs.field(default=1000, validator=_positive)
+    parse_max_header_bytes: int = attrs.field(default=262144, validator=_positive)
+    retry_max_delay: float = attrs.field(default=60.0, validator=_positive)
+
+
+@attrs.frozen
 class Config:
     server: Server = Server()
     non_privileged: NonPrivileged = NonPrivileged()
@@ -135,6 +175,10 @@ class Config:
     logger: Logger = Logger()
     output_file: OutputFile = OutputFile()
     output_syslog: OutputSyslog = OutputSyslog()
+    engine: Engine = Engine()
+    sqlite: SQLite = SQLite()
+    mysql: MySQL = MySQL()
+    store: Store = Store()
 
     def data_path(self, path):
         """A path from the configuration, relative paths under data_dir."""

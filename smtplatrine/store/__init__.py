@@ -1,0 +1,1 @@
+"""The forensic store: parsed messages and sessions in SQLite or MySQL."""

@@ -1,0 +1,69 @@
+"""The database behind an adbapi pool: opened (created, upgraded) once, then
+interactions that fail say whether to retry later (:class:`Unavailable`) or
+never (:class:`Rejected`)."""
+
+from twisted.internet import threads
+from twisted.logger import Logger
+
+from smtplatrine.store import schema
+from smtplatrine.store.dialects import Rejected, Unavailable
+
+log = Logger()
+
+
+class Database:
+    """*dialect* says which database and how to reach it."""
+
+    def __init__(self, dialect, create=True):
+        self.dialect = dialect
+        self._create = create
+        self.pool = dialect.pool()
+
+    async def open(self):
+        """Create the database if allowed and bring its schema up to date."""
+        try:
+            await threads.deferToThread(self.dialect.prepare)
+        except Exception as e:
+            raise self._map(e) from None
+        version, applied = await self.run(schema.upgrade, self.dialect, self._create)
+        self.max_packet = await self.run(self.dialect.max_packet)
+        if applied:
+            log.info("database {db}: schema upgraded to version {version}",
+                     db=self.dialect.describe(), version=version)
+        return version
+
+    async def run(self, interaction, *args):
+        """``interaction(cursor, *args)`` in one transaction.  A connection
+        lost under it is retried once at once (adbapi reconnects but does
+        not re-run); other failures raise Unavailable or Rejected."""
+        for attempt in (1, 2):
+            try:
+                return await self.pool.runInteraction(interaction, *args)
+            except (Unavailable, Rejected):
+                raise
+            except Exception as e:
+                error = self._map(e)
+                if isinstance(error, Rejected) or attempt == 2:
+                    raise error from None
+
+    def check_size(self, prepared):
+        """Reject, before sending it, a message whose row the server would
+        refuse: escaped, text and bytes may take twice their size."""
+        parsed = prepared.parsed
+        size = 2 * (len(prepared.raw or b"") + len(parsed.body_text.encode())
+                    + len(parsed.body_html.encode())
+                    + sum(len((v or "").encode()) for v in parsed.fields.values()))
+        if size + 65536 > self.max_packet:
+            raise Rejected(
+                f"its row may take {size} bytes, over the server's limit of"
+                f" {self.max_packet} (max_allowed_packet); raise it, or set"
+                f" [store] raw_in_database = false")
+
+    def _map(self, error):
+        mapped = self.dialect.classify(error)
+        if mapped is None:
+            raise error
+        return mapped
+
+    def close(self):
+        self.pool.close()

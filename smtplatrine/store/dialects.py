@@ -1,0 +1,231 @@
+"""What differs between SQLite and MySQL/MariaDB: connecting, the few SQL
+forms that are not standard, and which errors are worth retrying.
+
+Statements elsewhere are written once with ``?`` placeholders;
+:meth:`Dialect.sql` turns them into the driver's style.
+"""
+
+import importlib
+import pkgutil
+import sqlite3
+from pathlib import Path
+
+from twisted.enterprise import adbapi
+
+# MySQL's operational errors say "not now" (server gone or unreachable, lost
+# connection, deadlock, lock wait, bad credentials being fixed) except these,
+# which say "never" for this data: packet over max_allowed_packet, result
+# string too long.
+_MYSQL_NEVER = {1153, 1301}
+
+
+class _Connection(adbapi.Connection):
+    """adbapi's connection, except that a rollback on a connection the
+    server dropped closes it quietly (the next interaction opens another),
+    instead of logging a traceback: the pipeline reports an outage once."""
+
+    def rollback(self):
+        try:
+            self._connection.rollback()
+        except Exception:
+            self._pool.disconnect(self._connection)
+
+
+def _pool(*args, **kwargs):
+    pool = adbapi.ConnectionPool(*args, cp_noisy=False, **kwargs)
+    pool.connectionFactory = _Connection
+    return pool
+
+
+class Unavailable(Exception):
+    """The database cannot be reached now; try again later."""
+
+
+class Rejected(Exception):
+    """The database will never take this data; the message says why."""
+
+
+class _Dialect:
+    name = ""
+    placeholder = "?"
+
+    def sql(self, statement):
+        return statement.replace("?", self.placeholder)
+
+    def schema_files(self):
+        from importlib.resources import files
+        folder = files("smtplatrine.sql") / self.name
+        return sorted((int(f.name.split("_")[0]), f) for f in folder.iterdir()
+                      if f.name.endswith(".sql"))
+
+    def insert(self, table, columns, ignore=False):
+        names = ", ".join(columns)
+        marks = ", ".join("?" * len(columns))
+        verb = self._insert_ignore if ignore else "INSERT"
+        return self.sql(f"{verb} INTO {table} ({names}) VALUES ({marks})")
+
+    def upsert(self, table, columns, key, updates):
+        """INSERT that, when *key* exists, applies *updates*: column ->
+        ``"new"`` (take the new value), ``"add"`` (add it), ``"max"`` or
+        ``"min"``."""
+        clauses = ", ".join(f"{c} = {self._update(c, how)}" for c, how in updates.items())
+        return self.insert(table, columns) + self._on_conflict(key) + clauses
+
+
+class SQLite(_Dialect):
+    name = "sqlite"
+    _insert_ignore = "INSERT OR IGNORE"
+
+    def __init__(self, path):
+        self.path = Path(path)
+
+    def pool(self):
+        return _pool("sqlite3", str(self.path), check_same_thread=False, timeout=30,
+                     cp_min=1, cp_max=1, cp_openfun=self._setup)
+
+    def connect(self):
+        """A plain DB-API connection (for the command line tools)."""
+        connection = sqlite3.connect(self.path.resolve().as_uri() + "?mode=rw",
+                                     uri=True, timeout=30)
+        self._setup(connection)
+        return connection
+
+    @staticmethod
+    def _setup(connection):
+        # WAL lets readers (export, analysts) work while we write; FULL makes
+        # each commit durable before the spool file goes.
+        connection.execute("PRAGMA journal_mode=WAL")
+        connection.execute("PRAGMA synchronous=FULL")
+
+    def _on_conflict(self, key):
+        return f" ON CONFLICT ({', '.join(key)}) DO UPDATE SET "
+
+    @staticmethod
+    def _update(column, how):
+        new = f"excluded.{column}"
+        return {"new": new, "add": f"{column} + {new}", "max": f"MAX({column}, {new})",
+                "min": f"MIN({column}, {new})"}[how]
+
+    def prepare(self):
+        """Nothing to create: the file appears on first connection."""
+
+    def lock(self, cursor):
+        """SQLite serialises writers by itself."""
+
+    unlock = lock
+
+    @staticmethod
+    def max_packet(cursor):
+        """SQLite's default SQLITE_MAX_LENGTH."""
+        return 1_000_000_000
+
+    @staticmethod
+    def classify(error):
+        if isinstance(error, sqlite3.OperationalError):
+            return Unavailable(f"SQLite: {error}")
+        if isinstance(error, sqlite3.Error):
+            return Rejected(f"SQLite: {error}")
+        return None
+
+    def describe(self):
+        return f"SQLite {self.path}"
+
+
+class MySQL(_Dialect):
+    name = "mysql"
+    placeholder = "%s"
+    _insert_ignore = "INSERT IGNORE"
+
+    def __init__(self, settings):
+        # MySQLdb imports its modules as it first connects, when, after the
+        # privilege drop, the library may be out of reach: import them now.
+        import MySQLdb
+        for module in pkgutil.walk_packages(MySQLdb.__path__, "MySQLdb."):
+            importlib.import_module(module.name)
+        self.settings = settings
+
+    def _connect_args(self, database=True):
+        s = self.settings
+        args = dict(user=s.mysql_username, password=s.mysql_password,
+                    charset="utf8mb4", binary_prefix=True, connect_timeout=10)
+        if s.mysql_socket:
+            args["unix_socket"] = s.mysql_socket
+        else:
+            args.update(host=s.mysql_host, port=s.mysql_port)
+        if database:
+            args["database"] = s.mysql_database
+        return args
+
+    def pool(self):
+        return _pool("MySQLdb", cp_min=1, cp_max=self.settings.mysql_connections,
+                     cp_reconnect=True, cp_openfun=self._setup, **self._connect_args())
+
+    def connect(self):
+        """A plain DB-API connection (for the command line tools)."""
+        import MySQLdb
+        connection = MySQLdb.connect(**self._connect_args())
+        self._setup(connection)
+        return connection
+
+    @staticmethod
+    def _setup(connection):
+        cursor = connection.cursor()
+        cursor.execute("SET time_zone = '+00:00'")
+        cursor.execute("SET SESSION sql_mode = 'STRICT_ALL_TABLES,NO_ENGINE_SUBSTITUTION'")
+        cursor.close()
+
+    def _on_conflict(self, key):
+        return " ON DUPLICATE KEY UPDATE "
+
+    @staticmethod
+    def _update(column, how):
+        new = f"VALUES({column})"
+        return {"new": new, "add": f"{column} + {new}", "max": f"GREATEST({column}, {new})",
+                "min": f"LEAST({column}, {new})"}[how]
+
+    def prepare(self):
+        """Create the database when asked to (blocking; run in a thread)."""
+        if not self.settings.mysql_auto_create_db:
+            return
+        import MySQLdb
+        connection = MySQLdb.connect(**self._connect_args(database=False))
+        try:
+            connection.cursor().execute(
+                f"CREATE DATABASE IF NOT EXISTS `{self.settings.mysql_database}`"
+                " CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci")
+        finally:
+            connection.close()
+
+    def lock(self, cursor):
+        """Let one sensor at a time upgrade the schema."""
+        cursor.execute("SELECT GET_LOCK('smtplatrine_schema', 60)")
+
+    def unlock(self, cursor):
+        cursor.execute("SELECT RELEASE_LOCK('smtplatrine_schema')")
+
+    @staticmethod
+    def max_packet(cursor):
+        cursor.execute("SELECT @@max_allowed_packet")
+        return cursor.fetchone()[0]
+
+    @staticmethod
+    def classify(error):
+        import MySQLdb
+        if not isinstance(error, MySQLdb.MySQLError):
+            return None
+        code = error.args[0] if error.args else None
+        if isinstance(error, MySQLdb.OperationalError) and code not in _MYSQL_NEVER:
+            return Unavailable(f"MySQL error {code}: {error.args[-1]}")
+        return Rejected(f"MySQL error {code}: {error.args[-1]}")
+
+    def describe(self):
+        s = self.settings
+        where = s.mysql_socket or f"{s.mysql_host}:{s.mysql_port}"
+        return f"MySQL {s.mysql_username}@{where}/{s.mysql_database}"
+
+
+def from_config(config):
+    """The dialect *config* asks for."""
+    if config.engine.engine_backend == "mysql":
+        return MySQL(config.mysql)
+    return SQLite(config.data_path(config.sqlite.sqlite_path))

@@ -1,0 +1,193 @@
+"""Rows for one message and one session, written in one transaction each.
+
+Text that came from the network may hold bytes that are not UTF-8 (kept as
+``\\udcXX`` surrogates in the spool); columns get them as ``\\xXX`` escapes,
+JSON columns keep them exact as ``\\udcXX``.  Indexed columns are clipped
+to their width, so no value an attacker chooses can fail a whole message.
+"""
+
+import json
+import uuid
+from datetime import datetime, timezone
+
+import attrs
+
+_FIELDS = ["date", "to", "from", "cc", "reply_to", "subject", "message_id",
+           "x_mailer", "user_agent", "organization", "content_type",
+           "content_transfer_encoding"]
+
+
+@attrs.frozen
+class Prepared:
+    """A spooled message made ready for the database (see the pipeline)."""
+    metadata: dict
+    parsed: object
+    raw: bytes | None
+    raw_path: str | None
+    attachment_paths: tuple
+
+
+def utc(seconds):
+    """Epoch *seconds* as the UTC text both databases take."""
+    return datetime.fromtimestamp(seconds, timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f")
+
+
+def text(value, width=None):
+    """Network text for a column: undecodable bytes escaped, maybe clipped."""
+    if value is None:
+        return None
+    value = value.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    return value[:width] if width else value
+
+
+def as_json(value):
+    return json.dumps(value, sort_keys=True)
+
+
+def address_parts(address):
+    """``user+tag@domain`` as (username, tag, domain); tag None without +."""
+    local, _, domain = address.rpartition("@")
+    if not local:
+        local, domain = domain, ""
+    username, plus, tag = local.partition("+")
+    return username, (tag if plus else None), domain.lower()
+
+
+def _identity(metadata):
+    return [metadata["session"], metadata["sensor"], text(metadata["src_ip"], 45),
+            metadata["src_port"], text(metadata["dst_ip"], 45), metadata["dst_port"]]
+
+
+_SESSION_KEY = ["session_id", "sensor", "client_ip", "client_port", "server_ip",
+                "server_port"]
+_TLS = ["tls_implicit", "tls_version", "tls_cipher"]
+
+
+def _tls(tls):
+    """The TLS columns of a session (all None without TLS)."""
+    return [tls.get("implicit"), tls.get("version"), tls.get("cipher")]
+
+
+def save_message(cursor, dialect, prepared, now):
+    """Store *prepared* unless its message is already there; True if stored."""
+    metadata, parsed = prepared.metadata, prepared.parsed
+    message_id, sensor = metadata["message"], metadata["sensor"]
+    cursor.execute(dialect.sql("SELECT 1 FROM honeypot_emails WHERE message_id = ?"),
+                   (message_id,))
+    if cursor.fetchone():
+        return False
+    tls = metadata.get("tls") or {}
+    cursor.execute(
+        dialect.insert("honeypot_sessions", _SESSION_KEY + [
+            "started", "helo", *_TLS, "flags"], ignore=True),
+        _identity(metadata) + [
+            utc(metadata.get("session_start", metadata["received"])),
+            text(metadata.get("helo")), *_tls(tls), as_json(metadata.get("flags", []))])
+    fields = parsed.fields
+    columns = {
+        "message_id": message_id, "session_id": metadata["session"], "sensor": sensor,
+        "queue_id": metadata.get("queue_id"), "received": utc(metadata["received"]),
+        "stored": utc(now), "client_ip": text(metadata["src_ip"], 45),
+        "client_port": metadata["src_port"], "server_ip": text(metadata["dst_ip"], 45),
+        "server_port": metadata["dst_port"], "helo": text(metadata.get("helo")),
+        "tls": bool(tls), "transport": metadata.get("transport"),
+        "mail_from": text(metadata.get("mail_from")),
+        "mail_params": as_json(metadata.get("mail_params") or {}),
+        "acknowledged": metadata.get("acknowledged", False),
+        "truncated": metadata.get("truncated", False),
+        "incomplete": metadata.get("incomplete", False),
+        "recovered": metadata.get("recovered", False),
+        "size": metadata["size"], "sha256": metadata["sha256"],
+        "raw": prepared.raw, "raw_path": prepared.raw_path,
+        **{f"header_{name}": fields.get(name) for name in _FIELDS},
+        "body_text": parsed.body_text, "body_html": parsed.body_html,
+        "session_flags": as_json(metadata.get("flags", [])),
+        "defects": as_json(list(parsed.defects)),
+    }
+    cursor.execute(dialect.insert("honeypot_emails", list(columns)),
+                   list(columns.values()))
+    _many(cursor, dialect, "honeypot_email_headers",
+          ["message_id", "position", "sensor", "name", "value"],
+          [(message_id, i, sensor, h.name[:255], h.value)
+           for i, h in enumerate(parsed.headers)])
+    _many(cursor, dialect, "honeypot_email_received",
+          ["message_id", "position", "sensor", "from_host", "from_ip", "by_host",
+           "protocol", "received_id", "for_address", "date", "raw"],
+          [(message_id, i, sensor, r.from_host, r.from_ip and r.from_ip[:45],
+            r.by_host, r.protocol, r.id, r.for_, r.date and r.date[:32], r.raw)
+           for i, r in enumerate(parsed.received)])
+    _many(cursor, dialect, "honeypot_email_urls",
+          ["message_id", "position", "sensor", "url", "host", "source"],
+          [(message_id, i, sensor, u.url, u.host and u.host[:255], u.source)
+           for i, u in enumerate(parsed.urls)])
+    _many(cursor, dialect, "honeypot_attachments",
+          ["attachment_id", "message_id", "position", "sensor", "filename",
+           "content_type", "disposition", "size", "md5", "sha1", "sha256",
+           "stored_path"],
+          [(attachment_id(message_id, i), message_id, i, sensor, a.filename,
+            a.content_type[:255], a.disposition, a.size, a.md5, a.sha1, a.sha256, path)
+           for i, (a, path) in enumerate(zip(parsed.attachments,
+                                             prepared.attachment_paths))])
+    _save_recipients(cursor, dialect, metadata, parsed, now)
+    return True
+
+
+def attachment_id(message_id, position):
+    """The attachment's UUID: the same each time its message is stored."""
+    return str(uuid.uuid5(uuid.UUID(message_id), str(position)))
+
+
+def _save_recipients(cursor, dialect, metadata, parsed, now):
+    kinds = [("envelope", text(r).lower()) for r in metadata.get("rcpts", [])]
+    kinds += list(parsed.addresses)
+    kinds = list(dict.fromkeys((kind, address[:320]) for kind, address in kinds))
+    sensor, seen = metadata["sensor"], utc(metadata["received"])
+    # One row per distinct address, in a fixed order so that sensors sharing
+    # a database lock rows in the same order and do not deadlock.
+    addresses = sorted({address for _, address in kinds})
+    statement = dialect.upsert(
+        "honeypot_recipients",
+        ["address", "username", "tag", "domain", "sensor", "seen", "first_seen",
+         "last_seen"], ["address"],
+        {"seen": "add", "first_seen": "min", "last_seen": "max"})
+    for address in addresses:
+        username, tag, domain = address_parts(address)
+        cursor.execute(statement, (address, username, tag, domain[:255], sensor, 1,
+                                   seen, seen))
+    _many(cursor, dialect, "honeypot_email_recipients",
+          ["message_id", "address", "kind", "sensor"],
+          [(metadata["message"], address, kind, sensor) for kind, address in kinds])
+
+
+def _many(cursor, dialect, table, columns, rows, ignore=False):
+    if rows:
+        cursor.executemany(dialect.insert(table, columns, ignore), rows)
+
+
+def save_session(cursor, dialect, record):
+    """Store (or complete) the session *record* and its AUTH attempts."""
+    columns = {
+        "started": utc(record["start"]),
+        "ended": utc(record["end"]) if record.get("end") else None,
+        "helo": text(record.get("helo")),
+        **dict(zip(_TLS, _tls(record.get("tls") or {}))),
+        "auth_attempts": len(record.get("auth", [])),
+        "commands": record.get("commands"), "unknown_commands": record.get("unknown_commands"),
+        "errors": record.get("errors"), "messages": record.get("messages"),
+        "close_reason": record.get("close_reason"), "pregreet": text(record.get("pregreet")),
+        "flags": as_json(record.get("flags", [])),
+        "transcript": as_json(record.get("transcript", [])),
+        "envelopes": as_json(record.get("envelopes", [])),
+    }
+    cursor.execute(
+        dialect.upsert("honeypot_sessions", _SESSION_KEY + list(columns), ["session_id"],
+                       {name: "new" for name in columns}),
+        _identity(record) + list(columns.values()))
+    _many(cursor, dialect, "honeypot_credentials",
+          ["session_id", "position", "sensor", "time", "client_ip", "mechanism",
+           "authzid", "username", "password", "challenge", "response", "accepted"],
+          [(record["session"], i, record["sensor"], utc(a["time"]),
+            text(record["src_ip"], 45), a["mechanism"], text(a.get("authzid")),
+            text(a.get("username")), text(a.get("password")), text(a.get("challenge")),
+            text(a.get("response")), bool(a.get("accepted")))
+           for i, a in enumerate(record.get("auth", []))], ignore=True)

@@ -1,0 +1,39 @@
+"""Creating and upgrading the tables: ``sql/DIALECT/NNN_name.sql`` files
+applied in order, the versions applied kept in ``schema_version``."""
+
+import re
+from datetime import datetime, timezone
+
+from smtplatrine.store.dialects import Rejected
+
+
+def statements(text):
+    """The statements of an SQL file: comments dropped, split at ``;``."""
+    text = re.sub(r"--[^\n]*", "", text)
+    return [s.strip() for s in text.split(";") if s.strip()]
+
+
+def upgrade(cursor, dialect, create):
+    """Bring the schema to the newest version (in one interaction); with
+    *create* false only check that it is there."""
+    dialect.lock(cursor)
+    try:
+        cursor.execute("CREATE TABLE IF NOT EXISTS schema_version"
+                       " (version INTEGER NOT NULL PRIMARY KEY,"
+                       " applied VARCHAR(32) NOT NULL)")
+        cursor.execute("SELECT MAX(version) FROM schema_version")
+        current = cursor.fetchone()[0] or 0
+        pending = [(v, f) for v, f in dialect.schema_files() if v > current]
+        if pending and not create:
+            raise Rejected(
+                f"the schema is at version {current}, smtplatrine needs"
+                f" {pending[-1][0]}: apply {', '.join(f.name for _, f in pending)}"
+                f" from sql/{dialect.name}/ or set mysql_auto_create_db = true")
+        for version, path in pending:
+            for statement in statements(path.read_text(encoding="utf-8")):
+                cursor.execute(statement)
+            cursor.execute(dialect.insert("schema_version", ["version", "applied"]),
+                           (version, datetime.now(timezone.utc).isoformat()))
+        return (pending[-1][0] if pending else current), [v for v, _ in pending]
+    finally:
+        dialect.unlock(cursor)

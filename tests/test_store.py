@@ -1,0 +1,251 @@
+"""The forensic store: the same tests against SQLite and against MariaDB."""
+
+import base64
+import hashlib
+import json
+import tempfile
+import time
+from pathlib import Path
+
+from twisted.internet import defer
+from twisted.trial import unittest
+
+from smtplatrine.config import MySQL as MySQLSettings
+from smtplatrine.parse import Limits
+from smtplatrine.pipeline import prepare
+from smtplatrine.store import dialects, records
+from smtplatrine.store.database import Database
+from smtplatrine.store.dialects import Rejected
+from tests.mariadb import shared_database
+
+SESSION = "6f1c1f0e-2d5c-4c53-9a57-3c1f3a0e9a11"
+PDF = b"%PDF-1.4\n" + bytes(range(256)) * 4
+
+
+def message_bytes(subject="Invoice 42", to="Bob <bob+sales@example.org>"):
+    """A multipart message with a text body and one PDF attachment."""
+    attachment = base64.encodebytes(PDF).replace(b"\n", b"\r\n")
+    return (
+        b"Received: from relay.example.net (relay.example.net [192.0.2.7])\r\n"
+        b"\tby mx.example.com with ESMTP id 4AbCdE for <bob@example.org>;\r\n"
+        b"\tMon, 2 Mar 2026 10:00:00 +0000\r\n"
+        b"From: Alice <alice@example.net>\r\n"
+        b"To: " + to.encode() + b"\r\n"
+        b"Cc: carol@example.org\r\n"
+        b"Subject: " + subject.encode() + b"\r\n"
+        b"Message-ID: <42@example.net>\r\n"
+        b"X-Mailer: Mailer 1.0\r\n"
+        b"MIME-Version: 1.0\r\n"
+        b"Content-Type: multipart/mixed; boundary=\"b1\"\r\n\r\n"
+        b"--b1\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n"
+        b"Pay at http://pay.example.com/x now.\r\n"
+        b"--b1\r\nContent-Type: application/pdf\r\n"
+        b"Content-Disposition: attachment; filename=\"../../etc/cron.d/x.pdf\"\r\n"
+        b"Content-Transfer-Encoding: base64\r\n\r\n" + attachment +
+        b"--b1--\r\n")
+
+
+def metadata(message_id, raw, **changes):
+    record = {
+        "message": message_id, "session": SESSION, "sensor": "sensor-a",
+        "src_ip": "2001:db8::1", "src_port": 40000, "dst_ip": "::1", "dst_port": 25,
+        "queue_id": message_id.replace("-", "")[:11].upper(),
+        "transport": "DATA", "mail_from": "alice@example.net", "mail_params": {},
+        "rcpts": ["bob+sales@example.org", "dave@example.org"],
+        "session_start": 1767000000.0, "received": 1767000001.5, "helo": "client.example",
+        "tls": None, "flags": [], "acknowledged": True, "incomplete": False,
+        "truncated": False, "size": len(raw), "sha256": hashlib.sha256(raw).hexdigest()}
+    record.update(changes)
+    return record
+
+
+def prepared(directory, message_id, raw, attachments=None, **changes):
+    """A spooled message *raw*, prepared as the pipeline does."""
+    eml = Path(directory) / f"{message_id}.eml"
+    eml.write_bytes(raw)
+    return prepare(eml, metadata(message_id, raw, **changes), Limits(),
+                   attachments, None)
+
+
+class StoreTestsMixin:
+    """What every database must do; ``make_dialect`` says which."""
+
+    @defer.inlineCallbacks
+    def setUp(self):
+        self.tmp = Path(tempfile.mkdtemp())
+        self.database = Database(self.make_dialect())
+        self.addCleanup(self.database.close)
+        yield defer.Deferred.fromCoroutine(self.database.open())
+
+    def save(self, item):
+        return defer.Deferred.fromCoroutine(self.database.run(
+            records.save_message, self.database.dialect, item, time.time()))
+
+    def query(self, statement, *args):
+        def run(cursor):
+            cursor.execute(self.database.dialect.sql(statement), args)
+            return [tuple(row) for row in cursor.fetchall()]
+        return defer.Deferred.fromCoroutine(self.database.run(run))
+
+    @defer.inlineCallbacks
+    def test_schema_version(self):
+        """The schema is created at version 1, and opening again keeps it."""
+        yield defer.Deferred.fromCoroutine(self.database.open())
+        rows = yield self.query("SELECT version FROM schema_version")
+        self.assertEqual(rows, [(1,)])
+
+    @defer.inlineCallbacks
+    def test_message_columns(self):
+        """Envelope, decoded headers, bodies and hashes land in their columns."""
+        raw = message_bytes()
+        yield self.save(prepared(self.tmp, "00000000-0000-4000-8000-000000000001", raw))
+        rows = yield self.query(
+            "SELECT mail_from, client_ip, server_port, header_subject, header_from,"
+            " header_x_mailer, header_message_id, size, sha256, raw, sensor"
+            " FROM honeypot_emails")
+        self.assertEqual(rows, [(
+            "alice@example.net", "2001:db8::1", 25, "Invoice 42",
+            "Alice <alice@example.net>", "Mailer 1.0", "<42@example.net>",
+            len(raw), hashlib.sha256(raw).hexdigest(), raw, "sensor-a")])
+
+    @defer.inlineCallbacks
+    def test_attachment_rows_and_file(self):
+        """The attachment's hashes are stored and its file is kept under its
+        SHA-256, never under the sender's name."""
+        files = self.tmp / "attachments"
+        yield self.save(prepared(self.tmp, "00000000-0000-4000-8000-000000000002",
+                                 message_bytes(), attachments=files))
+        sha256 = hashlib.sha256(PDF).hexdigest()
+        rows = yield self.query(
+            "SELECT filename, content_type, size, md5, sha1, sha256, stored_path"
+            " FROM honeypot_attachments")
+        self.assertEqual(rows, [(
+            "../../etc/cron.d/x.pdf", "application/pdf", len(PDF),
+            hashlib.md5(PDF).hexdigest(), hashlib.sha1(PDF).hexdigest(), sha256,
+            f"{sha256[:2]}/{sha256}")])
+        self.assertEqual((files / sha256[:2] / sha256).read_bytes(), PDF)
+        self.assertEqual(sorted(p.name for p in files.rglob("*") if p.is_file()), [sha256])
+
+    @defer.inlineCallbacks
+    def test_replay_changes_nothing(self):
+        """Storing a message a second time changes no row."""
+        item = prepared(self.tmp, "00000000-0000-4000-8000-000000000003", message_bytes())
+        first = yield self.save(item)
+        second = yield self.save(item)
+        self.assertEqual((first, second), (True, False))
+        for table in ("honeypot_emails", "honeypot_attachments", "honeypot_email_headers",
+                      "honeypot_email_recipients"):
+            rows = yield self.query(f"SELECT COUNT(*) FROM {table}")
+            self.assertEqual(rows[0][0], {"honeypot_emails": 1, "honeypot_attachments": 1,
+                                          "honeypot_email_headers": 9,
+                                          "honeypot_email_recipients": 4}[table], table)
+        rows = yield self.query("SELECT seen FROM honeypot_recipients"
+                                " WHERE address = 'bob+sales@example.org'")
+        self.assertEqual(rows, [(1,)])
+
+    @defer.inlineCallbacks
+    def test_recipients(self):
+        """One row per address with user, tag and domain, counted per message,
+        and how each message carried it."""
+        yield self.save(prepared(self.tmp, "00000000-0000-4000-8000-000000000004",
+                                 message_bytes(), received=1767000001.0))
+        yield self.save(prepared(self.tmp, "00000000-0000-4000-8000-000000000005",
+                                 message_bytes(to="eve@example.org"),
+                                 received=1767000100.0, rcpts=["bob+sales@example.org"]))
+        rows = yield self.query(
+            "SELECT address, username, tag, domain, seen, first_seen, last_seen"
+            " FROM honeypot_recipients ORDER BY address")
+        first, last = "2025-12-29 09:20:01", "2025-12-29 09:21:40"
+        self.assertEqual([r[:5] + (str(r[5])[:19], str(r[6])[:19]) for r in rows], [
+            ("bob+sales@example.org", "bob", "sales", "example.org", 2, first, last),
+            ("carol@example.org", "carol", None, "example.org", 2, first, last),
+            ("dave@example.org", "dave", None, "example.org", 1, first, first),
+            ("eve@example.org", "eve", None, "example.org", 1, last, last)])
+        rows = yield self.query(
+            "SELECT address, kind FROM honeypot_email_recipients WHERE message_id = ?"
+            " ORDER BY address, kind", "00000000-0000-4000-8000-000000000004")
+        self.assertEqual(rows, [("bob+sales@example.org", "envelope"),
+                                ("bob+sales@example.org", "to"),
+                                ("carol@example.org", "cc"),
+                                ("dave@example.org", "envelope")])
+
+    @defer.inlineCallbacks
+    def test_headers_and_received_in_order(self):
+        """Every header in order, and the Received header parsed."""
+        yield self.save(prepared(self.tmp, "00000000-0000-4000-8000-000000000006",
+                                 message_bytes()))
+        rows = yield self.query("SELECT name FROM honeypot_email_headers ORDER BY position")
+        self.assertEqual([r[0] for r in rows], [
+            "Received", "From", "To", "Cc", "Subject", "Message-ID", "X-Mailer",
+            "MIME-Version", "Content-Type"])
+        rows = yield self.query(
+            "SELECT from_host, from_ip, by_host, protocol, received_id, for_address"
+            " FROM honeypot_email_received")
+        self.assertEqual(rows, [("relay.example.net", "192.0.2.7", "mx.example.com",
+                                 "ESMTP", "4AbCdE", "bob@example.org")])
+        rows = yield self.query("SELECT url, host, source FROM honeypot_email_urls")
+        self.assertEqual(rows, [("http://pay.example.com/x", "pay.example.com", "text")])
+
+    @defer.inlineCallbacks
+    def test_hostile_envelope_text(self):
+        """SQL-injection text is stored verbatim; bytes that are not UTF-8 are
+        kept as \\x escapes; a long address does not fail the message."""
+        injection = "x'); DROP TABLE honeypot_emails; --@example.org"
+        yield self.save(prepared(
+            self.tmp, "00000000-0000-4000-8000-000000000007", message_bytes(),
+            mail_from=injection, helo="h\udcff\udcfe", rcpts=["a" * 400 + "@example.org"]))
+        rows = yield self.query("SELECT mail_from, helo FROM honeypot_emails")
+        self.assertEqual(rows, [(injection, "h\\xff\\xfe")])
+        rows = yield self.query("SELECT address FROM honeypot_email_recipients"
+                                " WHERE kind = 'envelope'")
+        self.assertEqual(rows, [("a" * 320,)])
+
+    @defer.inlineCallbacks
+    def test_session_and_credentials(self):
+        """A session record completes the session row its message started,
+        and its AUTH attempts are linked to it, once even if replayed."""
+        yield self.save(prepared(self.tmp, "00000000-0000-4000-8000-000000000008",
+                                 message_bytes()))
+        record = {
+            "session": SESSION, "sensor": "sensor-a", "src_ip": "2001:db8::1",
+            "src_port": 40000, "dst_ip": "::1", "dst_port": 25, "start": 1767000000.0,
+            "end": 1767000009.0, "helo": "client.example", "tls": None,
+            "auth": [{"mechanism": "PLAIN", "authzid": "", "username": "admin",
+                      "password": "hunter2", "challenge": None, "response": None,
+                      "time": 1767000002.0, "accepted": False}],
+            "transcript": [[0.0, "S", "220 banner"]], "flags": ["pregreet"],
+            "commands": 7, "unknown_commands": 0, "errors": 1, "messages": 1,
+            "pregreet": "", "close_reason": "quit"}
+        for _ in range(2):
+            yield defer.Deferred.fromCoroutine(self.database.run(
+                records.save_session, self.database.dialect, record))
+        rows = yield self.query(
+            "SELECT s.client_ip, s.auth_attempts, s.messages, s.close_reason, s.flags,"
+            " c.username, c.password, c.mechanism, c.time"
+            " FROM honeypot_sessions s JOIN honeypot_credentials c"
+            " ON c.session_id = s.session_id")
+        self.assertEqual([r[:8] + (str(r[8])[:19],) for r in rows], [
+            ("2001:db8::1", 1, 1, "quit", json.dumps(["pregreet"]), "admin", "hunter2",
+             "PLAIN", "2025-12-29 09:20:02")])
+
+    def test_oversized_row_rejected(self):
+        """A message too big for the server's packet limit is rejected up
+        front, naming the limit."""
+        item = prepared(self.tmp, "00000000-0000-4000-8000-000000000009", message_bytes())
+        self.database.max_packet = len(item.raw)
+        error = self.assertRaises(Rejected, self.database.check_size, item)
+        self.assertIn("max_allowed_packet", str(error))
+
+
+class SQLiteStoreTests(StoreTestsMixin, unittest.TestCase):
+    def make_dialect(self):
+        return dialects.SQLite(Path(tempfile.mkdtemp()) / "store.sqlite")
+
+
+class MariaDBStoreTests(StoreTestsMixin, unittest.TestCase):
+    def make_dialect(self):
+        settings = shared_database(self)
+        return dialects.MySQL(MySQLSettings(
+            mysql_host=settings["host"], mysql_port=settings["port"],
+            mysql_username=settings["user"], mysql_password=settings["password"],
+            mysql_database=settings["database"]))
