@@ -17,7 +17,8 @@ from twisted.logger import Logger, LogLevel
 log = Logger()
 
 # Each event and how the human log shows it: its level and its text.  The
-# steps inside a session are debug; set [logger] level = debug to see them.
+# steps inside a session are debug (set [logger] level = debug to see them);
+# a message shows once, when it is stored.
 EVENTS = {
     "smtplatrine.session.connect": (
         LogLevel.info, "connection from {src_ip}:{src_port} to {dst_ip}:{dst_port}"),
@@ -29,7 +30,15 @@ EVENTS = {
     "smtplatrine.mail": (LogLevel.debug, "MAIL FROM {mail_from!r}"),
     "smtplatrine.rcpt": (LogLevel.debug, "RCPT TO {rcpt!r}"),
     "smtplatrine.message.spooled": (
-        LogLevel.info, "message {message} of {size} bytes, acknowledged={acknowledged}"),
+        LogLevel.debug, "message {message} of {size} bytes, acknowledged={acknowledged}"),
+    "smtplatrine.message.stored": (
+        LogLevel.info, "message {message} stored: {attachments} attachment(s),"
+                       " {urls} URL(s), {defects} defect(s)"),
+    "smtplatrine.attachment.stored": (
+        LogLevel.debug, "attachment {sha256} ({size} bytes, {content_type})"),
+    "smtplatrine.message.quarantined": (
+        LogLevel.warn, "message {message} quarantined: {reason}"),
+    "smtplatrine.session.stored": (LogLevel.debug, "session stored"),
     "smtplatrine.session.closed": (
         LogLevel.info, "closed after {duration:.1f}s, {messages} message(s)"),
 }

@@ -21,13 +21,18 @@ from twisted.logger import (FilteringLogObserver, LogLevel,
                             globalLogPublisher, textFileLogObserver)
 from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.python.failure import Failure
+from twisted.python.threadpool import ThreadPool
 
 from smtplatrine import tls
 from smtplatrine.disk import DiskWorker
 from smtplatrine.events import Events, JSONLinesOutput, SyslogOutput
+from smtplatrine.parse import Limits
 from smtplatrine.persona import PERSONAS
+from smtplatrine.pipeline import Pipeline
 from smtplatrine.smtp.factory import HoneypotFactory
 from smtplatrine.spool import Spool
+from smtplatrine.store import dialects
+from smtplatrine.store.database import Database
 
 log = Logger()
 
@@ -58,16 +63,18 @@ def unprivileged_ids(user, group):
                          f" server.ini") from None
 
 
-def become(ids, data_dir):
-    """Give *data_dir* to the user and group *ids*, then become them."""
+def become(ids, data_dir, *others):
+    """Give *data_dir* (and the directories *others*) to the user and group
+    *ids*, then become them."""
     uid, gid = ids
     # Codecs load lazily from the Python library, which the new user may not
     # be able to read (a Python installed under /root, say).
     for name in ("ascii", "utf-8", "latin-1", "idna"):
         codecs.lookup(name)
-    for root, dirs, files in os.walk(data_dir):
-        for name in [root, *(os.path.join(root, n) for n in dirs + files)]:
-            os.chown(name, uid, gid)
+    for top in (data_dir, *others):
+        for root, dirs, files in os.walk(top):
+            for name in [root, *(os.path.join(root, n) for n in dirs + files)]:
+                os.chown(name, uid, gid)
     os.setgroups([])
     os.setgid(gid)
     os.setuid(uid)
@@ -114,6 +121,7 @@ class HoneypotService(Service):
         self.disk = DiskWorker(self.reactor, spool_dir, *(ids or ()))
         spool = Spool(spool_dir, self.disk)
         spool.recover()
+        store_dirs = self._store_dirs(data_dir)
         outputs = []
         if config.output_file.enabled:
             outputs.append(JSONLinesOutput(config.data_path(config.output_file.path),
@@ -123,14 +131,55 @@ class HoneypotService(Service):
         self.events = Events(self.reactor, outputs,
                              LogLevel.levelWithName(config.logger.level))
         self.reactor.addSystemEventTrigger("after", "shutdown", self._stop_outputs)
+        self._start_pipeline(spool, *store_dirs)
         self.factory = HoneypotFactory(
             config, PERSONAS[config.smtp.persona], self.reactor, spool,
             self.events, tls_options)
         for description in self.listen:
             self._listen(description, cert, key, tls_options)
         if ids is not None:
-            become(ids, data_dir)
+            become(ids, data_dir, *(d for d in store_dirs if d is not None))
         super().privilegedStartService()
+
+    def _store_dirs(self, data_dir):
+        """The attachment and raw-message directories (None: not kept on
+        disk), made now, while they can still be given away."""
+        config = self.config
+        attachments = (config.data_path(config.smtp.smtp_attachments_path)
+                       if config.smtp.smtp_attachments_store else None)
+        raw = None if config.store.raw_in_database else data_dir / "raw"
+        for directory in (attachments, raw):
+            if directory is None:
+                continue
+            try:
+                directory.mkdir(parents=True, exist_ok=True)
+            except OSError as e:
+                raise SystemExit(f"smtplatrine: cannot create {directory}:"
+                                 f" {e.strerror}; check smtp_attachments_path"
+                                 f" in [smtp]") from None
+        return attachments, raw
+
+    def _start_pipeline(self, spool, attachments, raw):
+        """The database and the pipeline that fills it from *spool*."""
+        config = self.config
+        dialect = dialects.from_config(config)
+        try:
+            self.database = Database(dialect, create=config.mysql.mysql_auto_create_db
+                                     or dialect.name == "sqlite")
+        except ImportError as e:
+            raise SystemExit(f"smtplatrine: engine_backend = {dialect.name} needs"
+                             f" {e.name}: pip install 'smtplatrine[mysql]'") from None
+        store = config.store
+        limits = Limits(seconds=store.parse_seconds, depth=store.parse_max_depth,
+                        parts=store.parse_max_parts,
+                        header_bytes=store.parse_max_header_bytes)
+        self.threadpool = ThreadPool(1, 2, name="smtplatrine-parse")
+        concurrency = config.mysql.mysql_connections if dialect.name == "mysql" else 2
+        self.pipeline = Pipeline(
+            self.reactor, spool.root, self.database, self.events, limits, attachments,
+            raw, self.threadpool, concurrency, store.retry_max_delay)
+        spool.ready = self.pipeline.notify
+        log.info("storing into {db}", db=dialect.describe())
 
     def _tls(self, data_dir):
         """The certificate and key paths, and the TLS options (None when
@@ -199,8 +248,16 @@ class HoneypotService(Service):
         self.events.close()
         self.disk.stop()
 
+    def startService(self):
+        super().startService()
+        self.threadpool.start()
+        self.pipeline.start()
+
     def stopService(self):
         super().stopService()
+        self.pipeline.stop()
+        self.threadpool.stop()
+        self.database.close()
         for observer in self.observers:
             globalLogPublisher.removeObserver(observer)
         return defer.gatherResults([defer.maybeDeferred(port.stopListening)

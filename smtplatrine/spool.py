@@ -93,10 +93,13 @@ class SpoolFile:
 
 class Spool:
     """Durable spool directory; *disk* does the work that waits on the disk
-    (a :class:`~smtplatrine.disk.DiskWorker`, or a ``LocalDisk`` in tests)."""
+    (a :class:`~smtplatrine.disk.DiskWorker`, or a ``LocalDisk`` in tests).
+    ``ready(kind, id)``, when set, hears of each message (``"message"``)
+    and session record (``"session"``) once it is on disk."""
 
     def __init__(self, root, disk, reserve=64):
         self.root = root
+        self.ready = None
         self.messages = root / "messages"
         self._disk = disk
         self._pending = []
@@ -153,6 +156,7 @@ class Spool:
                 if isinstance(result, Failure):
                     d.errback(result)
                 else:
+                    self._announce("message", spool_file.path.stem)
                     d.callback(spool_file)
             self._sync_next()
 
@@ -164,7 +168,12 @@ class Spool:
 
     def save_session(self, record):
         """Write the record of a finished connection."""
-        return self._disk.request(op="session", record=record)
+        d = self._disk.request(op="session", record=record)
+        return d.addCallback(lambda _: self._announce("session", record["session"]))
+
+    def _announce(self, kind, item):
+        if self.ready is not None:
+            self.ready(kind, item)
 
     def recover(self):
         """After a restart: drop files created ahead and never used, and

@@ -5,15 +5,19 @@ import os
 import shutil
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import tempfile
 import time
+from contextlib import closing
 from pathlib import Path
 
+import MySQLdb
+import MySQLdb.cursors
 from twisted.trial import unittest
 
-from smtplatrine.testing import spooled
+from smtplatrine.spool import read_metadata
 
 ROOT = Path(__file__).resolve().parent.parent
 TWISTD = [sys.executable, "-c", "from twisted.scripts.twistd import run; run()"]
@@ -72,9 +76,20 @@ class Honeypot:
         sections["server"].setdefault("data_dir", self.data)
         sections["server"].setdefault("listen", "")
         write_config(self.directory / "etc", sections)
+        self.mysql = None
+        if sections.get("engine", {}).get("engine_backend") == "mysql":
+            mysql = sections["mysql"]
+            self.mysql = dict(host=mysql["mysql_host"], port=int(mysql["mysql_port"]),
+                              user="root", password="", database=mysql["mysql_database"])
         self.log = self.directory / "twistd.log"
         self.stdout = self.directory / "stdout.log"
-        with open(self.stdout, "wb") as stdout:
+        self.start()
+        # The readiness probe was a session too; tests see only their own.
+        self.ignored = {r["session"] for r in self.wait_for(self.sessions)}
+
+    def start(self):
+        """Start twistd (again, after :meth:`kill`, on the same data)."""
+        with open(self.stdout, "ab") as stdout:
             self.process = subprocess.Popen(
                 TWISTD + ["-n", "--pidfile=", f"--logfile={self.log}", "smtplatrine",
                           "--config", str(self.directory / "etc"),
@@ -83,8 +98,11 @@ class Honeypot:
                 cwd=self.directory, env=environment(),
                 stdout=stdout, stderr=subprocess.STDOUT)
         self.wait_ready()
-        # The readiness probe was a session too; tests see only their own.
-        self.ignored = {r["session"] for r in self.wait_for(self.sessions)}
+
+    def kill(self):
+        """SIGKILL: no shutdown, no flush, as in a crash."""
+        self.process.kill()
+        self.process.wait()
 
     def wait_ready(self, timeout=30):
         deadline = time.monotonic() + timeout
@@ -119,15 +137,65 @@ class Honeypot:
                 self.process.wait()
         shutil.rmtree(self.directory, ignore_errors=True)
 
+    def drained(self):
+        """True once the spool holds nothing waiting to be stored."""
+        spool = self.data / "spool"
+        return not any(read_metadata(path) for path in
+                       [*(spool / "messages").glob("*.json"),
+                        *(spool / "sessions").glob("*.json")])
+
+    def query(self, statement, *args):
+        """Rows from the sensor's database (SQLite, or the MySQL its
+        configuration names) as dicts; none before its tables exist."""
+        if self.mysql:
+            with closing(MySQLdb.connect(**self.mysql)) as db:
+                cursor = db.cursor(MySQLdb.cursors.DictCursor)
+                try:
+                    cursor.execute(statement.replace("?", "%s"), args)
+                except MySQLdb.ProgrammingError:
+                    return []
+                return list(cursor.fetchall())
+        path = self.data / "smtplatrine.sqlite"
+        try:
+            with closing(sqlite3.connect(path.as_uri() + "?mode=ro", uri=True)) as db:
+                db.row_factory = sqlite3.Row
+                return [dict(row) for row in db.execute(statement, args)]
+        except sqlite3.OperationalError:
+            return []
+
     def messages(self):
-        """Spooled messages: [(metadata, raw bytes)], oldest first."""
-        return spooled(self.data / "spool" / "messages")
+        """Stored messages, once the spool has drained: [(metadata, raw)]
+        with the spool's metadata keys, oldest first."""
+        self.wait_for(self.drained)
+        found = []
+        for row in self.query("SELECT * FROM honeypot_emails e JOIN honeypot_sessions s"
+                              " USING (session_id) ORDER BY received"):
+            rcpts = self.query("SELECT address FROM honeypot_email_recipients"
+                               " WHERE message_id = ? AND kind = 'envelope'",
+                               row["message_id"])
+            found.append((dict(
+                message=row["message_id"], queue_id=row["queue_id"],
+                mail_from=row["mail_from"], rcpts=[r["address"] for r in rcpts],
+                transport=row["transport"], acknowledged=bool(row["acknowledged"]),
+                truncated=bool(row["truncated"]), flags=json.loads(row["session_flags"]),
+                tls=_tls(row), size=row["size"], sha256=row["sha256"]), row["raw"]))
+        return found
 
     def sessions(self):
-        directory = self.data / "spool" / "sessions"
-        found = [json.loads(p.read_text()) for p in directory.glob("*.json")]
-        found = [r for r in found if r["session"] not in getattr(self, "ignored", ())]
-        return sorted(found, key=lambda record: record["start"])
+        """Stored records of closed sessions, with the spool's keys."""
+        found = []
+        for row in self.query("SELECT * FROM honeypot_sessions WHERE ended IS NOT NULL"
+                              " ORDER BY started"):
+            if row["session_id"] in getattr(self, "ignored", ()):
+                continue
+            auth = self.query("SELECT * FROM honeypot_credentials WHERE session_id = ?"
+                              " ORDER BY position", row["session_id"])
+            found.append(dict(
+                session=row["session_id"], sensor=row["sensor"], src_ip=row["client_ip"],
+                helo=row["helo"], tls=_tls(row), messages=row["messages"],
+                flags=json.loads(row["flags"]), envelopes=json.loads(row["envelopes"]),
+                transcript=json.loads(row["transcript"]), auth=auth))
+        return found
 
     def wait_for(self, predicate, timeout=10):
         """Poll until *predicate()* is true (session records are written on close)."""
@@ -138,6 +206,13 @@ class Honeypot:
                 return result
             time.sleep(0.05)
         raise AssertionError("timed out waiting")
+
+
+def _tls(row):
+    if row["tls_implicit"] is None:
+        return None
+    return {"implicit": bool(row["tls_implicit"]), "version": row["tls_version"],
+            "cipher": row["tls_cipher"]}
 
 
 def run_twistd(*args, cwd, timeout=30):

@@ -566,7 +566,8 @@ class SMTPSession(Protocol):
             self.identity, message=envelope_.message, queue_id=envelope_.queue_id,
             transport=envelope_.transport, mail_from=envelope_.mail_from,
             mail_params=envelope_.params, rcpts=envelope_.rcpts,
-            received=self.clock.seconds(), helo=self.record.helo,
+            session_start=self.record.start, received=self.clock.seconds(),
+            helo=self.record.helo,
             tls=self.record.tls, flags=sorted(self.record.flags), **status)
 
     def _finish_message(self):

@@ -1,0 +1,245 @@
+"""The capture pipeline: spooled messages and sessions into the database.
+
+Each message is parsed (bounded, in a thread pool, never on the reactor),
+its attachments written under their SHA-256, then stored in one transaction;
+only after the commit do its spool files go.  While the database is away the
+pipeline waits, one second and doubling up to ``retry_max_delay``, and the
+spool keeps everything.  A message the database will never take, or that
+cannot be read, moves to ``spool/quarantine/`` with a ``.reason`` file
+beside it, and the others go on.
+"""
+
+import hashlib
+import os
+from collections import deque
+
+from twisted.internet import defer, threads
+from twisted.internet.task import LoopingCall
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from smtplatrine.parse import parse
+from smtplatrine.spool import read_metadata
+from smtplatrine.store.dialects import Rejected, Unavailable
+from smtplatrine.store.records import Prepared, save_message, save_session
+
+log = Logger()
+
+_IDENTITY = ("session", "sensor", "src_ip", "src_port", "dst_ip", "dst_port")
+
+
+def store_file(directory, sha256, data):
+    """Keep *data* once under *directory* by its SHA-256; the relative path."""
+    relative = os.path.join(sha256[:2], sha256)
+    path = os.path.join(directory, relative)
+    if not os.path.exists(path):
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        tmp = f"{path}.{os.getpid()}.{id(data)}.tmp"
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    return relative
+
+
+def prepare(eml, metadata, limits, attachments_dir, raw_dir):
+    """Read and parse a spooled message, and write out its files."""
+    raw = eml.read_bytes()
+    sha256 = hashlib.sha256(raw).hexdigest()
+    metadata = dict(metadata, size=len(raw), sha256=sha256)
+    parsed = parse(raw, limits)
+    paths = tuple(store_file(attachments_dir, a.sha256, a.payload)
+                  if attachments_dir else None for a in parsed.attachments)
+    raw_path = store_file(raw_dir, sha256, raw) if raw_dir else None
+    return Prepared(metadata, parsed, None if raw_dir else raw, raw_path, paths)
+
+
+class Pipeline:
+    """Moves what the spool under *spool_root* holds into *database*.
+
+    ``notify(kind, id)`` tells it a message (``"message"``) or a session
+    record (``"session"``) is ready; it also finds them at start and when
+    idle.  *limits* bound the parser, *attachments_dir* (None: do not keep
+    files) and *raw_dir* (None: raw message in the database) say where
+    files go.
+    """
+
+    def __init__(self, reactor, spool_root, database, events, limits,
+                 attachments_dir, raw_dir, threadpool, concurrency=2,
+                 max_delay=60.0):
+        self._reactor = reactor
+        self._dirs = {"message": spool_root / "messages",
+                      "session": spool_root / "sessions"}
+        self._quarantine = spool_root / "quarantine"
+        self._database = database
+        self._events = events
+        self._limits = limits
+        self._attachments_dir = attachments_dir
+        self._raw_dir = raw_dir
+        self._threadpool = threadpool
+        self._concurrency = concurrency
+        self._max_delay = max_delay
+        self._queue = deque()
+        self._queued = set()
+        self._running = 0
+        self._delay = 0.0
+        self._waiting = None
+        self._open = False
+        self._scanner = LoopingCall(self._scan_when_idle)
+        self._scanner.clock = reactor
+
+    @property
+    def backlog(self):
+        """Messages and sessions waiting or being stored."""
+        return len(self._queue) + self._running
+
+    def start(self):
+        self._quarantine.mkdir(exist_ok=True)
+        self._scan()
+        self._scanner.start(30, now=False)
+        self._connect()
+
+    def stop(self):
+        if self._scanner.running:
+            self._scanner.stop()
+        if self._waiting is not None and self._waiting.active():
+            self._waiting.cancel()
+
+    def notify(self, kind, item):
+        if (kind, item) not in self._queued:
+            self._queued.add((kind, item))
+            self._queue.append((kind, item))
+            self._pump()
+
+    def _scan(self):
+        for path in sorted(self._dirs["message"].glob("*.json")):
+            if read_metadata(path) is not None:
+                self.notify("message", path.stem)
+        for path in sorted(self._dirs["session"].glob("*.json")):
+            self.notify("session", path.stem)
+
+    def _scan_when_idle(self):
+        if self._open and not self._queue and not self._running:
+            self._scan()
+
+    def _connect(self):
+        def opened(_):
+            self._open = True
+            self._recovered()
+            self._pump()
+
+        def failed(failure):
+            if not failure.check(Unavailable, Rejected):
+                log.failure("pipeline: cannot open the database", failure)
+            self._back_off(failure.value, self._connect)
+
+        self._waiting = None
+        defer.Deferred.fromCoroutine(self._database.open()).addCallbacks(opened, failed)
+
+    def _pump(self):
+        while (self._open and self._waiting is None and self._queue
+               and self._running < self._concurrency):
+            kind, item = self._queue.popleft()
+            self._running += 1
+            process = self._message if kind == "message" else self._session
+            d = defer.Deferred.fromCoroutine(process(item))
+            d.addBoth(self._finished, kind, item)
+
+    def _finished(self, result, kind, item):
+        self._running -= 1
+        if isinstance(result, Failure) and result.check(Unavailable):
+            self._queue.appendleft((kind, item))
+            self._back_off(result.value, self._resume)
+        else:
+            self._queued.discard((kind, item))
+            if isinstance(result, Failure):
+                log.failure("pipeline: {kind} {item} failed", result, kind=kind, item=item)
+            elif self._delay:
+                self._recovered()
+        self._pump()
+
+    def _back_off(self, error, then):
+        if self._waiting is not None:
+            return
+        if not self._delay:
+            log.error("database {db} unavailable ({error}): captured mail stays in"
+                      " the spool; retrying with back-off up to {max} s",
+                      db=self._database.dialect.describe(), error=str(error),
+                      max=self._max_delay)
+        self._delay = min(max(1.0, self._delay * 2), self._max_delay)
+        self._waiting = self._reactor.callLater(self._delay, then)
+
+    def _resume(self):
+        self._waiting = None
+        self._pump()
+
+    def _recovered(self):
+        if self._delay:
+            log.info("database {db} available again; {backlog} item(s) to store",
+                     db=self._database.dialect.describe(), backlog=self.backlog)
+        self._delay = 0.0
+
+    async def _message(self, message_id):
+        eml = self._dirs["message"] / f"{message_id}.eml"
+        metadata = read_metadata(eml.with_suffix(".json"))
+        if metadata is None:
+            return
+        try:
+            prepared = await threads.deferToThreadPool(
+                self._reactor, self._threadpool, prepare, eml, metadata,
+                self._limits, self._attachments_dir, self._raw_dir)
+        except Exception as e:
+            self._quarantine_message(eml, metadata, f"cannot be read or parsed: {e!r}")
+            return
+        try:
+            self._database.check_size(prepared)
+            stored = await self._database.run(
+                save_message, self._database.dialect, prepared, self._reactor.seconds())
+        except Rejected as e:
+            self._quarantine_message(eml, metadata, str(e))
+            return
+        for path in (eml, eml.with_suffix(".json")):
+            path.unlink(missing_ok=True)
+        if stored:
+            self._emit_stored(prepared)
+
+    def _emit_stored(self, prepared):
+        metadata, parsed = prepared.metadata, prepared.parsed
+        identity = {k: metadata.get(k) for k in _IDENTITY}
+        for attachment, path in zip(parsed.attachments, prepared.attachment_paths):
+            self._events.emit(
+                "smtplatrine.attachment.stored", identity, message=metadata["message"],
+                sha256=attachment.sha256, size=attachment.size,
+                content_type=attachment.content_type, filename=attachment.filename,
+                stored_path=path)
+        self._events.emit(
+            "smtplatrine.message.stored", identity, message=metadata["message"],
+            size=metadata["size"], sha256=metadata["sha256"],
+            attachments=len(parsed.attachments), urls=len(parsed.urls),
+            defects=len(parsed.defects))
+
+    def _quarantine_message(self, eml, metadata, reason):
+        for path in (eml, eml.with_suffix(".json")):
+            if path.exists():
+                os.replace(path, self._quarantine / path.name)
+        (self._quarantine / f"{eml.stem}.reason").write_text(reason + "\n", encoding="utf-8")
+        identity = {k: metadata.get(k) for k in _IDENTITY}
+        self._events.emit("smtplatrine.message.quarantined", identity,
+                          message=eml.stem, reason=reason)
+
+    async def _session(self, session_id):
+        path = self._dirs["session"] / f"{session_id}.json"
+        record = read_metadata(path)
+        if record is None:
+            return
+        try:
+            await self._database.run(save_session, self._database.dialect, record)
+        except Rejected as e:
+            log.error("session {session} cannot be stored ({reason}); kept in"
+                      " spool/quarantine", session=session_id, reason=str(e))
+            os.replace(path, self._quarantine / path.name)
+            return
+        path.unlink(missing_ok=True)
+        self._events.emit("smtplatrine.session.stored",
+                          {k: record.get(k) for k in _IDENTITY})

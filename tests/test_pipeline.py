@@ -1,0 +1,172 @@
+"""The pipeline: spool to database, with back-off, quarantine and replay."""
+
+import json
+import tempfile
+from pathlib import Path
+
+from twisted.internet import defer, reactor, task
+from twisted.python.threadpool import ThreadPool
+from twisted.trial import unittest
+
+from smtplatrine.events import Events
+from smtplatrine.parse import Limits
+from smtplatrine.pipeline import Pipeline
+from smtplatrine.store import dialects
+from smtplatrine.store.database import Database
+from smtplatrine.store.dialects import Rejected, Unavailable
+from smtplatrine.testing import ListOutput
+from tests.test_store import message_bytes, metadata
+
+
+class _Reactor:
+    """The real reactor's threads with a Clock's time, so that back-off
+    delays can be stepped through."""
+
+    def __init__(self):
+        self.clock = task.Clock()
+        self.callFromThread = reactor.callFromThread
+        self.callLater = self.clock.callLater
+        self.seconds = self.clock.seconds
+        self.getThreadPool = reactor.getThreadPool
+
+
+class _Failing(Database):
+    """A SQLite database whose next interactions fail with ``errors``."""
+
+    errors = ()
+
+    async def run(self, interaction, *args):
+        if self.errors:
+            error, *self.errors = self.errors
+            raise error
+        return await super().run(interaction, *args)
+
+
+def retries(clock):
+    """The pending back-off retries on *clock* (not the idle rescan)."""
+    return [c for c in clock.getDelayedCalls() if getattr(c.func, "__name__", "") in ("_resume", "_connect")]
+
+
+async def until(predicate, timeout=10.0):
+    """Let the real reactor run until *predicate()* holds."""
+    for _ in range(int(timeout / 0.01)):
+        if predicate():
+            return
+        await task.deferLater(reactor, 0.01, lambda: None)
+    raise AssertionError("timed out")
+
+
+class PipelineTests(unittest.TestCase):
+    def setUp(self):
+        self.root = Path(tempfile.mkdtemp())
+        self.spool = self.root / "spool"
+        for name in ("messages", "sessions"):
+            (self.spool / name).mkdir(parents=True)
+        self.database = _Failing(dialects.SQLite(self.root / "db.sqlite"))
+        self.addCleanup(self.database.close)
+        self.output = ListOutput()
+        self.reactor = _Reactor()
+        threadpool = ThreadPool(1, 2)
+        threadpool.start()
+        self.addCleanup(threadpool.stop)
+        self.pipeline = Pipeline(
+            self.reactor, self.spool, self.database,
+            Events(self.reactor.clock, [self.output]), Limits(),
+            self.root / "attachments", None, threadpool, max_delay=8)
+        self.addCleanup(self.pipeline.stop)
+
+    def spool_message(self, message_id, raw=None):
+        raw = raw or message_bytes()
+        (self.spool / "messages" / f"{message_id}.eml").write_bytes(raw)
+        (self.spool / "messages" / f"{message_id}.json").write_text(
+            json.dumps(metadata(message_id, raw)))
+        return message_id
+
+    def stored(self):
+        if not self.database.dialect.path.exists():
+            return []
+        connection = self.database.dialect.connect()
+        try:
+            return [r[0] for r in connection.execute(
+                "SELECT message_id FROM honeypot_emails ORDER BY message_id")]
+        finally:
+            connection.close()
+
+    def left(self, name="messages"):
+        return sorted(p.name for p in (self.spool / name).iterdir())
+
+    @defer.inlineCallbacks
+    def test_startup_replays_spool(self):
+        """At start every finished message in the spool is stored and leaves
+        the spool; an unfinished one (empty metadata) stays."""
+        first = self.spool_message("00000000-0000-4000-8000-00000000000a")
+        (self.spool / "messages" / "00000000-0000-4000-8000-00000000000b.eml").write_bytes(b"x")
+        (self.spool / "messages" / "00000000-0000-4000-8000-00000000000b.json").write_text("")
+        self.pipeline.start()
+        yield defer.Deferred.fromCoroutine(until(lambda: self.stored() == [first]))
+        yield defer.Deferred.fromCoroutine(until(lambda: len(self.left()) == 2))
+        self.assertEqual(self.left(), ["00000000-0000-4000-8000-00000000000b.eml",
+                                       "00000000-0000-4000-8000-00000000000b.json"])
+        self.assertEqual(self.output.ids(), ["smtplatrine.attachment.stored",
+                                             "smtplatrine.message.stored"])
+
+    @defer.inlineCallbacks
+    def test_back_off_while_database_away(self):
+        """While the database is unavailable the message stays in the spool
+        and retries wait 1, 2, 4, 8, 8 seconds; then it is stored once."""
+        self.pipeline.start()
+        yield defer.Deferred.fromCoroutine(until(lambda: self.pipeline._open))
+        self.database.errors = [Unavailable("down")] * 5
+        message = self.spool_message("00000000-0000-4000-8000-00000000000c")
+        self.pipeline.notify("message", message)
+        delays = []
+        for _ in range(5):
+            yield defer.Deferred.fromCoroutine(until(lambda: retries(self.reactor.clock)))
+            [call] = retries(self.reactor.clock)
+            delays.append(call.getTime() - self.reactor.clock.seconds())
+            self.assertEqual(len(self.left()), 2)
+            self.reactor.clock.advance(delays[-1])
+        yield defer.Deferred.fromCoroutine(until(lambda: self.stored() == [message]))
+        self.assertEqual(delays, [1, 2, 4, 8, 8])
+        yield defer.Deferred.fromCoroutine(until(lambda: not self.left()))
+
+    @defer.inlineCallbacks
+    def test_rejected_message_quarantined(self):
+        """A message the database refuses moves to quarantine with its reason,
+        and the next message is stored all the same."""
+        self.pipeline.start()
+        yield defer.Deferred.fromCoroutine(until(lambda: self.pipeline._open))
+        self.database.errors = [Rejected("row too big")]
+        bad = self.spool_message("00000000-0000-4000-8000-00000000000d")
+        self.pipeline.notify("message", bad)
+        good = self.spool_message("00000000-0000-4000-8000-00000000000e")
+        self.pipeline.notify("message", good)
+        yield defer.Deferred.fromCoroutine(until(lambda: self.stored() == [good]))
+        quarantine = self.spool / "quarantine"
+        self.assertEqual(sorted(p.name for p in quarantine.iterdir()),
+                         [f"{bad}.eml", f"{bad}.json", f"{bad}.reason"])
+        self.assertEqual((quarantine / f"{bad}.reason").read_text(), "row too big\n")
+        self.assertIn("smtplatrine.message.quarantined", self.output.ids())
+
+    @defer.inlineCallbacks
+    def test_unreadable_message_quarantined(self):
+        """Metadata whose message file is gone is quarantined, not retried."""
+        self.pipeline.start()
+        yield defer.Deferred.fromCoroutine(until(lambda: self.pipeline._open))
+        lost = self.spool_message("00000000-0000-4000-8000-00000000000f")
+        (self.spool / "messages" / f"{lost}.eml").unlink()
+        self.pipeline.notify("message", lost)
+        reason = self.spool / "quarantine" / f"{lost}.reason"
+        yield defer.Deferred.fromCoroutine(until(reason.exists))
+        self.assertIn("cannot be read", reason.read_text())
+
+    @defer.inlineCallbacks
+    def test_database_down_at_start(self):
+        """A database that cannot be opened at start is retried with back-off."""
+        self.database.errors = [Unavailable("refused")]
+        message = self.spool_message("00000000-0000-4000-8000-000000000010")
+        self.pipeline.start()
+        yield defer.Deferred.fromCoroutine(until(lambda: retries(self.reactor.clock)))
+        self.assertEqual(self.stored(), [])
+        self.reactor.clock.advance(1)
+        yield defer.Deferred.fromCoroutine(until(lambda: self.stored() == [message]))

@@ -1,0 +1,289 @@
+"""End to end: messages sent over TCP to ``twistd smtplatrine`` end up in
+the database, across crashes, database outages and two sensors at once."""
+
+import base64
+import hashlib
+import json
+import smtplib
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+from twisted.trial import unittest
+
+from smtplatrine.cli import main as cli_main
+from tests.mariadb import PrivateMariaDB, shared_database
+from tests.process import Honeypot, environment
+from tests.test_parse import multipart, nested
+from tests.test_e2e import HoneypotTestCase
+
+CORPUS = Path("/work/shared/corpus/real-mail")
+if not CORPUS.is_dir():
+    CORPUS = Path(__file__).resolve().parent.parent.parent / "shared" / "corpus" / "real-mail"
+
+
+def corpus(name):
+    """A corpus message as smtplib sends it: LF line ends become CRLF."""
+    return (CORPUS / name).read_bytes().replace(b"\n", b"\r\n")
+
+
+def numbered(i, sensor=""):
+    return (f"From: bot@example.net\r\nTo: victim{i % 7}@example.org\r\n"
+            f"Subject: {sensor}message {i}\r\n\r\nbody {i}\r\n").encode()
+
+
+class Sender(threading.Thread):
+    """Sends numbered messages to *port*, reconnecting after any failure,
+    and keeps the subjects the server answered 250 to."""
+
+    def __init__(self, port, count, sensor=""):
+        super().__init__(daemon=True)
+        self.port, self.count, self.sensor = port, count, sensor
+        self.acknowledged = []
+        self.failures = 0
+
+    def run(self):
+        client = None
+        for i in range(self.count):
+            try:
+                if client is None:
+                    client = smtplib.SMTP("127.0.0.1", self.port, timeout=10)
+                    client.ehlo("sender.example")
+                client.sendmail("bot@example.net", [f"victim{i % 7}@example.org"],
+                                numbered(i, self.sensor))
+                self.acknowledged.append(f"{self.sensor}message {i}")
+            except (OSError, smtplib.SMTPException):
+                self.failures += 1
+                client = None
+                time.sleep(0.05)
+        if client is not None:
+            client.close()
+
+
+class CorpusTests(HoneypotTestCase):
+    """Real spam, sent by smtplib, read back from the SQLite database.
+
+    Expected values were read from the files by hand: subjects decoded with
+    ``base64 -d`` (and iconv), the attachment cut out and decoded with
+    ``base64 -d``, hashes by ``sha256sum``, the raw hash of the file with
+    CRLF line ends (``sed 's/$/\\r/' FILE | sha256sum``).
+    """
+
+    def send(self, name):
+        client = self.smtp()
+        client.sendmail("spammer@example.net", ["kinney@noth.com"], corpus(name))
+        client.quit()
+
+    def test_attachment_and_subject(self):
+        """mail_test_1: UTF-8 encoded-word subject, one zip attachment kept
+        under its SHA-256, raw message byte-exact."""
+        self.send("mail_test_1.eml")
+        [(meta, raw)] = self.honeypot.messages()
+        self.assertEqual(hashlib.sha256(raw).hexdigest(),
+                         "1dee166968ea34a78fd346ea27044b6b364451df52ecd7d7517e7dcf374d3dac")
+        [row] = self.honeypot.query("SELECT * FROM honeypot_emails")
+        self.assertEqual(row["header_subject"], "письмо уведом-е")
+        self.assertEqual(row["header_to"], "kinney@noth.com")
+        self.assertEqual(row["mail_from"], "spammer@example.net")
+        [attachment] = self.honeypot.query("SELECT * FROM honeypot_attachments")
+        sha256 = "05bc3630ab05c2f0368fcaba0a5ae32eb954232917aeda816d5371597a11e001"
+        self.assertEqual((attachment["filename"], attachment["size"], attachment["sha256"]),
+                         ("ФНС_РФ558.zip", 8932, sha256))
+        stored = self.honeypot.data / "attachments" / sha256[:2] / sha256
+        self.assertEqual(hashlib.sha256(stored.read_bytes()).hexdigest(), sha256)
+
+    def test_received_chain_and_recipients(self):
+        """mail_test_3: Received headers in order and parsed, To and envelope
+        recipients, X-Mailer, and the inline named part as an attachment."""
+        self.send("mail_test_3.eml")
+        self.honeypot.messages()
+        [row] = self.honeypot.query("SELECT * FROM honeypot_emails")
+        self.assertEqual((row["header_subject"], row["header_x_mailer"]),
+                         ("Hi there", "Outlook for iOS and Android"))
+        received = self.honeypot.query(
+            "SELECT from_host, from_ip, by_host, protocol FROM honeypot_email_received"
+            " ORDER BY position")
+        self.assertEqual(len(received), 2)
+        self.assertEqual(received[1], {
+            "from_host": "67.175.76.202.static.randtelekom.com.tr",
+            "from_ip": "67.175.76.202", "by_host": "smtp.server.net", "protocol": "SMTP"})
+        rcpts = self.honeypot.query("SELECT address, kind FROM honeypot_email_recipients"
+                                    " ORDER BY kind")
+        self.assertEqual(rcpts, [{"address": "kinney@noth.com", "kind": "envelope"},
+                                 {"address": "kalinokyra@thismail.it", "kind": "to"}])
+        [attachment] = self.honeypot.query("SELECT * FROM honeypot_attachments")
+        self.assertEqual((attachment["filename"], attachment["content_type"],
+                          attachment["disposition"]),
+                         ("message.txt", "text/plain", "inline"))
+
+    def test_export(self):
+        """``smtplatrine export`` writes one JSON object per message with its
+        session, attachments and recipients; filters narrow it."""
+        self.send("mail_test_1.eml")
+        self.honeypot.messages()
+        out = self.honeypot.directory / "export.jsonl"
+
+        def export(*args):
+            code = subprocess.run(
+                [sys.executable, "-c", "from smtplatrine.cli import main; main()",
+                 "export", "--config", "etc", "--output", str(out), *args],
+                cwd=self.honeypot.directory, env=environment(), capture_output=True,
+                timeout=30)
+            self.assertEqual(code.returncode, 0, code.stderr)
+            return [json.loads(line) for line in out.read_text().splitlines()]
+
+        [record] = export()
+        self.assertEqual(record["header_subject"], "письмо уведом-е")
+        self.assertEqual([a["sha256"] for a in record["attachments"]],
+                         ["05bc3630ab05c2f0368fcaba0a5ae32eb954232917aeda816d5371597a11e001"])
+        self.assertEqual(record["session"]["client_ip"], "127.0.0.1")
+        self.assertEqual(record["recipients"], [
+            {"address": "kinney@noth.com", "kind": "envelope"},
+            {"address": "kinney@noth.com", "kind": "to"}])
+        self.assertEqual(
+            hashlib.sha256(base64.b64decode(record["raw_base64"])).hexdigest(),
+            "1dee166968ea34a78fd346ea27044b6b364451df52ecd7d7517e7dcf374d3dac")
+        self.assertEqual(export("--since", "2999-01-01"), [])
+        self.assertEqual(export("--sensor", "elsewhere"), [])
+        self.assertEqual(len(export("--sensor", "smtplatrine", "--no-raw")), 1)
+
+    def test_export_without_database(self):
+        """Export from a database that does not exist says so in one line."""
+        error = self.assertRaises(SystemExit, cli_main, [
+            "export", "--config", str(self.honeypot.directory / "missing")])
+        self.assertIn("not a configuration directory", str(error))
+
+
+class CrashTests(HoneypotTestCase):
+
+    def test_kill_9_loses_and_duplicates_nothing(self):
+        """twistd killed with SIGKILL mid-run and started again: every message
+        answered 250 is stored once; nothing is stored twice."""
+        sender = Sender(self.honeypot.port, 150)
+        sender.start()
+        self.honeypot.wait_for(lambda: len(sender.acknowledged) >= 40, timeout=30)
+        self.honeypot.kill()
+        self.honeypot.start()
+        sender.join(60)
+        self.assertFalse(sender.is_alive())
+        self.assertGreater(sender.failures, 0)
+        self.honeypot.wait_for(self.honeypot.drained, timeout=30)
+        subjects = [r["header_subject"] for r in self.honeypot.query(
+            "SELECT header_subject FROM honeypot_emails WHERE acknowledged = 1")]
+        self.assertEqual(len(subjects), len(set(subjects)), "a message stored twice")
+        self.assertEqual(set(sender.acknowledged) - set(subjects), set())
+        # At most the message in flight at the kill was spooled and stored
+        # without its client hearing the 250.
+        self.assertLessEqual(len(subjects) - len(sender.acknowledged), 1)
+
+    def assertNoTraceback(self):
+        """(The kill leaves no log line to check.)"""
+
+
+def _mysql_sections(settings, **store):
+    return {"engine": {"engine_backend": "mysql"},
+            "mysql": {"mysql_host": settings["host"], "mysql_port": settings["port"],
+                      "mysql_database": settings["database"]},
+            "store": {"retry_max_delay": 1, **store}}
+
+
+def _count(settings, statement):
+    import MySQLdb
+    with MySQLdb.connect(**settings) as connection:
+        cursor = connection.cursor()
+        cursor.execute(statement)
+        return cursor.fetchall()
+
+
+class MariaDBOutageTests(unittest.TestCase):
+
+    def test_outage_during_run(self):
+        """The private MariaDB stops for a while mid-run: SMTP keeps answering
+        250, and once it is back every acknowledged message is stored once."""
+        database = PrivateMariaDB(self)
+        database.start()
+        settings = database.create_database("smtplatrine")
+        honeypot = Honeypot(**_mysql_sections(settings))
+        self.addCleanup(honeypot.stop)
+        acknowledged = []
+        for batch, running in enumerate((True, False, True)):
+            if running and batch:
+                database.start()
+            elif not running:
+                database.stop()
+            sender = Sender(honeypot.port, 40, sensor=f"batch {batch} ")
+            sender.run()
+            self.assertEqual((len(sender.acknowledged), sender.failures), (40, 0))
+            acknowledged += sender.acknowledged
+            if not running:
+                time.sleep(1)
+                self.assertFalse(honeypot.drained())
+        honeypot.wait_for(honeypot.drained, timeout=60)
+        subjects = [r[0] for r in _count(settings, "SELECT header_subject FROM"
+                                                   " honeypot_emails")]
+        self.assertEqual(sorted(subjects), sorted(acknowledged))
+        output = honeypot.output()
+        self.assertIn("unavailable", output)
+        self.assertIn("available again", output)
+        self.assertNotIn("Traceback", output)
+
+
+class TwoSensorTests(unittest.TestCase):
+
+    def test_two_sensors_one_database(self):
+        """Two twistd sensors store into one MariaDB at once, sharing the
+        recipients table, every row tagged with its sensor."""
+        settings = shared_database(self)
+        senders = []
+        for name in ("sensor-a", "sensor-b"):
+            honeypot = Honeypot(server={"sensor_name": name}, **_mysql_sections(settings))
+            self.addCleanup(honeypot.stop)
+            senders.append((honeypot, Sender(honeypot.port, 40, sensor=name + " ")))
+        for _, sender in senders:
+            sender.start()
+        for honeypot, sender in senders:
+            sender.join(60)
+            honeypot.wait_for(honeypot.drained, timeout=60)
+            self.assertEqual(len(sender.acknowledged), 40)
+            self.assertNotIn("Traceback", honeypot.output())
+        rows = _count(settings, "SELECT sensor, COUNT(*) FROM honeypot_emails"
+                                " GROUP BY sensor ORDER BY sensor")
+        self.assertEqual(rows, (("sensor-a", 40), ("sensor-b", 40)))
+        seen = _count(settings, "SELECT SUM(seen), COUNT(*) FROM honeypot_recipients")
+        # victim0..victim6 each counted once per message that carried them.
+        self.assertEqual((int(seen[0][0]), seen[0][1]), (80, 7))
+
+
+class HostileMIMETests(HoneypotTestCase):
+
+    def test_mime_bombs_stored_with_flags(self):
+        """Deep nesting, 100,000 parts, 16,000 encoded words and broken base64
+        are each stored with what could be read and a flag, while another
+        client completes a transaction within a second."""
+        bombs = {
+            "deep": (nested(5000), "depth_limit"),
+            "wide": (multipart([b"Content-Type: image/gif\r\n"] * 100_000,
+                               headers=b"Subject: wide\r\n"), "part_limit"),
+            "words": (b"Subject: " + b" ".join([b"=?utf-8?q?a?="] * 16_000)
+                      + b"\r\n\r\nbody\r\n", "encoded_word_limit"),
+            "base64": (multipart([b"Content-Type: application/pdf\r\n"
+                                  b"Content-Transfer-Encoding: base64\r\n\r\nSGVs*bG8g"],
+                                 headers=b"Subject: base64\r\n"), "base64_error"),
+        }
+        client = self.smtp()
+        for raw, _ in bombs.values():
+            client.sendmail("bomber@example.net", ["victim@example.org"], raw)
+        started = time.monotonic()
+        other = self.smtp()
+        other.sendmail("a@example.net", ["b@example.org"], b"Subject: meanwhile\r\n\r\nhi\r\n")
+        other.quit()
+        self.assertLess(time.monotonic() - started, 1.0)
+        self.assertEqual(len(self.honeypot.messages()), 5)
+        rows = {r["size"]: json.loads(r["defects"]) for r in self.honeypot.query(
+            "SELECT size, defects FROM honeypot_emails")}
+        for raw, flag in bombs.values():
+            self.assertIn(flag, rows[len(raw)])
+        self.assertEqual(len(self.honeypot.query(
+            "SELECT * FROM honeypot_attachments WHERE content_type = 'image/gif'")), 1000)
