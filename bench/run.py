@@ -6,17 +6,23 @@ HOW TO RUN
     python3 bench/run.py --quick    # smoke run: 1/10 of the messages, 1,000 idle conns
     python3 bench/run.py --skip-honeypot   # baselines only
     python3 bench/run.py --keep-tmp        # keep the temp dir (logs, spool) for inspection
+    python3 bench/run.py --only stored     # one section only (repeatable): throughput,
+                                           # idle, large or stored; combines with --quick
 
     Needs: Postfix's /usr/sbin/smtp-source and /usr/sbin/smtp-sink (Debian
     package "postfix"; the postfix daemon is NOT started), aiosmtpd, and for
     the honeypot a `twistd` that lists the `smtplatrine` plugin.  The repo root
     is put on PYTHONPATH for twistd so an uninstalled checkout is found too.
-    Everything listens and connects on 127.0.0.1 only.
+    Everything listens and connects on 127.0.0.1 only.  The stored section
+    also wants MariaDB on 127.0.0.1:3306 (user root, empty password) and the
+    python module MySQLdb; without them it skips the MariaDB line and says so.
 
 WHAT IT MEASURES  (every figure is printed next to baselines from the same run)
     Servers, each on a free loopback port, each started fresh per section:
       honeypot   twistd -n smtplatrine (skipped with a clear line if twistd
-                 does not know the plugin yet)
+                 does not know the plugin yet); in sections 1-3 with its
+                 default database, SQLite under data_dir, so its pipeline
+                 stores what it receives while it is measured
       aiosmtpd   bench/aiosmtpd_discard.py - accepts and discards
       smtp-sink  Postfix's smtp-sink - accepts and discards (C, event driven)
 
@@ -27,15 +33,38 @@ WHAT IT MEASURES  (every figure is printed next to baselines from the same run)
        in under 2 s is repeated once with more messages (full mode only) so
        the fast baselines are not measured over a few hundred milliseconds.
        After each run it checks how many messages the server really received
-       (honeypot: finished messages spooled; smtp-sink: its -c counter; aiosmtpd:
-       its handler counter).
+       (honeypot: messages stored in its database or still waiting in the
+       spool, by message ID; smtp-sink: its -c counter; aiosmtpd: its
+       handler counter).
     2. Idle connections: opens N (10,000; --quick 1,000) idle TCP connections,
        waits for the 220 banner on each, and reports the server's VmRSS
        growth per connection (honeypot and aiosmtpd).
     3. Large message: sends one 50 MB message (76-char lines) with smtplib
        and reports VmRSS growth and peak growth (VmHWM after - VmRSS before).
-    4. Summary of the honeypot targets with PASS/MISS.  Informational only:
-       the exit code is 0 whatever the figures are.
+    4. Stored messages, end to end: two multipart/mixed messages (a short
+       text part and a base64 attachment: ~1 KB with 300 bytes of binary,
+       ~1.05 MB with 768 KB of binary) sent with smtp-source -F FILE, 20
+       sessions, -d.  A fresh server per size and configuration:
+         hp-spool-only  the SMTP engine alone: engine_backend = mysql on a
+                        loopback port nobody listens on, retry_max_delay =
+                        3600, so the pipeline only backs off and the spool
+                        keeps every message
+         hp-sqlite      the default SQLite database under data_dir
+         hp-mariadb     a fresh database smtplatrine_bench_<random> on
+                        127.0.0.1:3306 (mysql_auto_create_db creates it),
+                        dropped when that server stops
+         aiosmtpd, smtp-sink  the baselines, same message files and sessions
+       msg/s and MB/s are messages acknowledged / wall time of smtp-source,
+       as in section 1.  For hp-sqlite and hp-mariadb, "stored msg/s" is the
+       rows in honeypot_emails / the time from smtp-source's start until no
+       finished message (*.json, not empty) is left in spool/messages and
+       the table holds every message sent (waited for at most 300 s, --quick
+       120 s, then reported as incomplete).  The backlog (finished messages
+       in spool/messages) is sampled every 0.25 s: its maximum and its value
+       when smtp-source finished show whether it stays bounded.  Each server
+       first gets a few untimed warm-up messages (stored before the timed run).
+    5. Summary of the honeypot targets with PASS/MISS, for the sections run.
+       Informational only: the exit code is 0 whatever the figures are.
 
 SAFETY
     Every loop is bounded by a count and a deadline; every child process is
@@ -49,9 +78,15 @@ NOTES
       message_size_limit = 100 MB).  Only for the idle test a third file,
       zz-bench-overrides.ini, raises [protection] max_connections to N + 100
       (the default 1000 would answer 421 to the rest); the output says so.
+      In the stored section that file holds the [engine], [mysql] and
+      [store] settings of each configuration.
+    - A MariaDB database is dropped when its server stops; a harness killed
+      with SIGKILL leaves its smtplatrine_bench_* database behind.
     - As root the honeypot drops privileges to nobody, so the temp dir is
       made 0755 (mkdtemp creates it 0700).
-    - MB = 2^20 bytes of smtp-source payload; headers are not counted.
+    - MB = 2^20 bytes of smtp-source payload; headers are not counted.  In
+      the stored section MB/s counts the whole message file as sent (every
+      line ending as CRLF), headers included.
     - Load generator and servers share the CPUs; on a small machine the
       absolute numbers move between runs, the side-by-side ratios less so.
 """
@@ -63,19 +98,30 @@ import errno
 import math
 import os
 import platform
+import random
 import re
 import resource
+import secrets
 import selectors
 import shutil
 import signal
 import smtplib
 import socket
+import sqlite3
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
+from email.message import EmailMessage
+from email.utils import formatdate, make_msgid
 from pathlib import Path
+
+try:
+    import MySQLdb
+except ImportError:  # the stored section then skips MariaDB
+    MySQLdb = None
 
 BENCH_DIR = Path(__file__).resolve().parent
 REPO_DIR = BENCH_DIR.parent
@@ -107,11 +153,27 @@ LARGE_SIZE = 50 * MB
 LARGE_TIMEOUT = 300     # socket timeout for the 50 MB send
 SETTLE = 1.0            # seconds to let a server settle before reading RSS
 
+SECTIONS = ("throughput", "idle", "large", "stored")
+
+# Stored section: (label, attachment bytes, message count in full mode)
+STORED_SIZES = [("1 KB", 300, 3000), ("1 MB", 768 * KB, 200)]
+STORED_SESSIONS = 20
+STORED_CONFIGS = ("spool-only", "sqlite", "mariadb")
+STORED_WARM_UP = 10     # untimed messages (5 sessions) sent to each server first
+STORED_TIMEOUT = 300    # seconds from smtp-source's start until all is stored (quick: 120)
+WARM_UP_TIMEOUT = 60    # seconds for the warm-up messages to be stored
+SAMPLE_EVERY = 0.25     # seconds between backlog samples while smtp-source runs
+DRAIN_POLL = 0.1        # seconds between drain checks once it has finished
+DRAIN_GRACE = 5.0       # spool empty but rows missing this long: give up (quarantined?)
+MARIADB = {"host": HOST, "port": 3306, "user": "root", "passwd": ""}
+STORED_IDS = "SELECT message_id FROM honeypot_emails"  # the spool's message IDs
+
 # Targets for the honeypot (printed in the summary, never asserted).
 TARGET_1K_VS_AIO = 1.5
 TARGET_1M_VS_SINK = 0.6
 TARGET_IDLE_BYTES = 5 * KB
 TARGET_LARGE_GROWTH = 10 * MB
+TARGET_STORED_VS_AIO = 1.5
 
 
 def say(*parts):
@@ -396,14 +458,139 @@ class Honeypot(Server):
         return [self.workdir / "server.log", self.workdir / "twistd.log"]
 
     def received(self):
-        """Finished messages: those whose metadata file is written (files
-        the spool creates ahead stay empty until used)."""
-        spool = self.data_dir / "spool" / "messages"
+        """Messages received: those waiting in the spool and those stored, by
+        ID.  The spool is read first, so a message stored meanwhile is in
+        both and counted once."""
+        waiting = self.finished_ids()
+        return len(waiting | self.stored_ids())
+
+    def backlog(self):
+        return len(self.finished_ids())
+
+    def finished_ids(self):
+        """IDs of the finished messages in the spool: those whose metadata
+        file is written (files the spool creates ahead stay empty until
+        used); the pipeline deletes both files once the message is stored."""
         try:
-            return sum(1 for e in os.scandir(spool)
-                       if e.name.endswith(".json") and e.stat().st_size)
+            entries = list(os.scandir(self.data_dir / "spool" / "messages"))
         except FileNotFoundError:
-            return 0
+            return set()
+        finished = set()
+        for entry in entries:
+            with contextlib.suppress(FileNotFoundError):  # stored since the listing
+                if entry.name.endswith(".json") and entry.stat().st_size:
+                    finished.add(entry.name[:-len(".json")])
+        return finished
+
+    def stored_ids(self):
+        """IDs of the messages in honeypot_emails of its SQLite database (the
+        default engine); empty while the table cannot be read."""
+        # read-only: never create the database or its -wal/-shm files as root
+        # under a honeypot that runs as nobody
+        uri = f"{(self.data_dir / 'smtplatrine.sqlite').as_uri()}?mode=ro"
+        try:
+            with contextlib.closing(sqlite3.connect(uri, uri=True, timeout=5)) as db:
+                return {row[0] for row in db.execute(STORED_IDS)}
+        except sqlite3.Error:
+            return set()
+
+
+def mariadb(database=None):
+    """A connection to the benchmark's MariaDB, in autocommit mode so that
+    every SELECT sees the latest commits."""
+    db = MySQLdb.connect(connect_timeout=5, **MARIADB, **({"db": database} if database else {}))
+    db.autocommit(True)
+    return db
+
+
+def mariadb_unavailable():
+    """Why the MariaDB configuration cannot run ('' if it can)."""
+    if MySQLdb is None:
+        return "python module MySQLdb (mysqlclient) is not installed"
+    try:
+        mariadb().close()
+    except MySQLdb.Error as e:
+        return f"cannot connect to {MARIADB['host']}:{MARIADB['port']}: {e}"
+    return ""
+
+
+class StoringHoneypot(Honeypot):
+    """The honeypot with its database configured for the stored section.
+
+    config "spool-only": engine_backend = mysql on a loopback port nobody
+    listens on and retry_max_delay = 3600, so the pipeline only backs off;
+    "sqlite": the default database file; "mariadb": a fresh database per
+    instance, created by the honeypot and dropped when the instance stops.
+    """
+
+    def __init__(self, tmp_root, config):
+        super().__init__(tmp_root)
+        self.config = config
+        self.name = f"hp-{config}"
+        self.database = None
+
+    @property
+    def stores(self):
+        return self.config != "spool-only"
+
+    def prepare(self):
+        if self.config == "spool-only":
+            self.overrides = {"engine": {"engine_backend": "mysql"},
+                              "mysql": {"mysql_host": HOST, "mysql_port": free_port()},
+                              "store": {"retry_max_delay": 3600}}
+        elif self.config == "sqlite":
+            self.overrides = {"engine": {"engine_backend": "sqlite"}}
+        else:
+            self.database = f"smtplatrine_bench_{secrets.token_hex(4)}"
+            self.overrides = {"engine": {"engine_backend": "mysql"},
+                              "mysql": {"mysql_host": MARIADB["host"],
+                                        "mysql_port": MARIADB["port"],
+                                        "mysql_username": MARIADB["user"],
+                                        "mysql_password": MARIADB["passwd"],
+                                        "mysql_database": self.database,
+                                        "mysql_auto_create_db": "true"}}
+        super().prepare()
+
+    @contextlib.contextmanager
+    def running(self):
+        try:
+            with super().running() as ready:
+                yield ready
+        finally:
+            if self.database:
+                self.drop_database()
+
+    def drop_database(self):
+        try:
+            with contextlib.closing(mariadb()) as db:
+                db.cursor().execute(f"DROP DATABASE IF EXISTS `{self.database}`")
+        except MySQLdb.Error as e:
+            say(f"  !! could not drop MariaDB database {self.database}: {e}")
+        self.database = None
+
+    def log_errors(self):
+        """From its own log (data_dir/smtplatrine.log; twistd.log rotates at
+        1 MB): the lines at level error or critical, and the exceptions that
+        end tracebacks."""
+        try:
+            text = (self.data_dir / "smtplatrine.log").read_text(errors="replace")
+        except FileNotFoundError:
+            return [], []
+        return (re.findall(r"^.*#(?:error|critical)\].*$", text, re.M),
+                re.findall(r"^\s*([\w.]+(?:Error|Exception): .*)$", text, re.M))
+
+    def stored_ids(self):
+        if self.config == "spool-only":
+            return set()
+        if self.config == "sqlite":
+            return super().stored_ids()
+        try:
+            with contextlib.closing(mariadb(self.database)) as db:
+                cursor = db.cursor()
+                cursor.execute(STORED_IDS)
+                return {row[0] for row in cursor.fetchall()}
+        except MySQLdb.Error:
+            return set()
 
 
 class Aiosmtpd(Server):
@@ -470,10 +657,13 @@ class Run:
         return self.count * self.size / MB / self.wall if self.ok and self.wall > 0 else None
 
 
-def run_smtp_source(port, sessions, count, size, timeout):
-    """Run smtp-source once; return (wall seconds, error string or '')."""
+def run_smtp_source(port, sessions, count, payload, timeout):
+    """Run smtp-source once; return (wall seconds, error string or '').
+
+    payload: its options for the message, ["-l", SIZE] or ["-F", FILE].
+    """
     argv = [SMTP_SOURCE, *SOURCE_OPTS, "-s", str(sessions), "-m", str(count),
-            "-l", str(size), f"{HOST}:{port}"]
+            *payload, f"{HOST}:{port}"]
     start = time.monotonic()
     try:
         res = subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
@@ -500,11 +690,15 @@ def wait_received(server, expected, timeout=15.0):
     return last
 
 
-def measure(server, size_label, size, sessions, count, opts):
-    """One timed smtp-source run plus the received-count sanity check."""
+def measure(server, size_label, size, sessions, count, opts, payload=None):
+    """One timed smtp-source run plus the received-count sanity check.
+
+    payload: smtp-source's message options (default: -l size).
+    """
     before = server.received()
     run = Run(server.name, size_label, size, sessions, count)
-    run.wall, run.error = run_smtp_source(server.port, sessions, count, size, opts.source_timeout)
+    run.wall, run.error = run_smtp_source(server.port, sessions, count,
+                                          payload or ["-l", str(size)], opts.source_timeout)
     if before is not None:
         after = wait_received(server, before + count)
         run.received = None if after is None else after - before
@@ -517,17 +711,23 @@ def scaled_count(run):
     return max(run.count, min(want, run.count * MAX_SCALE, MAX_RUN_BYTES // run.size))
 
 
+def measure_long_enough(server, size_label, size, sessions, count, opts, payload=None):
+    """measure(); in full mode a run shorter than MIN_WALL is repeated once with more messages."""
+    run = measure(server, size_label, size, sessions, count, opts, payload)
+    if not opts.quick and run.ok and run.wall < MIN_WALL:
+        bigger = scaled_count(run)
+        if bigger > run.count:
+            run = measure(server, size_label, size, sessions, bigger, opts, payload)
+    return run
+
+
 def throughput_matrix(server, opts):
     runs = []
-    run_smtp_source(server.port, 5, 50, 1 * KB, opts.source_timeout)  # warm-up, untimed
+    run_smtp_source(server.port, 5, 50, ["-l", str(KB)], opts.source_timeout)  # warm-up, untimed
     for size_label, size, base in SIZES:
         for sessions in SESSIONS:
             count = max(sessions, base // opts.divisor)
-            run = measure(server, size_label, size, sessions, count, opts)
-            if not opts.quick and run.ok and run.wall < MIN_WALL:
-                bigger = scaled_count(run)
-                if bigger > run.count:
-                    run = measure(server, size_label, size, sessions, bigger, opts)
+            run = measure_long_enough(server, size_label, size, sessions, count, opts)
             say("  " + describe_run(run))
             if not run.ok and not any(not r.ok for r in runs):
                 server.show_log_tail()  # once per server, at its first failure
@@ -738,16 +938,162 @@ def describe_large(r):
 
 
 # --------------------------------------------------------------------------
+# 4. Stored messages, end to end
+# --------------------------------------------------------------------------
+
+@dataclass
+class MessageFile:
+    """A pre-formatted message for smtp-source -F."""
+    label: str
+    path: Path
+    size: int  # bytes sent: the file with every LF as CRLF
+
+    @property
+    def payload(self):
+        return ["-F", str(self.path)]
+
+
+def write_message_file(directory, label, attachment_bytes):
+    """multipart/mixed: a short text part and `attachment_bytes` bytes of binary
+    as a base64 attachment.  Written with LF line ends: smtp-source -F sends
+    every line with CRLF (and dot-stuffs)."""
+    msg = EmailMessage()
+    msg["From"] = f"Accounts <{MAIL_FROM}>"
+    msg["To"] = f"<{RCPT_TO}>"
+    msg["Subject"] = f"Invoice attached ({label} benchmark message)"
+    msg["Date"] = formatdate()
+    msg["Message-ID"] = make_msgid(domain=HELO_NAME)
+    msg.set_content("Hello,\n\nplease find this month's invoice attached.\n\nBest regards,\nAccounts\n")
+    msg.add_attachment(random.Random(attachment_bytes).randbytes(attachment_bytes),
+                       maintype="application", subtype="octet-stream", filename="invoice.bin")
+    data = msg.as_bytes()
+    path = Path(directory) / f"message-{label.replace(' ', '')}.eml"
+    path.write_bytes(data)
+    return MessageFile(label, path, len(data) + data.count(b"\n"))
+
+
+@dataclass
+class StoredRun(Run):
+    """A Run against a storing honeypot, timed on until everything is stored;
+    `received` is the rows it added to honeypot_emails."""
+    stored_wall: float = None   # smtp-source start -> spool drained and every row there
+    max_backlog: int = None     # most finished messages in the spool at one sample
+    end_backlog: int = None     # ... when smtp-source finished
+    incomplete: str = ""        # why stored_wall is missing
+
+    @property
+    def stored_per_s(self):
+        return self.received / self.stored_wall if self.ok and self.stored_wall else None
+
+
+class BacklogSampler:
+    """While the with-block runs, a thread samples server.backlog() (the
+    finished messages in the spool) every SAMPLE_EVERY seconds."""
+
+    def __init__(self, server):
+        self.server = server
+        self.samples = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info):
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self):
+        while True:
+            self.samples.append(self.server.backlog())
+            if self._stop.wait(SAMPLE_EVERY):
+                return
+
+
+def wait_stored(server, expected, deadline, samples):
+    """Poll until no finished message is left in the spool and honeypot_emails
+    holds `expected` rows.  Returns (monotonic time, rows, '') once it does,
+    else (None, rows, why) at the deadline, when the server died, or when the
+    spool stayed empty DRAIN_GRACE s with rows missing.  Every backlog seen
+    is appended to `samples`."""
+    empty_since = None
+    while True:
+        backlog = server.backlog()
+        samples.append(backlog)
+        rows = len(server.stored_ids()) if backlog == 0 else 0
+        now = time.monotonic()
+        if rows >= expected:
+            return now, rows, ""
+        empty_since = (empty_since or now) if backlog == 0 else None
+        if now > deadline:
+            why = "deadline reached"
+        elif not server.child.alive():
+            why = "server died"
+        elif empty_since and now - empty_since > DRAIN_GRACE:
+            why = "spool empty but rows missing (see spool/quarantine and the log)"
+        else:
+            time.sleep(DRAIN_POLL)
+            continue
+        return (None, len(server.stored_ids()),
+                f"{why}; {backlog} finished message(s) left in the spool")
+
+
+def measure_stored(server, msg, count, opts):
+    """One smtp-source run against a storing honeypot, timed until it is all stored."""
+    run = StoredRun(server.name, msg.label, msg.size, STORED_SESSIONS, count)
+    base = len(server.stored_ids())
+    start = time.monotonic()
+    with BacklogSampler(server) as sampler:
+        run.wall, run.error = run_smtp_source(server.port, STORED_SESSIONS, count,
+                                              msg.payload, opts.source_timeout)
+    run.end_backlog = server.backlog()
+    samples = sampler.samples + [run.end_backlog]
+    if run.ok:
+        done, rows, run.incomplete = wait_stored(server, base + count,
+                                                 start + opts.stored_timeout, samples)
+        run.stored_wall = None if done is None else done - start
+        run.received = rows - base
+    run.max_backlog = max(samples)
+    return run
+
+
+def stored_run(server, msg, count, opts):
+    """A few untimed warm-up messages (stored first, for a storing honeypot),
+    then the timed run of `count` messages."""
+    run_smtp_source(server.port, 5, STORED_WARM_UP, msg.payload, opts.source_timeout)
+    if not (isinstance(server, StoringHoneypot) and server.stores):
+        return measure_long_enough(server, msg.label, msg.size, STORED_SESSIONS, count, opts,
+                                   msg.payload)
+    done, _, why = wait_stored(server, STORED_WARM_UP, time.monotonic() + WARM_UP_TIMEOUT, [])
+    if done is None:
+        return StoredRun(server.name, msg.label, msg.size, STORED_SESSIONS, count,
+                         error=f"warm-up messages not stored: {why}")
+    return measure_stored(server, msg, count, opts)
+
+
+def describe_stored(run):
+    line = describe_run(run)
+    if not isinstance(run, StoredRun) or not run.ok:
+        return line
+    stored = (f"{run.received} rows stored {run.stored_wall:.2f} s after the start = "
+              f"{run.stored_per_s:.1f} stored msg/s" if run.stored_per_s is not None
+              else f"INCOMPLETE: {run.received} rows ({run.incomplete})")
+    return (f"{line}\n{'':<12}{stored}; spool backlog max {run.max_backlog}, "
+            f"{run.end_backlog} when smtp-source finished")
+
+
+# --------------------------------------------------------------------------
 # Reporting
 # --------------------------------------------------------------------------
 
-def table(headers, rows):
-    """Aligned text table: first column left-aligned, the others right-aligned."""
+def table(headers, rows, left=1):
+    """Aligned text table: the first `left` columns left-aligned, the others right-aligned."""
     cells = [headers] + [[str(c) for c in row] for row in rows]
     widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
 
     def fmt(row):
-        return "  ".join(c.ljust(w) if i == 0 else c.rjust(w)
+        return "  ".join(c.ljust(w) if i < left else c.rjust(w)
                          for i, (c, w) in enumerate(zip(row, widths)))
     lines = [fmt(headers), "  ".join("-" * w for w in widths)]
     return "\n".join(lines + [fmt(r) for r in cells[1:]])
@@ -781,6 +1127,26 @@ def throughput_table(runs, names):
                     num(ratio(hp, rates.get("smtp-sink")), ".2f")]
             rows.append(row)
     return table(headers, rows)
+
+
+def stored_table(runs):
+    """One row per run of the stored section, in the order they ran."""
+    aio = {r.size_label: r.msgs_per_s for r in runs if r.server == "aiosmtpd"}
+    headers = ["size", "server", "msg/s", "MB/s", "stored msg/s", "backlog max",
+               "backlog at end", "msg/s / aio", "stored / aio"]
+    rows = []
+    for r in runs:
+        stored = r.stored_per_s if isinstance(r, StoredRun) else None
+        if not isinstance(r, StoredRun):
+            extra = ["-", "-", "-"]
+        elif r.ok and stored is None:
+            extra = ["incomplete", num(r.max_backlog, "d"), num(r.end_backlog, "d")]
+        else:
+            extra = [num(stored, ".1f"), num(r.max_backlog, "d"), num(r.end_backlog, "d")]
+        rows.append([r.size_label, r.server, num(r.msgs_per_s, ".1f"), num(r.mb_per_s, ".2f"),
+                     *extra, num(ratio(r.msgs_per_s, aio.get(r.size_label)), ".2f"),
+                     num(ratio(stored, aio.get(r.size_label)), ".2f")])
+    return table(headers, rows, left=2)
 
 
 def first(results, name, good):
@@ -819,17 +1185,37 @@ def target_large(large):
     return "50 MB message grows RSS < 10 MB (peak)", figure, (None if peak is None else peak < TARGET_LARGE_GROWTH / MB)
 
 
-def summary(runs, idle, large):
-    """One line per honeypot target: [PASS|MISS|n/a] target  measured figures.
+def target_stored(stored):
+    size_label = STORED_SIZES[0][0]
+    pick = lambda name, field: attr(first(stored, name, lambda r: r.size_label == size_label), field)
+    hp, aio = pick("hp-sqlite", "stored_per_s"), pick("aiosmtpd", "msgs_per_s")
+    r = ratio(hp, aio)
+    figure = (f"hp-sqlite {num(hp, '.1f')} stored msg/s (spool backlog max "
+              f"{num(pick('hp-sqlite', 'max_backlog'), '.0f')}) vs aiosmtpd {num(aio, '.1f')} msg/s "
+              f"= {num(r, '.2f')}x")
+    target = f"SQLite stored {size_label} >= {TARGET_STORED_VS_AIO} x aiosmtpd"
+    return target, figure, (None if r is None else r >= TARGET_STORED_VS_AIO)
+
+
+def summary(sections, runs, idle, large, stored):
+    """One line per honeypot target of the sections run: [PASS|MISS|n/a] target  figures.
 
     Each target_* returns (target, figure, ok); ok is None when there is no
     honeypot figure (not run, or the measurement failed).
     """
-    out = []
-    for target, figure, ok in (
+    targets = []
+    if "throughput" in sections:
+        targets += [
             target_throughput(runs, KB, "1 KB", "msgs_per_s", "msg/s", "aiosmtpd", TARGET_1K_VS_AIO),
-            target_throughput(runs, MB, "1 MB", "mb_per_s", "MB/s", "smtp-sink", TARGET_1M_VS_SINK),
-            target_idle(idle), target_large(large)):
+            target_throughput(runs, MB, "1 MB", "mb_per_s", "MB/s", "smtp-sink", TARGET_1M_VS_SINK)]
+    if "idle" in sections:
+        targets.append(target_idle(idle))
+    if "large" in sections:
+        targets.append(target_large(large))
+    if "stored" in sections:
+        targets.append(target_stored(stored))
+    out = []
+    for target, figure, ok in targets:
         status = "n/a " if ok is None else ("PASS" if ok else "MISS")
         out.append(f"  [{status}] {target:<45} {figure}")
     return "\n".join(out)
@@ -845,11 +1231,15 @@ def parse_args():
                    help="smoke run: 1/10 of the messages, 1,000 idle connections")
     p.add_argument("--skip-honeypot", action="store_true", help="run the baselines only")
     p.add_argument("--keep-tmp", action="store_true", help="do not delete the temp dir")
+    p.add_argument("--only", action="append", choices=SECTIONS, metavar="SECTION",
+                   help=f"run only this section; repeatable; one of: {', '.join(SECTIONS)}")
     opts = p.parse_args()
+    opts.sections = opts.only or SECTIONS
     opts.divisor = 10 if opts.quick else 1
     opts.idle_conns = 1000 if opts.quick else 10000
     opts.source_timeout = 60 if opts.quick else SOURCE_TIMEOUT
     opts.idle_deadline = 30 if opts.quick else IDLE_DEADLINE
+    opts.stored_timeout = 120 if opts.quick else STORED_TIMEOUT
     return opts
 
 
@@ -938,6 +1328,41 @@ def section_large(servers):
     return results
 
 
+def section_stored(honeypots, baselines, tmp, opts):
+    say(f"\n== 4. Stored messages, end to end (smtp-source -F FILE, {STORED_SESSIONS} sessions) ==")
+    messages = [write_message_file(tmp, label, n) for label, n, _ in STORED_SIZES]
+    for msg in messages:
+        say(f"  {msg.label}: {msg.path.name}, {msg.size} bytes sent per message "
+            "(multipart/mixed: text part + base64 attachment)")
+    if any(h.config == "mariadb" for h in honeypots):
+        why = mariadb_unavailable()
+        if why:
+            say(f"  hp-mariadb: SKIPPED ({why})")
+            honeypots = [h for h in honeypots if h.config != "mariadb"]
+    runs = []
+    for msg, (_, _, base) in zip(messages, STORED_SIZES):
+        count = max(STORED_SESSIONS, base // opts.divisor)
+        for server in usable(honeypots + baselines):
+            with server.running() as ready:
+                run = guarded(server, stored_run, server, msg, count, opts) if ready else None
+                if run:
+                    say("  " + describe_stored(run))
+                    if not run.ok or getattr(run, "incomplete", ""):
+                        server.show_log_tail()
+                    if isinstance(server, StoringHoneypot):
+                        errors, exceptions = server.log_errors()
+                        if errors:
+                            say(f"{'':<12}{len(errors)} error line(s) in its log, the first: "
+                                f"{errors[0]}")
+                        if exceptions:
+                            say(f"{'':<12}{len(exceptions)} traceback(s), the first ends in: "
+                                f"{exceptions[0]}")
+                    runs.append(run)
+    say("")
+    say(stored_table(runs) if runs else "  (no stored-section results)")
+    return runs
+
+
 def main():
     opts = parse_args()
     check_tools()
@@ -951,6 +1376,7 @@ def main():
     tmp = Path(tempfile.mkdtemp(prefix="smtplatrine-bench-"))
     tmp.chmod(0o755)  # the honeypot drops privileges (to 'nobody' as root) and must reach data_dir
     honeypot = Honeypot(tmp)
+    storing = [StoringHoneypot(tmp, config) for config in STORED_CONFIGS]
     aiosmtpd, sink = Aiosmtpd(tmp), SmtpSink(tmp)
     try:
         if opts.skip_honeypot:
@@ -962,20 +1388,24 @@ def main():
                 say("  honeypot: SKIPPED - `twistd --help` does not list the 'smtplatrine' plugin "
                     "(not written/installed yet); running the baselines only")
         hp = [honeypot] if use_hp else []
-        runs = section_throughput(hp + [aiosmtpd, sink], opts)
-        idle = section_idle(hp + [aiosmtpd], opts.idle_conns, opts)
-        large = section_large(hp + [aiosmtpd])
-        if any(r.server == "honeypot" for r in runs):
-            say(f"\n  honeypot spool check: {sum(r.received or 0 for r in runs if r.server == 'honeypot')} "
-                f"finished messages for {sum(r.count for r in runs if r.server == 'honeypot')} sent "
+        sections = opts.sections
+        runs = section_throughput(hp + [aiosmtpd, sink], opts) if "throughput" in sections else []
+        idle = section_idle(hp + [aiosmtpd], opts.idle_conns, opts) if "idle" in sections else []
+        large = section_large(hp + [aiosmtpd]) if "large" in sections else []
+        stored = (section_stored(storing if use_hp else [], [aiosmtpd, sink], tmp, opts)
+                  if "stored" in sections else [])
+        hp_runs = [r for r in runs if r.server == "honeypot"]
+        if hp_runs:
+            say(f"\n  honeypot received check: {sum(r.received or 0 for r in hp_runs)} "
+                f"messages stored or spooled for {sum(r.count for r in hp_runs)} sent "
                 "in the throughput runs (see 'received' per run above)")
         say("\n== Summary: honeypot targets (informational, exit code is 0 regardless) ==")
-        say(summary(runs, idle, large))
+        say(summary(sections, runs, idle, large, stored))
     except KeyboardInterrupt:
         say("\ninterrupted - stopping servers")
         return 130
     finally:
-        for server in (honeypot, aiosmtpd, sink):
+        for server in (honeypot, *storing, aiosmtpd, sink):
             if server.child:
                 server.child.stop()
         if opts.keep_tmp:
