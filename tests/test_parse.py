@@ -10,7 +10,6 @@ shorter) are the reference.
 """
 
 import hashlib
-from pathlib import Path
 
 import attrs
 from hypothesis import HealthCheck, given, settings
@@ -18,14 +17,8 @@ from hypothesis import strategies as st
 from twisted.trial import unittest
 
 from smtplatrine.parse import Limits, parse
+from tests.corpus import corpus
 
-CORPUS = Path("/work/shared/corpus/real-mail")
-if not CORPUS.is_dir():
-    CORPUS = Path(__file__).resolve().parent.parent.parent / "shared" / "corpus" / "real-mail"
-
-
-def corpus(name):
-    return (CORPUS / name).read_bytes()
 
 
 def strings(parsed):

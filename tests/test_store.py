@@ -228,6 +228,32 @@ class StoreTestsMixin:
             ("2001:db8::1", 1, 1, "quit", json.dumps(["pregreet"]), "admin", "hunter2",
              "PLAIN", "2025-12-29 09:20:02")])
 
+    @defer.inlineCallbacks
+    def test_missing_schema_not_created_when_told_not_to(self):
+        """With auto-creation off, an empty database is refused, naming the
+        schema files to apply."""
+        database = Database(self.make_dialect(), create=False)
+        self.addCleanup(database.close)
+        error = yield self.assertFailure(
+            defer.Deferred.fromCoroutine(database.open()), Rejected)
+        self.assertIn("001_initial.sql", str(error))
+
+    @defer.inlineCallbacks
+    def test_raw_on_disk_only(self):
+        """With the raw message kept on disk, the row has its path and no
+        bytes, and the file holds the message byte for byte."""
+        raw = message_bytes()
+        eml = self.tmp / "00000000-0000-4000-8000-00000000000a.eml"
+        eml.write_bytes(raw)
+        item = prepare(eml, metadata(eml.stem, raw), Limits(), None, self.tmp / "raw")
+        yield self.save(item)
+        sha256 = hashlib.sha256(raw).hexdigest()
+        rows = yield self.query("SELECT raw, raw_path FROM honeypot_emails")
+        self.assertEqual(rows, [(None, f"{sha256[:2]}/{sha256}")])
+        self.assertEqual((self.tmp / "raw" / sha256[:2] / sha256).read_bytes(), raw)
+        rows = yield self.query("SELECT sha256, stored_path FROM honeypot_attachments")
+        self.assertEqual(rows, [(hashlib.sha256(PDF).hexdigest(), None)])
+
     def test_oversized_row_rejected(self):
         """A message too big for the server's packet limit is rejected up
         front, naming the limit."""

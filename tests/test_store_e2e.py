@@ -9,24 +9,16 @@ import subprocess
 import sys
 import threading
 import time
-from pathlib import Path
 
 from twisted.trial import unittest
 
 from smtplatrine.cli import main as cli_main
+from tests.corpus import corpus
 from tests.mariadb import PrivateMariaDB, shared_database
 from tests.process import Honeypot, environment
 from tests.test_parse import multipart, nested
 from tests.test_e2e import HoneypotTestCase
 
-CORPUS = Path("/work/shared/corpus/real-mail")
-if not CORPUS.is_dir():
-    CORPUS = Path(__file__).resolve().parent.parent.parent / "shared" / "corpus" / "real-mail"
-
-
-def corpus(name):
-    """A corpus message as smtplib sends it: LF line ends become CRLF."""
-    return (CORPUS / name).read_bytes().replace(b"\n", b"\r\n")
 
 
 def numbered(i, sensor=""):
@@ -73,6 +65,7 @@ class CorpusTests(HoneypotTestCase):
 
     def send(self, name):
         client = self.smtp()
+        # smtplib sends LF line ends as CRLF.
         client.sendmail("spammer@example.net", ["kinney@noth.com"], corpus(name))
         client.quit()
 
