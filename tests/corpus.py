@@ -1,9 +1,11 @@
-"""The shared corpus of real captured mail (``../shared/corpus/real-mail``
-beside the repository; see its README)."""
+"""The shared corpus of real captured mail: ``../shared/corpus/real-mail``
+beside the repository (see its README), or where this machine keeps it."""
 
 from pathlib import Path
 
-CORPUS = Path(__file__).resolve().parent.parent.parent / "shared" / "corpus" / "real-mail"
+_PLACES = [Path(__file__).resolve().parent.parent.parent / "shared",
+           Path("/work/shared")]
+CORPUS = next((p for p in _PLACES if p.is_dir()), _PLACES[0]) / "corpus" / "real-mail"
 
 
 def corpus(name):
