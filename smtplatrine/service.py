@@ -162,13 +162,13 @@ class HoneypotService(Service):
     def _start_pipeline(self, spool, attachments, raw):
         """The database and the pipeline that fills it from *spool*."""
         config = self.config
-        dialect = dialects.from_config(config)
         try:
-            self.database = Database(dialect, create=config.mysql.mysql_auto_create_db
-                                     or dialect.name == "sqlite")
+            dialect = dialects.from_config(config)
         except ImportError as e:
-            raise SystemExit(f"smtplatrine: engine_backend = {dialect.name} needs"
-                             f" {e.name}: pip install 'smtplatrine[mysql]'") from None
+            raise SystemExit(f"smtplatrine: engine_backend = mysql needs {e.name}:"
+                             f" pip install 'smtplatrine[mysql]'") from None
+        self.database = Database(dialect, create=config.mysql.mysql_auto_create_db
+                                 or dialect.name == "sqlite")
         store = config.store
         limits = Limits(seconds=store.parse_seconds, depth=store.parse_max_depth,
                         parts=store.parse_max_parts,
