@@ -5,10 +5,13 @@ the ports, then handing the data directory to the unprivileged user and
 becoming that user, before the reactor runs.
 """
 
-import codecs
+import contextlib
+import encodings
 import errno
 import grp
+import importlib
 import os
+import pkgutil
 import pwd
 import syslog
 from pathlib import Path
@@ -68,9 +71,11 @@ def become(ids, data_dir, *others):
     *ids*, then become them."""
     uid, gid = ids
     # Codecs load lazily from the Python library, which the new user may not
-    # be able to read (a Python installed under /root, say).
-    for name in ("ascii", "utf-8", "latin-1", "idna"):
-        codecs.lookup(name)
+    # be able to read (a Python installed under /root, say); captured mail
+    # may name any charset, so load them all.
+    for module in pkgutil.iter_modules(encodings.__path__, "encodings."):
+        with contextlib.suppress(ImportError):
+            importlib.import_module(module.name)
     for top in (data_dir, *others):
         for root, dirs, files in os.walk(top):
             for name in [root, *(os.path.join(root, n) for n in dirs + files)]:

@@ -14,6 +14,7 @@ from smtplatrine.pipeline import Pipeline
 from smtplatrine.store import dialects
 from smtplatrine.store.database import Database
 from smtplatrine.store.dialects import Rejected, Unavailable
+from smtplatrine.store.records import save_message
 from smtplatrine.testing import ListOutput
 from tests.test_store import message_bytes, metadata
 
@@ -31,14 +32,18 @@ class _Reactor:
 
 
 class _Failing(Database):
-    """A SQLite database whose next interactions fail with ``errors``."""
+    """A SQLite database whose next interactions fail with ``errors``, and
+    that refuses the messages whose ids are in ``refused``."""
 
     errors = ()
+    refused = ()
 
     async def run(self, interaction, *args):
         if self.errors:
             error, *self.errors = self.errors
             raise error
+        if interaction is save_message and args[1].metadata["message"] in self.refused:
+            raise Rejected("row too big")
         return await super().run(interaction, *args)
 
 
@@ -136,8 +141,8 @@ class PipelineTests(unittest.TestCase):
         and the next message is stored all the same."""
         self.pipeline.start()
         yield defer.Deferred.fromCoroutine(until(lambda: self.pipeline._open))
-        self.database.errors = [Rejected("row too big")]
         bad = self.spool_message("00000000-0000-4000-8000-00000000000d")
+        self.database.refused = {bad}
         self.pipeline.notify("message", bad)
         good = self.spool_message("00000000-0000-4000-8000-00000000000e")
         self.pipeline.notify("message", good)

@@ -17,6 +17,8 @@ class Database:
     def __init__(self, dialect, create=True):
         self.dialect = dialect
         self._create = create
+        # Read now: after the privilege drop the package may be out of reach.
+        self._migrations = dialect.migrations()
         self.pool = dialect.pool()
 
     async def open(self):
@@ -25,7 +27,8 @@ class Database:
             await threads.deferToThread(self.dialect.prepare)
         except Exception as e:
             raise self._map(e) from None
-        version, applied = await self.run(schema.upgrade, self.dialect, self._create)
+        version, applied = await self.run(schema.upgrade, self.dialect, self._migrations,
+                                          self._create)
         self.max_packet = await self.run(self.dialect.max_packet)
         if applied:
             log.info("database {db}: schema upgraded to version {version}",

@@ -8,6 +8,7 @@ Statements elsewhere are written once with ``?`` placeholders;
 import importlib
 import pkgutil
 import sqlite3
+from importlib.resources import files
 from pathlib import Path
 
 from twisted.enterprise import adbapi
@@ -52,11 +53,11 @@ class _Dialect:
     def sql(self, statement):
         return statement.replace("?", self.placeholder)
 
-    def schema_files(self):
-        from importlib.resources import files
+    def migrations(self):
+        """The schema files of this dialect, [(version, name, text)] in order."""
         folder = files("smtplatrine.sql") / self.name
-        return sorted((int(f.name.split("_")[0]), f) for f in folder.iterdir()
-                      if f.name.endswith(".sql"))
+        return sorted((int(f.name.split("_")[0]), f.name, f.read_text(encoding="utf-8"))
+                      for f in folder.iterdir() if f.name.endswith(".sql"))
 
     def insert(self, table, columns, ignore=False):
         names = ", ".join(columns)

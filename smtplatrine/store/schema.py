@@ -13,9 +13,9 @@ def statements(text):
     return [s.strip() for s in text.split(";") if s.strip()]
 
 
-def upgrade(cursor, dialect, create):
-    """Bring the schema to the newest version (in one interaction); with
-    *create* false only check that it is there."""
+def upgrade(cursor, dialect, migrations, create):
+    """Bring the schema to the newest of *migrations* (in one interaction);
+    with *create* false only check that it is there."""
     dialect.lock(cursor)
     try:
         cursor.execute("CREATE TABLE IF NOT EXISTS schema_version"
@@ -23,17 +23,17 @@ def upgrade(cursor, dialect, create):
                        " applied VARCHAR(32) NOT NULL)")
         cursor.execute("SELECT MAX(version) FROM schema_version")
         current = cursor.fetchone()[0] or 0
-        pending = [(v, f) for v, f in dialect.schema_files() if v > current]
+        pending = [m for m in migrations if m[0] > current]
         if pending and not create:
             raise Rejected(
                 f"the schema is at version {current}, smtplatrine needs"
-                f" {pending[-1][0]}: apply {', '.join(f.name for _, f in pending)}"
+                f" {pending[-1][0]}: apply {', '.join(name for _, name, _ in pending)}"
                 f" from sql/{dialect.name}/ or set mysql_auto_create_db = true")
-        for version, path in pending:
-            for statement in statements(path.read_text(encoding="utf-8")):
+        for version, _, text in pending:
+            for statement in statements(text):
                 cursor.execute(statement)
             cursor.execute(dialect.insert("schema_version", ["version", "applied"]),
                            (version, datetime.now(timezone.utc).isoformat()))
-        return (pending[-1][0] if pending else current), [v for v, _ in pending]
+        return (pending[-1][0] if pending else current), [m[0] for m in pending]
     finally:
         dialect.unlock(cursor)
