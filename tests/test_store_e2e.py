@@ -65,8 +65,9 @@ class CorpusTests(HoneypotTestCase):
 
     def send(self, name):
         client = self.smtp()
-        # smtplib sends LF line ends as CRLF.
-        client.sendmail("spammer@example.net", ["kinney@noth.com"], corpus(name))
+        # As an MTA would pass it on: LF line ends become CRLF.
+        client.sendmail("spammer@example.net", ["kinney@noth.com"],
+                        corpus(name).replace(b"\n", b"\r\n"))
         client.quit()
 
     def test_attachment_and_subject(self):
