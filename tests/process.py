@@ -156,6 +156,11 @@ class Honeypot:
                     return []
                 return list(cursor.fetchall())
         path = self.data / "smtplatrine.sqlite"
+        # Only once twistd holds the database open (its -wal and -shm files
+        # exist): a reader that came first would create them as root, which
+        # twistd, running as nobody, then could not write.
+        if not path.with_name(path.name + "-wal").exists():
+            return []
         try:
             with closing(sqlite3.connect(path.as_uri() + "?mode=ro", uri=True)) as db:
                 db.row_factory = sqlite3.Row
@@ -205,7 +210,8 @@ class Honeypot:
             if result:
                 return result
             time.sleep(0.05)
-        raise AssertionError("timed out waiting")
+        tail = "\n".join(self.output().splitlines()[-40:])
+        raise AssertionError(f"timed out waiting; twistd's log ends:\n{tail}")
 
 
 def _tls(row):
