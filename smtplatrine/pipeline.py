@@ -55,6 +55,12 @@ def prepare(eml, metadata, limits, attachments_dir, raw_dir):
     return Prepared(metadata, parsed, None if raw_dir else raw, raw_path, paths)
 
 
+def _remove(eml):
+    """Remove a stored message's two spool files."""
+    for path in (eml, eml.with_suffix(".json")):
+        path.unlink(missing_ok=True)
+
+
 class Pipeline:
     """Moves what the spool under *spool_root* holds into *database*.
 
@@ -199,8 +205,8 @@ class Pipeline:
         except Rejected as e:
             self._quarantine_message(eml, metadata, str(e))
             return
-        for path in (eml, eml.with_suffix(".json")):
-            path.unlink(missing_ok=True)
+        # Unlinking waits on the file system's journal: not on the reactor.
+        await threads.deferToThreadPool(self._reactor, self._threadpool, _remove, eml)
         if stored:
             self._emit_stored(prepared)
 
