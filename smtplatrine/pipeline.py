@@ -18,6 +18,7 @@ from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from smtplatrine.events import printable
 from smtplatrine.parse import parse
 from smtplatrine.spool import read_metadata
 from smtplatrine.store.dialects import Rejected, Unavailable
@@ -217,7 +218,8 @@ class Pipeline:
             self._events.emit(
                 "smtplatrine.attachment.stored", identity, message=metadata["message"],
                 sha256=attachment.sha256, size=attachment.size,
-                content_type=attachment.content_type, filename=attachment.filename,
+                content_type=printable(attachment.content_type),
+                filename=attachment.filename and printable(attachment.filename),
                 stored_path=path)
         self._events.emit(
             "smtplatrine.message.stored", identity, message=metadata["message"],
@@ -232,7 +234,7 @@ class Pipeline:
         (self._quarantine / f"{eml.stem}.reason").write_text(reason + "\n", encoding="utf-8")
         identity = {k: metadata.get(k) for k in _IDENTITY}
         self._events.emit("smtplatrine.message.quarantined", identity,
-                          message=eml.stem, reason=reason)
+                          message=eml.stem, reason=printable(reason))
 
     async def _session(self, session_id):
         path = self._dirs["session"] / f"{session_id}.json"
@@ -243,7 +245,7 @@ class Pipeline:
             await self._database.run(save_session, self._database.dialect, record)
         except Rejected as e:
             log.error("session {session} cannot be stored ({reason}); kept in"
-                      " spool/quarantine", session=session_id, reason=str(e))
+                      " spool/quarantine", session=session_id, reason=printable(str(e)))
             os.replace(path, self._quarantine / path.name)
             return
         path.unlink(missing_ok=True)

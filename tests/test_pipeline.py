@@ -43,7 +43,7 @@ class _Failing(Database):
             error, *self.errors = self.errors
             raise error
         if interaction is save_message and args[1].metadata["message"] in self.refused:
-            raise Rejected("row too big")
+            raise Rejected("row too big:\r\nforged log line")
         return await super().run(interaction, *args)
 
 
@@ -150,8 +150,11 @@ class PipelineTests(unittest.TestCase):
         quarantine = self.spool / "quarantine"
         self.assertEqual(sorted(p.name for p in quarantine.iterdir()),
                          [f"{bad}.eml", f"{bad}.json", f"{bad}.reason"])
-        self.assertEqual((quarantine / f"{bad}.reason").read_text(), "row too big\n")
-        self.assertIn("smtplatrine.message.quarantined", self.output.ids())
+        self.assertEqual((quarantine / f"{bad}.reason").read_bytes(),
+                         b"row too big:\r\nforged log line\n")
+        [event] = [e for e in self.output.events
+                   if e["eventid"] == "smtplatrine.message.quarantined"]
+        self.assertEqual(event["reason"], "row too big:\\r\\nforged log line")
 
     @defer.inlineCallbacks
     def test_unreadable_message_quarantined(self):
