@@ -44,8 +44,12 @@ def store_file(directory, sha256, data):
     return relative
 
 
-def prepare(eml, metadata, limits, attachments_dir, raw_dir):
-    """Read and parse a spooled message, and write out its files."""
+def prepare(eml, limits, attachments_dir, raw_dir):
+    """Read and parse a spooled message, and write out its files; None if
+    it is not (or no longer) in the spool."""
+    metadata = read_metadata(eml.with_suffix(".json"))
+    if metadata is None:
+        return None
     raw = eml.read_bytes()
     sha256 = hashlib.sha256(raw).hexdigest()
     metadata = dict(metadata, size=len(raw), sha256=sha256)
@@ -189,22 +193,21 @@ class Pipeline:
 
     async def _message(self, message_id):
         eml = self._dirs["message"] / f"{message_id}.eml"
-        metadata = read_metadata(eml.with_suffix(".json"))
-        if metadata is None:
-            return
         try:
             prepared = await threads.deferToThreadPool(
-                self._reactor, self._threadpool, prepare, eml, metadata,
+                self._reactor, self._threadpool, prepare, eml,
                 self._limits, self._attachments_dir, self._raw_dir)
         except Exception as e:
-            self._quarantine_message(eml, metadata, f"cannot be read or parsed: {e!r}")
+            self._quarantine_message(eml, f"cannot be read or parsed: {e!r}")
+            return
+        if prepared is None:
             return
         try:
             self._database.check_size(prepared)
             stored = await self._database.run(
                 save_message, self._database.dialect, prepared, self._reactor.seconds())
         except Rejected as e:
-            self._quarantine_message(eml, metadata, str(e))
+            self._quarantine_message(eml, str(e))
             return
         # Unlinking waits on the file system's journal: not on the reactor.
         await threads.deferToThreadPool(self._reactor, self._threadpool, _remove, eml)
@@ -227,7 +230,8 @@ class Pipeline:
             attachments=len(parsed.attachments), urls=len(parsed.urls),
             defects=len(parsed.defects))
 
-    def _quarantine_message(self, eml, metadata, reason):
+    def _quarantine_message(self, eml, reason):
+        metadata = read_metadata(eml.with_suffix(".json")) or {}
         for path in (eml, eml.with_suffix(".json")):
             if path.exists():
                 os.replace(path, self._quarantine / path.name)

@@ -63,8 +63,8 @@ def prepared(directory, message_id, raw, attachments=None, **changes):
     """A spooled message *raw*, prepared as the pipeline does."""
     eml = Path(directory) / f"{message_id}.eml"
     eml.write_bytes(raw)
-    return prepare(eml, metadata(message_id, raw, **changes), Limits(),
-                   attachments, None)
+    eml.with_suffix(".json").write_text(json.dumps(metadata(message_id, raw, **changes)))
+    return prepare(eml, Limits(), attachments, None)
 
 
 class StoreTestsMixin:
@@ -245,7 +245,8 @@ class StoreTestsMixin:
         raw = message_bytes()
         eml = self.tmp / "00000000-0000-4000-8000-00000000000a.eml"
         eml.write_bytes(raw)
-        item = prepare(eml, metadata(eml.stem, raw), Limits(), None, self.tmp / "raw")
+        eml.with_suffix(".json").write_text(json.dumps(metadata(eml.stem, raw)))
+        item = prepare(eml, Limits(), None, self.tmp / "raw")
         yield self.save(item)
         sha256 = hashlib.sha256(raw).hexdigest()
         rows = yield self.query("SELECT raw, raw_path FROM honeypot_emails")
