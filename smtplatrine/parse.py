@@ -192,7 +192,13 @@ def parse(raw, limits=Limits()):
         payload = _transfer_decode(ctx, body, part.encoding)
         if part.is_body:
             charset = part.params.get("charset") or "utf-8"
-            texts[part.content_type].append(ctx.decode(payload, charset))
+            # No charset takes more than four bytes a character: decode no
+            # more than the body could keep.
+            cut = len(payload) > 4 * ctx.limits.body_chars
+            if cut:
+                ctx.flag("body_limit")
+                payload = payload[:4 * ctx.limits.body_chars]
+            texts[part.content_type].append(ctx.decode(payload, charset, final=not cut))
         else:
             attachments.append(_attachment(part, payload))
     body_text = _join(ctx, texts["text/plain"])
@@ -229,17 +235,19 @@ class _Context:
         self.flag("time_limit")
         return True
 
-    def decode(self, data, charset):
-        """*data* as text in *charset*; undecodable bytes become U+FFFD."""
+    def decode(self, data, charset, final=True):
+        """*data* as text in *charset*; undecodable bytes become U+FFFD.
+        Not *final*: *data* was cut, and a character cut short is dropped."""
         codec = _codec(charset)
         if codec is None:
             self.flag("charset_unknown")
             codec = "utf-8"
+        decoder = codecs.getincrementaldecoder(codec)
         try:
-            text = data.decode(codec)
+            text = decoder().decode(data, final)
         except UnicodeDecodeError:
             self.flag("decode_error")
-            text = data.decode(codec, "replace")
+            text = decoder("replace").decode(data, final)
         return self.clean(text)
 
     def clean(self, text):

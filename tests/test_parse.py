@@ -556,6 +556,16 @@ class HostileTests(ParseTestCase):
         self.assertEqual(parsed.body_text, "one\ntw")
         self.assertEqual(parsed.defects, ("body_limit",))
 
+    def test_long_body_cut_inside_a_character(self):
+        """A body far over the limit is decoded only as far as it could be
+        kept; a character cut short there is no decode error."""
+        # 1 + 30 * 2 bytes of UTF-8; Limits(body_chars=10) reads 40 bytes:
+        # "a" and 19 whole "é", the 20th cut after its first byte.
+        raw = b"Content-Type: text/plain; charset=utf-8\r\n\r\na" + "é".encode() * 30
+        parsed = self.parse(raw, Limits(body_chars=10))
+        self.assertEqual(parsed.body_text, "a" + "é" * 9)
+        self.assertEqual(parsed.defects, ("body_limit",))
+
     def test_multipart_without_boundary(self):
         """A multipart without a boundary is read as text."""
         raw = b"Content-Type: multipart/mixed\r\n\r\n--x\r\nhello\r\n"
