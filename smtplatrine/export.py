@@ -7,7 +7,7 @@ import json
 
 _CHILDREN = {
     "headers": ("honeypot_email_headers", ["name", "value"]),
-    "received": ("honeypot_email_received",
+    "received_chain": ("honeypot_email_received",
                  ["from_host", "from_ip", "by_host", "protocol", "received_id",
                   "for_address", "date", "raw"]),
     "urls": ("honeypot_email_urls", ["url", "host", "source"]),
@@ -15,7 +15,7 @@ _CHILDREN = {
                     ["attachment_id", "filename", "content_type", "disposition",
                      "size", "md5", "sha1", "sha256", "stored_path"]),
 }
-_JSON_COLUMNS = {"mail_params", "session_flags", "defects", "flags"}
+_JSON_COLUMNS = {"mail_params", "session_flags", "defects", "flags", "envelopes"}
 _BOOLEANS = {"tls", "acknowledged", "truncated", "incomplete", "recovered", "accepted"}
 
 

@@ -130,6 +130,9 @@ class CorpusTests(HoneypotTestCase):
 
         [record] = export()
         self.assertEqual(record["header_subject"], "письмо уведом-е")
+        self.assertTrue(record["received"].endswith("Z"))
+        self.assertEqual(len(record["received_chain"]),
+                         corpus("mail_test_1.eml").count(b"\nReceived:"))
         self.assertEqual([a["sha256"] for a in record["attachments"]],
                          ["05bc3630ab05c2f0368fcaba0a5ae32eb954232917aeda816d5371597a11e001"])
         self.assertEqual(record["session"]["client_ip"], "127.0.0.1")
