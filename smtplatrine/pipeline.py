@@ -209,6 +209,13 @@ class Pipeline:
         except Rejected as e:
             self._quarantine_message(eml, str(e))
             return
+        except Unavailable:
+            raise
+        except Exception as e:
+            # A bug of ours: say so once, and keep it from holding up the rest.
+            log.failure("pipeline: cannot store message {message}", message=message_id)
+            self._quarantine_message(eml, f"cannot be stored: {e!r}")
+            return
         # Unlinking waits on the file system's journal: not on the reactor.
         await threads.deferToThreadPool(self._reactor, self._threadpool, _remove, eml)
         if stored:

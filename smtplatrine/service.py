@@ -125,7 +125,7 @@ class HoneypotService(Service):
         spool_dir = data_dir / "spool"
         self.disk = DiskWorker(self.reactor, spool_dir, *(ids or ()))
         spool = Spool(spool_dir, self.disk)
-        spool.recover()
+        spool.recover(config.server.sensor_name)
         store_dirs = self._store_dirs(data_dir)
         outputs = []
         if config.output_file.enabled:

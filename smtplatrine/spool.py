@@ -175,9 +175,11 @@ class Spool:
         if self.ready is not None:
             self.ready(kind, item)
 
-    def recover(self):
+    def recover(self, sensor):
         """After a restart: drop files created ahead and never used, and
-        finish, as unacknowledged, every message a crash left unfinished."""
+        finish, as unacknowledged, every message a crash left unfinished.
+        Its connection is unknown: it gets a session of its own, with no
+        addresses, from *sensor*, received when the file was last written."""
         for path in self.messages.glob("*.eml"):
             json_path = path.with_suffix(".json")
             metadata = read_metadata(json_path)
@@ -187,7 +189,10 @@ class Spool:
                 path.unlink()
                 json_path.unlink(missing_ok=True)
                 continue
-            metadata = {"message": path.stem, "acknowledged": False,
+            metadata = {"message": path.stem, "session": str(uuid.uuid4()),
+                        "sensor": sensor, "src_ip": "", "src_port": 0,
+                        "dst_ip": "", "dst_port": 0,
+                        "received": path.stat().st_mtime, "acknowledged": False,
                         "incomplete": True, "recovered": True,
                         "size": path.stat().st_size}
             write_json(json_path, metadata)

@@ -8,9 +8,11 @@ from twisted.internet import defer, reactor, task
 from twisted.python.threadpool import ThreadPool
 from twisted.trial import unittest
 
+from smtplatrine.disk import LocalDisk
 from smtplatrine.events import Events
 from smtplatrine.parse import Limits
 from smtplatrine.pipeline import Pipeline
+from smtplatrine.spool import Spool
 from smtplatrine.store import dialects
 from smtplatrine.store.database import Database
 from smtplatrine.store.dialects import Rejected, Unavailable
@@ -114,6 +116,23 @@ class PipelineTests(unittest.TestCase):
                                        "00000000-0000-4000-8000-00000000000b.json"])
         self.assertEqual(self.output.ids(), ["smtplatrine.attachment.stored",
                                              "smtplatrine.message.stored"])
+
+    @defer.inlineCallbacks
+    def test_message_cut_by_a_crash_stored(self):
+        """A message a crash cut short mid-DATA is kept by the spool's recovery
+        and stored, unacknowledged and flagged, with what was received."""
+        cut = "00000000-0000-4000-8000-000000000011"
+        (self.spool / "messages" / f"{cut}.eml").write_bytes(b"Subject: cut\r\n\r\nha")
+        (self.spool / "messages" / f"{cut}.json").write_bytes(b"")
+        Spool(self.spool, LocalDisk(self.spool)).recover("sensor-a")
+        self.pipeline.start()
+        yield defer.Deferred.fromCoroutine(until(lambda: self.stored() == [cut]))
+        connection = self.database.dialect.connect()
+        self.addCleanup(connection.close)
+        row = connection.execute(
+            "SELECT sensor, header_subject, acknowledged, incomplete, recovered, raw"
+            " FROM honeypot_emails").fetchone()
+        self.assertEqual(row, ("sensor-a", "cut", 0, 1, 1, b"Subject: cut\r\n\r\nha"))
 
     @defer.inlineCallbacks
     def test_back_off_while_database_away(self):

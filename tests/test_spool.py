@@ -82,13 +82,14 @@ class SpoolTests(unittest.TestCase):
         cut.write(b"cut short")
         cut._file.flush()
         restarted = Spool(self.spool.root, LocalDisk(self.spool.root))
-        restarted.recover()
+        restarted.recover("sensor-a")
         names = sorted(p.name for p in self.spool.messages.iterdir())
         self.assertEqual(names, sorted(f"{m.message_id}.{e}" for m in (done, cut)
                                        for e in ("eml", "json")))
         recovered = json.loads(cut.path.with_suffix(".json").read_text())
         self.assertEqual((recovered["acknowledged"], recovered["recovered"],
-                          recovered["size"]), (False, True, 9))
+                          recovered["size"], recovered["sensor"]),
+                         (False, True, 9, "sensor-a"))
         self.assertTrue(read_metadata(done.path.with_suffix(".json"))["acknowledged"])
 
     def test_discard(self):

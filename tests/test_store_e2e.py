@@ -5,6 +5,7 @@ import base64
 import hashlib
 import json
 import smtplib
+import socket
 import subprocess
 import sys
 import threading
@@ -175,8 +176,31 @@ class CrashTests(HoneypotTestCase):
         # without its client hearing the 250.
         self.assertLessEqual(len(subjects) - len(sender.acknowledged), 1)
 
-    def assertNoTraceback(self):
-        """(The kill leaves no log line to check.)"""
+
+    def test_kill_9_mid_data_keeps_what_came(self):
+        """Killed while a client is in DATA, twistd restarted keeps what had
+        reached the disk: stored unacknowledged, flagged incomplete and
+        recovered."""
+        sent = b"Subject: cut short\r\n\r\n" + (b"y" * 98 + b"\r\n") * 640
+        spool = self.honeypot.data / "spool" / "messages"
+        with socket.create_connection(("127.0.0.1", self.honeypot.port), 10) as s:
+            s.recv(1000)
+            s.sendall(b"EHLO c.example\r\nMAIL FROM:<a@example.net>\r\n"
+                      b"RCPT TO:<b@example.org>\r\nDATA\r\n")
+            self.honeypot.wait_for(lambda: b"354" in s.recv(1000))
+            s.sendall(sent)
+            # Partial data is buffered: wait until some of it is on disk.
+            self.honeypot.wait_for(lambda: any(
+                p.stat().st_size >= 16384 for p in spool.glob("*.eml")))
+            self.honeypot.kill()
+        self.honeypot.start()
+        [(meta, raw)] = self.honeypot.messages()
+        self.assertGreaterEqual(len(raw), 16384)
+        self.assertEqual(raw, sent[:len(raw)])
+        [row] = self.honeypot.query("SELECT acknowledged, incomplete, recovered,"
+                                    " header_subject FROM honeypot_emails")
+        self.assertEqual(row, {"acknowledged": 0, "incomplete": 1, "recovered": 1,
+                               "header_subject": "cut short"})
 
 
 def _mysql_sections(settings, **store):
