@@ -65,6 +65,12 @@ class _Dialect:
         verb = self._insert_ignore if ignore else "INSERT"
         return self.sql(f"{verb} INTO {table} ({names}) VALUES ({marks})")
 
+    def _update(self, column, how):
+        new = self._new_value.format(column)
+        return {"new": new, "add": f"{column} + {new}",
+                "max": f"{self._greatest}({column}, {new})",
+                "min": f"{self._least}({column}, {new})"}[how]
+
     def upsert(self, table, columns, key, updates):
         """INSERT that, when *key* exists, applies *updates*: column ->
         ``"new"`` (take the new value), ``"add"`` (add it), ``"max"`` or
@@ -76,6 +82,7 @@ class _Dialect:
 class SQLite(_Dialect):
     name = "sqlite"
     _insert_ignore = "INSERT OR IGNORE"
+    _new_value, _greatest, _least = "excluded.{}", "MAX", "MIN"
 
     def __init__(self, path):
         self.path = Path(path)
@@ -100,12 +107,6 @@ class SQLite(_Dialect):
 
     def _on_conflict(self, key):
         return f" ON CONFLICT ({', '.join(key)}) DO UPDATE SET "
-
-    @staticmethod
-    def _update(column, how):
-        new = f"excluded.{column}"
-        return {"new": new, "add": f"{column} + {new}", "max": f"MAX({column}, {new})",
-                "min": f"MIN({column}, {new})"}[how]
 
     def prepare(self):
         """Nothing to create: the file appears on first connection."""
@@ -136,6 +137,7 @@ class MySQL(_Dialect):
     name = "mysql"
     placeholder = "%s"
     _insert_ignore = "INSERT IGNORE"
+    _new_value, _greatest, _least = "VALUES({})", "GREATEST", "LEAST"
 
     def __init__(self, settings):
         # MySQLdb imports its modules as it first connects, when, after the
@@ -177,12 +179,6 @@ class MySQL(_Dialect):
 
     def _on_conflict(self, key):
         return " ON DUPLICATE KEY UPDATE "
-
-    @staticmethod
-    def _update(column, how):
-        new = f"VALUES({column})"
-        return {"new": new, "add": f"{column} + {new}", "max": f"GREATEST({column}, {new})",
-                "min": f"LEAST({column}, {new})"}[how]
 
     def prepare(self):
         """Create the database when asked to (blocking; run in a thread)."""
