@@ -166,6 +166,14 @@ class Store:
 
 
 @attrs.frozen
+class Meta:
+    meta_enable: bool = True
+    geoip_enable: bool = True
+    geoip_main_file: str = "/var/lib/GeoIP/GeoLite2-City.mmdb"
+    geoip_asn_file: str = "/var/lib/GeoIP/GeoLite2-ASN.mmdb"
+
+
+@attrs.frozen
 class Config:
     server: Server = Server()
     non_privileged: NonPrivileged = NonPrivileged()
@@ -179,6 +187,7 @@ class Config:
     sqlite: SQLite = SQLite()
     mysql: MySQL = MySQL()
     store: Store = Store()
+    meta: Meta = Meta()
 
     def data_path(self, path):
         """A path from the configuration, relative paths under data_dir."""
