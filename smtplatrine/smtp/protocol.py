@@ -10,7 +10,6 @@ pipelined commands wait in the buffer.
 
 import errno
 import secrets
-import uuid
 
 import attrs
 
@@ -22,7 +21,7 @@ from zope.interface import implementer
 from smtplatrine.events import printable
 from smtplatrine.persona import wire
 from smtplatrine.smtp import auth, envelope
-from smtplatrine.smtp.record import Envelope, SessionRecord
+from smtplatrine.smtp.record import Envelope, SessionRecord, identity
 
 log = Logger()
 
@@ -60,13 +59,7 @@ class SMTPSession(Protocol):
         self.features = factory.config.smtp_features
         self.persona = factory.persona
         self.clock = factory.clock
-        peer, host = self.transport.getPeer(), self.transport.getHost()
-        self.identity = {
-            "session": str(uuid.uuid4()),
-            "sensor": factory.config.server.sensor_name,
-            "src_ip": getattr(peer, "host", ""), "src_port": getattr(peer, "port", 0),
-            "dst_ip": getattr(host, "host", ""), "dst_port": getattr(host, "port", 0),
-        }
+        self.identity = identity(self.transport, factory.config.server.sensor_name)
         now = self.clock.seconds()
         self.record = SessionRecord(identity=self.identity, start=now)
         self._buffer = b""
