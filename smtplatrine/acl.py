@@ -74,25 +74,33 @@ class Ban:
 
 
 class _Windows:
-    """Per-client counts in fixed windows of *length* seconds."""
+    """Per-client counts in fixed windows of *length* seconds.  Clients
+    whose window has ended are forgotten whenever the table has doubled, so
+    that many clients cost memory only while they are active."""
 
     def __init__(self, length):
         self.length = length
         self._counts = {}
+        self._purge_at = 1024
 
     def add(self, key, now, name, n=1):
         """Add *n* to the count *name* of *key*; the count in this window."""
         start, counts = self._counts.get(key, (None, None))
         if start is None or now >= start + self.length:
+            if len(self._counts) >= self._purge_at:
+                self._purge(now)
             start, counts = now, {}
             self._counts[key] = (start, counts)
         counts[name] = counts.get(name, 0) + n
         return counts[name]
 
-    def purge(self, now):
-        """Forget the clients whose window has ended."""
+    def __len__(self):
+        return len(self._counts)
+
+    def _purge(self, now):
         self._counts = {key: value for key, value in self._counts.items()
                         if now < value[0] + self.length}
+        self._purge_at = max(1024, 2 * len(self._counts))
 
 
 class Guard:
@@ -125,9 +133,6 @@ class Guard:
                 int(found.network_address)] = text
         self._networks = table
         self._countries = frozenset(countries)
-        now = self.clock.seconds()
-        self._rate.purge(now)
-        self._flood.purge(now)
 
     def blocked(self, ip):
         """("ip", network) or ("geo", country) of the entry *ip* is on, or None."""

@@ -33,6 +33,7 @@ class BlockList:
         self._again = False
         self._failing = False
         self._loaded = None
+        self._warned = False
 
     def start(self):
         self.database.when_open().addCallback(
@@ -80,6 +81,12 @@ class BlockList:
             return
         self._failing = False
         guard.replace(networks, countries)
+        if countries and guard.reader is None and not self._warned:
+            log.warn("block list: {countries} country(ies) listed but no GeoIP City"
+                     " database open; they are not applied: install it (geoipupdate)"
+                     " or set [meta] geoip_main_file and geoip_enable, then restart",
+                     countries=len(countries))
+            self._warned = True
         loaded = (len(networks), len(countries))
         if loaded != self._loaded:
             log.info("block list: {networks} address(es) and network(s),"

@@ -40,7 +40,7 @@ EVENTS = {
         LogLevel.warn, "message {message} quarantined: {reason}"),
     "smtplatrine.session.stored": (LogLevel.debug, "session stored"),
     "smtplatrine.acl.refused": (
-        LogLevel.info, "refused {src_ip}: {reason} ({entry})"),
+        LogLevel.debug, "refused {src_ip}: {reason} ({entry})"),
     "smtplatrine.acl.banned": (
         LogLevel.warn, "banned {network} for {seconds:.0f}s: {reason}"),
     "smtplatrine.session.closed": (

@@ -195,8 +195,11 @@ class HoneypotService(Service):
     def _guard(self):
         """The gate of the listeners, and what keeps its block list current."""
         config = self.config
-        reader = (geoip.open_database(config.meta.geoip_main_file, "geoip_main_file")
-                  if config.meta.geoip_enable else None)
+        # A missing file matters only once a country is on the list (the
+        # block list says so then); the enrichers report it themselves.
+        path = config.meta.geoip_main_file
+        reader = (geoip.open_database(path, "geoip_main_file")
+                  if config.meta.geoip_enable and Path(path).exists() else None)
         guard = acl.Guard(config.protection, config.smart_acl, self.reactor, reader)
         self.blocklist = BlockList(guard, self.database, config.server.sensor_name,
                                    self.reactor, config.protection.acl_reload_interval)

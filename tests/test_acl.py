@@ -86,6 +86,17 @@ class ClientLimitTests(GateTestCase):
         for port in range(200):
             self.assertEqual(self.connect(port=port)[1].value(), BANNER)
 
+    def test_clients_forgotten(self):
+        """Clients whose window has ended do not pile up in memory."""
+        guard = self.make(smart_acl={"enabled": False}).guard
+        for window in range(10):
+            for n in range(3000):
+                ip = f"10.{window}.{n // 256}.{n % 256}"
+                self.assertIsNone(guard.admit(ip))
+                guard.closed(ip)
+            self.clock.advance(60)
+        self.assertLessEqual(len(guard._rate), 2 * 3000)
+
     def test_global_limit_event(self):
         """A connection over max_connections is an event too."""
         self.make(protection={"max_connections": 1})

@@ -74,6 +74,28 @@ class BlockListTestsMixin:
                          (2, "2026-01-01 00:00:30"))
 
     @defer.inlineCallbacks
+    def test_periodic_reload(self):
+        """Started, the list is loaded at once and again every interval."""
+        runs = []
+        real_run = self.database.run
+
+        async def run(*args):
+            runs.append(defer.Deferred.fromCoroutine(real_run(*args)))
+            return await runs[-1]
+
+        self.database.run = run
+        self.blocklist.start()
+        self.addCleanup(self.blocklist.stop)
+        yield runs[0]
+        yield self.interact(acl_store.add, ["192.0.2.0/24"], [], NOW)
+        self.clock.advance(59)
+        self.assertEqual(len(runs), 2)
+        self.assertIsNone(self.guard.blocked("192.0.2.9"))
+        self.clock.advance(1)
+        yield runs[2]
+        self.assertEqual(self.guard.blocked("192.0.2.9"), ("ip", "192.0.2.0/24"))
+
+    @defer.inlineCallbacks
     def test_removed_entry_lifted(self):
         """An entry removed from the database is lifted at the next sync."""
         yield self.interact(acl_store.add, ["192.0.2.0/24"], [], NOW)
