@@ -17,7 +17,17 @@ from smtplatrine import geoip
 ACL_IP, ACL_COUNTRY = "acl_ip", "acl_country"
 CLIENT_LIMIT, CLIENT_RATE = "client_limit", "client_rate"
 # Session ends that say the client does not speak SMTP to us.
-MISMATCHES = frozenset({"forbidden_command", "too_many_errors"})
+_MISMATCH_ENDS = frozenset({"forbidden_command", "too_many_errors"})
+_HTTP = (b"GET ", b"HEAD ", b"POST ", b"PUT ", b"OPTIONS ", b"CONNECT ", b"PRI * ")
+
+
+def mismatch(first_bytes, close_reason):
+    """True if a session did not speak SMTP: its first bytes are TLS, HTTP
+    or binary (an SMTP command starts with a letter), or it ended in an
+    error storm or on a forbidden command."""
+    start = first_bytes.lstrip(b" \t\r\n")
+    return (close_reason in _MISMATCH_ENDS or start.upper().startswith(_HTTP)
+            or (bool(start) and not start[:1].isalpha()))
 
 
 def address(ip):
@@ -30,12 +40,17 @@ def address(ip):
 
 
 def network(text):
-    """An ACL entry as a network (a bare address is a /32 or /128); raises
+    """An ACL entry as a network (a bare address is a /32 or /128; an
+    IPv4-mapped IPv6 network the IPv4 network, as clients are seen); raises
     ValueError, saying why, for text that is none or has host bits set."""
     try:
-        return ipaddress.ip_network(text.strip())
+        found = ipaddress.ip_network(text.strip())
     except ValueError as e:
         raise ValueError(f"{text!r} is not an IP address or network ({e})") from None
+    mapped = getattr(found.network_address, "ipv4_mapped", None)
+    if mapped is not None and found.prefixlen >= 96:
+        return ipaddress.ip_network(f"{mapped}/{found.prefixlen - 96}")
+    return found
 
 
 def country(text):
@@ -178,7 +193,7 @@ class Guard:
         self._open[client] = self._open.get(client, 0) + 1
         return None
 
-    def closed(self, ip, messages=0, close_reason=None):
+    def closed(self, ip, messages=0, mismatch=False):
         """A connection :meth:`admit` let in has ended; the Ban it earned
         (too many messages or sessions that were not SMTP), or None."""
         client = client_network(ip, self.protection.client_ipv6_prefix)
@@ -196,7 +211,7 @@ class Guard:
         if messages and smart.max_messages and self._flood.add(
                 client, now, "messages", messages) > smart.max_messages:
             return self._ban(client, "message_flood", now)
-        if close_reason in MISMATCHES and smart.max_mismatches and self._flood.add(
+        if mismatch and smart.max_mismatches and self._flood.add(
                 client, now, "mismatches") >= smart.max_mismatches:
             return self._ban(client, "protocol_mismatch", now)
         return None

@@ -133,6 +133,7 @@ class BlockListTests(GateTestCase):
         neighbours do not."""
         guard = self.make().guard
         guard.replace(["192.0.2.7/32", "198.51.100.0/24", "2001:db8::1/128"], [])
+        self.assertEqual(str(acl.network("::ffff:203.0.113.0/120")), "203.0.113.0/24")
         for ip in ("192.0.2.7", "198.51.100.255", "::ffff:198.51.100.1", "2001:db8::1"):
             self.assertIsNotNone(guard.blocked(ip), ip)
         for ip in ("192.0.2.6", "198.51.101.0", "2001:db8::2", "unix", ""):
@@ -199,6 +200,28 @@ class SmartBanTests(GateTestCase):
                          ["2001:db8::/64"])
         self.assertIsNotNone(self.guard.blocked("2001:db8::6"))
 
+    def test_tls_on_plaintext(self):
+        """A TLS ClientHello on the plaintext port (no line end: the session
+        would only time out) counts as a mismatch when the client gives up."""
+        self.make(smart_acl={"max_mismatches": 1})
+        protocol, _ = self.connect()
+        protocol.dataReceived(bytes.fromhex("160301020001") + bytes(range(0x20, 0x80)))
+        protocol.connectionLost(None)
+        self.assertEqual([b.reason for b in self.guard.take_bans()],
+                         ["protocol_mismatch"])
+
+    def test_mismatch(self):
+        """TLS, HTTP and binary starts are mismatches; SMTP, nothing or a
+        blank line are not."""
+        for first in (b"\x16\x03\x01\x02\x00\x01", b"GET / HTTP/1.1\r\n",
+                      b"post /x HTTP/1.0", b"PRI * HTTP/2.0\r\n", b"\x00\x00\x00\x85",
+                      b"\x1b[31m"):
+            self.assertTrue(acl.mismatch(first, "client"), first)
+        for first in (b"EHLO client.example\r\n", b"  helo x\r\n", b"", b"\r\n",
+                      b"QUIT\r\n"):
+            self.assertFalse(acl.mismatch(first, "client"), first)
+        self.assertTrue(acl.mismatch(b"EHLO x\r\n", "too_many_errors"))
+
     def test_error_storm(self):
         """A session closed for too many errors counts as a mismatch."""
         self.make(smart_acl={"max_mismatches": 1}, smtp={"error_sleep_time": 0})
@@ -222,7 +245,7 @@ class SmartBanTests(GateTestCase):
         """With smart ACLs off nobody is banned."""
         guard = self.make(smart_acl={"enabled": False, "max_mismatches": 1}).guard
         self.assertIsNone(guard.admit("192.0.2.7"))
-        self.assertIsNone(guard.closed("192.0.2.7", close_reason="forbidden_command"))
+        self.assertIsNone(guard.closed("192.0.2.7", mismatch=True))
         self.assertEqual(guard.take_bans(), [])
 
     def test_restore(self):
@@ -231,7 +254,7 @@ class SmartBanTests(GateTestCase):
         guard.replace(["198.51.100.0/24"], [])
         guard.admit("198.51.100.1")
         guard.admit("192.0.2.7")
-        guard.closed("192.0.2.7", close_reason="forbidden_command")
+        guard.closed("192.0.2.7", mismatch=True)
         hits, bans = guard.take_hits(), guard.take_bans()
         guard.restore(hits, bans)
         guard.replace([], [])

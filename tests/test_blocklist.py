@@ -108,7 +108,7 @@ class BlockListTestsMixin:
     def test_ban_written_and_expires(self):
         """A ban is written with its sensor and end, and is lifted once over."""
         self.guard.admit("198.51.100.4")
-        ban = self.guard.closed("198.51.100.4", close_reason="forbidden_command")
+        ban = self.guard.closed("198.51.100.4", mismatch=True)
         yield self.blocklist.sync()
         [row] = yield self.interact(acl_store.entries)
         self.assertEqual((row["entry"], row["reason"], row["sensor"],
@@ -125,7 +125,7 @@ class BlockListTestsMixin:
     def test_add_makes_ban_permanent(self):
         """Adding a banned address keeps it on the list for good."""
         self.guard.admit("198.51.100.4")
-        self.guard.closed("198.51.100.4", close_reason="forbidden_command")
+        self.guard.closed("198.51.100.4", mismatch=True)
         yield self.blocklist.sync()
         yield self.interact(acl_store.add, ["198.51.100.4/32"], [], NOW)
         self.clock.advance(7200)

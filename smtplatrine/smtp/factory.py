@@ -85,7 +85,7 @@ class HoneypotFactory(Factory):
         self.active -= 1
         record = session.record
         ban = self.guard.closed(session.identity["src_ip"], record.messages,
-                                record.close_reason)
+                                acl.mismatch(session.first_bytes, record.close_reason))
         if ban is not None:
             record.flag("banned")
             self.ban_event(session.identity, ban)

@@ -64,6 +64,8 @@ class SMTPSession(Protocol):
         self.record = SessionRecord(identity=self.identity, start=now)
         self._buffer = b""
         self._offset = 0
+        # What the client sent first, to tell SMTP from TLS, HTTP or binary.
+        self.first_bytes = b""
         self._mode = COMMAND
         self._busy = False
         self._processing = False
@@ -108,6 +110,8 @@ class SMTPSession(Protocol):
         self._last_activity = self.clock.seconds()
         if self._closing:
             return
+        if not self.first_bytes:
+            self.first_bytes = data[:16]
         if not self._greeted:
             self.record.flag("pregreet")
             self.record.pregreet += data[: 512 - len(self.record.pregreet)]
