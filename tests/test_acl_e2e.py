@@ -88,3 +88,30 @@ class MariaDBACLCommandTests(ACLCommandTestsMixin, unittest.TestCase):
         return {"engine": {"engine_backend": "mysql"},
                 "mysql": {"mysql_host": settings["host"], "mysql_port": settings["port"],
                           "mysql_database": settings["database"]}}
+
+
+class SmartBanTests(unittest.TestCase):
+
+    def test_http_client_banned(self):
+        """A client that keeps speaking HTTP is banned: refused from then on,
+        the ban in the block list with its reason, a warning in the log."""
+        honeypot = Honeypot(smart_acl={"enabled": "true", "max_mismatches": 2})
+        self.addCleanup(honeypot.stop)
+        for _ in range(2):
+            with socket.create_connection(("127.0.0.1", honeypot.port), 5) as s:
+                self.assertEqual(s.recv(200), BANNER)
+                s.sendall(b"GET / HTTP/1.1\r\nHost: mail.example.com\r\n\r\n")
+                self.assertEqual(s.recv(200), b"221 2.7.0 Error: I can break rules,"
+                                              b" too. Goodbye.\r\n")
+        with socket.create_connection(("127.0.0.1", honeypot.port), 5) as s:
+            self.assertEqual(s.recv(200), REJECTED)
+        honeypot.process.send_signal(signal.SIGHUP)
+        config = str(honeypot.directory / "etc")
+
+        def ban():
+            out = smtplatrine("acl", "list", "--config", config)[1]
+            return [line.split("\t") for line in out.splitlines()]
+        [row] = honeypot.wait_for(ban)
+        self.assertEqual((row[1], row[6], row[7]),
+                         ("127.0.0.1/32", "protocol_mismatch", "smtplatrine"))
+        self.assertIn("banned 127.0.0.1/32 for 3600s: protocol_mismatch", honeypot.output())
