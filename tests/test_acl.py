@@ -79,6 +79,21 @@ class ClientLimitTests(GateTestCase):
         self.assertEqual(self.connect(port=5)[1].value(), BANNER)
         self.assertEqual(self.refusals(), [("192.0.2.7", "client_rate", "3")])
 
+    def test_refused_aborted(self):
+        """A refused connection that cannot be closed (a TLS port that gets
+        no hello) is aborted after five seconds; one closed is left alone."""
+        self.make(protection={"max_connections_per_client": 1})
+        self.connect()
+        aborts = []
+        for port in (2, 3):
+            protocol, transport = self.connect(port=port)
+            transport.abortConnection = lambda port=port: aborts.append(port)
+        protocol.connectionLost(None)
+        self.clock.advance(4.9)
+        self.assertEqual(aborts, [])
+        self.clock.advance(0.1)
+        self.assertEqual(aborts, [2])
+
     def test_zero_is_no_limit(self):
         """0 turns the per-client limit and rate off."""
         self.make(protection={"max_connections_per_client": 0, "max_connection_rate": 0},

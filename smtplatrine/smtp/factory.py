@@ -5,7 +5,7 @@ from twisted.logger import Logger
 
 from smtplatrine import acl
 from smtplatrine.persona import wire
-from smtplatrine.smtp.protocol import SMTPSession
+from smtplatrine.smtp.protocol import ABORT_AFTER, SMTPSession
 from smtplatrine.smtp.record import identity
 
 log = Logger()
@@ -16,10 +16,12 @@ BUSY = "busy"
 
 class _Refused(Protocol):
     """A connection refused at the gate: an event, the persona's reply (or
-    nothing, for a block list hit with acl_action = close) and a close."""
+    nothing, for a block list hit with acl_action = close) and a close,
+    an abort if the close cannot finish (a TLS port that gets no hello)."""
 
     def __init__(self, refusal):
         self.refusal = refusal
+        self._abort = None
 
     def connectionMade(self):
         factory, refusal = self.factory, self.refusal
@@ -40,6 +42,14 @@ class _Refused(Protocol):
                                           arg=session["src_ip"])
             self.transport.write(wire(lines).encode("ascii"))
         self.transport.loseConnection()
+        self._abort = factory.clock.callLater(ABORT_AFTER, self._abort_now)
+
+    def _abort_now(self):
+        self.transport.abortConnection()
+
+    def connectionLost(self, reason):
+        if self._abort is not None and self._abort.active():
+            self._abort.cancel()
 
 
 class HoneypotFactory(Factory):

@@ -29,7 +29,7 @@ COMMAND, DATA, BDAT, AUTH = "command", "data", "bdat", "auth"
 # Long enough to hold back the start of a CRLF.CRLF split across reads.
 _HOLD = 4
 # Seconds a closing connection has to take its last reply.
-_ABORT_AFTER = 5
+ABORT_AFTER = 5
 # Bytes read ahead while a reply waits; past that, reading pauses.
 _MAX_WAITING = 65536
 # End-of-data variants that SMTP smuggling relies on; only CRLF.CRLF ends DATA.
@@ -663,7 +663,7 @@ class SMTPSession(Protocol):
         self.transport.loseConnection()
         if self._timer is not None and self._timer.active():
             self._timer.cancel()
-        self._timer = self.clock.callLater(_ABORT_AFTER, self.transport.abortConnection)
+        self._timer = self.clock.callLater(ABORT_AFTER, self.transport.abortConnection)
 
     # --- deadlines ---------------------------------------------------------
 
