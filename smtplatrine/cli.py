@@ -126,7 +126,7 @@ def main(argv=None):
         if options.command == "export":
             _export(options, dialect.connect(), dialect)
         else:
-            _acl(options, dialect.connect(), dialect, config)
+            _acl(options, dialect.connect(create=True), dialect, config)
     except dialects.Rejected as e:
         sys.exit(f"smtplatrine: {dialect.describe()}: {e}")
     except Exception as e:

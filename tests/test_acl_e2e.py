@@ -1,15 +1,17 @@
 """``smtplatrine acl`` against a running twistd: a change applies on SIGHUP,
 on SQLite and on MariaDB."""
 
+import os
 import signal
 import socket
 import subprocess
 import sys
+from pathlib import Path
 
 from twisted.trial import unittest
 
 from tests.mariadb import shared_database
-from tests.process import Honeypot, environment
+from tests.process import Honeypot, environment, write_config
 
 REJECTED = b"554 5.7.1 <unknown[127.0.0.1]>: Client host rejected: Access denied\r\n"
 BANNER = b"220 mail.example.com ESMTP Postfix (Debian/GNU)\r\n"
@@ -75,6 +77,21 @@ class ACLCommandTestsMixin:
         self.assertIn("'192.0.2.7/24' is not an IP address or network"
                       " (192.0.2.7/24 has host bits set)", err)
         self.assertNotIn("Traceback", err)
+
+
+class FirstStartTests(unittest.TestCase):
+
+    def test_before_first_start(self):
+        """The list can be filled before the sensor ever ran: the database
+        is made, and the entries are there."""
+        directory = Path(os.path.abspath(self.mktemp()))
+        write_config(directory / "etc", {"server": {"data_dir": directory / "data"}})
+        config = str(directory / "etc")
+        code, _, err = smtplatrine("acl", "add", "192.0.2.0/24", "--config", config)
+        self.assertEqual(code, 0, err)
+        code, out, _ = smtplatrine("acl", "list", "--config", config)
+        self.assertEqual([line.split("\t")[:2] for line in out.splitlines()],
+                         [["ip", "192.0.2.0/24"]])
 
 
 class SQLiteACLCommandTests(ACLCommandTestsMixin, unittest.TestCase):
