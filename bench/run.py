@@ -444,6 +444,11 @@ class Honeypot(Server):
             f"[server]\nhostname = mail.example.com\ndata_dir = {self.data_dir}\n")
         (self.conf_dir / "smtp.ini").write_text(
             "[smtp]\nmessage_size_limit = 104857600\n")
+        # All the load comes from 127.0.0.1: no per-client limits or bans
+        # (bench/per_client.py measures those).
+        (self.conf_dir / "protection.ini").write_text(
+            "[protection]\nmax_connections_per_client = 0\nmax_connection_rate = 0\n"
+            "[smart_acl]\nenabled = false\n")
         if self.overrides:
             (self.conf_dir / self.OVERRIDES_INI).write_text("".join(
                 f"[{section}]\n" + "".join(f"{k} = {v}\n" for k, v in items.items())

@@ -49,6 +49,24 @@ class NonPrivileged:
 @attrs.frozen
 class Protection:
     max_connections: int = attrs.field(default=1000, validator=_positive)
+    max_connections_per_client: int = attrs.field(default=50, validator=_non_negative)
+    client_ipv6_prefix: int = attrs.field(default=64, validator=v.and_(_positive, v.le(128)),
+                                          metadata=_allowed("a prefix length, 1 to 128"))
+    max_connection_rate: int = attrs.field(default=100, validator=_non_negative)
+    rate_window: float = attrs.field(default=60.0, validator=_positive)
+    acl_action: str = attrs.field(default="reject", validator=v.in_(["reject", "close"]),
+                                  metadata=_allowed("reject or close"))
+    acl_reload_interval: float = attrs.field(default=60.0, validator=_positive)
+
+
+@attrs.frozen
+class SmartACL:
+    enabled: bool = True
+    window: float = attrs.field(default=60.0, validator=_positive)
+    max_connections: int = attrs.field(default=600, validator=_non_negative)
+    max_messages: int = attrs.field(default=300, validator=_non_negative)
+    max_mismatches: int = attrs.field(default=5, validator=_non_negative)
+    ban_time: float = attrs.field(default=3600.0, validator=_positive)
 
 
 @attrs.frozen
@@ -178,6 +196,7 @@ class Config:
     server: Server = Server()
     non_privileged: NonPrivileged = NonPrivileged()
     protection: Protection = Protection()
+    smart_acl: SmartACL = SmartACL()
     smtp: SMTP = SMTP()
     smtp_features: Features = Features()
     logger: Logger = Logger()

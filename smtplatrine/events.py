@@ -39,6 +39,10 @@ EVENTS = {
     "smtplatrine.message.quarantined": (
         LogLevel.warn, "message {message} quarantined: {reason}"),
     "smtplatrine.session.stored": (LogLevel.debug, "session stored"),
+    "smtplatrine.acl.refused": (
+        LogLevel.debug, "refused {src_ip}: {reason} ({entry})"),
+    "smtplatrine.acl.banned": (
+        LogLevel.warn, "banned {network} for {seconds:.0f}s: {reason}"),
     "smtplatrine.session.closed": (
         LogLevel.info, "closed after {duration:.1f}s, {messages} message(s)"),
 }

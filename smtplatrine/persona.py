@@ -83,6 +83,9 @@ POSTFIX = Persona(
         "too_many_errors": "421 4.7.0 {hostname} Error: too many errors",
         "timeout": "421 4.4.2 {hostname} Error: timeout exceeded",
         "busy": "421 4.7.0 {hostname} Error: too many connections",
+        "busy_client": "421 4.7.0 {hostname} Error: too many connections from {arg}",
+        "client_rejected": "554 5.7.1 <unknown[{arg}]>: Client host rejected:"
+                           " Access denied",
         "write_error": "451 4.3.0 Error: queue file write error",
         "no_space": "452 4.3.1 Insufficient system storage",
         "tls_go": "220 2.0.0 Ready to start TLS",

@@ -6,6 +6,7 @@ becoming that user, before the reactor runs.
 """
 
 import contextlib
+import ctypes
 import encodings
 import errno
 import grp
@@ -13,6 +14,7 @@ import importlib
 import os
 import pkgutil
 import pwd
+import signal
 import syslog
 from pathlib import Path
 
@@ -26,7 +28,8 @@ from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.python.failure import Failure
 from twisted.python.threadpool import ThreadPool
 
-from smtplatrine import tls
+from smtplatrine import acl, geoip, safety, tls
+from smtplatrine.blocklist import BlockList
 from smtplatrine.disk import DiskWorker
 from smtplatrine.events import Events, JSONLinesOutput, SyslogOutput
 from smtplatrine.parse import Limits
@@ -80,15 +83,57 @@ def become(ids, data_dir, *others):
         for root, dirs, files in os.walk(top):
             for name in [root, *(os.path.join(root, n) for n in dirs + files)]:
                 os.chown(name, uid, gid)
+    drop_bounding_set()
     os.setgroups([])
     os.setgid(gid)
     os.setuid(uid)
+    no_new_privileges()
+    left = capabilities()
+    if any(left.values()):
+        raise SystemExit(f"smtplatrine: capabilities left after becoming uid {uid}:"
+                         f" {left}; refusing to run with them")
     if not os.access(data_dir, os.R_OK | os.W_OK | os.X_OK):
         name = pwd.getpwuid(uid).pw_name
         raise SystemExit(f"smtplatrine: {name} cannot reach data_dir {data_dir}"
                          f" (a parent directory is closed to it); choose a"
                          f" data_dir that {name} can reach, or another user")
     log.info("running as uid {uid}, gid {gid}", uid=uid, gid=gid)
+
+
+_PR_CAPBSET_DROP, _PR_SET_NO_NEW_PRIVS = 24, 38
+
+
+def _prctl(option, value):
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(option, value, 0, 0, 0) != 0:
+        error = ctypes.get_errno()
+        raise OSError(error, os.strerror(error))
+
+
+def drop_bounding_set():
+    """Remove every capability from the bounding set, so that nothing this
+    process runs later can gain one (needs CAP_SETPCAP, which root has)."""
+    last = int(Path("/proc/sys/kernel/cap_last_cap").read_text())
+    for capability in range(last + 1):
+        try:
+            _prctl(_PR_CAPBSET_DROP, capability)
+        except OSError as e:
+            raise SystemExit(f"smtplatrine: cannot drop capability {capability}"
+                             f" from the bounding set ({e.strerror}); start as"
+                             f" root with CAP_SETPCAP, or use systemd socket"
+                             f" activation (contrib/)") from None
+
+
+def no_new_privileges():
+    """No set-user-ID program or file capability can raise us again."""
+    _prctl(_PR_SET_NO_NEW_PRIVS, 1)
+
+
+def capabilities(status="/proc/self/status"):
+    """The capability sets of this process: {"CapEff": int, ...}."""
+    return {line.split(":")[0]: int(line.split()[1], 16)
+            for line in Path(status).read_text().splitlines()
+            if line.startswith("Cap")}
 
 
 class _SyslogObserver:
@@ -113,6 +158,7 @@ class HoneypotService(Service):
 
     def privilegedStartService(self):
         config = self.config
+        safety.check(config)
         ids = unprivileged_ids(config.non_privileged.user, config.non_privileged.group)
         data_dir = Path(config.server.data_dir)
         try:
@@ -139,12 +185,25 @@ class HoneypotService(Service):
         self._start_pipeline(spool, *store_dirs)
         self.factory = HoneypotFactory(
             config, PERSONAS[config.smtp.persona], self.reactor, spool,
-            self.events, tls_options)
+            self.events, tls_options, self._guard())
         for description in self.listen:
             self._listen(description, cert, key, tls_options)
         if ids is not None:
             become(ids, data_dir, *(d for d in store_dirs if d is not None))
         super().privilegedStartService()
+
+    def _guard(self):
+        """The gate of the listeners, and what keeps its block list current."""
+        config = self.config
+        # A missing file matters only once a country is on the list (the
+        # block list says so then); the enrichers report it themselves.
+        path = config.meta.geoip_main_file
+        reader = (geoip.open_database(path, "geoip_main_file")
+                  if config.meta.geoip_enable and Path(path).exists() else None)
+        guard = acl.Guard(config.protection, config.smart_acl, self.reactor, reader)
+        self.blocklist = BlockList(guard, self.database, config.server.sensor_name,
+                                   self.reactor, config.protection.acl_reload_interval)
+        return guard
 
     def _store_dirs(self, data_dir):
         """The attachment and raw-message directories (None: not kept on
@@ -257,9 +316,15 @@ class HoneypotService(Service):
         super().startService()
         self.threadpool.start()
         self.pipeline.start()
+        self.blocklist.start()
+        # SIGHUP: reload the block list now (smtplatrine acl add|remove).
+        self._sighup = signal.signal(
+            signal.SIGHUP, lambda *_: self.reactor.callFromThread(self.blocklist.sync))
 
     def stopService(self):
         super().stopService()
+        signal.signal(signal.SIGHUP, self._sighup)
+        self.blocklist.stop()
         self.pipeline.stop()
         self.threadpool.stop()
         self.database.close()

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import attrs
 from twisted.internet import defer
-from twisted.internet.address import IPv4Address
+from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 
@@ -92,9 +92,11 @@ class TLSStringTransport(StringTransport):
 
 
 def connect(factory, peer=("192.0.2.7", 40000), server=("198.51.100.1", 25)):
-    """A session of *factory* connected to a StringTransport."""
+    """A session of *factory* connected to a StringTransport (IPv6 when
+    the *peer* address is)."""
+    kind = IPv6Address if ":" in peer[0] else IPv4Address
     transport = TLSStringTransport(
-        peerAddress=IPv4Address("TCP", *peer), hostAddress=IPv4Address("TCP", *server))
+        peerAddress=kind("TCP", *peer), hostAddress=kind("TCP", *server))
     protocol = factory.buildProtocol(transport.getPeer())
     protocol.makeConnection(transport)
     return protocol, transport

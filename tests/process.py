@@ -74,6 +74,12 @@ class Honeypot:
         self.port, self.tls_port = free_port(), free_port()
         sections.setdefault("server", {})
         sections["server"].setdefault("data_dir", self.data)
+        # Every test client is 127.0.0.1: no per-client limits or smart bans
+        # unless a test sets them (tests/test_acl*.py, bench/per_client.py).
+        protection = sections["protection"] = dict(sections.get("protection", {}))
+        protection.setdefault("max_connections_per_client", 0)
+        protection.setdefault("max_connection_rate", 0)
+        sections.setdefault("smart_acl", {"enabled": "false"})
         sections["server"].setdefault("listen", "")
         write_config(self.directory / "etc", sections)
         self.mysql = None

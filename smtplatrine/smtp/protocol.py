@@ -10,7 +10,6 @@ pipelined commands wait in the buffer.
 
 import errno
 import secrets
-import uuid
 
 import attrs
 
@@ -22,7 +21,7 @@ from zope.interface import implementer
 from smtplatrine.events import printable
 from smtplatrine.persona import wire
 from smtplatrine.smtp import auth, envelope
-from smtplatrine.smtp.record import Envelope, SessionRecord
+from smtplatrine.smtp.record import Envelope, SessionRecord, identity
 
 log = Logger()
 
@@ -30,7 +29,7 @@ COMMAND, DATA, BDAT, AUTH = "command", "data", "bdat", "auth"
 # Long enough to hold back the start of a CRLF.CRLF split across reads.
 _HOLD = 4
 # Seconds a closing connection has to take its last reply.
-_ABORT_AFTER = 5
+ABORT_AFTER = 5
 # Bytes read ahead while a reply waits; past that, reading pauses.
 _MAX_WAITING = 65536
 # End-of-data variants that SMTP smuggling relies on; only CRLF.CRLF ends DATA.
@@ -60,17 +59,13 @@ class SMTPSession(Protocol):
         self.features = factory.config.smtp_features
         self.persona = factory.persona
         self.clock = factory.clock
-        peer, host = self.transport.getPeer(), self.transport.getHost()
-        self.identity = {
-            "session": str(uuid.uuid4()),
-            "sensor": factory.config.server.sensor_name,
-            "src_ip": getattr(peer, "host", ""), "src_port": getattr(peer, "port", 0),
-            "dst_ip": getattr(host, "host", ""), "dst_port": getattr(host, "port", 0),
-        }
+        self.identity = identity(self.transport, factory.config.server.sensor_name)
         now = self.clock.seconds()
         self.record = SessionRecord(identity=self.identity, start=now)
         self._buffer = b""
         self._offset = 0
+        # What the client sent first, to tell SMTP from TLS, HTTP or binary.
+        self.first_bytes = b""
         self._mode = COMMAND
         self._busy = False
         self._processing = False
@@ -115,6 +110,8 @@ class SMTPSession(Protocol):
         self._last_activity = self.clock.seconds()
         if self._closing:
             return
+        if not self.first_bytes:
+            self.first_bytes = data[:16]
         if not self._greeted:
             self.record.flag("pregreet")
             self.record.pregreet += data[: 512 - len(self.record.pregreet)]
@@ -666,7 +663,7 @@ class SMTPSession(Protocol):
         self.transport.loseConnection()
         if self._timer is not None and self._timer.active():
             self._timer.cancel()
-        self._timer = self.clock.callLater(_ABORT_AFTER, self.transport.abortConnection)
+        self._timer = self.clock.callLater(ABORT_AFTER, self.transport.abortConnection)
 
     # --- deadlines ---------------------------------------------------------
 

@@ -2,7 +2,7 @@
 interactions that fail say whether to retry later (:class:`Unavailable`) or
 never (:class:`Rejected`)."""
 
-from twisted.internet import threads
+from twisted.internet import defer, threads
 from twisted.logger import Logger
 
 from smtplatrine.store import schema
@@ -20,6 +20,8 @@ class Database:
         # Read now: after the privilege drop the package may be out of reach.
         self._migrations = dialect.migrations()
         self.pool = dialect.pool()
+        self._open = False
+        self._waiting = []
 
     async def open(self):
         """Create the database if allowed and bring its schema up to date."""
@@ -33,7 +35,20 @@ class Database:
         if applied:
             log.info("database {db}: schema upgraded to version {version}",
                      db=self.dialect.describe(), version=version)
+        self._open = True
+        waiting, self._waiting = self._waiting, []
+        for d in waiting:
+            d.callback(None)
         return version
+
+    def when_open(self):
+        """A Deferred that fires once :meth:`open` has brought the schema
+        up to date (at once if it has)."""
+        if self._open:
+            return defer.succeed(None)
+        d = defer.Deferred()
+        self._waiting.append(d)
+        return d
 
     async def run(self, interaction, *args):
         """``interaction(cursor, *args)`` in one transaction.  A connection

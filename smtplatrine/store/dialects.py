@@ -91,9 +91,13 @@ class SQLite(_Dialect):
         return _pool("sqlite3", str(self.path), check_same_thread=False, timeout=30,
                      cp_min=1, cp_max=1, cp_openfun=self._setup)
 
-    def connect(self):
-        """A plain DB-API connection (for the command line tools)."""
-        connection = sqlite3.connect(self.path.resolve().as_uri() + "?mode=rw",
+    def connect(self, create=False):
+        """A plain DB-API connection (for the command line tools); with
+        *create*, the file (and its directory) is made if missing."""
+        if create:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        mode = "rwc" if create else "rw"
+        connection = sqlite3.connect(self.path.resolve().as_uri() + "?mode=" + mode,
                                      uri=True, timeout=30)
         self._setup(connection)
         return connection
@@ -163,9 +167,13 @@ class MySQL(_Dialect):
         return _pool("MySQLdb", cp_min=1, cp_max=self.settings.mysql_connections,
                      cp_reconnect=True, cp_openfun=self._setup, **self._connect_args())
 
-    def connect(self):
-        """A plain DB-API connection (for the command line tools)."""
+    def connect(self, create=False):
+        """A plain DB-API connection (for the command line tools); with
+        *create*, the database is made if missing and mysql_auto_create_db
+        allows."""
         import MySQLdb
+        if create:
+            self.prepare()
         connection = MySQLdb.connect(**self._connect_args())
         self._setup(connection)
         return connection

@@ -1,0 +1,166 @@
+"""The block list in the database (SQLite and MariaDB) and its sync with
+the gate."""
+
+import tempfile
+from pathlib import Path
+
+from twisted.internet import defer
+from twisted.internet.task import Clock
+from twisted.trial import unittest
+
+from smtplatrine import acl
+from smtplatrine.blocklist import BlockList
+from smtplatrine.config import MySQL as MySQLSettings
+from smtplatrine.config import Protection, SmartACL
+from smtplatrine.store import acl as acl_store
+from smtplatrine.store import dialects
+from smtplatrine.store.database import Database
+from smtplatrine.store.dialects import Unavailable
+from tests.mariadb import shared_database
+
+NOW = 1767225600.0      # 2026-01-01 00:00:00 UTC
+
+
+class BlockListTestsMixin:
+    """What the block list does on every database; ``make_dialect`` says which."""
+
+    @defer.inlineCallbacks
+    def setUp(self):
+        self.database = Database(self.make_dialect())
+        self.addCleanup(self.database.close)
+        yield defer.Deferred.fromCoroutine(self.database.open())
+        self.clock = Clock()
+        self.clock.advance(NOW)
+        self.guard = acl.Guard(Protection(), SmartACL(max_mismatches=1), self.clock)
+        self.blocklist = BlockList(self.guard, self.database, "sensor-a", self.clock, 60)
+
+    def interact(self, function, *args):
+        return defer.Deferred.fromCoroutine(
+            self.database.run(function, self.database.dialect, *args))
+
+    @defer.inlineCallbacks
+    def test_add_list_remove(self):
+        """Entries added are listed with their time, and removed again;
+        adding one twice or removing one not there changes nothing."""
+        added = yield self.interact(acl_store.add, ["192.0.2.0/24", "2001:db8::/32"], ["CN"],
+                               NOW, "spam run")
+        self.assertEqual(added, ["192.0.2.0/24", "2001:db8::/32", "CN"])
+        again = yield self.interact(acl_store.add, ["192.0.2.0/24"], [], NOW + 1)
+        self.assertEqual(again, [])
+        rows = yield self.interact(acl_store.entries)
+        self.assertEqual([(r["kind"], r["entry"], r["tries"], r["reason"], r["expires"])
+                          for r in rows],
+                         [("ip", "192.0.2.0/24", 0, "spam run", None),
+                          ("ip", "2001:db8::/32", 0, "spam run", None),
+                          ("country", "CN", 0, "spam run", None)])
+        self.assertEqual(str(rows[0]["added"])[:19], "2026-01-01 00:00:00")
+        removed = yield self.interact(acl_store.remove, ["2001:db8::/32", "10.0.0.0/8"], ["CN"])
+        self.assertEqual(removed, ["2001:db8::/32", "CN"])
+        rows = yield self.interact(acl_store.entries)
+        self.assertEqual([r["entry"] for r in rows], ["192.0.2.0/24"])
+
+    @defer.inlineCallbacks
+    def test_sync_loads_and_counts(self):
+        """A sync loads the list into the gate and writes the hits back."""
+        yield self.interact(acl_store.add, ["192.0.2.0/24"], ["CN"], NOW)
+        yield self.blocklist.sync()
+        self.assertEqual(self.guard.blocked("192.0.2.9"), ("ip", "192.0.2.0/24"))
+        self.clock.advance(30)
+        self.guard.admit("192.0.2.9")
+        self.guard.admit("192.0.2.10")
+        yield self.blocklist.sync()
+        [row] = [r for r in (yield self.interact(acl_store.entries)) if r["kind"] == "ip"]
+        self.assertEqual((row["tries"], str(row["last_seen"])[:19]),
+                         (2, "2026-01-01 00:00:30"))
+
+    @defer.inlineCallbacks
+    def test_periodic_reload(self):
+        """Started, the list is loaded at once and again every interval."""
+        runs = []
+        real_run = self.database.run
+
+        async def run(*args):
+            runs.append(defer.Deferred.fromCoroutine(real_run(*args)))
+            return await runs[-1]
+
+        self.database.run = run
+        self.blocklist.start()
+        self.addCleanup(self.blocklist.stop)
+        yield runs[0]
+        yield self.interact(acl_store.add, ["192.0.2.0/24"], [], NOW)
+        self.clock.advance(59)
+        self.assertEqual(len(runs), 2)
+        self.assertIsNone(self.guard.blocked("192.0.2.9"))
+        self.clock.advance(1)
+        yield runs[2]
+        self.assertEqual(self.guard.blocked("192.0.2.9"), ("ip", "192.0.2.0/24"))
+
+    @defer.inlineCallbacks
+    def test_removed_entry_lifted(self):
+        """An entry removed from the database is lifted at the next sync."""
+        yield self.interact(acl_store.add, ["192.0.2.0/24"], [], NOW)
+        yield self.blocklist.sync()
+        yield self.interact(acl_store.remove, ["192.0.2.0/24"], [])
+        yield self.blocklist.sync()
+        self.assertIsNone(self.guard.blocked("192.0.2.9"))
+
+    @defer.inlineCallbacks
+    def test_ban_written_and_expires(self):
+        """A ban is written with its sensor and end, and is lifted once over."""
+        self.guard.admit("198.51.100.4")
+        ban = self.guard.closed("198.51.100.4", mismatch=True)
+        yield self.blocklist.sync()
+        [row] = yield self.interact(acl_store.entries)
+        self.assertEqual((row["entry"], row["reason"], row["sensor"],
+                          str(row["expires"])[:19]),
+                         ("198.51.100.4/32", "protocol_mismatch", "sensor-a",
+                          "2026-01-01 01:00:00"))
+        self.assertEqual(ban.seconds, 3600)
+        self.assertIsNotNone(self.guard.blocked("198.51.100.4"))
+        self.clock.advance(3601)
+        yield self.blocklist.sync()
+        self.assertIsNone(self.guard.blocked("198.51.100.4"))
+
+    @defer.inlineCallbacks
+    def test_add_makes_ban_permanent(self):
+        """Adding a banned address keeps it on the list for good."""
+        self.guard.admit("198.51.100.4")
+        self.guard.closed("198.51.100.4", mismatch=True)
+        yield self.blocklist.sync()
+        yield self.interact(acl_store.add, ["198.51.100.4/32"], [], NOW)
+        self.clock.advance(7200)
+        yield self.blocklist.sync()
+        self.assertIsNotNone(self.guard.blocked("198.51.100.4"))
+
+    @defer.inlineCallbacks
+    def test_database_down(self):
+        """With the database gone the loaded list stays in force, and the
+        hits wait for the next sync."""
+        yield self.interact(acl_store.add, ["192.0.2.0/24"], [], NOW)
+        yield self.blocklist.sync()
+        self.guard.admit("192.0.2.9")
+        real_run = self.database.run
+
+        async def unavailable(*args):
+            raise Unavailable("MySQL error 2003: Can't connect to server")
+
+        self.database.run = unavailable
+        yield self.blocklist.sync()
+        self.database.run = real_run
+        self.assertIsNotNone(self.guard.blocked("192.0.2.9"))
+        self.assertEqual(self.guard.take_hits(), {("ip", "192.0.2.0/24"): [1, NOW]})
+
+
+class SQLiteBlockListTests(BlockListTestsMixin, unittest.TestCase):
+    def make_dialect(self):
+        return dialects.SQLite(Path(tempfile.mkdtemp()) / "store.sqlite")
+
+
+class MariaDBBlockListTests(BlockListTestsMixin, unittest.TestCase):
+    def make_dialect(self):
+        settings = shared_database(self)
+        return dialects.MySQL(MySQLSettings(
+            mysql_host=settings["host"], mysql_port=settings["port"],
+            mysql_username=settings["user"], mysql_password=settings["password"],
+            mysql_database=settings["database"]))
+
