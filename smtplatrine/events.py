@@ -39,6 +39,13 @@ EVENTS = {
     "smtplatrine.message.quarantined": (
         LogLevel.warn, "message {message} quarantined: {reason}"),
     "smtplatrine.session.stored": (LogLevel.debug, "session stored"),
+    "smtplatrine.enrichment": (
+        LogLevel.info, "{provider} on {kind} {indicator}: found={found}"),
+    "smtplatrine.enrichment.queued": (
+        LogLevel.info, "{provider} on {kind} {indicator} waits until {until:.0f}:"
+                       " {reason}"),
+    "smtplatrine.enrichment.failed": (
+        LogLevel.warn, "{provider} on {kind} {indicator} failed: {reason}"),
     "smtplatrine.session.closed": (
         LogLevel.info, "closed after {duration:.1f}s, {messages} message(s)"),
 }

@@ -180,11 +180,30 @@ class HoneypotService(Service):
                         header_bytes=store.parse_max_header_bytes)
         self.threadpool = ThreadPool(1, 2, name="smtplatrine-parse")
         concurrency = config.mysql.mysql_connections if dialect.name == "mysql" else 2
+        self.enrichment = self._enrichment()
         self.pipeline = Pipeline(
             self.reactor, spool.root, self.database, self.events, limits, attachments,
-            raw, self.threadpool, concurrency, store.retry_max_delay)
+            raw, self.threadpool, concurrency, store.retry_max_delay,
+            on_stored=self.enrichment.submit if self.enrichment else None)
         spool.ready = self.pipeline.notify
         log.info("storing into {db}", db=dialect.describe())
+
+    def _enrichment(self):
+        """The enrichment service (None when [meta] turns it off) with the
+        enrichers found as plugins, configured now (files opened, heavy
+        modules imported) while everything can still be read."""
+        meta = self.config.meta
+        if not meta.meta_enable:
+            return None
+        from smtplatrine.enrich import service as enrich
+        enrichers = enrich.configure(enrich.discover(), enrich.context(meta, self.reactor))
+        enrichment = enrich.EnrichmentService(
+            self.reactor, self.database, self.events, enrichers,
+            self.config.server.sensor_name, meta.meta_timeout, meta.meta_concurrency,
+            meta.meta_queue_interval, meta.meta_retry_delay)
+        log.info("enrichers: {names}", names=", ".join(sorted(enrichment.enrichers))
+                 or "none")
+        return enrichment
 
     def _tls(self, data_dir):
         """The certificate and key paths, and the TLS options (None when
@@ -257,10 +276,14 @@ class HoneypotService(Service):
         super().startService()
         self.threadpool.start()
         self.pipeline.start()
+        if self.enrichment is not None:
+            self.enrichment.start()
 
     def stopService(self):
         super().stopService()
         self.pipeline.stop()
+        if self.enrichment is not None:
+            self.enrichment.stop()
         self.threadpool.stop()
         self.database.close()
         for observer in self.observers:

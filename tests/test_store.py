@@ -89,10 +89,13 @@ class StoreTestsMixin:
 
     @defer.inlineCallbacks
     def test_schema_version(self):
-        """The schema is created at version 1, and opening again keeps it."""
+        """Every schema file is applied once, in order, and opening again
+        keeps it so."""
         yield defer.Deferred.fromCoroutine(self.database.open())
-        rows = yield self.query("SELECT version FROM schema_version")
-        self.assertEqual(rows, [(1,)])
+        rows = yield self.query("SELECT version FROM schema_version ORDER BY version")
+        files = sorted((Path(__file__).parent.parent / "sql" / "sqlite").glob("*.sql"))
+        self.assertEqual(rows, [(int(f.name.split("_")[0]),) for f in files])
+        self.assertEqual(rows[:2], [(1,), (2,)])
 
     @defer.inlineCallbacks
     def test_message_columns(self):
