@@ -73,6 +73,8 @@ class Honeypot:
         self.data = self.directory / "data"
         self.port, self.tls_port = free_port(), free_port()
         sections.setdefault("server", {})
+        # Enrichers would ask the machine's DNS resolvers: only on request.
+        sections.setdefault("meta", {"meta_enable": "false"})
         sections["server"].setdefault("data_dir", self.data)
         sections["server"].setdefault("listen", "")
         write_config(self.directory / "etc", sections)

@@ -18,7 +18,7 @@ class _TooLarge(Exception):
 
 def header(response, name):
     """The first value of the response header *name* as text, or None."""
-    values = response.headers.getRawHeaders(name)
+    values = response.headers.getRawHeaders(name.encode("ascii"))
     return values[0].decode("latin-1") if values else None
 
 

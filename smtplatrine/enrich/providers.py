@@ -113,7 +113,7 @@ class OTX(HTTPEnricher):
         section = "file" if kind == "sha256" else (
             "IPv6" if ":" in indicator else "IPv4")
         _, answer = await get_json(
-            self.http, f"{self.url}/indicators/{section}/{quote(indicator)}/general",
+            self.http, f"{self.url}/indicators/{section}/{quote(indicator, safe=':')}/general",
             {"X-OTX-API-KEY": [self.key]}, self.clock.seconds())
         if answer is None:
             return Result(None)

@@ -14,6 +14,7 @@ from twisted.internet import defer
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.plugin import getPlugins
+from twisted.python.failure import Failure
 
 from smtplatrine.enrich import indicators
 from smtplatrine.events import printable
@@ -173,7 +174,8 @@ class EnrichmentService:
             retry = e.transient and attempts + 1 < MAX_ATTEMPTS
             if retry:
                 await self._later(enricher, kind, indicator, message, attempts + 1,
-                                  now + self._retry_delay * 2 ** attempts)
+                                  self._reactor.seconds()
+                                  + self._retry_delay * 2 ** attempts)
             self._emit("smtplatrine.enrichment.failed", identity, enricher, kind,
                        indicator, message, reason=printable(str(e))[:500],
                        retry=retry)
@@ -194,15 +196,15 @@ class EnrichmentService:
             answer = enricher.lookup(kind, indicator)
             return (await answer) if inspect.isawaitable(answer) else answer
 
+        def timed_out(result, timeout):
+            return Failure(LookupFailed(f"no answer within {timeout:g} s", transient=True))
+
         d = defer.Deferred.fromCoroutine(call())
-        d.addTimeout(self._timeout, self._reactor)
+        d.addTimeout(self._timeout, self._reactor, onTimeoutCancel=timed_out)
         try:
             result = await d
         except (RateLimited, LookupFailed):
             raise
-        except defer.TimeoutError:
-            raise LookupFailed(f"no answer within {self._timeout:g} s",
-                               transient=True) from None
         except Exception as e:
             raise LookupFailed(f"the enricher raised {e!r}") from None
         if not isinstance(result, Result) or not (
