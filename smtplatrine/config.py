@@ -184,7 +184,8 @@ class Meta:
     geoip_asn_file: str = "/var/lib/GeoIP/GeoLite2-ASN.mmdb"
     rdns_enable: bool = True
     rdns_server: str = attrs.field(
-        default="", validator=v.matches_re(r"|[0-9.]+:[0-9]{1,5}|\[[0-9A-Fa-f:.]+\]:[0-9]{1,5}"),
+        default="",
+        validator=v.matches_re(r"|[0-9.]+:[0-9]{1,5}|\[[0-9A-Fa-f:.]+\]:[0-9]{1,5}"),
         metadata=_allowed("empty (/etc/resolv.conf) or ADDRESS:PORT, [IPv6]:PORT"))
     rdns_timeout: float = attrs.field(default=5.0, validator=_positive)
     abuseipdb_enable: bool = False

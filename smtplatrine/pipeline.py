@@ -92,7 +92,7 @@ class Pipeline:
         self._threadpool = threadpool
         self._concurrency = concurrency
         self._max_delay = max_delay
-        self._on_stored = on_stored
+        self.on_stored = on_stored
         self._queue = deque()
         self._queued = set()
         self._running = 0
@@ -238,9 +238,9 @@ class Pipeline:
             size=metadata["size"], sha256=metadata["sha256"],
             attachments=len(parsed.attachments), urls=len(parsed.urls),
             defects=len(parsed.defects))
-        if self._on_stored is not None:
+        if self.on_stored is not None:
             try:
-                self._on_stored(prepared)
+                self.on_stored(prepared)
             except Exception:
                 log.failure("pipeline: after message {message} was stored",
                             message=metadata["message"])

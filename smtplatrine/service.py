@@ -197,8 +197,10 @@ class HoneypotService(Service):
             return None
         from smtplatrine.enrich import service as enrich
         enrichers = enrich.configure(enrich.discover(), enrich.context(meta, self.reactor))
+        # Its own connections: lookups never wait for, or hold up, storage.
+        self.enrichment_database = Database(self.database.dialect, create=False)
         enrichment = enrich.EnrichmentService(
-            self.reactor, self.database, self.events, enrichers,
+            self.reactor, self.enrichment_database, self.events, enrichers,
             self.config.server.sensor_name, meta.meta_timeout, meta.meta_concurrency,
             meta.meta_queue_interval, meta.meta_retry_delay)
         log.info("enrichers: {names}", names=", ".join(sorted(enrichment.enrichers))
@@ -284,6 +286,7 @@ class HoneypotService(Service):
         self.pipeline.stop()
         if self.enrichment is not None:
             self.enrichment.stop()
+            self.enrichment_database.close()
         self.threadpool.stop()
         self.database.close()
         for observer in self.observers:

@@ -306,7 +306,8 @@ class HTTPProviderTests(unittest.TestCase):
             "whitelisted": False}))
         [(uri, headers)] = resource.requests
         self.assertEqual(uri, "/api/v2/check?ipAddress=8.8.8.8&maxAgeInDays=90")
-        self.assertEqual((headers["key"], headers["accept"]), ("abuse-key", "application/json"))
+        self.assertEqual((headers["key"], headers["accept"]),
+                         ("abuse-key", "application/json"))
 
     def test_abuseipdb_quota_spent(self):
         """X-RateLimit-Remaining: 0 holds AbuseIPDB until X-RateLimit-Reset."""

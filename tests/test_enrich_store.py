@@ -1,8 +1,6 @@
 """Enrichment state in the database (cache, quotas, holds, queue): the same
 tests against SQLite and against MariaDB."""
 
-import tempfile
-from pathlib import Path
 
 from twisted.internet import defer
 from twisted.trial import unittest

@@ -8,7 +8,6 @@ drained of what is due, by this sensor or any other, also after a restart.
 """
 
 import inspect
-from collections import deque
 
 from twisted.internet import defer
 from twisted.internet.task import LoopingCall
@@ -82,12 +81,16 @@ class EnrichmentService:
         self._drainer = LoopingCall(self.drain)
         self._drainer.clock = reactor
         self._draining = False
+        self._stopped = False
 
     def start(self):
         if self.enrichers:
             self._drainer.start(self._queue_interval, now=False)
 
     def stop(self):
+        """Stop draining the queue; lookups still running end quietly (what
+        they did not store is looked up again later)."""
+        self._stopped = True
         if self._drainer.running:
             self._drainer.stop()
 
@@ -225,6 +228,8 @@ class EnrichmentService:
                           kind=kind, indicator=indicator, **fields)
 
     def _failed(self, failure, what):
+        if self._stopped:
+            return
         if failure.check(Unavailable, Rejected):
             log.warn("enrichment of {what} skipped: database: {error}", what=what,
                      error=str(failure.value))

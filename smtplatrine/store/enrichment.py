@@ -69,9 +69,9 @@ def take_quota(cursor, dialect, provider, per_minute, per_day, now):
 
 def hold(cursor, dialect, provider, until, reason):
     """Ask *provider* nothing before *until* (a 429, a spent quota)."""
-    cursor.execute(dialect.upsert("honeypot_enrichment_hold", ["provider", "hold_until", "reason"],
-                                  ["provider"], {"hold_until": "max", "reason": "new"}),
-                   (provider, until, reason[:255]))
+    cursor.execute(dialect.upsert(
+        "honeypot_enrichment_hold", ["provider", "hold_until", "reason"], ["provider"],
+        {"hold_until": "max", "reason": "new"}), (provider, until, reason[:255]))
 
 
 def enqueue(cursor, dialect, provider, kind, indicator, sensor, message, attempts,
