@@ -102,20 +102,40 @@ class EnrichmentStoreTestsMixin:
 
     @defer.inlineCallbacks
     def test_queue(self):
-        """A queued lookup is kept once, claimed only when due and only for
-        the providers asked, and claimed only once."""
+        """A queued lookup is kept once, leased only when due and only for
+        the providers asked, never to two claimants at once, due again if
+        its lease runs out, and gone once released."""
+        message = "00000000-0000-4000-8000-000000000001"
         for _ in range(2):
-            yield self.call(store.enqueue, "virustotal", "sha256", SHA, "s1",
-                           "00000000-0000-4000-8000-000000000001", 0, MIDNIGHT + 60)
+            yield self.call(store.enqueue, "virustotal", "sha256", SHA, "s1", message, 0,
+                            MIDNIGHT + 60)
         yield self.call(store.enqueue, "otx", "ip", "8.8.8.8", "s1", None, 1, MIDNIGHT)
-        early = yield self.call(store.claim_due, ["virustotal"], MIDNIGHT + 59, 10)
-        other = yield self.call(store.claim_due, ["abuseipdb"], MIDNIGHT + 60, 10)
-        due = yield self.call(store.claim_due, ["virustotal", "otx"], MIDNIGHT + 60, 10)
-        again = yield self.call(store.claim_due, ["virustotal", "otx"], MIDNIGHT + 60, 10)
+        early = yield self.call(store.claim_due, ["virustotal"], MIDNIGHT + 59, 0, 10)
+        other = yield self.call(store.claim_due, ["abuseipdb"], MIDNIGHT + 60, 0, 10)
+        lease = MIDNIGHT + 3600
+        due = yield self.call(store.claim_due, ["virustotal", "otx"], MIDNIGHT + 60,
+                              lease, 10)
+        again = yield self.call(store.claim_due, ["virustotal", "otx"], MIDNIGHT + 61,
+                                lease, 10)
         self.assertEqual((early, other, again), ([], [], []))
-        self.assertEqual(due, [
-            ("otx", "ip", "8.8.8.8", None, 1),
-            ("virustotal", "sha256", SHA, "00000000-0000-4000-8000-000000000001", 0)])
+        self.assertEqual(due, [("otx", "ip", "8.8.8.8", None, 1),
+                               ("virustotal", "sha256", SHA, message, 0)])
+        yield self.call(store.release, "otx", "8.8.8.8", lease)
+        expired = yield self.call(store.claim_due, ["virustotal", "otx"], lease,
+                                  lease + 3600, 10)
+        self.assertEqual(expired, [("virustotal", "sha256", SHA, message, 0)])
+
+    @defer.inlineCallbacks
+    def test_queued_again_survives_release(self):
+        """A leased lookup queued again (over quota once more) keeps its new
+        time when its lease is released."""
+        yield self.call(store.enqueue, "otx", "ip", "8.8.8.8", "s1", None, 0, MIDNIGHT)
+        lease = MIDNIGHT + 3600
+        yield self.call(store.claim_due, ["otx"], MIDNIGHT, lease, 10)
+        yield self.call(store.enqueue, "otx", "ip", "8.8.8.8", "s1", None, 1, MIDNIGHT + 60)
+        yield self.call(store.release, "otx", "8.8.8.8", lease)
+        due = yield self.call(store.claim_due, ["otx"], MIDNIGHT + 60, lease, 10)
+        self.assertEqual(due, [("otx", "ip", "8.8.8.8", None, 1)])
 
 
 class SQLiteEnrichmentStoreTests(EnrichmentStoreTestsMixin, unittest.TestCase):

@@ -29,6 +29,9 @@ _IDENTITY = ("session", "sensor", "src_ip", "src_port", "dst_ip", "dst_port")
 # A transient failure (timeout, 5xx) is tried this many times in all,
 # waiting retry_delay * 2**attempt in between.
 MAX_ATTEMPTS = 3
+# Seconds a queued lookup is leased to the sensor running it: if that
+# sensor dies meanwhile, the lookup is due again after this.
+LEASE = 3600.0
 
 
 def discover(package=None):
@@ -124,16 +127,21 @@ class EnrichmentService:
         self._draining = False
 
     async def _drain(self):
+        run, dialect = self._database.run, self._database.dialect
         free = max(0, self._max_waiting - len(self._limit.waiting))
-        claimed = await self._database.run(
-            store.claim_due, self._database.dialect, sorted(self.enrichers),
-            self._reactor.seconds(), min(free, 100))
+        lease = self._reactor.seconds() + LEASE
+        claimed = await run(store.claim_due, dialect, sorted(self.enrichers),
+                            self._reactor.seconds(), lease, min(free, 100))
         identity = dict.fromkeys(_IDENTITY)
         identity["sensor"] = self._sensor
-        await defer.DeferredList([
-            self._enrich(self.enrichers[provider], kind, indicator, identity, message,
-                         attempts)
-            for provider, kind, indicator, message, attempts in claimed])
+
+        async def one(provider, kind, indicator, message, attempts):
+            await self._enrich(self.enrichers[provider], kind, indicator, identity,
+                               message, attempts)
+            await run(store.release, dialect, provider, indicator, lease)
+
+        await defer.DeferredList([defer.Deferred.fromCoroutine(one(*item))
+                                  for item in claimed])
 
     def _enrich(self, enricher, kind, indicator, identity, message, attempts=0):
         key = (enricher.name, indicator)

@@ -76,17 +76,22 @@ def hold(cursor, dialect, provider, until, reason):
 
 def enqueue(cursor, dialect, provider, kind, indicator, sensor, message, attempts,
             not_before):
-    """Keep the lookup for later (once per provider and indicator)."""
-    cursor.execute(dialect.insert(
+    """Keep the lookup for *not_before* (one per provider and indicator:
+    queued again, it takes the new time)."""
+    cursor.execute(dialect.upsert(
         "honeypot_enrichment_queue", ["provider", "indicator", "kind", "sensor",
-                                      "message_id", "attempts", "not_before"], ignore=True),
+                                      "message_id", "attempts", "not_before"],
+        ["provider", "indicator"],
+        {"sensor": "new", "message_id": "new", "attempts": "new", "not_before": "new"}),
         (provider, indicator, kind, sensor, message, attempts, not_before))
 
 
-def claim_due(cursor, dialect, providers, now, limit):
-    """Take off the queue up to *limit* lookups of *providers* due at *now*:
-    [(provider, kind, indicator, message, attempts)].  Each is deleted as it
-    is claimed, so that two sensors never claim the same one."""
+def claim_due(cursor, dialect, providers, now, lease, limit):
+    """Lease up to *limit* lookups of *providers* due at *now* until
+    *lease*: [(provider, kind, indicator, message, attempts)].  A leased
+    lookup is due again at *lease* unless :func:`release` (or
+    :func:`enqueue`) came first, so that a sensor that dies mid-lookup
+    loses nothing; two sensors never lease the same one."""
     if not providers:
         return []
     marks = ", ".join("?" * len(providers))
@@ -97,12 +102,20 @@ def claim_due(cursor, dialect, providers, now, limit):
         (*providers, now))
     claimed = []
     for provider, indicator, kind, message, attempts, not_before in cursor.fetchall():
-        cursor.execute(dialect.sql("DELETE FROM honeypot_enrichment_queue WHERE"
-                                   " provider = ? AND indicator = ? AND not_before = ?"),
-                       (provider, indicator, not_before))
+        cursor.execute(dialect.sql(
+            "UPDATE honeypot_enrichment_queue SET not_before = ? WHERE provider = ?"
+            " AND indicator = ? AND not_before = ?"), (lease, provider, indicator, not_before))
         if cursor.rowcount == 1:
             claimed.append((provider, kind, indicator, message, attempts))
     return claimed
+
+
+def release(cursor, dialect, provider, indicator, lease):
+    """The leased lookup has ended: off the queue, unless it was queued
+    again meanwhile."""
+    cursor.execute(dialect.sql("DELETE FROM honeypot_enrichment_queue WHERE provider = ?"
+                               " AND indicator = ? AND not_before = ?"),
+                   (provider, indicator, lease))
 
 
 def results(cursor, dialect, indicators):
