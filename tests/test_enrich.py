@@ -12,7 +12,7 @@ from pathlib import Path
 
 import attrs
 from treq.testing import StubTreq
-from twisted.internet import defer
+from twisted.internet import defer, reactor, task
 from twisted.internet.task import Clock
 from twisted.names import dns, error
 from twisted.plugin import IPlugin
@@ -513,7 +513,7 @@ class ServiceTests(unittest.TestCase):
         harness = yield Harness.start(self, [enricher, recorder], retry_delay=30.0)
         done = harness.service.submit(message(harness.tmp))
         while not hanging.requests:
-            yield deferLater()
+            yield a_moment()
         harness.clock.advance(20)
         yield done
         [event] = harness.events("smtplatrine.enrichment.failed")
@@ -549,7 +549,6 @@ class ServiceTests(unittest.TestCase):
         self.assertEqual([r["provider"] for r in rows], ["recorder"])
 
 
-def deferLater():
+def a_moment():
     """Let the real reactor run the database's thread callbacks once."""
-    from twisted.internet import reactor, task
     return task.deferLater(reactor, 0.01, lambda: None)
