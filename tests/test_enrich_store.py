@@ -34,7 +34,9 @@ class EnrichmentStoreTestsMixin:
 
     def take(self, now, per_minute=0, per_day=0, provider="vt"):
         """None if a lookup is allowed at *now*, else when it will be."""
-        d = self.call(store.take_quota, provider, per_minute, per_day, now)
+        d = self.call(store.prepare_quota, provider)
+        d.addCallback(lambda _: self.call(store.take_quota, provider, per_minute,
+                                          per_day, now))
         d.addCallback(lambda _: None)
         d.addErrback(lambda f: f.trap(store.OverQuota) and f.value.at)
         return d
@@ -78,6 +80,22 @@ class EnrichmentStoreTestsMixin:
         self.assertIsNone(again)
 
     @defer.inlineCallbacks
+    def test_sensors_share_the_quota(self):
+        """Two sensors (two pools on one database) asking at once get four
+        lookups a minute between them, not four each."""
+        other = Database(self.database.dialect)
+        self.addCleanup(other.close)
+        yield self.call(store.prepare_quota, "vt")
+        takes = [defer.Deferred.fromCoroutine(database.run(
+            store.take_quota, database.dialect, "vt", 4, 0, MIDNIGHT))
+            for _ in range(6) for database in (self.database, other)]
+        results = yield defer.DeferredList(takes, consumeErrors=True)
+        allowed = [ok for ok, _ in results]
+        self.assertEqual(allowed.count(True), 4)
+        self.assertEqual([f.value for ok, f in results
+                          if not ok and not f.check(store.OverQuota)], [])
+
+    @defer.inlineCallbacks
     def test_day_quota_counts_nothing_when_over(self):
         """Over the daily limit the lookup waits for the next UTC day, and
         the refused lookup uses none of the minute's quota."""
@@ -87,8 +105,8 @@ class EnrichmentStoreTestsMixin:
         other = yield self.take(MIDNIGHT + 12, per_minute=2, provider="otx")
         self.assertIsNone(other)
         rows = yield self.call(_quota_rows)
-        self.assertEqual(rows, [("otx", "minute", 1), ("vt", "day", 1),
-                                ("vt", "minute", 1)])
+        self.assertEqual(rows, [("otx", "day", 0), ("otx", "minute", 1),
+                                ("vt", "day", 1), ("vt", "minute", 1)])
 
     @defer.inlineCallbacks
     def test_hold(self):

@@ -80,6 +80,7 @@ class EnrichmentService:
         self._max_waiting = max_waiting
         self._limit = defer.DeferredSemaphore(concurrency)
         self._busy = set()
+        self._quota_ready = set()
         self._queue_interval = queue_interval
         self._drainer = LoopingCall(self.drain)
         self._drainer.clock = reactor
@@ -164,6 +165,9 @@ class EnrichmentService:
         now = self._reactor.seconds()
         if await run(store.cached, dialect, name, indicator, now):
             return
+        if name not in self._quota_ready:
+            await run(store.prepare_quota, dialect, name)
+            self._quota_ready.add(name)
         try:
             await run(store.take_quota, dialect, name, enricher.per_minute,
                       enricher.per_day, now)

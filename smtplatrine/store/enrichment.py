@@ -39,9 +39,20 @@ def save_result(cursor, dialect, provider, kind, indicator, sensor, data, now, t
         list(columns.values()))
 
 
+def prepare_quota(cursor, dialect, provider):
+    """Make the quota rows of *provider*, once, in a transaction of their
+    own: :func:`take_quota` then only updates them, so that sensors taking
+    quota at once wait for each other instead of deadlocking."""
+    cursor.executemany(dialect.insert("honeypot_enrichment_quota",
+                                      ["provider", "span", "span_index", "used"],
+                                      ignore=True),
+                       [(provider, "minute", 0, 0), (provider, "day", 0, 0)])
+
+
 def take_quota(cursor, dialect, provider, per_minute, per_day, now):
     """Count one lookup of *provider* at *now*, or raise OverQuota (and
-    count nothing) when a hold or a limit forbids it."""
+    count nothing) when a hold or a limit forbids it.  Its rows must have
+    been made by :func:`prepare_quota`."""
     cursor.execute(dialect.sql("SELECT hold_until FROM honeypot_enrichment_hold"
                                " WHERE provider = ? AND hold_until > ?"), (provider, now))
     row = cursor.fetchone()
@@ -51,9 +62,6 @@ def take_quota(cursor, dialect, provider, per_minute, per_day, now):
         if not limit:
             continue
         index = int(now // seconds)
-        cursor.execute(dialect.insert("honeypot_enrichment_quota",
-                                      ["provider", "span", "span_index", "used"], ignore=True),
-                       (provider, span, index, 0))
         # One conditional update: sensors sharing the database cannot both
         # take the last lookup.  A new period starts the count again.
         cursor.execute(dialect.sql(
@@ -98,7 +106,8 @@ def claim_due(cursor, dialect, providers, now, lease, limit):
     cursor.execute(dialect.sql(
         "SELECT provider, indicator, kind, message_id, attempts, not_before"
         f" FROM honeypot_enrichment_queue WHERE provider IN ({marks})"
-        f" AND not_before <= ? ORDER BY not_before LIMIT {int(limit)}"),
+        f" AND not_before <= ? ORDER BY not_before, provider, indicator"
+        f" LIMIT {int(limit)}"),
         (*providers, now))
     claimed = []
     for provider, indicator, kind, message, attempts, not_before in cursor.fetchall():
