@@ -309,6 +309,17 @@ class HTTPProviderTests(unittest.TestCase):
         self.assertEqual((headers["key"], headers["accept"]),
                          ("abuse-key", "application/json"))
 
+    def test_wrong_types_read_as_none(self):
+        """A field of another type than documented (a number as text, a
+        boolean for a count) is None, not an error."""
+        answer = {"data": dict(providers.ABUSEIPDB_CHECK["data"],
+                               abuseConfidenceScore="100", totalReports=True)}
+        result = self.successResultOf(self.lookup(
+            AbuseIPDB(), providers.Canned(200, answer), "ip", "8.8.8.8"))
+        self.assertEqual((result.data["confidence_score"], result.data["total_reports"],
+                          result.data["isp"]),
+                         (None, None, "Tencent Cloud Computing (Beijing) Co. Ltd"))
+
     def test_abuseipdb_quota_spent(self):
         """X-RateLimit-Remaining: 0 holds AbuseIPDB until X-RateLimit-Reset."""
         clock = Clock()
@@ -332,11 +343,14 @@ class HTTPProviderTests(unittest.TestCase):
             self.assertEqual(failure.value.seconds, seconds)
 
     def test_server_error_and_garbage(self):
-        """A 5xx is a transient failure; a body that is not JSON, or JSON
-        without the documented object, a failure not worth retrying."""
+        """A 5xx is a transient failure; a body that is not JSON, JSON
+        without the documented object, or an endless answer, a failure not
+        worth retrying."""
         cases = [(providers.Canned(503, b"<html>down</html>"), True, "HTTP 503"),
                  (providers.Canned(200, b"{\"data\": "), False, "not JSON"),
-                 (providers.Canned(200, ["data"]), False, "no data object")]
+                 (providers.Canned(200, ["data"]), False, "no data object"),
+                 (providers.Canned(200, b"[" + b"0," * 600_000 + b"0]"), False,
+                  "answer over 1048576 bytes")]
         for resource, transient, reason in cases:
             failure = self.failureResultOf(
                 self.lookup(AbuseIPDB(), resource, "ip", "8.8.8.8"), LookupFailed)

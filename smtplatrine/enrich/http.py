@@ -87,6 +87,7 @@ def field(data, *path, kind=None):
         if not isinstance(data, dict):
             return None
         data = data.get(key)
-    if kind is not None and not isinstance(data, kind):
+    if kind is not None and (not isinstance(data, kind)
+                             or isinstance(data, bool) and kind is not bool):
         return None
     return data
