@@ -129,14 +129,16 @@ class IndicatorTests(unittest.TestCase):
         self.assertIsNone(indicators.sha256(digest[:-1] + "/"))
 
     def test_collect(self):
-        """Each indicator once, with where it was found; at most PER_KIND of
-        a kind, however many URLs a message lists."""
+        """Each indicator once, with where it was found; the three nearest
+        public Received hops; at most PER_KIND of a kind, however many URLs
+        a message lists."""
         found = indicators.collect(
-            "8.8.8.8", ["10.0.0.1", "8.8.8.8", "1.1.1.1"], [], "bot@Spam.Example.org",
-            [f"h{i}.example.com" for i in range(50)])
-        self.assertEqual(found[:4], [
+            "8.8.8.8", ["10.0.0.1", "8.8.8.8", "1.1.1.1", "9.9.9.9", "4.4.4.4"], [],
+            "bot@Spam.Example.org", [f"h{i}.example.com" for i in range(50)])
+        self.assertEqual(found[:5], [
             indicators.Indicator("ip", "8.8.8.8", "client"),
             indicators.Indicator("ip", "1.1.1.1", "received"),
+            indicators.Indicator("ip", "9.9.9.9", "received"),
             indicators.Indicator("domain", "spam.example.org", "sender"),
             indicators.Indicator("domain", "h0.example.com", "url")])
         self.assertEqual(len([i for i in found if i.kind == "domain"]),

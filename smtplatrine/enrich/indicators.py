@@ -10,6 +10,10 @@ import attrs
 # At most this many indicators of one kind per message: a message listing
 # thousands of URLs must not spend a provider's quota for a day.
 PER_KIND = 20
+# Public addresses taken from the Received chain, first (nearest) hops
+# first: the sender writes the lower ones, and could otherwise spend the
+# quota on addresses of its choosing.
+RECEIVED_HOPS = 3
 
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 _LABEL = re.compile(r"(?!-)[a-z0-9-]{1,63}(?<!-)")
@@ -60,9 +64,10 @@ _VALIDATE = {"ip": public_ip, "sha256": sha256, "domain": domain}
 
 def collect(client_ip, received_ips, sha256s, mail_from, url_hosts):
     """The distinct valid indicators of one message, at most PER_KIND of a
-    kind, in the order found."""
+    kind (and RECEIVED_HOPS from the Received chain), in the order found."""
     candidates = [("ip", client_ip, "client")]
-    candidates += [("ip", ip, "received") for ip in received_ips]
+    hops = [ip for ip in map(public_ip, received_ips) if ip][:RECEIVED_HOPS]
+    candidates += [("ip", ip, "received") for ip in hops]
     candidates += [("sha256", s, "attachment") for s in sha256s]
     candidates.append(("domain", (mail_from or "").rpartition("@")[2], "sender"))
     candidates += [("domain", host, "url") for host in url_hosts]
