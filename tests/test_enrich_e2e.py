@@ -9,6 +9,7 @@ import shutil
 import subprocess
 import sys
 
+from tests.mariadb import shared_database
 from tests.mmdb import asn_database, city_database, city_record
 from tests.process import ROOT, environment, reachable_directory
 from tests.test_e2e import HoneypotTestCase
@@ -31,6 +32,10 @@ MESSAGE = (
 
 
 class EnrichmentTests(HoneypotTestCase):
+    """With SQLite."""
+
+    def database_sections(self):
+        return {}
 
     def setUp(self):
         self.files = reachable_directory()
@@ -55,7 +60,8 @@ class EnrichmentTests(HoneypotTestCase):
             "abuseipdb_enable": "true", "abuseipdb_key": "abuse-key",
             "abuseipdb_url": f"{api}/abuseipdb/api/v2",
             "vt_enable": "true", "vt_key": "vt-key", "vt_url": f"{api}/vt/api/v3",
-            "otx_enable": "true", "otx_key": "otx-key", "otx_url": f"{api}/otx/api/v1"}}
+            "otx_enable": "true", "otx_key": "otx-key", "otx_url": f"{api}/otx/api/v1"},
+            **self.database_sections()}
         super().setUp()
 
     def results(self):
@@ -120,3 +126,12 @@ class EnrichmentTests(HoneypotTestCase):
                           ("virustotal", "attachment")])
         self.assertTrue(all(e["looked_up"].endswith("Z") for e in record["enrichment"]))
 
+
+class MariaDBEnrichmentTests(EnrichmentTests):
+    """The same with MariaDB, where sensors share cache, quotas and queue."""
+
+    def database_sections(self):
+        settings = shared_database(self)
+        return {"engine": {"engine_backend": "mysql"},
+                "mysql": {"mysql_host": settings["host"], "mysql_port": settings["port"],
+                          "mysql_database": settings["database"]}}
