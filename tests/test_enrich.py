@@ -540,6 +540,34 @@ class ServiceTests(unittest.TestCase):
         self.assertEqual([r["provider"] for r in rows], ["recorder"])
 
     @defer.inlineCallbacks
+    def test_retries_back_off_then_give_up(self):
+        """A lookup that keeps timing out is tried three times in all, 30
+        and then 60 seconds after each failure, and then left."""
+        hanging = providers.Canned(hang=True)
+        enricher, _ = http_enricher(OTX(), hanging)
+        harness = yield Harness.start(self, [enricher], retry_delay=30.0)
+
+        @defer.inlineCallbacks
+        def hang_until_timeout(d):
+            asked = len(hanging.requests)
+            while len(hanging.requests) == asked:
+                yield a_moment()
+            harness.clock.advance(20)
+            yield d
+
+        yield hang_until_timeout(harness.service.submit(message(harness.tmp)))
+        self.assertEqual((yield harness.queued()), [("otx", "8.8.8.8", 1, MIDNIGHT + 50)])
+        harness.clock.advance(30)
+        yield hang_until_timeout(harness.service.drain())
+        self.assertEqual((yield harness.queued()), [("otx", "8.8.8.8", 2, MIDNIGHT + 130)])
+        harness.clock.advance(60)
+        yield hang_until_timeout(harness.service.drain())
+        self.assertEqual((yield harness.queued()), [])
+        self.assertEqual([e["retry"] for e in harness.events("smtplatrine.enrichment.failed")],
+                         [True, True, False])
+        self.assertEqual(len(hanging.requests), 3)
+
+    @defer.inlineCallbacks
     def test_broken_enrichers_isolated(self):
         """An enricher that raises, one that returns garbage and one whose
         result is no JSON each fail once with their reason, and the
