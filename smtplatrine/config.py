@@ -183,12 +183,44 @@ class Store:
     retry_max_delay: float = attrs.field(default=60.0, validator=_positive)
 
 
+def _url(default):
+    return attrs.field(default=default, validator=v.matches_re(r"https?://[^\s?#]+"),
+                       metadata=_allowed("an http:// or https:// URL"))
+
+
 @attrs.frozen
 class Meta:
     meta_enable: bool = True
+    meta_timeout: float = attrs.field(default=20.0, validator=_positive)
+    meta_concurrency: int = attrs.field(default=4, validator=_positive)
+    meta_cache_ttl: float = attrs.field(default=604800.0, validator=_positive)
+    meta_negative_ttl: float = attrs.field(default=86400.0, validator=_positive)
+    meta_queue_interval: float = attrs.field(default=60.0, validator=_positive)
+    meta_retry_delay: float = attrs.field(default=60.0, validator=_positive)
     geoip_enable: bool = True
     geoip_main_file: str = "/var/lib/GeoIP/GeoLite2-City.mmdb"
     geoip_asn_file: str = "/var/lib/GeoIP/GeoLite2-ASN.mmdb"
+    rdns_enable: bool = True
+    rdns_server: str = attrs.field(
+        default="",
+        validator=v.matches_re(r"|[0-9.]+:[0-9]{1,5}|\[[0-9A-Fa-f:.]+\]:[0-9]{1,5}"),
+        metadata=_allowed("empty (/etc/resolv.conf) or ADDRESS:PORT, [IPv6]:PORT"))
+    rdns_timeout: float = attrs.field(default=5.0, validator=_positive)
+    abuseipdb_enable: bool = False
+    abuseipdb_key: str = ""
+    abuseipdb_url: str = _url("https://api.abuseipdb.com/api/v2")
+    abuseipdb_per_minute: int = attrs.field(default=0, validator=_non_negative)
+    abuseipdb_per_day: int = attrs.field(default=1000, validator=_non_negative)
+    vt_enable: bool = False
+    vt_key: str = ""
+    vt_url: str = _url("https://www.virustotal.com/api/v3")
+    vt_per_minute: int = attrs.field(default=4, validator=_non_negative)
+    vt_per_day: int = attrs.field(default=500, validator=_non_negative)
+    otx_enable: bool = False
+    otx_key: str = ""
+    otx_url: str = _url("https://otx.alienvault.com/api/v1")
+    otx_per_minute: int = attrs.field(default=10, validator=_non_negative)
+    otx_per_day: int = attrs.field(default=1000, validator=_non_negative)
 
 
 @attrs.frozen

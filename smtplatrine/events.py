@@ -43,6 +43,13 @@ EVENTS = {
         LogLevel.debug, "refused {src_ip}: {reason} ({entry})"),
     "smtplatrine.acl.banned": (
         LogLevel.warn, "banned {network} for {seconds:.0f}s: {reason}"),
+    "smtplatrine.enrichment": (
+        LogLevel.info, "{provider} on {kind} {indicator}: found={found}"),
+    "smtplatrine.enrichment.queued": (
+        LogLevel.info, "{provider} on {kind} {indicator} waits until {until:.0f}:"
+                       " {reason}"),
+    "smtplatrine.enrichment.failed": (
+        LogLevel.warn, "{provider} on {kind} {indicator} failed: {reason}"),
     "smtplatrine.session.closed": (
         LogLevel.info, "closed after {duration:.1f}s, {messages} message(s)"),
 }

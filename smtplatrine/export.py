@@ -1,9 +1,12 @@
 """``smtplatrine export``: stored messages as JSON lines, one per message,
-with their session, headers, Received chain, URLs, attachments and
-recipients, for SIEM ingestion and scripts."""
+with their session, headers, Received chain, URLs, attachments,
+recipients and enrichment results, for SIEM ingestion and scripts."""
 
 import base64
 import json
+
+from smtplatrine.enrich import indicators
+from smtplatrine.store import enrichment
 
 _CHILDREN = {
     "headers": ("honeypot_email_headers", ["name", "value"]),
@@ -66,6 +69,7 @@ def messages(connection, dialect, since=None, until=None, sensor=None, raw=True)
             if raw and data is not None:
                 message["raw_base64"] = base64.b64encode(bytes(data)).decode("ascii")
             _add_related(cursor, sql, message)
+            _add_enrichment(cursor, dialect, message)
             yield message
 
 
@@ -89,6 +93,19 @@ def _add_related(cursor, sql, message):
                        (message["session_id"],))
         session["credentials"] = [_clean(r) for r in _rows(cursor)]
         message["session"] = _clean(session)
+
+
+def _add_enrichment(cursor, dialect, message):
+    """What the enrichers stored about the message's indicators, each with
+    where the message showed it (``source``)."""
+    found = indicators.collect(
+        message["client_ip"], [r["from_ip"] for r in message["received_chain"]],
+        [a["sha256"] for a in message["attachments"]], message["mail_from"],
+        [u["host"] for u in message["urls"]])
+    sources = {i.value: i.source for i in found}
+    message["enrichment"] = [
+        dict(row, source=sources[row["indicator"]], looked_up=_iso(row["looked_up"]))
+        for row in enrichment.results(cursor, dialect, list(sources))]
 
 
 def write(stream, records):

@@ -73,12 +73,13 @@ class Pipeline:
     record (``"session"``) is ready; it also finds them at start and when
     idle.  *limits* bound the parser, *attachments_dir* (None: do not keep
     files) and *raw_dir* (None: raw message in the database) say where
-    files go.
+    files go.  *on_stored* (the enrichment service's ``submit``) is handed
+    each message after its commit; what it does cannot fail the pipeline.
     """
 
     def __init__(self, reactor, spool_root, database, events, limits,
                  attachments_dir, raw_dir, threadpool, concurrency=2,
-                 max_delay=60.0):
+                 max_delay=60.0, on_stored=None):
         self._reactor = reactor
         self._dirs = {"message": spool_root / "messages",
                       "session": spool_root / "sessions"}
@@ -91,6 +92,7 @@ class Pipeline:
         self._threadpool = threadpool
         self._concurrency = concurrency
         self._max_delay = max_delay
+        self.on_stored = on_stored
         self._queue = deque()
         self._queued = set()
         self._running = 0
@@ -236,6 +238,12 @@ class Pipeline:
             size=metadata["size"], sha256=metadata["sha256"],
             attachments=len(parsed.attachments), urls=len(parsed.urls),
             defects=len(parsed.defects))
+        if self.on_stored is not None:
+            try:
+                self.on_stored(prepared)
+            except Exception:
+                log.failure("pipeline: after message {message} was stored",
+                            message=metadata["message"])
 
     def _quarantine_message(self, eml, reason):
         metadata = read_metadata(eml.with_suffix(".json")) or {}

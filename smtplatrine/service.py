@@ -239,11 +239,32 @@ class HoneypotService(Service):
                         header_bytes=store.parse_max_header_bytes)
         self.threadpool = ThreadPool(1, 2, name="smtplatrine-parse")
         concurrency = config.mysql.mysql_connections if dialect.name == "mysql" else 2
+        self.enrichment = self._enrichment()
         self.pipeline = Pipeline(
             self.reactor, spool.root, self.database, self.events, limits, attachments,
-            raw, self.threadpool, concurrency, store.retry_max_delay)
+            raw, self.threadpool, concurrency, store.retry_max_delay,
+            on_stored=self.enrichment.submit if self.enrichment else None)
         spool.ready = self.pipeline.notify
         log.info("storing into {db}", db=dialect.describe())
+
+    def _enrichment(self):
+        """The enrichment service (None when [meta] turns it off) with the
+        enrichers found as plugins, configured now (files opened, heavy
+        modules imported) while everything can still be read."""
+        meta = self.config.meta
+        if not meta.meta_enable:
+            return None
+        from smtplatrine.enrich import service as enrich
+        enrichers = enrich.configure(enrich.discover(), enrich.context(meta, self.reactor))
+        # Its own connections: lookups never wait for, or hold up, storage.
+        self.enrichment_database = Database(self.database.dialect, create=False)
+        enrichment = enrich.EnrichmentService(
+            self.reactor, self.enrichment_database, self.events, enrichers,
+            self.config.server.sensor_name, meta.meta_timeout, meta.meta_concurrency,
+            meta.meta_queue_interval, meta.meta_retry_delay)
+        log.info("enrichers: {names}", names=", ".join(sorted(enrichment.enrichers))
+                 or "none")
+        return enrichment
 
     def _tls(self, data_dir):
         """The certificate and key paths, and the TLS options (None when
@@ -316,6 +337,8 @@ class HoneypotService(Service):
         super().startService()
         self.threadpool.start()
         self.pipeline.start()
+        if self.enrichment is not None:
+            self.enrichment.start()
         self.blocklist.start()
         # SIGHUP: reload the block list now (smtplatrine acl add|remove).
         self._sighup = signal.signal(
@@ -326,6 +349,9 @@ class HoneypotService(Service):
         signal.signal(signal.SIGHUP, self._sighup)
         self.blocklist.stop()
         self.pipeline.stop()
+        if self.enrichment is not None:
+            self.enrichment.stop()
+            self.enrichment_database.close()
         self.threadpool.stop()
         self.database.close()
         for observer in self.observers:

@@ -73,6 +73,8 @@ class Honeypot:
         self.data = self.directory / "data"
         self.port, self.tls_port = free_port(), free_port()
         sections.setdefault("server", {})
+        # Enrichers would ask the machine's DNS resolvers: only on request.
+        sections.setdefault("meta", {"meta_enable": "false"})
         sections["server"].setdefault("data_dir", self.data)
         # Every test client is 127.0.0.1: no per-client limits or smart bans
         # unless a test sets them (tests/test_acl*.py, bench/per_client.py).

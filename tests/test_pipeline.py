@@ -1,6 +1,7 @@
 """The pipeline: spool to database, with back-off, quarantine and replay."""
 
 import json
+import sqlite3
 import tempfile
 from pathlib import Path
 
@@ -96,6 +97,8 @@ class PipelineTests(unittest.TestCase):
         try:
             return [r[0] for r in connection.execute(
                 "SELECT message_id FROM honeypot_emails ORDER BY message_id")]
+        except sqlite3.OperationalError:  # the schema is not committed yet
+            return []
         finally:
             connection.close()
 
@@ -116,6 +119,25 @@ class PipelineTests(unittest.TestCase):
                                        "00000000-0000-4000-8000-00000000000b.json"])
         self.assertEqual(self.output.ids(), ["smtplatrine.attachment.stored",
                                              "smtplatrine.message.stored"])
+
+    @defer.inlineCallbacks
+    def test_after_commit_hook_cannot_fail_the_pipeline(self):
+        """The after-commit hook (enrichment) gets each stored message; its
+        raising keeps no message in the spool and stops no other."""
+        handed = []
+
+        def on_stored(prepared):
+            handed.append(prepared.metadata["message"])
+            raise RuntimeError("enrichment bug")
+
+        self.pipeline.on_stored = on_stored
+        ids = [self.spool_message(f"00000000-0000-4000-8000-00000000002{i}")
+               for i in range(2)]
+        self.pipeline.start()
+        yield defer.Deferred.fromCoroutine(until(lambda: self.stored() == ids))
+        yield defer.Deferred.fromCoroutine(until(lambda: self.left() == []))
+        self.assertEqual(sorted(handed), ids)
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 2)
 
     @defer.inlineCallbacks
     def test_message_cut_by_a_crash_stored(self):

@@ -1,0 +1,1 @@
+"""Enrichment after the commit: the service and the built-in enrichers."""

@@ -1,0 +1,143 @@
+"""Enrichment state in the database, shared by every sensor that writes to
+it: results cached per (provider, indicator), each provider's quota and
+hold, and the durable queue of lookups that wait for quota.
+
+Times of results are UTC text like the rest of the store; the quota, hold
+and queue columns are epoch seconds, read and compared by the service only.
+"""
+
+import json
+
+from smtplatrine.store.records import as_json, utc
+
+
+class OverQuota(Exception):
+    """The provider may not be asked now; ``at`` is when it may."""
+
+    def __init__(self, at):
+        super().__init__(at)
+        self.at = at
+
+
+def cached(cursor, dialect, provider, indicator, now):
+    """True if a result for (provider, indicator) is still fresh at *now*."""
+    cursor.execute(dialect.sql("SELECT 1 FROM honeypot_enrichment WHERE provider = ?"
+                               " AND indicator = ? AND expires > ?"),
+                   (provider, indicator, utc(now)))
+    return cursor.fetchone() is not None
+
+
+def save_result(cursor, dialect, provider, kind, indicator, sensor, data, now, ttl):
+    """Keep *data* (None: nothing known) for *ttl* seconds from *now*."""
+    columns = {"provider": provider, "indicator": indicator, "kind": kind,
+               "sensor": sensor, "found": data is not None,
+               "result": None if data is None else as_json(data),
+               "looked_up": utc(now), "expires": utc(now + ttl)}
+    cursor.execute(dialect.upsert(
+        "honeypot_enrichment", list(columns), ["provider", "indicator"],
+        {name: "new" for name in ("sensor", "found", "result", "looked_up", "expires")}),
+        list(columns.values()))
+
+
+def prepare_quota(cursor, dialect, provider):
+    """Make the quota rows of *provider*, once, in a transaction of their
+    own: :func:`take_quota` then only updates them, so that sensors taking
+    quota at once wait for each other instead of deadlocking."""
+    cursor.executemany(dialect.insert("honeypot_enrichment_quota",
+                                      ["provider", "span", "span_index", "used"],
+                                      ignore=True),
+                       [(provider, "minute", 0, 0), (provider, "day", 0, 0)])
+
+
+def take_quota(cursor, dialect, provider, per_minute, per_day, now):
+    """Count one lookup of *provider* at *now*, or raise OverQuota (and
+    count nothing) when a hold or a limit forbids it.  Its rows must have
+    been made by :func:`prepare_quota`."""
+    cursor.execute(dialect.sql("SELECT hold_until FROM honeypot_enrichment_hold"
+                               " WHERE provider = ? AND hold_until > ?"), (provider, now))
+    row = cursor.fetchone()
+    if row is not None:
+        raise OverQuota(float(row[0]))
+    for span, seconds, limit in (("minute", 60, per_minute), ("day", 86400, per_day)):
+        if not limit:
+            continue
+        index = int(now // seconds)
+        # One conditional update: sensors sharing the database cannot both
+        # take the last lookup.  A new period starts the count again.
+        cursor.execute(dialect.sql(
+            "UPDATE honeypot_enrichment_quota"
+            " SET used = CASE WHEN span_index = ? THEN used + 1 ELSE 1 END,"
+            " span_index = ?"
+            " WHERE provider = ? AND span = ? AND (span_index <> ? OR used < ?)"),
+            (index, index, provider, span, index, limit))
+        if cursor.rowcount != 1:
+            # Raising rolls back the count the other span may have taken.
+            raise OverQuota(float((index + 1) * seconds))
+
+
+def hold(cursor, dialect, provider, until, reason):
+    """Ask *provider* nothing before *until* (a 429, a spent quota)."""
+    cursor.execute(dialect.upsert(
+        "honeypot_enrichment_hold", ["provider", "hold_until", "reason"], ["provider"],
+        {"hold_until": "max", "reason": "new"}), (provider, until, reason[:255]))
+
+
+def enqueue(cursor, dialect, provider, kind, indicator, sensor, message, attempts,
+            not_before):
+    """Keep the lookup for *not_before* (one per provider and indicator:
+    queued again, it takes the new time)."""
+    cursor.execute(dialect.upsert(
+        "honeypot_enrichment_queue", ["provider", "indicator", "kind", "sensor",
+                                      "message_id", "attempts", "not_before"],
+        ["provider", "indicator"],
+        {"sensor": "new", "message_id": "new", "attempts": "new", "not_before": "new"}),
+        (provider, indicator, kind, sensor, message, attempts, not_before))
+
+
+def claim_due(cursor, dialect, providers, now, lease, limit):
+    """Lease up to *limit* lookups of *providers* due at *now* until
+    *lease*: [(provider, kind, indicator, message, attempts)].  A leased
+    lookup is due again at *lease* unless :func:`release` (or
+    :func:`enqueue`) came first, so that a sensor that dies mid-lookup
+    loses nothing; two sensors never lease the same one."""
+    if not providers:
+        return []
+    marks = ", ".join("?" * len(providers))
+    cursor.execute(dialect.sql(
+        "SELECT provider, indicator, kind, message_id, attempts, not_before"
+        f" FROM honeypot_enrichment_queue WHERE provider IN ({marks})"
+        f" AND not_before <= ? ORDER BY not_before, provider, indicator"
+        f" LIMIT {int(limit)}"),
+        (*providers, now))
+    claimed = []
+    for provider, indicator, kind, message, attempts, not_before in cursor.fetchall():
+        cursor.execute(dialect.sql(
+            "UPDATE honeypot_enrichment_queue SET not_before = ? WHERE provider = ?"
+            " AND indicator = ? AND not_before = ?"), (lease, provider, indicator, not_before))
+        if cursor.rowcount == 1:
+            claimed.append((provider, kind, indicator, message, attempts))
+    return claimed
+
+
+def release(cursor, dialect, provider, indicator, lease):
+    """The leased lookup has ended: off the queue, unless it was queued
+    again meanwhile."""
+    cursor.execute(dialect.sql("DELETE FROM honeypot_enrichment_queue WHERE provider = ?"
+                               " AND indicator = ? AND not_before = ?"),
+                   (provider, indicator, lease))
+
+
+def results(cursor, dialect, indicators):
+    """The stored results of *indicators* (values), oldest provider first:
+    [{provider, kind, indicator, found, result, looked_up}]."""
+    if not indicators:
+        return []
+    marks = ", ".join("?" * len(indicators))
+    cursor.execute(dialect.sql(
+        "SELECT provider, kind, indicator, found, result, looked_up"
+        f" FROM honeypot_enrichment WHERE indicator IN ({marks})"
+        " ORDER BY kind, indicator, provider"), list(indicators))
+    return [{"provider": provider, "kind": kind, "indicator": indicator,
+             "found": bool(found), "result": json.loads(result) if result else None,
+             "looked_up": looked_up}
+            for provider, kind, indicator, found, result, looked_up in cursor.fetchall()]

@@ -1,0 +1,10 @@
+from smtplatrine.enrich.geoip import GeoIPASN, GeoIPCity
+from smtplatrine.enrich.providers import OTX, AbuseIPDB, VirusTotal
+from smtplatrine.enrich.rdns import ReverseDNS
+
+rdns = ReverseDNS()
+geoip_city = GeoIPCity()
+geoip_asn = GeoIPASN()
+abuseipdb = AbuseIPDB()
+virustotal = VirusTotal()
+otx = OTX()
