@@ -254,6 +254,16 @@ class TransactionTests(SessionTestCase):
         reply = self.send(b"RCPT TO:<1@x>\r\nRCPT TO:<2@x>\r\nRCPT TO:<3@x>\r\n")
         self.assertEqual(reply.split(b"\r\n")[2], b"452 4.5.3 Error: too many recipients")
 
+    def test_recipient_overshoot(self):
+        """As Postfix's smtpd_recipient_overshoot_limit (postconf(5), 1000):
+        the first 1,000 refused recipients are no errors, the next ones are."""
+        self.connect(make_config(smtp={"recipient_limit": 1}))
+        self.send(EHLO + b"MAIL FROM:<a@b>\r\nRCPT TO:<0@x>\r\n")
+        reply = self.send(b"RCPT TO:<1@x>\r\n" * 1000)
+        self.assertEqual(reply, b"452 4.5.3 Error: too many recipients\r\n" * 1000)
+        self.send(b"RCPT TO:<2@x>\r\n" * 2)
+        self.assertEqual(self.close()["errors"], 2)
+
     def test_smuggling_variants(self):
         """Only CRLF.CRLF ends DATA; the smuggling variants stay in the message."""
         body = (b"a\r\n\n.\nMAIL FROM:<x@y>\r\nb\n.\r\nc\r\n.\nd\r\r.\re\r\n")

@@ -35,6 +35,9 @@ _ABORT_AFTER = 5
 _MAX_WAITING = 65536
 # End-of-data variants that SMTP smuggling relies on; only CRLF.CRLF ends DATA.
 _SMUGGLING_LF = (b"\n.\n", b"\n.\r\n", b"\r\n.\n")
+# Recipients past the limit that are refused before each further one counts
+# as an error (Postfix's smtpd_recipient_overshoot_limit, default 1000).
+_RCPT_OVERSHOOT = 1000
 
 
 def _spool_error(error):
@@ -267,6 +270,7 @@ class SMTPSession(Protocol):
     def _start_transaction(self, mail_from, params):
         self._envelope = Envelope(mail_from=mail_from, params=params,
                                   time=self.clock.seconds())
+        self._rcpt_overshoot = 0
         self.record.envelopes.append(self._envelope)
 
     def do_RCPT(self, arg):
@@ -283,7 +287,8 @@ class SMTPSession(Protocol):
             self._start_transaction(None, {})
         if len(self._envelope.rcpts) >= self.config.recipient_limit:
             self.record.flag("too_many_recipients")
-            self._reply("too_many_rcpts")
+            self._rcpt_overshoot += 1
+            self._reply("too_many_rcpts", counts=self._rcpt_overshoot > _RCPT_OVERSHOOT)
             return
         self._envelope.rcpts.append(path.address)
         self.factory.events.emit("smtplatrine.rcpt", self.identity,
@@ -618,22 +623,23 @@ class SMTPSession(Protocol):
 
     # --- replies -----------------------------------------------------------
 
-    def _reply(self, key, then=None, **values):
+    def _reply(self, key, then=None, counts=True, **values):
         lines = self.persona.reply(
             key, hostname=self.factory.config.server.hostname, **values)
-        self._write_reply(lines, then)
+        self._write_reply(lines, then, counts)
 
-    def _write_reply(self, lines, then=None):
+    def _write_reply(self, lines, then=None, counts=True):
         """Send one reply in one write, then call *then*.
 
-        Error replies count; past the soft limit every reply is delayed, and
-        at the hard limit the session ends, as in Postfix.
+        Error replies count (unless *counts* is false); past the soft limit
+        every reply is delayed, and at the hard limit the session ends, as
+        in Postfix.
         """
         code = lines[0][:3]
         delay = (self.config.error_sleep_time
                  if self.record.errors >= self.config.soft_error_limit
                  else 0)
-        if code[0] in "45" and code != "421":
+        if counts and code[0] in "45" and code != "421":
             self.record.errors += 1
         text = wire(lines)
         if delay and not self._closing:
