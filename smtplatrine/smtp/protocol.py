@@ -189,13 +189,15 @@ class SMTPSession(Protocol):
 
     def _command(self, text):
         self.record.commands += 1
+        # Postfix checks the whole line, even past a NUL, for UTF-8.
+        utf8 = _is_utf8(text)
         if "\0" in text:
             # Postfix reads a command as a C string: it ends at the NUL.
             self.record.flag("nul_byte")
             text = text.partition("\0")[0]
         verb, _, arg = text.strip(" \t").partition(" ")
         verb = verb.upper()
-        if self.features.smtputf8 and not _is_utf8(text):
+        if self.features.smtputf8 and not utf8:
             self._reply("bad_utf8")
         elif not verb:
             self._reply("bad_syntax")
