@@ -218,6 +218,17 @@ class TransactionTests(SessionTestCase):
         self.assertEqual(self.send(b"MAIL FROM:<a@b\r\n"),
                          b"501 5.1.7 Bad sender address syntax\r\n")
 
+    def test_control_characters_in_addresses(self):
+        """As a Postfix 3.7 answered: a space, tab or CR splits an address
+        and is refused, other control characters are taken."""
+        for blank in (b" ", b"\t", b"\r"):
+            self.assertEqual(self.send(b"MAIL FROM:<a" + blank + b"b@x>\r\n"),
+                             b"501 5.1.7 Bad sender address syntax\r\n")
+        self.assertEqual(self.send(b"MAIL FROM:<a\x1b[31m\x01\x7fb@x>\r\n"
+                                   b"RCPT TO:<c\rd@y>\r\nRCPT TO:<c\x0b\x0c\x1fd@y>\r\n"),
+                         b"250 2.1.0 Ok\r\n501 5.1.3 Bad recipient address syntax\r\n"
+                         b"250 2.1.5 Ok\r\n")
+
     def test_mail_parameters(self):
         """SIZE, BODY, SMTPUTF8 and DSN parameters are accepted; others are not."""
         ok = b"250 2.1.0 Ok\r\n"

@@ -17,6 +17,11 @@ class EnvelopeError(Exception):
         self.arg = arg
 
 
+# What splits an unquoted address in two for Postfix (3.7 refuses
+# <a b>, <a\tb> and <a\rb>, and takes ESC, DEL and other controls).
+_BLANKS = frozenset(" \t\r")
+
+
 @attrs.frozen
 class Path:
     address: str
@@ -49,7 +54,7 @@ def parse(arg, keyword, syntax_key, address_key):
         address, rest = _split_address(text)
     except ValueError:
         raise EnvelopeError(address_key) from None
-    if any(ord(c) <= 0x20 or c == "\x7f" for c in address) and '"' not in address:
+    if any(c in _BLANKS for c in address) and '"' not in address:
         raise EnvelopeError(address_key)
     params = {}
     for word in rest.split():
