@@ -1,6 +1,7 @@
 """The pipeline: spool to database, with back-off, quarantine and replay."""
 
 import json
+import sqlite3
 import tempfile
 from pathlib import Path
 
@@ -90,12 +91,15 @@ class PipelineTests(unittest.TestCase):
         return message_id
 
     def stored(self):
+        """The stored message IDs; none before the tables exist."""
         if not self.database.dialect.path.exists():
             return []
         connection = self.database.dialect.connect()
         try:
             return [r[0] for r in connection.execute(
                 "SELECT message_id FROM honeypot_emails ORDER BY message_id")]
+        except sqlite3.OperationalError:
+            return []
         finally:
             connection.close()
 
