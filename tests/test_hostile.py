@@ -287,9 +287,10 @@ class CommandTests(HostileTestCase):
         self.assertEqual(helo["helo"], "{log_logger.__class__}\\x1b[31m%s%n")
 
     def test_control_bytes_in_every_field(self):
-        """NUL, ESC, CR and non-UTF-8 bytes in HELO, MAIL FROM, RCPT TO, the
-        AUTH user, headers and a file name: Postfix's replies, the message
-        and the credentials stored exactly, the log and events escaped."""
+        """NUL, ESC, CR, DEL and non-UTF-8 bytes in HELO, MAIL FROM, RCPT TO,
+        the AUTH user, headers and a file name: Postfix's replies, the
+        message and the credentials stored exactly, the log and events
+        escaped."""
         user, password = b"ro\0ot\x1b[2J\r\xff", b"pa\x1b]0;ss\r\n"
         filename = b"in\x1b[31mvoice\r.pdf"
         message = multipart(
@@ -302,19 +303,25 @@ class CommandTests(HostileTestCase):
             b"AUTH LOGIN\r\n" + base64.b64encode(user) + b"\r\n"
             + base64.b64encode(password) + b"\r\n"
             b"MAIL FROM:<\xff@example.net>\r\n"
-            b"MAIL FROM:<sender@example.net>\0\x1b[31m\r\n"
+            b"MAIL FROM:<se\x1bnder\x7f@example.net>\0tail\r\n"
             b"RCPT TO:<rcpt@example.org>\0\xff\r\n"
+            b"RCPT TO:<rc\rpt@example.org>\r\n"
+            b"RCPT TO:<rc\x1bpt@example.org>\0\x1b[31m\r\n"
             b"DATA\r\n")
+        # The replies but AUTH's are those a Postfix 3.7 gave to these very
+        # lines; AUTH's are the recorded probe auth_login_badpass.
         self.assertEqual(self.attacker.read_until(b"354 "), (
             EHLO_REPLY + b"334 VXNlcm5hbWU6\r\n334 UGFzc3dvcmQ6\r\n" + AUTH_FAILED
-            + b"500 5.5.2 Error: bad UTF-8 syntax\r\n250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n"
+            + b"500 5.5.2 Error: bad UTF-8 syntax\r\n250 2.1.0 Ok\r\n"
+            b"500 5.5.2 Error: bad UTF-8 syntax\r\n"
+            b"501 5.1.3 Bad recipient address syntax\r\n250 2.1.5 Ok\r\n"
             b"354 End data with <CR><LF>.<CR><LF>\r\n"))
         self.attacker.send(message + b".\r\nQUIT\r\n")
         self.assertIn(b"221 2.0.0 Bye\r\n", self.attacker.closed_by_server())
         [(meta, raw)] = self.honeypot.messages(self.attacker.port)
         self.assertEqual(hashlib.sha256(raw).hexdigest(), hashlib.sha256(message).hexdigest())
         self.assertEqual((meta["mail_from"], meta["rcpts"]),
-                         ("sender@example.net", ["rcpt@example.org"]))
+                         ("se\x1bnder\x7f@example.net", ["rc\x1bpt@example.org"]))
         record = self.session(self.attacker)
         self.assertEqual(record["helo"], "evil\x1b[31m\rhost")
         [auth] = record["auth"]
@@ -327,15 +334,19 @@ class CommandTests(HostileTestCase):
         self.assertEqual(attachment["sha256"], hashlib.sha256(b"%PDF\x1b\0\xff").hexdigest())
         log = (self.honeypot.data / "smtplatrine.log").read_text()
         self.assertIn("EHLO evil\\x1b[31m\\rhost", log)
-        # The log shows the escaped name's repr: each backslash doubled.
+        # The log shows escaped values' repr: each backslash doubled.
         self.assertIn(r"username='ro\\x00ot\\x1b[2J\\r\\xff'", log)
+        self.assertIn(r"MAIL FROM 'se\\x1bnder\\x7f@example.net'", log)
         [stored] = [e for e in self.events("smtplatrine.attachment.stored")
                     if e["message"] == meta["message"]]
         self.assertEqual(stored["filename"], "in\\x1b[31mvoice\\r.pdf")
+        [rcpt] = [e for e in self.events("smtplatrine.rcpt")
+                  if e["src_port"] == self.attacker.port]
+        self.assertEqual(rcpt["rcpt"], "rc\\x1bpt@example.org")
 
     def test_sql_injection_strings(self):
-        """SQL in HELO, the envelope, AUTH and headers is stored as text;
-        every table is still there."""
+        """SQL in HELO, the envelope, AUTH and headers gets Postfix's
+        replies and is stored as text."""
         quote = "x'); DROP TABLE honeypot_emails;--"
         subject = "' OR '1'='1'; DELETE FROM honeypot_sessions; --"
         self.attacker.send(
@@ -363,9 +374,9 @@ class CommandTests(HostileTestCase):
 
     def test_1500_recipients(self):
         """1,500 recipients: 1,000 accepted, 500 refused with 452 and no
-        hang-up (postconf(5): smtpd_recipient_limit and
-        smtpd_recipient_overshoot_limit are 1000); the message is stored
-        with the 1,000."""
+        hang-up, as a Postfix 3.7 answered (postconf(5):
+        smtpd_recipient_limit and smtpd_recipient_overshoot_limit are
+        1000); the message is stored with the 1,000."""
         rcpts = [f"victim{i}@example.org" for i in range(1500)]
         self.attacker.send(b"EHLO x\r\nMAIL FROM:<spam@example.net>\r\n"
                            + b"".join(f"RCPT TO:<{r}>\r\n".encode() for r in rcpts)
