@@ -300,6 +300,26 @@ def probes():
         [L("FOO")] * 10 + [M, RC_OK, L("DATA"), R(MSG3, 1), L("NOOP"), L("FOO"), Q],
         "does a delivered message reset the error counter / sleep?")
 
+    # --- control bytes in fields, SQL, many recipients (tests/test_hostile.py) ---
+    add("nul_then_8bit", "A", [R(b"NOOP\x00\xff\r\n", 1), L("NOOP"), Q],
+        "is the UTF-8 check applied past the NUL?")
+    add("ehlo_control_chars", "A", [R(b"EHLO a\x1b[31m\rb\x00c\r\n", 1), Q])
+    add("mail_control_chars", "A",
+        [E, R(b"MAIL FROM:<a\x1b\x01\x0b\x7fb@b.example>\r\n", 1), Q])
+    add("mail_tab_in_addr", "A", [E, R(b"MAIL FROM:<a\tb@b.example>\r\n", 1), Q])
+    add("mail_cr_in_addr", "A", [E, R(b"MAIL FROM:<a\rb@b.example>\r\n", 1), Q])
+    add("mail_nul_tail", "A", [E, R(b"MAIL FROM:<a@b.example>\x00\x1b[31m\r\n", 1), Q])
+    add("rcpt_nul_then_8bit", "A",
+        [E, M, R(b"RCPT TO:<postmaster@mail.example.com>\x00\xff\r\n", 1), Q])
+    add("sql_in_helo_and_mail", "A",
+        [L("EHLO x'); DROP TABLE honeypot_emails;--"),
+         L("MAIL FROM:<x'OR'1'='1@b.example>"), Q])
+    add("rcpt_1500", "A",
+        [E, M, R(b"".join(b"RCPT TO:<postmaster+%d@mail.example.com>\r\n" % i
+                          for i in range(1500)), 1500),
+         L("DATA"), R(MSG3, 1), Q],
+        "smtpd_recipient_limit and smtpd_recipient_overshoot_limit are 1000")
+
     # --- BDAT / CHUNKING ---------------------------------------------------------
     add("bdat_10_last", "A", [E, M, RC_OK, R(b"BDAT 10 LAST\r\nHi there\r\n", 1), Q])
     add("bdat_5_then_5_last", "A",
