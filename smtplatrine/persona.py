@@ -51,6 +51,7 @@ POSTFIX = Persona(
         "mail_ok": "250 2.1.0 Ok",
         "rcpt_ok": "250 2.1.5 Ok",
         "data_go": "354 End data with <CR><LF>.<CR><LF>",
+        "data_syntax": "501 5.5.4 Syntax: DATA",
         "queued": "250 2.0.0 Ok: queued as {queue_id}",
         "chunk_ok": "250 2.0.0 Ok: {size} bytes",
         "chunk_queued": "250 2.0.0 Ok: {size} bytes queued as {queue_id}",

@@ -47,7 +47,7 @@ def parse(arg, keyword, syntax_key, address_key):
     head = arg[:len(keyword) + 1]
     if head.upper() != keyword + ":":
         raise EnvelopeError(syntax_key)
-    text = arg[len(keyword) + 1:].strip(" ")
+    text = arg[len(keyword) + 1:].strip(" \t")
     if not text:
         raise EnvelopeError(syntax_key)
     try:

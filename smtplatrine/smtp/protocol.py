@@ -9,6 +9,7 @@ pipelined commands wait in the buffer.
 """
 
 import errno
+import re
 import secrets
 import uuid
 
@@ -38,6 +39,8 @@ _SMUGGLING_LF = (b"\n.\n", b"\n.\r\n", b"\r\n.\n")
 # Recipients past the limit that are refused before each further one counts
 # as an error (Postfix's smtpd_recipient_overshoot_limit, default 1000).
 _RCPT_OVERSHOOT = 1000
+# What separates the words of a command for Postfix: spaces and tabs.
+_BLANKS = re.compile(r"[ \t]+")
 
 
 def _spool_error(error):
@@ -195,7 +198,8 @@ class SMTPSession(Protocol):
             # Postfix reads a command as a C string: it ends at the NUL.
             self.record.flag("nul_byte")
             text = text.partition("\0")[0]
-        verb, _, arg = text.strip(" \t").partition(" ")
+        verb, *rest = _BLANKS.split(text.strip(" \t"), 1)
+        arg = rest[0] if rest else ""
         verb = verb.upper()
         if self.features.smtputf8 and not utf8:
             self._reply("bad_utf8")
@@ -207,7 +211,7 @@ class SMTPSession(Protocol):
             self.record.close_reason = "forbidden_command"
             self._reply("forbidden", then=self._close)
         elif verb in self._COMMANDS:
-            self._COMMANDS[verb](self, arg.strip(" "))
+            self._COMMANDS[verb](self, arg)
         else:
             self.record.unknown_commands += 1
             self._reply("unknown")
@@ -310,6 +314,8 @@ class SMTPSession(Protocol):
         error = self._transaction_error()
         if error is None and self._envelope is not None and self._envelope.chunks:
             error = "data_after_bdat"
+        if error is None and arg:
+            error = "data_syntax"
         if error:
             self._reply(error)
             return
@@ -416,7 +422,7 @@ class SMTPSession(Protocol):
         if self._envelope is not None:
             self._reply("auth_in_mail")
             return
-        mechanism, _, initial = arg.partition(" ")
+        mechanism, *initial = _BLANKS.split(arg, 1)
         mechanism = mechanism.upper()
         if mechanism not in self.features.auth_mechanisms:
             self._reply("auth_mechanism")
@@ -424,7 +430,7 @@ class SMTPSession(Protocol):
         nonce = f"{secrets.randbelow(10**10)}.{int(self.clock.seconds())}"
         self._exchange = auth.Exchange(
             mechanism, self.factory.config.server.hostname, nonce)
-        self._auth_reply(lambda: self._exchange.start(initial.strip() or None),
+        self._auth_reply(lambda: self._exchange.start(initial[0] if initial else None),
                          "auth_bad_initial")
 
     def _auth_step(self, text):

@@ -314,6 +314,10 @@ def probes():
     add("sql_in_helo_and_mail", "A",
         [L("EHLO x'); DROP TABLE honeypot_emails;--"),
          L("MAIL FROM:<x'OR'1'='1@b.example>"), Q])
+    add("tab_separators", "A",
+        [E, L("MAIL\tFROM:\t<a@b.example>"), L("RCPT\tTO:<postmaster@mail.example.com>"),
+         L("RSET\tx"), L("VRFY\tpostmaster"), L("HELO\tclient.example.org"), Q])
+    add("data_with_arg", "A", [E, M, RC_OK, L("DATA x"), Q])
     add("rcpt_1500", "A",
         [E, M, R(b"".join(b"RCPT TO:<postmaster+%d@mail.example.com>\r\n" % i
                           for i in range(1500)), 1500),
