@@ -68,6 +68,7 @@ POSTFIX = Persona(
         "size_syntax": "501 5.5.4 Bad message size syntax",
         "bad_option": "555 5.5.4 Unsupported option: {arg}",
         "too_big": "552 5.3.4 Message size exceeds fixed limit",
+        "too_big_for_disk": "552 5.3.4 Message size exceeds file system imposed limit",
         "too_many_rcpts": "452 4.5.3 Error: too many recipients",
         "unknown": "500 5.5.2 Error: command not recognized",
         "bad_syntax": "500 5.5.2 Error: bad syntax",

@@ -17,6 +17,15 @@ class EnvelopeError(Exception):
         self.arg = arg
 
 
+# The largest size Postfix takes (an off_t); a larger one is refused otherwise.
+OFF_T_MAX = 2**63 - 1
+
+
+def is_number(text):
+    """ASCII digits only, as Postfix reads a count (str.isdigit takes ²)."""
+    return text.isascii() and text.isdigit()
+
+
 # What splits an unquoted address in two for Postfix (3.7 refuses
 # <a b>, <a\tb> and <a\rb>, and takes ESC, DEL and other controls).
 _BLANKS = frozenset(" \t\r")
@@ -67,8 +76,10 @@ def check_mail_params(params, size_limit, features):
     """Raise :class:`EnvelopeError` for MAIL parameters Postfix refuses."""
     for name, value in params.items():
         if name == "SIZE":
-            if value is None or not value.isdigit() or len(value) > 20:
+            if value is None or not is_number(value):
                 raise EnvelopeError("size_syntax")
+            if int(value) > OFF_T_MAX:
+                raise EnvelopeError("too_big_for_disk")
             if int(value) > size_limit:
                 raise EnvelopeError("too_big")
         elif name == "BODY" and (value or "").upper() in ("7BIT", "8BITMIME"):

@@ -334,7 +334,8 @@ class SMTPSession(Protocol):
         if not self.features.chunking:
             self._reply("unknown")
             return
-        if (not 1 <= len(words) <= 2 or not words[0].isdigit() or len(words[0]) > 20
+        if (not 1 <= len(words) <= 2 or not envelope.is_number(words[0])
+                or int(words[0]) > envelope.OFF_T_MAX
                 or (len(words) == 2 and words[1].upper() != "LAST")):
             # Postfix cannot tell where the chunk ends, so it hangs up.
             self.record.close_reason = "bdat_syntax"

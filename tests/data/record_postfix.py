@@ -318,6 +318,14 @@ def probes():
         [E, L("MAIL\tFROM:\t<a@b.example>"), L("RCPT\tTO:<postmaster@mail.example.com>"),
          L("RSET\tx"), L("VRFY\tpostmaster"), L("HELO\tclient.example.org"), Q])
     add("data_with_arg", "A", [E, M, RC_OK, L("DATA x"), Q])
+    add("mail_size_superscript", "A", [E, R("MAIL FROM:<a@b> SIZE=\u00b2\r\n".encode(), 1), Q],
+        "a Unicode digit, sent as UTF-8")
+    add("mail_size_overflow", "A", [E, L("MAIL FROM:<a@b> SIZE=9223372036854775808"), Q])
+    add("bdat_superscript", "A", [E, M, RC_OK, R("BDAT \u00b2\r\n".encode(), None), L("NOOP"), Q])
+    add("bdat_leading_zeros", "A",
+        [E, M, RC_OK, R(b"BDAT 00000000000000000000007 LAST\r\nhello\r\n", 1), Q])
+    add("bdat_overflow", "A", [E, M, RC_OK, R(b"BDAT 99999999999999999999999\r\n", None),
+                               L("NOOP"), Q])
     add("rcpt_1500", "A",
         [E, M, R(b"".join(b"RCPT TO:<postmaster+%d@mail.example.com>\r\n" % i
                           for i in range(1500)), 1500),
