@@ -5,6 +5,8 @@ address (relay testers send ``<user%host@[ip]>``, ``<@route:user@host>``,
 quoted locals, address literals), so that every such probe is accepted.
 """
 
+import re
+
 import attrs
 
 
@@ -35,6 +37,8 @@ _BLANKS = frozenset(" \t\r")
 class Path:
     address: str
     params: dict[str, str | None]
+    # Parameters given more than once (params keeps the last).
+    repeated: frozenset[str] = frozenset()
 
 
 def _split_address(text):
@@ -65,16 +69,60 @@ def parse(arg, keyword, syntax_key, address_key):
         raise EnvelopeError(address_key) from None
     if any(c in _BLANKS for c in address) and '"' not in address:
         raise EnvelopeError(address_key)
-    params = {}
+    params, repeated = {}, set()
     for word in rest.split():
         name, eq, value = word.partition("=")
-        params[name.upper()] = value if eq else None
-    return Path(address, params)
+        name = name.upper()
+        if name in params:
+            repeated.add(name)
+        params[name] = value if eq else None
+    return Path(address, params, frozenset(repeated))
 
 
-def check_mail_params(params, size_limit, features):
+_XTEXT_ESCAPE = re.compile(r"\+(?![0-9A-Fa-f]{2})")
+
+
+def _xtext_escapes(text):
+    """True if every "+" in *text* starts a hex pair (RFC 3461 xtext)."""
+    return _XTEXT_ESCAPE.search(text) is None
+
+
+def _envid(value):
+    return bool(value) and all("!" <= c <= "~" for c in value) and _xtext_escapes(value)
+
+
+def _notify(value):
+    words = [word for word in value.upper().split(",") if word]
+    return bool(words) and (words == ["NEVER"]
+                            or set(words) <= {"SUCCESS", "FAILURE", "DELAY"})
+
+
+def _orcpt(value):
+    kind, semicolon, address = value.partition(";")
+    return bool(kind and semicolon) and _xtext_escapes(address)
+
+
+# DSN parameters (RFC 3461) as Postfix 3.7 checks them, and the reply key
+# for a value it refuses or a parameter given twice.
+_DSN = {
+    "RET": (lambda value: value.upper() in ("FULL", "HDRS"), "bad_ret"),
+    "ENVID": (_envid, "bad_envid"),
+    "NOTIFY": (_notify, "bad_notify"),
+    "ORCPT": (_orcpt, "bad_orcpt"),
+}
+
+
+def _check_dsn(path, name, value):
+    valid, key = _DSN[name]
+    if value is None:
+        raise EnvelopeError("bad_option", name)
+    if name in path.repeated or not valid(value):
+        raise EnvelopeError(key)
+
+
+def check_mail_params(path, size_limit, features):
     """Raise :class:`EnvelopeError` for MAIL parameters Postfix refuses."""
-    for name, value in params.items():
+    for name, value in path.params.items():
         if name == "SIZE":
             if value is None or not is_number(value):
                 raise EnvelopeError("size_syntax")
@@ -87,17 +135,19 @@ def check_mail_params(params, size_limit, features):
         elif name == "SMTPUTF8" and features.smtputf8 and value is None:
             pass
         elif name in ("RET", "ENVID") and features.dsn:
-            pass
+            _check_dsn(path, name, value)
         elif name == "AUTH":
             pass
         else:
             raise EnvelopeError("bad_option", _word(name, value))
 
 
-def check_rcpt_params(params, features):
-    for name, value in params.items():
+def check_rcpt_params(path, features):
+    """Raise :class:`EnvelopeError` for RCPT parameters Postfix refuses."""
+    for name, value in path.params.items():
         if not (name in ("NOTIFY", "ORCPT") and features.dsn):
             raise EnvelopeError("bad_option", _word(name, value))
+        _check_dsn(path, name, value)
 
 
 def _word(name, value):

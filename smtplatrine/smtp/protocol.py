@@ -264,7 +264,7 @@ class SMTPSession(Protocol):
         try:
             path = envelope.parse(arg, "FROM", "mail_syntax", "bad_sender")
             envelope.check_mail_params(
-                path.params, self.config.message_size_limit, self.features)
+                path, self.config.message_size_limit, self.features)
         except envelope.EnvelopeError as e:
             self._reply(e.key, arg=printable(e.arg))
             return
@@ -285,7 +285,7 @@ class SMTPSession(Protocol):
             return
         try:
             path = envelope.parse(arg, "TO", "rcpt_syntax", "bad_recipient")
-            envelope.check_rcpt_params(path.params, self.features)
+            envelope.check_rcpt_params(path, self.features)
         except envelope.EnvelopeError as e:
             self._reply(e.key, arg=printable(e.arg))
             return

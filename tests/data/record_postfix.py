@@ -326,6 +326,16 @@ def probes():
         [E, M, RC_OK, R(b"BDAT 00000000000000000000007 LAST\r\nhello\r\n", 1), Q])
     add("bdat_overflow", "A", [E, M, RC_OK, R(b"BDAT 99999999999999999999999\r\n", None),
                                L("NOOP"), Q])
+    add("dsn_mail_params", "A", [E] + [L("MAIL FROM:<a@b> " + params) for params in (
+        "RET=FULL RET=HDRS", "RET=xx", "RET", "RET=", "ENVID=", "ENVID=a+zz",
+        "ENVID=\x01", "ENVID=a ENVID=b", "ret=hdrs ENVID=a+2b=c")] + [Q])
+    rcpt = "RCPT TO:<postmaster@mail.example.com> "
+    add("dsn_notify", "A", [E, M] + [L(rcpt + params) for params in (
+        "NOTIFY=NEVER,SUCCESS", "NOTIFY=FOO", "NOTIFY", "NOTIFY=",
+        "NOTIFY=SUCCESS NOTIFY=DELAY", "NOTIFY=never", "NOTIFY=,delay,SUCCESS,")] + [Q])
+    add("dsn_orcpt", "A", [E, M] + [L(rcpt + params) for params in (
+        "ORCPT=junk", "ORCPT=;x", "ORCPT=rfc822;x+zz", "ORCPT=rfc822;a ORCPT=rfc822;b",
+        "ORCPT", "ORCPT=rfc822;", "orcpt=foo;\x01+2B")] + [Q])
     add("rcpt_1500", "A",
         [E, M, R(b"".join(b"RCPT TO:<postmaster+%d@mail.example.com>\r\n" % i
                           for i in range(1500)), 1500),
