@@ -84,6 +84,7 @@ POSTFIX = Persona(
         "vrfy_disabled": "502 5.5.1 VRFY command is disabled",
         "etrn_syntax": "500 Syntax: ETRN domain",
         "etrn": "459 <{arg}>: service unavailable",
+        "etrn_invalid": "501 Error: invalid parameter syntax",
         "bdat_syntax": "521 5.5.4 Syntax: BDAT count [LAST]",
         "data_after_bdat": "503 5.5.1 Error: DATA after BDAT",
         "too_many_errors": "421 4.7.0 {hostname} Error: too many errors",

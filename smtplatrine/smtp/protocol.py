@@ -9,6 +9,7 @@ pipelined commands wait in the buffer.
 """
 
 import errno
+import ipaddress
 import re
 import secrets
 import uuid
@@ -46,6 +47,27 @@ _BLANKS = re.compile(r"[ \t]+")
 def _spool_error(error):
     """The reply for a spool that failed with *error*."""
     return "no_space" if getattr(error, "errno", None) == errno.ENOSPC else "write_error"
+
+
+_LABEL = re.compile(r"[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?")
+
+
+def _is_domain(text):
+    """A host name (not all numeric) or an address literal, as Postfix's
+    valid_hostname and valid_mailhost_literal take them."""
+    if text.startswith("[") and text.endswith("]"):
+        literal = text[1:-1]
+        try:
+            if literal[:5].upper() == "IPV6:":
+                ipaddress.IPv6Address(literal[5:])
+            else:
+                ipaddress.IPv4Address(literal)
+        except ValueError:
+            return False
+        return True
+    labels = text.split(".")
+    return (len(text) <= 255 and all(map(_LABEL.fullmatch, labels))
+            and not all(label.isdigit() for label in labels))
 
 
 def _is_utf8(text):
@@ -368,16 +390,23 @@ class SMTPSession(Protocol):
             self._reply("vrfy_disabled")
         elif not arg:
             self._reply("vrfy_syntax")
+        elif _BLANKS.search(arg) and '"' not in arg:
+            self._reply("bad_recipient")
         else:
             self._reply("vrfy", arg=printable(arg))
 
     def do_ETRN(self, arg):
         if not self.features.etrn:
             self._reply("unknown")
-        elif not arg:
+        elif not arg or _BLANKS.search(arg):
             self._reply("etrn_syntax")
         else:
-            self._reply("etrn", arg=printable(arg))
+            # Postfix skips one leading "@" or "#" (a domain or a queue).
+            domain = arg[1:] if arg[0] in "@#" else arg
+            if _is_domain(domain):
+                self._reply("etrn", arg=printable(domain))
+            else:
+                self._reply("etrn_invalid")
 
     def do_STARTTLS(self, arg):
         if not self.features.starttls or self.factory.tls_options is None:

@@ -336,6 +336,10 @@ def probes():
     add("dsn_orcpt", "A", [E, M] + [L(rcpt + params) for params in (
         "ORCPT=junk", "ORCPT=;x", "ORCPT=rfc822;x+zz", "ORCPT=rfc822;a ORCPT=rfc822;b",
         "ORCPT", "ORCPT=rfc822;", "orcpt=foo;\x01+2B")] + [Q])
+    add("etrn_arguments", "A", [E] + [L("ETRN " + arg) for arg in (
+        "@example.com", "#x", "a b", "a..b", "1.2.3.4", "[1.2.3.4]", "[IPv6:::1]",
+        "[junk]", "\x1b", "a_b-c.1")] + [Q])
+    add("vrfy_words", "A", [E, L("VRFY a b"), L("VRFY <a> x"), L("VRFY\tpostmaster"), Q])
     add("rcpt_1500", "A",
         [E, M, R(b"".join(b"RCPT TO:<postmaster+%d@mail.example.com>\r\n" % i
                           for i in range(1500)), 1500),
