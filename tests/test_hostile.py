@@ -474,11 +474,17 @@ def attached(name_parameters, payload, content_type=b"application/octet-stream")
 class MIMETests(HostileTestCase):
 
     def send(self, *messages):
+        """Send *messages* in one session, each answered as Postfix queues
+        a message; the client's port."""
         with smtplib.SMTP("127.0.0.1", self.honeypot.port, timeout=30) as client:
             port = client.sock.getsockname()[1]
+            client.ehlo("bomber.example.net")
             for message in messages:
-                self.assertEqual(client.sendmail(
-                    "bomber@example.net", ["victim@example.org"], message), {})
+                client.mail("bomber@example.net")
+                client.rcpt("victim@example.org")
+                code, text = client.data(message)
+                self.assertEqual(code, 250)
+                self.assertRegex(text, rb"\A2\.0\.0 Ok: queued as [0-9A-F]{11}\Z")
             client.quit()
         return port
 
