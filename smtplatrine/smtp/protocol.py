@@ -523,6 +523,8 @@ class SMTPSession(Protocol):
         self._data_start = self.clock.seconds()
         self._data_bytes = 0
         self._line_length = 0
+        self._bare_lf = 0
+        self._last_byte = b""
         self._timer.cancel()
         self._schedule_watchdog()
 
@@ -590,6 +592,8 @@ class SMTPSession(Protocol):
         if self._chunk_error is None:
             self._data_bytes += take
             self._file.write(chunk)
+            self._bare_lf += chunk.count(b"\n") - (self._last_byte + chunk).count(b"\r\n")
+            self._last_byte = chunk[-1:] or self._last_byte
         if self._chunk_left:
             return False
         self._mode = COMMAND
@@ -615,6 +619,10 @@ class SMTPSession(Protocol):
 
     def _finish_message(self):
         spool_file, self._file = self._file, None
+        # Postfix counts a BDAT message in lines that end in CRLF, the last
+        # one completed: a bare LF counts two bytes, a last partial line two more.
+        lines_size = (spool_file.size + self._bare_lf
+                      + (2 if self._last_byte not in (b"", b"\n") else 0))
         accepted = not spool_file.truncated
         metadata = self._metadata(acknowledged=accepted, incomplete=False)
         envelope_ = self._envelope
@@ -635,7 +643,7 @@ class SMTPSession(Protocol):
             self.record.errors = 0
             if envelope_.transport == "BDAT":
                 return "chunk_queued", {"queue_id": envelope_.queue_id,
-                                        "size": spool_file.size}
+                                        "size": lines_size}
             return "queued", {"queue_id": envelope_.queue_id}
 
         def failed(failure):

@@ -340,6 +340,10 @@ def probes():
         "@example.com", "#x", "a b", "a..b", "1.2.3.4", "[1.2.3.4]", "[IPv6:::1]",
         "[junk]", "\x1b", "a_b-c.1")] + [Q])
     add("vrfy_words", "A", [E, L("VRFY a b"), L("VRFY <a> x"), L("VRFY\tpostmaster"), Q])
+    add("bdat_line_ends", "A",
+        [E, M, RC_OK, R(b"BDAT 5 LAST\r\nhello", 1), M, RC_OK, R(b"BDAT 6 LAST\r\nhello\r", 1),
+         M, RC_OK, R(b"BDAT 3\r\nab\r", 1), R(b"BDAT 4 LAST\r\n\ncd\n", 1), Q],
+        "the size in the queued reply, for messages not in CRLF lines")
     add("rcpt_1500", "A",
         [E, M, R(b"".join(b"RCPT TO:<postmaster+%d@mail.example.com>\r\n" % i
                           for i in range(1500)), 1500),
