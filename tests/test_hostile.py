@@ -108,6 +108,14 @@ def strings(value):
             yield from strings(item)
 
 
+def written_events(honeypot):
+    """The events in *honeypot*'s JSON lines file so far, but for a last
+    line still being written."""
+    path = honeypot.data / "events.jsonl"
+    text = path.read_text() if path.exists() else ""
+    return [json.loads(line) for line in text.rpartition("\n")[0].splitlines()]
+
+
 def as_column(data):
     """Bytes as a text column shows them: UTF-8, other bytes as \\xNN."""
     return data.decode("utf-8", "backslashreplace")
@@ -169,9 +177,8 @@ class HostileTestCase(unittest.TestCase):
         """Neither the log nor an event holds a raw control character."""
         log = (self.honeypot.data / "smtplatrine.log").read_text(errors="replace")
         self.assertEqual(CONTROL.findall(log + self.honeypot.output()), [])
-        events = self.honeypot.data / "events.jsonl"
-        for line in events.read_text().splitlines() if events.exists() else []:
-            for value in strings(json.loads(line)):
+        for event in written_events(self.honeypot):
+            for value in strings(event):
                 self.assertIsNone(CONTROL.search(value), value)
 
     def assertContained(self):
@@ -185,12 +192,13 @@ class HostileTestCase(unittest.TestCase):
             self.assertRegex(path, ATTACHMENT_PATH)
         self.assertFalse(Path("/etc/cron.d/x").exists())
 
-    def events(self, eventid):
-        """The events with *eventid* so far (the file is flushed each second)."""
-        path = self.honeypot.data / "events.jsonl"
-        time.sleep(1.2)
-        return [event for event in map(json.loads, path.read_text().splitlines())
-                if event["eventid"] == eventid]
+    def event(self, eventid, **fields):
+        """The one event *eventid* with *fields*, once the output has
+        written it (it flushes every second)."""
+        [found] = self.honeypot.wait_for(lambda: [
+            event for event in written_events(self.honeypot)
+            if event["eventid"] == eventid and fields.items() <= event.items()])
+        return found
 
     def session(self, attacker):
         """The stored record of *attacker*'s session, once it has closed."""
@@ -282,8 +290,7 @@ class CommandTests(HostileTestCase):
         log = (self.honeypot.data / "smtplatrine.log").read_text()
         self.assertIn("HELO {log_logger.__class__}\\x1b[31m%s%n", log)
         self.assertIn("MAIL FROM '{log_format}%n@x'", log)
-        [helo] = [e for e in self.events("smtplatrine.session.helo")
-                  if e["src_port"] == self.attacker.port]
+        helo = self.event("smtplatrine.session.helo", src_port=self.attacker.port)
         self.assertEqual(helo["helo"], "{log_logger.__class__}\\x1b[31m%s%n")
 
     def test_control_bytes_in_every_field(self):
@@ -337,11 +344,9 @@ class CommandTests(HostileTestCase):
         # The log shows escaped values' repr: each backslash doubled.
         self.assertIn(r"username='ro\\x00ot\\x1b[2J\\r\\xff'", log)
         self.assertIn(r"MAIL FROM 'se\\x1bnder\\x7f@example.net'", log)
-        [stored] = [e for e in self.events("smtplatrine.attachment.stored")
-                    if e["message"] == meta["message"]]
+        stored = self.event("smtplatrine.attachment.stored", message=meta["message"])
         self.assertEqual(stored["filename"], "in\\x1b[31mvoice\\r.pdf")
-        [rcpt] = [e for e in self.events("smtplatrine.rcpt")
-                  if e["src_port"] == self.attacker.port]
+        rcpt = self.event("smtplatrine.rcpt", src_port=self.attacker.port)
         self.assertEqual(rcpt["rcpt"], "rc\\x1bpt@example.org")
 
     def test_sql_injection_strings(self):
