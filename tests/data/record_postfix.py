@@ -20,6 +20,14 @@ Variants (ports are configurable on the command line):
   B  as A plus smtpd_helo_required=yes              (default 127.0.0.1:10026)
   C  as A plus Dovecot SASL (PLAIN LOGIN CRAM-MD5)  (default 127.0.0.1:10027)
      test credentials testuser / testpass
+A main.cf for A that answers as recorded (Debian's main.cf, then):
+  myhostname = mail.example.com, mydestination = mail.example.com, localhost,
+  mynetworks = a range that does not hold the client, inet_interfaces =
+  loopback-only, smtpd_tls_cert_file/key_file set with smtpd_tls_security_level
+  = may, and default_transport = relay_transport = local_transport = discard:
+Run it with `postfix -c DIR start` (DIR listed in the default main.cf's
+alternate_config_directories) and --only NAME,... to record a few probes;
+the file written holds only those, to be appended to postfix_replies.json.
 """
 import argparse
 import base64
