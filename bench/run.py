@@ -7,7 +7,7 @@ HOW TO RUN
     python3 bench/run.py --skip-honeypot   # baselines only
     python3 bench/run.py --keep-tmp        # keep the temp dir (logs, spool) for inspection
     python3 bench/run.py --only stored     # one section only (repeatable): throughput,
-                                           # idle, large or stored; combines with --quick
+                                           # idle, large, stored or load; combines with --quick
 
     Needs: Postfix's /usr/sbin/smtp-source and /usr/sbin/smtp-sink (Debian
     package "postfix"; the postfix daemon is NOT started), aiosmtpd, and for
@@ -63,7 +63,18 @@ WHAT IT MEASURES  (every figure is printed next to baselines from the same run)
        in spool/messages) is sampled every 0.25 s: its maximum and its value
        when smtp-source finished show whether it stays bounded.  Each server
        first gets a few untimed warm-up messages (stored before the timed run).
-    5. Summary of the honeypot targets with PASS/MISS, for the sections run.
+    5. Load: holds N idle connections (10,000; --quick 1,000) and M slow
+       senders (1,000; --quick 100) at once, each with its banner read; a
+       slow sender then trickles "NOOP\r\n" one byte every SLOW_EVERY (3) s,
+       one sender after the other, never finishing its line within the
+       test.  While all are held (LOAD_HOLD: 15 s, --quick 5 s) a sibling
+       client runs a complete transaction with smtplib (EHLO, MAIL, RCPT,
+       DATA, QUIT) every LOAD_HOLD / SIBLING_RUNS seconds; its slowest and
+       median times are reported, and how many of the N + M connections
+       the server still held at the end.  Also VmRSS growth per connection
+       and the server's open file descriptors (/proc/PID/fd) before and
+       while held.  Honeypot and aiosmtpd.
+    6. Summary of the honeypot targets with PASS/MISS, for the sections run.
        Informational only: the exit code is 0 whatever the figures are.
 
 SAFETY
@@ -75,9 +86,10 @@ SAFETY
 
 NOTES
     - The honeypot gets exactly server.ini + smtp.ini (hostname, data_dir,
-      message_size_limit = 100 MB).  Only for the idle test a third file,
-      zz-bench-overrides.ini, raises [protection] max_connections to N + 100
-      (the default 1000 would answer 421 to the rest); the output says so.
+      message_size_limit = 100 MB).  Only for the idle and load tests a third
+      file, zz-bench-overrides.ini, raises [protection] max_connections to
+      the connections held + 100 (the default 1000 would answer 421 to the
+      rest); the output says so.
       In the stored section that file holds the [engine], [mysql] and
       [store] settings of each configuration.
     - A MariaDB database is dropped when its server stops; a harness killed
@@ -153,7 +165,15 @@ LARGE_SIZE = 50 * MB
 LARGE_TIMEOUT = 300     # socket timeout for the 50 MB send
 SETTLE = 1.0            # seconds to let a server settle before reading RSS
 
-SECTIONS = ("throughput", "idle", "large", "stored")
+SECTIONS = ("throughput", "idle", "large", "stored", "load")
+
+# Load section: connections held at once (full mode; --quick: a tenth).
+LOAD_IDLE = 10_000
+LOAD_SLOW = 1_000
+SLOW_EVERY = 3.0        # seconds between two bytes of one slow sender
+SLOW_LINE = b"NOOP\r\n"  # what a slow sender trickles, one byte at a time
+LOAD_HOLD = 15.0        # seconds the load is held while the sibling is timed (quick: 5)
+SIBLING_RUNS = 5        # sibling transactions while the load is held
 
 # Stored section: (label, attachment bytes, message count in full mode)
 STORED_SIZES = [("1 KB", 300, 3000), ("1 MB", 768 * KB, 200)]
@@ -174,6 +194,7 @@ TARGET_1M_VS_SINK = 0.6
 TARGET_IDLE_BYTES = 5 * KB
 TARGET_LARGE_GROWTH = 10 * MB
 TARGET_STORED_VS_AIO = 1.5
+TARGET_SIBLING = 1.0    # seconds for the sibling's transaction under load
 
 
 def say(*parts):
@@ -329,6 +350,11 @@ def wait_ready(child, port, timeout=READY_TIMEOUT):
             return True
         time.sleep(0.1)
     return False
+
+
+def open_fds(pid):
+    """How many file descriptors the process has open."""
+    return len(os.listdir(f"/proc/{pid}/fd"))
 
 
 def proc_mem(pid):
@@ -1089,6 +1115,144 @@ def describe_stored(run):
 
 
 # --------------------------------------------------------------------------
+# 5. Load: idle connections and slow senders held, a sibling timed meanwhile
+# --------------------------------------------------------------------------
+
+class SlowSenders:
+    """While the with-block runs, a thread sends the next byte of SLOW_LINE
+    on each socket in turn, so that each gets one every SLOW_EVERY seconds."""
+
+    def __init__(self, socks):
+        self.socks = socks
+        self.sent = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info):
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self):
+        pause = SLOW_EVERY / max(len(self.socks), 1)
+        position = 0
+        while not self._stop.is_set():
+            i = position % len(SLOW_LINE)
+            byte = SLOW_LINE[i:i + 1]
+            for s in self.socks:
+                with contextlib.suppress(OSError):
+                    s.send(byte)
+                    self.sent += 1
+                if self._stop.wait(pause):
+                    return
+            position += 1
+
+
+def sibling_transaction(port):
+    """Seconds for one complete SMTP transaction, or None if it failed."""
+    start = time.monotonic()
+    try:
+        with smtplib.SMTP(HOST, port, local_hostname=HELO_NAME, timeout=30) as c:
+            c.sendmail(MAIL_FROM, [RCPT_TO], b"Subject: sibling\r\n\r\nhello\r\n")
+    except (smtplib.SMTPException, OSError):
+        return None
+    return time.monotonic() - start
+
+
+def still_open(socks):
+    """How many of `socks` the server has not closed (nothing to read)."""
+    with selectors.DefaultSelector() as sel:
+        for s in socks:
+            sel.register(s, selectors.EVENT_READ)
+        return len(socks) - len(sel.select(timeout=0))
+
+
+@dataclass
+class LoadResult:
+    server: str
+    idle: int
+    slow: int
+    greeted: int = 0
+    held: int = 0
+    refusal: str = ""
+    rss_before: int = 0
+    rss_after: int = 0
+    fds_before: int = 0
+    fds_after: int = 0
+    bytes_trickled: int = 0
+    siblings: list = None   # seconds per transaction, None for a failed one
+    error: str = ""
+
+    @property
+    def wanted(self):
+        return self.idle + self.slow
+
+    @property
+    def per_conn(self):
+        return (self.rss_after - self.rss_before) / self.greeted if self.greeted else None
+
+    @property
+    def sibling_max(self):
+        """Slowest sibling transaction; None if none ran or one failed."""
+        ok = [t for t in self.siblings or [] if t is not None]
+        return max(ok) if ok and len(ok) == len(self.siblings) else None
+
+    @property
+    def sibling_median(self):
+        ok = sorted(t for t in self.siblings or [] if t is not None)
+        return ok[len(ok) // 2] if ok else None
+
+
+def load_test(server, idle, slow, opts):
+    res = LoadResult(server.name, idle, slow, siblings=[])
+    with server.running() as ready:
+        if not ready:
+            res.error = "server did not start"
+            return res
+        warm_up_session(server)
+        time.sleep(SETTLE)
+        res.rss_before = proc_mem(server.pid)["VmRSS"]
+        res.fds_before = open_fds(server.pid)
+        socks = []
+        try:
+            socks, res.greeted, _, res.refusal = open_idle_connections(
+                server.port, res.wanted, opts.idle_deadline)
+            open_socks = [s for s in socks if s.fileno() != -1]
+            with SlowSenders(open_socks[:slow]) as senders:
+                for _ in range(SIBLING_RUNS):
+                    time.sleep(opts.load_hold / SIBLING_RUNS)
+                    res.siblings.append(sibling_transaction(server.port))
+                res.bytes_trickled = senders.sent
+            if not server.child.alive():
+                res.error = "server died"
+                return res
+            res.rss_after = proc_mem(server.pid)["VmRSS"]
+            res.fds_after = open_fds(server.pid)
+            res.held = still_open(open_socks)
+        finally:
+            for s in socks:
+                s.close()
+    return res
+
+
+def describe_load(r):
+    if r.error:
+        return f"{r.server:<9} {r.error}"
+    per = f"{r.per_conn:6.0f} B/conn" if r.per_conn is not None else "   n/a"
+    failed = sum(t is None for t in r.siblings)
+    refused = f"\n{'':<12}first refusal: {r.refusal!r}" if r.refusal else ""
+    return (f"{r.server:<9} {r.held:>6}/{r.wanted} held ({r.idle} idle + {r.slow} slow, "
+            f"{r.bytes_trickled} bytes trickled)  VmRSS {r.rss_before / MB:6.1f} -> "
+            f"{r.rss_after / MB:6.1f} MB {per}  fds {r.fds_before} -> {r.fds_after}\n"
+            f"{'':<12}sibling transaction: slowest {num(r.sibling_max, '.3f')} s, median "
+            f"{num(r.sibling_median, '.3f')} s over {len(r.siblings)} runs"
+            f"{f' ({failed} FAILED)' if failed else ''}{refused}")
+
+
+# --------------------------------------------------------------------------
 # Reporting
 # --------------------------------------------------------------------------
 
@@ -1202,7 +1366,18 @@ def target_stored(stored):
     return target, figure, (None if r is None else r >= TARGET_STORED_VS_AIO)
 
 
-def summary(sections, runs, idle, large, stored):
+def target_load(load):
+    hp = first(load, "honeypot", lambda r: not r.error)
+    aio = first(load, "aiosmtpd", lambda r: not r.error)
+    worst = attr(hp, "sibling_max")
+    held = f"{hp.held}/{hp.wanted} held, fds {hp.fds_before} -> {hp.fds_after}" if hp else "n/a"
+    figure = (f"honeypot slowest {num(worst, '.3f')} s ({held}; aiosmtpd slowest "
+              f"{num(attr(aio, 'sibling_max'), '.3f')} s)")
+    ok = None if worst is None else (worst < TARGET_SIBLING and hp.held == hp.wanted)
+    return "sibling transaction < 1 s, all load held", figure, ok
+
+
+def summary(sections, runs, idle, large, stored, load):
     """One line per honeypot target of the sections run: [PASS|MISS|n/a] target  figures.
 
     Each target_* returns (target, figure, ok); ok is None when there is no
@@ -1219,6 +1394,8 @@ def summary(sections, runs, idle, large, stored):
         targets.append(target_large(large))
     if "stored" in sections:
         targets.append(target_stored(stored))
+    if "load" in sections:
+        targets.append(target_load(load))
     out = []
     for target, figure, ok in targets:
         status = "n/a " if ok is None else ("PASS" if ok else "MISS")
@@ -1233,7 +1410,7 @@ def summary(sections, runs, idle, large, stored):
 def parse_args():
     p = argparse.ArgumentParser(description="smtplatrine benchmark (prints only, never asserts)")
     p.add_argument("--quick", action="store_true",
-                   help="smoke run: 1/10 of the messages, 1,000 idle connections")
+                   help="smoke run: 1/10 of the messages and of the connections held")
     p.add_argument("--skip-honeypot", action="store_true", help="run the baselines only")
     p.add_argument("--keep-tmp", action="store_true", help="do not delete the temp dir")
     p.add_argument("--only", action="append", choices=SECTIONS, metavar="SECTION",
@@ -1245,6 +1422,9 @@ def parse_args():
     opts.source_timeout = 60 if opts.quick else SOURCE_TIMEOUT
     opts.idle_deadline = 30 if opts.quick else IDLE_DEADLINE
     opts.stored_timeout = 120 if opts.quick else STORED_TIMEOUT
+    opts.load_idle = LOAD_IDLE // opts.divisor
+    opts.load_slow = LOAD_SLOW // opts.divisor
+    opts.load_hold = 5.0 if opts.quick else LOAD_HOLD
     return opts
 
 
@@ -1301,20 +1481,25 @@ def usable(servers):
     return [s for s in servers if not s.broken]
 
 
+def with_room(server, n, func, *args):
+    """Run func(*args); a honeypot gets room for n connections meanwhile."""
+    if isinstance(server, Honeypot):
+        # its default [protection] max_connections (1000) would answer 421 to the rest
+        server.overrides = {"protection": {"max_connections": n + 100}}
+        say(f"  (honeypot config for this test adds [protection] max_connections = {n + 100} "
+            f"in {Honeypot.OVERRIDES_INI})")
+    try:
+        return guarded(server, func, *args)
+    finally:
+        if isinstance(server, Honeypot):
+            server.overrides = {}
+
+
 def section_idle(servers, n, opts):
     say(f"\n== 2. Idle connections ({n} per server, banner read on each) ==")
     results = []
     for server in usable(servers):
-        if isinstance(server, Honeypot):
-            # its default [protection] max_connections (1000) would answer 421 to the rest
-            server.overrides = {"protection": {"max_connections": n + 100}}
-            say(f"  (honeypot config for this test adds [protection] max_connections = {n + 100} "
-                f"in {Honeypot.OVERRIDES_INI})")
-        try:
-            r = guarded(server, idle_test, server, n, opts)
-        finally:
-            if isinstance(server, Honeypot):
-                server.overrides = {}
+        r = with_room(server, n, idle_test, server, n, opts)
         if r:
             say("  " + describe_idle(r))
             results.append(r)
@@ -1368,14 +1553,31 @@ def section_stored(honeypots, baselines, tmp, opts):
     return runs
 
 
+def section_load(servers, opts):
+    idle, slow = opts.load_idle, opts.load_slow
+    say(f"\n== 5. Load: {idle} idle connections and {slow} slow senders held, "
+        f"a sibling transaction timed {SIBLING_RUNS} times in {opts.load_hold:.0f} s ==")
+    results = []
+    for server in usable(servers):
+        r = with_room(server, idle + slow, load_test, server, idle, slow, opts)
+        if r:
+            say("  " + describe_load(r))
+            results.append(r)
+    return results
+
+
 def main():
     opts = parse_args()
     check_tools()
     signal.signal(signal.SIGTERM, on_sigterm)
-    nofile = raise_nofile(opts.idle_conns + 1024)
+    nofile = raise_nofile(max(opts.idle_conns, opts.load_idle + opts.load_slow) + 1024)
     if nofile < opts.idle_conns + 256:
         opts.idle_conns = max(100, nofile - 256)
         say(f"NOTE: RLIMIT_NOFILE is only {nofile}; idle test reduced to {opts.idle_conns} connections")
+    if nofile < opts.load_idle + opts.load_slow + 256:
+        opts.load_idle = max(100, nofile - 256 - opts.load_slow)
+        say(f"NOTE: RLIMIT_NOFILE is only {nofile}; load test reduced to {opts.load_idle} idle"
+            " connections")
     print_header(opts, nofile)
 
     tmp = Path(tempfile.mkdtemp(prefix="smtplatrine-bench-"))
@@ -1399,13 +1601,14 @@ def main():
         large = section_large(hp + [aiosmtpd]) if "large" in sections else []
         stored = (section_stored(storing if use_hp else [], [aiosmtpd, sink], tmp, opts)
                   if "stored" in sections else [])
+        load = section_load(hp + [aiosmtpd], opts) if "load" in sections else []
         hp_runs = [r for r in runs if r.server == "honeypot"]
         if hp_runs:
             say(f"\n  honeypot received check: {sum(r.received or 0 for r in hp_runs)} "
                 f"messages stored or spooled for {sum(r.count for r in hp_runs)} sent "
                 "in the throughput runs (see 'received' per run above)")
         say("\n== Summary: honeypot targets (informational, exit code is 0 regardless) ==")
-        say(summary(sections, runs, idle, large, stored))
+        say(summary(sections, runs, idle, large, stored, load))
     except KeyboardInterrupt:
         say("\ninterrupted - stopping servers")
         return 130

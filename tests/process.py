@@ -176,13 +176,15 @@ class Honeypot:
         except sqlite3.OperationalError:
             return []
 
-    def messages(self):
+    def messages(self, client_port=None):
         """Stored messages, once the spool has drained: [(metadata, raw)]
-        with the spool's metadata keys, oldest first."""
+        with the spool's metadata keys, oldest first; only those of the
+        client on *client_port* if given."""
         self.wait_for(self.drained)
         found = []
+        where, args = _client_filter("e", client_port, "WHERE")
         for row in self.query("SELECT * FROM honeypot_emails e JOIN honeypot_sessions s"
-                              " USING (session_id) ORDER BY received"):
+                              " USING (session_id)" + where + " ORDER BY received", *args):
             rcpts = self.query("SELECT address FROM honeypot_email_recipients"
                                " WHERE message_id = ? AND kind = 'envelope'",
                                row["message_id"])
@@ -194,11 +196,13 @@ class Honeypot:
                 tls=_tls(row), size=row["size"], sha256=row["sha256"]), row["raw"]))
         return found
 
-    def sessions(self):
-        """Stored records of closed sessions, with the spool's keys."""
+    def sessions(self, client_port=None):
+        """Stored records of closed sessions, with the spool's keys; only
+        those of the client on *client_port* if given."""
         found = []
-        for row in self.query("SELECT * FROM honeypot_sessions WHERE ended IS NOT NULL"
-                              " ORDER BY started"):
+        where, args = _client_filter("s", client_port, "AND")
+        for row in self.query("SELECT * FROM honeypot_sessions s WHERE ended IS NOT NULL"
+                              + where + " ORDER BY started", *args):
             if row["session_id"] in getattr(self, "ignored", ()):
                 continue
             auth = self.query("SELECT * FROM honeypot_credentials WHERE session_id = ?"
@@ -220,6 +224,14 @@ class Honeypot:
             time.sleep(0.05)
         tail = "\n".join(self.output().splitlines()[-40:])
         raise AssertionError(f"timed out waiting; twistd's log ends:\n{tail}")
+
+
+def _client_filter(table, client_port, keyword):
+    """SQL (after *keyword*) keeping the rows of *table* from *client_port*,
+    all rows if it is None, and its arguments."""
+    if client_port is None:
+        return "", ()
+    return f" {keyword} {table}.client_port = ?", (client_port,)
 
 
 def _tls(row):

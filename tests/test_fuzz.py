@@ -1,6 +1,7 @@
 """Arbitrary input in memory: nothing raises, every reply is well formed."""
 
 import re
+import sys
 import tempfile
 
 from hypothesis import HealthCheck, given, settings
@@ -9,14 +10,26 @@ from twisted.trial import unittest
 
 from smtplatrine.testing import connect, make_config, make_factory, spooled
 
-REPLY = re.compile(rb"[2-5]\d\d[- ][^\r\n]*\r\n")
+# One reply (RFC 5321 4.2.1): every line but the last "NNN-", the last
+# "NNN ", all with the same code, and no control character in the text.
+REPLY = re.compile(rb"(?:([2-5]\d\d)-[^\x00-\x1f\x7f]*\r\n(?=\1[- ]))*"
+                   rb"[2-5]\d\d [^\x00-\x1f\x7f]*\r\n")
 VERBS = [b"HELO x", b"EHLO x", b"MAIL FROM:<a@b>", b"RCPT TO:<c@d>", b"DATA",
          b"BDAT 3", b"BDAT 2 LAST", b"RSET", b"NOOP", b"QUIT", b"VRFY a",
-         b"AUTH PLAIN", b"AUTH LOGIN", b"AUTH CRAM-MD5", b"STARTTLS", b".", b"*"]
+         b"AUTH PLAIN", b"AUTH LOGIN", b"AUTH CRAM-MD5", b"STARTTLS", b".", b"*",
+         b"AUTH PLAIN AGEAYg==", b"dXNlcg==", b"VRFY \x1b[31m\xff", b"ETRN %s%n{0}"]
+# Commands that take a number, given any characters str.isdigit takes, as UTF-8.
+DIGITS = [c for c in map(chr, range(sys.maxunicode + 1)) if c.isdigit()]
+NUMBERS = st.tuples(
+    st.sampled_from([b"BDAT ", b"MAIL FROM:<a@b> SIZE="]),
+    st.text(st.sampled_from(DIGITS), min_size=1, max_size=25),
+).map(lambda pair: pair[0] + pair[1].encode() + b"\r\n")
 chunks = st.lists(st.one_of(
     st.binary(max_size=300),
     st.sampled_from(VERBS).map(lambda verb: verb + b"\r\n"),
-    st.sampled_from([b"\r\n", b"\n", b"\r", b"\r\n.\r\n", b"\n.\n", b"\0"]),
+    NUMBERS,
+    st.sampled_from([b"\r\n", b"\n", b"\r", b"\r\n.\r\n", b"\n.\n", b"\0",
+                     b"\x1b[2J", b"\xff\xfe", b"A" * 600]),
 ), max_size=40)
 SETTINGS = settings(max_examples=300, deadline=None,
                     suppress_health_check=[HealthCheck.too_slow])
@@ -32,10 +45,11 @@ def unstuff(message):
 class FuzzTests(unittest.TestCase):
 
     @SETTINGS
-    @given(chunks, st.booleans())
-    def test_any_bytes(self, data, compliant):
+    @given(chunks, st.booleans(), st.booleans())
+    def test_any_bytes(self, data, compliant, accept_auth):
         """Whatever arrives, nothing raises and only well-formed replies leave."""
         config = make_config(smtp={"smtp_compliant": compliant,
+                                   "smtp_auth_accept": accept_auth,
                                    "line_length_limit": 512})
         factory = make_factory(tempfile.mkdtemp(), config, object())
         protocol, transport = connect(factory)

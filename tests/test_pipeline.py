@@ -91,6 +91,7 @@ class PipelineTests(unittest.TestCase):
         return message_id
 
     def stored(self):
+        """The stored message IDs; none before the tables exist."""
         if not self.database.dialect.path.exists():
             return []
         connection = self.database.dialect.connect()

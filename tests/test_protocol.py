@@ -218,6 +218,17 @@ class TransactionTests(SessionTestCase):
         self.assertEqual(self.send(b"MAIL FROM:<a@b\r\n"),
                          b"501 5.1.7 Bad sender address syntax\r\n")
 
+    def test_control_characters_in_addresses(self):
+        """As a Postfix 3.7 answered: a space, tab or CR splits an address
+        and is refused, other control characters are taken."""
+        for blank in (b" ", b"\t", b"\r"):
+            self.assertEqual(self.send(b"MAIL FROM:<a" + blank + b"b@x>\r\n"),
+                             b"501 5.1.7 Bad sender address syntax\r\n")
+        self.assertEqual(self.send(b"MAIL FROM:<a\x1b[31m\x01\x7fb@x>\r\n"
+                                   b"RCPT TO:<c\rd@y>\r\nRCPT TO:<c\x0b\x0c\x1fd@y>\r\n"),
+                         b"250 2.1.0 Ok\r\n501 5.1.3 Bad recipient address syntax\r\n"
+                         b"250 2.1.5 Ok\r\n")
+
     def test_mail_parameters(self):
         """SIZE, BODY, SMTPUTF8 and DSN parameters are accepted; others are not."""
         ok = b"250 2.1.0 Ok\r\n"
@@ -253,6 +264,16 @@ class TransactionTests(SessionTestCase):
         self.send(EHLO + b"MAIL FROM:<a@b>\r\n")
         reply = self.send(b"RCPT TO:<1@x>\r\nRCPT TO:<2@x>\r\nRCPT TO:<3@x>\r\n")
         self.assertEqual(reply.split(b"\r\n")[2], b"452 4.5.3 Error: too many recipients")
+
+    def test_recipient_overshoot(self):
+        """As Postfix's smtpd_recipient_overshoot_limit (postconf(5), 1000):
+        the first 1,000 refused recipients are no errors, the next ones are."""
+        self.connect(make_config(smtp={"recipient_limit": 1}))
+        self.send(EHLO + b"MAIL FROM:<a@b>\r\nRCPT TO:<0@x>\r\n")
+        reply = self.send(b"RCPT TO:<1@x>\r\n" * 1000)
+        self.assertEqual(reply, b"452 4.5.3 Error: too many recipients\r\n" * 1000)
+        self.send(b"RCPT TO:<2@x>\r\n" * 2)
+        self.assertEqual(self.close()["errors"], 2)
 
     def test_smuggling_variants(self):
         """Only CRLF.CRLF ends DATA; the smuggling variants stay in the message."""
@@ -591,11 +612,13 @@ class LimitTests(SessionTestCase):
 
     def test_hostile_verbs(self):
         """NUL ends a command, bad UTF-8 gets 500, and the session goes on."""
-        reply = self.send(b"NO\0OP\r\nNOOP\0x\r\nHELO \xff\xfe\r\nHELO \x1b[31m\r\n\r\n")
+        reply = self.send(b"NO\0OP\r\nNOOP\0x\r\nHELO \xff\xfe\r\nHELO \x1b[31m\r\n\r\n"
+                          b"NOOP\0\xff\r\n")
+        # As a Postfix 3.7 answered: the UTF-8 check sees past the NUL.
         self.assertEqual(reply.split(b"\r\n"), [
             b"500 5.5.2 Error: command not recognized", b"250 2.0.0 Ok",
             b"500 5.5.2 Error: bad UTF-8 syntax", b"250 mail.example.com",
-            b"500 5.5.2 Error: bad syntax", b""])
+            b"500 5.5.2 Error: bad syntax", b"500 5.5.2 Error: bad UTF-8 syntax", b""])
 
     def test_forbidden_commands(self):
         """HTTP and lines not starting with a letter end the session, as in Postfix."""

@@ -5,6 +5,8 @@ address (relay testers send ``<user%host@[ip]>``, ``<@route:user@host>``,
 quoted locals, address literals), so that every such probe is accepted.
 """
 
+import re
+
 import attrs
 
 
@@ -17,10 +19,26 @@ class EnvelopeError(Exception):
         self.arg = arg
 
 
+# The largest size Postfix takes (an off_t); a larger one is refused otherwise.
+OFF_T_MAX = 2**63 - 1
+
+
+def is_number(text):
+    """ASCII digits only, as Postfix reads a count (str.isdigit takes ²)."""
+    return text.isascii() and text.isdigit()
+
+
+# What splits an unquoted address in two for Postfix (3.7 refuses
+# <a b>, <a\tb> and <a\rb>, and takes ESC, DEL and other controls).
+_BLANKS = frozenset(" \t\r")
+
+
 @attrs.frozen
 class Path:
     address: str
     params: dict[str, str | None]
+    # Parameters given more than once (params keeps the last).
+    repeated: frozenset[str] = frozenset()
 
 
 def _split_address(text):
@@ -42,28 +60,74 @@ def parse(arg, keyword, syntax_key, address_key):
     head = arg[:len(keyword) + 1]
     if head.upper() != keyword + ":":
         raise EnvelopeError(syntax_key)
-    text = arg[len(keyword) + 1:].strip(" ")
+    text = arg[len(keyword) + 1:].strip(" \t")
     if not text:
         raise EnvelopeError(syntax_key)
     try:
         address, rest = _split_address(text)
     except ValueError:
         raise EnvelopeError(address_key) from None
-    if any(ord(c) <= 0x20 or c == "\x7f" for c in address) and '"' not in address:
+    if any(c in _BLANKS for c in address) and '"' not in address:
         raise EnvelopeError(address_key)
-    params = {}
+    params, repeated = {}, set()
     for word in rest.split():
         name, eq, value = word.partition("=")
-        params[name.upper()] = value if eq else None
-    return Path(address, params)
+        name = name.upper()
+        if name in params:
+            repeated.add(name)
+        params[name] = value if eq else None
+    return Path(address, params, frozenset(repeated))
 
 
-def check_mail_params(params, size_limit, features):
+_XTEXT_ESCAPE = re.compile(r"\+(?![0-9A-Fa-f]{2})")
+
+
+def _xtext_escapes(text):
+    """True if every "+" in *text* starts a hex pair (RFC 3461 xtext)."""
+    return _XTEXT_ESCAPE.search(text) is None
+
+
+def _envid(value):
+    return bool(value) and all("!" <= c <= "~" for c in value) and _xtext_escapes(value)
+
+
+def _notify(value):
+    words = [word for word in value.upper().split(",") if word]
+    return bool(words) and (words == ["NEVER"]
+                            or set(words) <= {"SUCCESS", "FAILURE", "DELAY"})
+
+
+def _orcpt(value):
+    kind, semicolon, address = value.partition(";")
+    return bool(kind and semicolon) and _xtext_escapes(address)
+
+
+# DSN parameters (RFC 3461) as Postfix 3.7 checks them, and the reply key
+# for a value it refuses or a parameter given twice.
+_DSN = {
+    "RET": (lambda value: value.upper() in ("FULL", "HDRS"), "bad_ret"),
+    "ENVID": (_envid, "bad_envid"),
+    "NOTIFY": (_notify, "bad_notify"),
+    "ORCPT": (_orcpt, "bad_orcpt"),
+}
+
+
+def _check_dsn(path, name, value):
+    valid, key = _DSN[name]
+    if value is None:
+        raise EnvelopeError("bad_option", name)
+    if name in path.repeated or not valid(value):
+        raise EnvelopeError(key)
+
+
+def check_mail_params(path, size_limit, features):
     """Raise :class:`EnvelopeError` for MAIL parameters Postfix refuses."""
-    for name, value in params.items():
+    for name, value in path.params.items():
         if name == "SIZE":
-            if value is None or not value.isdigit() or len(value) > 20:
+            if value is None or not is_number(value):
                 raise EnvelopeError("size_syntax")
+            if int(value) > OFF_T_MAX:
+                raise EnvelopeError("too_big_for_disk")
             if int(value) > size_limit:
                 raise EnvelopeError("too_big")
         elif name == "BODY" and (value or "").upper() in ("7BIT", "8BITMIME"):
@@ -71,17 +135,19 @@ def check_mail_params(params, size_limit, features):
         elif name == "SMTPUTF8" and features.smtputf8 and value is None:
             pass
         elif name in ("RET", "ENVID") and features.dsn:
-            pass
+            _check_dsn(path, name, value)
         elif name == "AUTH":
             pass
         else:
             raise EnvelopeError("bad_option", _word(name, value))
 
 
-def check_rcpt_params(params, features):
-    for name, value in params.items():
+def check_rcpt_params(path, features):
+    """Raise :class:`EnvelopeError` for RCPT parameters Postfix refuses."""
+    for name, value in path.params.items():
         if not (name in ("NOTIFY", "ORCPT") and features.dsn):
             raise EnvelopeError("bad_option", _word(name, value))
+        _check_dsn(path, name, value)
 
 
 def _word(name, value):

@@ -9,6 +9,8 @@ pipelined commands wait in the buffer.
 """
 
 import errno
+import ipaddress
+import re
 import secrets
 
 import attrs
@@ -34,11 +36,37 @@ ABORT_AFTER = 5
 _MAX_WAITING = 65536
 # End-of-data variants that SMTP smuggling relies on; only CRLF.CRLF ends DATA.
 _SMUGGLING_LF = (b"\n.\n", b"\n.\r\n", b"\r\n.\n")
+# Recipients past the limit that are refused before each further one counts
+# as an error (Postfix's smtpd_recipient_overshoot_limit, default 1000).
+_RCPT_OVERSHOOT = 1000
+# What separates the words of a command for Postfix: spaces and tabs.
+_BLANKS = re.compile(r"[ \t]+")
 
 
 def _spool_error(error):
     """The reply for a spool that failed with *error*."""
     return "no_space" if getattr(error, "errno", None) == errno.ENOSPC else "write_error"
+
+
+_LABEL = re.compile(r"[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?")
+
+
+def _is_domain(text):
+    """A host name (not all numeric) or an address literal, as Postfix's
+    valid_hostname and valid_mailhost_literal take them."""
+    if text.startswith("[") and text.endswith("]"):
+        literal = text[1:-1]
+        try:
+            if literal[:5].upper() == "IPV6:":
+                ipaddress.IPv6Address(literal[5:])
+            else:
+                ipaddress.IPv4Address(literal)
+        except ValueError:
+            return False
+        return True
+    labels = text.split(".")
+    return (len(text) <= 255 and all(map(_LABEL.fullmatch, labels))
+            and not all(label.isdigit() for label in labels))
 
 
 def _is_utf8(text):
@@ -183,13 +211,16 @@ class SMTPSession(Protocol):
 
     def _command(self, text):
         self.record.commands += 1
+        # Postfix checks the whole line, even past a NUL, for UTF-8.
+        utf8 = _is_utf8(text)
         if "\0" in text:
             # Postfix reads a command as a C string: it ends at the NUL.
             self.record.flag("nul_byte")
             text = text.partition("\0")[0]
-        verb, _, arg = text.strip(" \t").partition(" ")
+        verb, *rest = _BLANKS.split(text.strip(" \t"), 1)
+        arg = rest[0] if rest else ""
         verb = verb.upper()
-        if self.features.smtputf8 and not _is_utf8(text):
+        if self.features.smtputf8 and not utf8:
             self._reply("bad_utf8")
         elif not verb:
             self._reply("bad_syntax")
@@ -199,7 +230,7 @@ class SMTPSession(Protocol):
             self.record.close_reason = "forbidden_command"
             self._reply("forbidden", then=self._close)
         elif verb in self._COMMANDS:
-            self._COMMANDS[verb](self, arg.strip(" "))
+            self._COMMANDS[verb](self, arg)
         else:
             self.record.unknown_commands += 1
             self._reply("unknown")
@@ -252,7 +283,7 @@ class SMTPSession(Protocol):
         try:
             path = envelope.parse(arg, "FROM", "mail_syntax", "bad_sender")
             envelope.check_mail_params(
-                path.params, self.config.message_size_limit, self.features)
+                path, self.config.message_size_limit, self.features)
         except envelope.EnvelopeError as e:
             self._reply(e.key, arg=printable(e.arg))
             return
@@ -264,6 +295,7 @@ class SMTPSession(Protocol):
     def _start_transaction(self, mail_from, params):
         self._envelope = Envelope(mail_from=mail_from, params=params,
                                   time=self.clock.seconds())
+        self._rcpt_overshoot = 0
         self.record.envelopes.append(self._envelope)
 
     def do_RCPT(self, arg):
@@ -272,7 +304,7 @@ class SMTPSession(Protocol):
             return
         try:
             path = envelope.parse(arg, "TO", "rcpt_syntax", "bad_recipient")
-            envelope.check_rcpt_params(path.params, self.features)
+            envelope.check_rcpt_params(path, self.features)
         except envelope.EnvelopeError as e:
             self._reply(e.key, arg=printable(e.arg))
             return
@@ -280,7 +312,8 @@ class SMTPSession(Protocol):
             self._start_transaction(None, {})
         if len(self._envelope.rcpts) >= self.config.recipient_limit:
             self.record.flag("too_many_recipients")
-            self._reply("too_many_rcpts")
+            self._rcpt_overshoot += 1
+            self._reply("too_many_rcpts", counts=self._rcpt_overshoot > _RCPT_OVERSHOOT)
             return
         self._envelope.rcpts.append(path.address)
         self.factory.events.emit("smtplatrine.rcpt", self.identity,
@@ -300,6 +333,8 @@ class SMTPSession(Protocol):
         error = self._transaction_error()
         if error is None and self._envelope is not None and self._envelope.chunks:
             error = "data_after_bdat"
+        if error is None and arg:
+            error = "data_syntax"
         if error:
             self._reply(error)
             return
@@ -318,7 +353,8 @@ class SMTPSession(Protocol):
         if not self.features.chunking:
             self._reply("unknown")
             return
-        if (not 1 <= len(words) <= 2 or not words[0].isdigit() or len(words[0]) > 20
+        if (not 1 <= len(words) <= 2 or not envelope.is_number(words[0])
+                or int(words[0]) > envelope.OFF_T_MAX
                 or (len(words) == 2 and words[1].upper() != "LAST")):
             # Postfix cannot tell where the chunk ends, so it hangs up.
             self.record.close_reason = "bdat_syntax"
@@ -351,16 +387,23 @@ class SMTPSession(Protocol):
             self._reply("vrfy_disabled")
         elif not arg:
             self._reply("vrfy_syntax")
+        elif _BLANKS.search(arg) and '"' not in arg:
+            self._reply("bad_recipient")
         else:
             self._reply("vrfy", arg=printable(arg))
 
     def do_ETRN(self, arg):
         if not self.features.etrn:
             self._reply("unknown")
-        elif not arg:
+        elif not arg or _BLANKS.search(arg):
             self._reply("etrn_syntax")
         else:
-            self._reply("etrn", arg=printable(arg))
+            # Postfix skips one leading "@" or "#" (a domain or a queue).
+            domain = arg[1:] if arg[0] in "@#" else arg
+            if _is_domain(domain):
+                self._reply("etrn", arg=printable(domain))
+            else:
+                self._reply("etrn_invalid")
 
     def do_STARTTLS(self, arg):
         if not self.features.starttls or self.factory.tls_options is None:
@@ -406,7 +449,7 @@ class SMTPSession(Protocol):
         if self._envelope is not None:
             self._reply("auth_in_mail")
             return
-        mechanism, _, initial = arg.partition(" ")
+        mechanism, *initial = _BLANKS.split(arg, 1)
         mechanism = mechanism.upper()
         if mechanism not in self.features.auth_mechanisms:
             self._reply("auth_mechanism")
@@ -414,7 +457,7 @@ class SMTPSession(Protocol):
         nonce = f"{secrets.randbelow(10**10)}.{int(self.clock.seconds())}"
         self._exchange = auth.Exchange(
             mechanism, self.factory.config.server.hostname, nonce)
-        self._auth_reply(lambda: self._exchange.start(initial.strip() or None),
+        self._auth_reply(lambda: self._exchange.start(initial[0] if initial else None),
                          "auth_bad_initial")
 
     def _auth_step(self, text):
@@ -477,6 +520,8 @@ class SMTPSession(Protocol):
         self._data_start = self.clock.seconds()
         self._data_bytes = 0
         self._line_length = 0
+        self._bare_lf = 0
+        self._last_byte = b""
         self._timer.cancel()
         self._schedule_watchdog()
 
@@ -544,6 +589,8 @@ class SMTPSession(Protocol):
         if self._chunk_error is None:
             self._data_bytes += take
             self._file.write(chunk)
+            self._bare_lf += chunk.count(b"\n") - (self._last_byte + chunk).count(b"\r\n")
+            self._last_byte = chunk[-1:] or self._last_byte
         if self._chunk_left:
             return False
         self._mode = COMMAND
@@ -569,6 +616,10 @@ class SMTPSession(Protocol):
 
     def _finish_message(self):
         spool_file, self._file = self._file, None
+        # Postfix counts a BDAT message in lines that end in CRLF, the last
+        # one completed: a bare LF counts two bytes, a last partial line two more.
+        lines_size = (spool_file.size + self._bare_lf
+                      + (2 if self._last_byte not in (b"", b"\n") else 0))
         accepted = not spool_file.truncated
         metadata = self._metadata(acknowledged=accepted, incomplete=False)
         envelope_ = self._envelope
@@ -589,7 +640,7 @@ class SMTPSession(Protocol):
             self.record.errors = 0
             if envelope_.transport == "BDAT":
                 return "chunk_queued", {"queue_id": envelope_.queue_id,
-                                        "size": spool_file.size}
+                                        "size": lines_size}
             return "queued", {"queue_id": envelope_.queue_id}
 
         def failed(failure):
@@ -615,22 +666,23 @@ class SMTPSession(Protocol):
 
     # --- replies -----------------------------------------------------------
 
-    def _reply(self, key, then=None, **values):
+    def _reply(self, key, then=None, counts=True, **values):
         lines = self.persona.reply(
             key, hostname=self.factory.config.server.hostname, **values)
-        self._write_reply(lines, then)
+        self._write_reply(lines, then, counts)
 
-    def _write_reply(self, lines, then=None):
+    def _write_reply(self, lines, then=None, counts=True):
         """Send one reply in one write, then call *then*.
 
-        Error replies count; past the soft limit every reply is delayed, and
-        at the hard limit the session ends, as in Postfix.
+        Error replies count (unless *counts* is false); past the soft limit
+        every reply is delayed, and at the hard limit the session ends, as
+        in Postfix.
         """
         code = lines[0][:3]
         delay = (self.config.error_sleep_time
                  if self.record.errors >= self.config.soft_error_limit
                  else 0)
-        if code[0] in "45" and code != "421":
+        if counts and code[0] in "45" and code != "421":
             self.record.errors += 1
         text = wire(lines)
         if delay and not self._closing:

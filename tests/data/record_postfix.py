@@ -20,6 +20,14 @@ Variants (ports are configurable on the command line):
   B  as A plus smtpd_helo_required=yes              (default 127.0.0.1:10026)
   C  as A plus Dovecot SASL (PLAIN LOGIN CRAM-MD5)  (default 127.0.0.1:10027)
      test credentials testuser / testpass
+A main.cf for A that answers as recorded (Debian's main.cf, then):
+  myhostname = mail.example.com, mydestination = mail.example.com, localhost,
+  mynetworks = a range that does not hold the client, inet_interfaces =
+  loopback-only, smtpd_tls_cert_file/key_file set with smtpd_tls_security_level
+  = may, and default_transport = relay_transport = local_transport = discard:
+Run it with `postfix -c DIR start` (DIR listed in the default main.cf's
+alternate_config_directories) and --only NAME,... to record a few probes;
+the file written holds only those, to be appended to postfix_replies.json.
 """
 import argparse
 import base64
@@ -299,6 +307,56 @@ def probes():
     add("error_sleep_after_delivery", "A",
         [L("FOO")] * 10 + [M, RC_OK, L("DATA"), R(MSG3, 1), L("NOOP"), L("FOO"), Q],
         "does a delivered message reset the error counter / sleep?")
+
+    # --- control bytes in fields, SQL, many recipients (tests/test_hostile.py) ---
+    add("nul_then_8bit", "A", [R(b"NOOP\x00\xff\r\n", 1), L("NOOP"), Q],
+        "is the UTF-8 check applied past the NUL?")
+    add("ehlo_control_chars", "A", [R(b"EHLO a\x1b[31m\rb\x00c\r\n", 1), Q])
+    add("mail_control_chars", "A",
+        [E, R(b"MAIL FROM:<a\x1b\x01\x0b\x7fb@b.example>\r\n", 1), Q])
+    add("mail_tab_in_addr", "A", [E, R(b"MAIL FROM:<a\tb@b.example>\r\n", 1), Q])
+    add("mail_cr_in_addr", "A", [E, R(b"MAIL FROM:<a\rb@b.example>\r\n", 1), Q])
+    add("mail_nul_tail", "A", [E, R(b"MAIL FROM:<a@b.example>\x00\x1b[31m\r\n", 1), Q])
+    add("rcpt_nul_then_8bit", "A",
+        [E, M, R(b"RCPT TO:<postmaster@mail.example.com>\x00\xff\r\n", 1), Q])
+    add("sql_in_helo_and_mail", "A",
+        [L("EHLO x'); DROP TABLE honeypot_emails;--"),
+         L("MAIL FROM:<x'OR'1'='1@b.example>"), Q])
+    add("tab_separators", "A",
+        [E, L("MAIL\tFROM:\t<a@b.example>"), L("RCPT\tTO:<postmaster@mail.example.com>"),
+         L("RSET\tx"), L("VRFY\tpostmaster"), L("HELO\tclient.example.org"), Q])
+    add("data_with_arg", "A", [E, M, RC_OK, L("DATA x"), Q])
+    add("mail_size_superscript", "A", [E, R("MAIL FROM:<a@b> SIZE=\u00b2\r\n".encode(), 1), Q],
+        "a Unicode digit, sent as UTF-8")
+    add("mail_size_overflow", "A", [E, L("MAIL FROM:<a@b> SIZE=9223372036854775808"), Q])
+    add("bdat_superscript", "A", [E, M, RC_OK, R("BDAT \u00b2\r\n".encode(), None), L("NOOP"), Q])
+    add("bdat_leading_zeros", "A",
+        [E, M, RC_OK, R(b"BDAT 00000000000000000000007 LAST\r\nhello\r\n", 1), Q])
+    add("bdat_overflow", "A", [E, M, RC_OK, R(b"BDAT 99999999999999999999999\r\n", None),
+                               L("NOOP"), Q])
+    add("dsn_mail_params", "A", [E] + [L("MAIL FROM:<a@b> " + params) for params in (
+        "RET=FULL RET=HDRS", "RET=xx", "RET", "RET=", "ENVID=", "ENVID=a+zz",
+        "ENVID=\x01", "ENVID=a ENVID=b", "ret=hdrs ENVID=a+2b=c")] + [Q])
+    rcpt = "RCPT TO:<postmaster@mail.example.com> "
+    add("dsn_notify", "A", [E, M] + [L(rcpt + params) for params in (
+        "NOTIFY=NEVER,SUCCESS", "NOTIFY=FOO", "NOTIFY", "NOTIFY=",
+        "NOTIFY=SUCCESS NOTIFY=DELAY", "NOTIFY=never", "NOTIFY=,delay,SUCCESS,")] + [Q])
+    add("dsn_orcpt", "A", [E, M] + [L(rcpt + params) for params in (
+        "ORCPT=junk", "ORCPT=;x", "ORCPT=rfc822;x+zz", "ORCPT=rfc822;a ORCPT=rfc822;b",
+        "ORCPT", "ORCPT=rfc822;", "orcpt=foo;\x01+2B")] + [Q])
+    add("etrn_arguments", "A", [E] + [L("ETRN " + arg) for arg in (
+        "@example.com", "#x", "a b", "a..b", "1.2.3.4", "[1.2.3.4]", "[IPv6:::1]",
+        "[junk]", "\x1b", "a_b-c.1")] + [Q])
+    add("vrfy_words", "A", [E, L("VRFY a b"), L("VRFY <a> x"), L("VRFY\tpostmaster"), Q])
+    add("bdat_line_ends", "A",
+        [E, M, RC_OK, R(b"BDAT 5 LAST\r\nhello", 1), M, RC_OK, R(b"BDAT 6 LAST\r\nhello\r", 1),
+         M, RC_OK, R(b"BDAT 3\r\nab\r", 1), R(b"BDAT 4 LAST\r\n\ncd\n", 1), Q],
+        "the size in the queued reply, for messages not in CRLF lines")
+    add("rcpt_1500", "A",
+        [E, M, R(b"".join(b"RCPT TO:<postmaster+%d@mail.example.com>\r\n" % i
+                          for i in range(1500)), 1500),
+         L("DATA"), R(MSG3, 1), Q],
+        "smtpd_recipient_limit and smtpd_recipient_overshoot_limit are 1000")
 
     # --- BDAT / CHUNKING ---------------------------------------------------------
     add("bdat_10_last", "A", [E, M, RC_OK, R(b"BDAT 10 LAST\r\nHi there\r\n", 1), Q])
