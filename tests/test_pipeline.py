@@ -137,6 +137,8 @@ class PipelineTests(unittest.TestCase):
         self.pipeline.start()
         yield defer.Deferred.fromCoroutine(until(lambda: self.stored() == ids))
         yield defer.Deferred.fromCoroutine(until(lambda: self.left() == []))
+        # The hook runs once the spool files are gone.
+        yield defer.Deferred.fromCoroutine(until(lambda: len(handed) == 2))
         self.assertEqual(sorted(handed), ids)
         self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 2)
 
