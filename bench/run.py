@@ -1017,13 +1017,11 @@ class StoredRun(Run):
         return self.received / self.stored_wall if self.ok and self.stored_wall else None
 
 
-class BacklogSampler:
-    """While the with-block runs, a thread samples server.backlog() (the
-    finished messages in the spool) every SAMPLE_EVERY seconds."""
+class Background:
+    """A thread that runs self._run() while the with-block runs; _run
+    returns once self._stop is set."""
 
-    def __init__(self, server):
-        self.server = server
-        self.samples = []
+    def __init__(self):
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -1034,6 +1032,16 @@ class BacklogSampler:
     def __exit__(self, *exc_info):
         self._stop.set()
         self._thread.join()
+
+
+class BacklogSampler(Background):
+    """While the with-block runs, a thread samples server.backlog() (the
+    finished messages in the spool) every SAMPLE_EVERY seconds."""
+
+    def __init__(self, server):
+        super().__init__()
+        self.server = server
+        self.samples = []
 
     def _run(self):
         while True:
@@ -1118,23 +1126,14 @@ def describe_stored(run):
 # 5. Load: idle connections and slow senders held, a sibling timed meanwhile
 # --------------------------------------------------------------------------
 
-class SlowSenders:
+class SlowSenders(Background):
     """While the with-block runs, a thread sends the next byte of SLOW_LINE
     on each socket in turn, so that each gets one every SLOW_EVERY seconds."""
 
     def __init__(self, socks):
+        super().__init__()
         self.socks = socks
         self.sent = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def __enter__(self):
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc_info):
-        self._stop.set()
-        self._thread.join()
 
     def _run(self):
         pause = SLOW_EVERY / max(len(self.socks), 1)

@@ -1,22 +1,17 @@
 """The block list in the database (SQLite and MariaDB) and its sync with
 the gate."""
 
-import tempfile
-from pathlib import Path
-
 from twisted.internet import defer
 from twisted.internet.task import Clock
 from twisted.trial import unittest
 
 from smtplatrine import acl
 from smtplatrine.blocklist import BlockList
-from smtplatrine.config import MySQL as MySQLSettings
 from smtplatrine.config import Protection, SmartACL
 from smtplatrine.store import acl as acl_store
-from smtplatrine.store import dialects
 from smtplatrine.store.database import Database
 from smtplatrine.store.dialects import Unavailable
-from tests.mariadb import shared_database
+from tests import test_store
 
 NOW = 1767225600.0      # 2026-01-01 00:00:00 UTC
 
@@ -152,15 +147,8 @@ class BlockListTestsMixin:
 
 
 class SQLiteBlockListTests(BlockListTestsMixin, unittest.TestCase):
-    def make_dialect(self):
-        return dialects.SQLite(Path(tempfile.mkdtemp()) / "store.sqlite")
+    make_dialect = test_store.SQLiteStoreTests.make_dialect
 
 
 class MariaDBBlockListTests(BlockListTestsMixin, unittest.TestCase):
-    def make_dialect(self):
-        settings = shared_database(self)
-        return dialects.MySQL(MySQLSettings(
-            mysql_host=settings["host"], mysql_port=settings["port"],
-            mysql_username=settings["user"], mysql_password=settings["password"],
-            mysql_database=settings["database"]))
-
+    make_dialect = test_store.MariaDBStoreTests.make_dialect
