@@ -176,13 +176,13 @@ class Honeypot:
         except sqlite3.OperationalError:
             return []
 
-    def messages(self, client_port=None):
+    def messages(self, client=None):
         """Stored messages, once the spool has drained: [(metadata, raw)]
-        with the spool's metadata keys, oldest first; only those of the
-        client on *client_port* if given."""
+        with the spool's metadata keys, oldest first; only those of
+        *client*, an (address, port), if given."""
         self.wait_for(self.drained)
         found = []
-        where, args = _client_filter("e", client_port, "WHERE")
+        where, args = client_filter("e", client, "WHERE")
         for row in self.query("SELECT * FROM honeypot_emails e JOIN honeypot_sessions s"
                               " USING (session_id)" + where + " ORDER BY received", *args):
             rcpts = self.query("SELECT address FROM honeypot_email_recipients"
@@ -196,11 +196,11 @@ class Honeypot:
                 tls=_tls(row), size=row["size"], sha256=row["sha256"]), row["raw"]))
         return found
 
-    def sessions(self, client_port=None):
+    def sessions(self, client=None):
         """Stored records of closed sessions, with the spool's keys; only
-        those of the client on *client_port* if given."""
+        those of *client*, an (address, port), if given."""
         found = []
-        where, args = _client_filter("s", client_port, "AND")
+        where, args = client_filter("s", client, "AND")
         for row in self.query("SELECT * FROM honeypot_sessions s WHERE ended IS NOT NULL"
                               + where + " ORDER BY started", *args):
             if row["session_id"] in getattr(self, "ignored", ()):
@@ -226,12 +226,12 @@ class Honeypot:
         raise AssertionError(f"timed out waiting; twistd's log ends:\n{tail}")
 
 
-def _client_filter(table, client_port, keyword):
-    """SQL (after *keyword*) keeping the rows of *table* from *client_port*,
-    all rows if it is None, and its arguments."""
-    if client_port is None:
+def client_filter(table, client, keyword):
+    """SQL (after *keyword*) keeping the rows of *table* from *client*, an
+    (address, port), all rows if it is None, and its arguments."""
+    if client is None:
         return "", ()
-    return f" {keyword} {table}.client_port = ?", (client_port,)
+    return f" {keyword} {table}.client_ip = ? AND {table}.client_port = ?", tuple(client)
 
 
 def _tls(row):

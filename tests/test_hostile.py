@@ -17,6 +17,7 @@ import hashlib
 import io
 import json
 import re
+import secrets
 import smtplib
 import socket
 import threading
@@ -47,12 +48,22 @@ ATTACHMENT_PATH = re.compile(r"[0-9a-f]{2}/[0-9a-f]{64}")
 CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 
 
+def loopback_source():
+    """A source address of its own for a test client: a random address of
+    127.0.0.0/8 (any port).  Tests sharing one twistd tell their sessions
+    apart by address and port; a port alone is reused by later clients."""
+    return (f"127.{secrets.randbelow(254) + 1}.{secrets.randbelow(254) + 1}"
+            f".{secrets.randbelow(254) + 1}", 0)
+
+
 class Attacker:
-    """A raw connection that has read the banner; ``port`` is its own."""
+    """A raw connection that has read the banner; ``client`` is its own
+    (address, port)."""
 
     def __init__(self, port, timeout=30):
-        self.socket = socket.create_connection(("127.0.0.1", port), timeout)
-        self.port = self.socket.getsockname()[1]
+        self.socket = socket.create_connection(("127.0.0.1", port), timeout,
+                                               loopback_source())
+        self.client = self.socket.getsockname()
         self.received = b""
         self.banner = self.read_until(b"\r\n")
         self.received = b""
@@ -202,7 +213,7 @@ class HostileTestCase(unittest.TestCase):
 
     def session(self, attacker):
         """The stored record of *attacker*'s session, once it has closed."""
-        [record] = self.honeypot.wait_for(lambda: self.honeypot.sessions(attacker.port))
+        [record] = self.honeypot.wait_for(lambda: self.honeypot.sessions(attacker.client))
         return record
 
 
@@ -290,7 +301,8 @@ class CommandTests(HostileTestCase):
         log = (self.honeypot.data / "smtplatrine.log").read_text()
         self.assertIn("HELO {log_logger.__class__}\\x1b[31m%s%n", log)
         self.assertIn("MAIL FROM '{log_format}%n@x'", log)
-        helo = self.event("smtplatrine.session.helo", src_port=self.attacker.port)
+        helo = self.event("smtplatrine.session.helo", src_ip=self.attacker.client[0],
+                           src_port=self.attacker.client[1])
         self.assertEqual(helo["helo"], "{log_logger.__class__}\\x1b[31m%s%n")
 
     def test_control_bytes_in_every_field(self):
@@ -325,7 +337,7 @@ class CommandTests(HostileTestCase):
             b"354 End data with <CR><LF>.<CR><LF>\r\n"))
         self.attacker.send(message + b".\r\nQUIT\r\n")
         self.assertIn(b"221 2.0.0 Bye\r\n", self.attacker.closed_by_server())
-        [(meta, raw)] = self.honeypot.messages(self.attacker.port)
+        [(meta, raw)] = self.honeypot.messages(self.attacker.client)
         self.assertEqual(hashlib.sha256(raw).hexdigest(), hashlib.sha256(message).hexdigest())
         self.assertEqual((meta["mail_from"], meta["rcpts"]),
                          ("se\x1bnder\x7f@example.net", ["rc\x1bpt@example.org"]))
@@ -336,7 +348,8 @@ class CommandTests(HostileTestCase):
                          (as_column(user), as_column(password)))
         [attachment] = self.honeypot.query(
             "SELECT a.* FROM honeypot_attachments a JOIN honeypot_emails e"
-            " USING (message_id) WHERE e.client_port = ?", self.attacker.port)
+            " USING (message_id) WHERE e.client_ip = ? AND e.client_port = ?",
+            *self.attacker.client)
         self.assertEqual(attachment["filename"], filename.decode())
         self.assertEqual(attachment["sha256"], hashlib.sha256(b"%PDF\x1b\0\xff").hexdigest())
         log = (self.honeypot.data / "smtplatrine.log").read_text()
@@ -346,7 +359,8 @@ class CommandTests(HostileTestCase):
         self.assertIn(r"MAIL FROM 'se\\x1bnder\\x7f@example.net'", log)
         stored = self.event("smtplatrine.attachment.stored", message=meta["message"])
         self.assertEqual(stored["filename"], "in\\x1b[31mvoice\\r.pdf")
-        rcpt = self.event("smtplatrine.rcpt", src_port=self.attacker.port)
+        rcpt = self.event("smtplatrine.rcpt", src_ip=self.attacker.client[0],
+                           src_port=self.attacker.client[1])
         self.assertEqual(rcpt["rcpt"], "rc\\x1bpt@example.org")
 
     def test_sql_injection_strings(self):
@@ -365,7 +379,7 @@ class CommandTests(HostileTestCase):
         message = b"Subject: " + subject.encode() + b"\r\n\r\n" + quote.encode() + b"\r\n"
         self.attacker.send(message + b".\r\nQUIT\r\n")
         self.attacker.closed_by_server()
-        [(meta, raw)] = self.honeypot.messages(self.attacker.port)
+        [(meta, raw)] = self.honeypot.messages(self.attacker.client)
         self.assertEqual(raw, message)
         self.assertEqual((meta["mail_from"], meta["rcpts"]),
                          ("x'OR'1'='1@example.net", ["admin'--@example.org"]))
@@ -392,7 +406,7 @@ class CommandTests(HostileTestCase):
             + b"354 End data with <CR><LF>.<CR><LF>\r\n"))
         self.attacker.send(b"Subject: many\r\n\r\nhi\r\n.\r\n")
         self.assertIn(b"queued as", self.attacker.read_until(b"queued as"))
-        [(meta, raw)] = self.honeypot.messages(self.attacker.port)
+        [(meta, raw)] = self.honeypot.messages(self.attacker.client)
         self.assertEqual(raw, b"Subject: many\r\n\r\nhi\r\n")
         self.assertEqual(sorted(meta["rcpts"]), sorted(rcpts[:1000]))
 
@@ -412,7 +426,7 @@ class CommandTests(HostileTestCase):
                 lines = []
                 for i in range(20):
                     credentials = (f"user{connection}-{i}", f"pw'{i}\"%n")
-                    sent.setdefault(attacker.port, []).append(credentials)
+                    sent.setdefault(attacker.client, []).append(credentials)
                     plain = "\0{}\0{}".format(*credentials).encode()
                     lines.append(b"AUTH PLAIN " + base64.b64encode(plain) + b"\r\n")
                 attacker.send(b"EHLO brute\r\n" + b"".join(lines))
@@ -427,8 +441,8 @@ class CommandTests(HostileTestCase):
         for thread in threads:
             thread.join(60)
         self.assertEqual(replies, [EHLO_REPLY + AUTH_FAILED * 20 + TOO_MANY_ERRORS] * 50)
-        for port, credentials in sent.items():
-            [record] = self.honeypot.wait_for(lambda: self.honeypot.sessions(port))
+        for client, credentials in sent.items():
+            [record] = self.honeypot.wait_for(lambda: self.honeypot.sessions(client))
             self.assertEqual([(a["username"], a["password"]) for a in record["auth"]],
                              credentials)
 
@@ -439,7 +453,7 @@ class CommandTests(HostileTestCase):
         self.attacker.read_until(b"354 ")
         self.attacker.send(body + b".\r\n")
         self.assertIn(b"queued as", self.attacker.read_until(b"queued as"))
-        [(meta, raw)] = self.honeypot.messages(self.attacker.port)
+        [(meta, raw)] = self.honeypot.messages(self.attacker.client)
         self.assertEqual(raw, body)
         self.assertIn("long_line", meta["flags"])
 
@@ -453,7 +467,7 @@ class CommandTests(HostileTestCase):
         replies = self.attacker.read_until(b"221 ")
         self.assertEqual(replies.count(b"queued as"), 1)
         self.assertNotIn(b"2.1.0", replies.split(b"354 ")[1])
-        [(meta, raw)] = self.honeypot.messages(self.attacker.port)
+        [(meta, raw)] = self.honeypot.messages(self.attacker.client)
         # The line ".\nDATA" starts with a dot, which is unstuffed.
         self.assertEqual(raw, body.replace(b"c\r\n.\nDATA", b"c\r\n\nDATA"))
         self.assertIn("smuggling", meta["flags"])
@@ -480,9 +494,10 @@ class MIMETests(HostileTestCase):
 
     def send(self, *messages):
         """Send *messages* in one session, each answered as Postfix queues
-        a message; the client's port."""
-        with smtplib.SMTP("127.0.0.1", self.honeypot.port, timeout=30) as client:
-            port = client.sock.getsockname()[1]
+        a message; the client's (address, port)."""
+        with smtplib.SMTP("127.0.0.1", self.honeypot.port, timeout=30,
+                          source_address=loopback_source()) as client:
+            address = client.sock.getsockname()
             client.ehlo("bomber.example.net")
             for message in messages:
                 client.mail("bomber@example.net")
@@ -491,14 +506,15 @@ class MIMETests(HostileTestCase):
                 self.assertEqual(code, 250)
                 self.assertRegex(text, rb"\A2\.0\.0 Ok: queued as [0-9A-F]{11}\Z")
             client.quit()
-        return port
+        return address
 
-    def attachments(self, port):
-        """The stored attachments of the client on *port*, in order."""
-        self.honeypot.messages(port)
+    def attachments(self, client):
+        """The stored attachments of *client*, an (address, port), in order."""
+        self.honeypot.messages(client)
         return self.honeypot.query(
             "SELECT a.* FROM honeypot_attachments a JOIN honeypot_emails e"
-            " USING (message_id) WHERE e.client_port = ? ORDER BY position", port)
+            " USING (message_id) WHERE e.client_ip = ? AND e.client_port = ?"
+            " ORDER BY position", *client)
 
     def assertStoredFile(self, sha256, payload):
         stored = self.honeypot.data / "attachments" / sha256[:2] / sha256
@@ -517,13 +533,14 @@ class MIMETests(HostileTestCase):
                                   b"Content-Transfer-Encoding: base64\r\n\r\nSGVs*bG8g"],
                                  headers=b"Subject: base64\r\n"), "base64_error"),
         }
-        port = self.send(*(raw for raw, _ in bombs.values()))
-        self.assertEqual(len(self.honeypot.messages(port)), 4)
+        client = self.send(*(raw for raw, _ in bombs.values()))
+        self.assertEqual(len(self.honeypot.messages(client)), 4)
         rows = {r["sha256"]: json.loads(r["defects"]) for r in self.honeypot.query(
-            "SELECT sha256, defects FROM honeypot_emails WHERE client_port = ?", port)}
+            "SELECT sha256, defects FROM honeypot_emails"
+            " WHERE client_ip = ? AND client_port = ?", *client)}
         for raw, flag in bombs.values():
             self.assertIn(flag, rows[hashlib.sha256(raw).hexdigest()])
-        gifs = [a for a in self.attachments(port) if a["content_type"] == "image/gif"]
+        gifs = [a for a in self.attachments(client) if a["content_type"] == "image/gif"]
         self.assertEqual(len(gifs), 1000)
 
     def test_path_traversal_names(self):
