@@ -1,10 +1,13 @@
 """The capture pipeline: spooled messages and sessions into the database.
 
 Each message is parsed (bounded, in a thread pool, never on the reactor),
-its attachments written under their SHA-256, then stored in one transaction;
-only after the commit do its spool files go.  While the database is away the
-pipeline waits, one second and doubling up to ``retry_max_delay``, and the
-spool keeps everything.  A message the database will never take, or that
+its attachments written under their SHA-256, then stored in one transaction.
+Commits are made durable in groups (one ``dialect.sync()`` for all those
+committed while the last one ran); only then do their spool files go, so a
+crash loses no message: what was not synced is still spooled, and storing
+it again is idempotent.  While the database is away the pipeline waits,
+one second and doubling up to ``retry_max_delay``, and the spool keeps
+everything.  A message the database will never take, or that
 cannot be read, moves to ``spool/quarantine/`` with a ``.reason`` file
 beside it, and the others go on.
 """
@@ -60,10 +63,13 @@ def prepare(eml, limits, attachments_dir, raw_dir):
     return Prepared(metadata, parsed, None if raw_dir else raw, raw_path, paths)
 
 
-def _remove(eml):
-    """Remove a stored message's two spool files."""
-    for path in (eml, eml.with_suffix(".json")):
-        path.unlink(missing_ok=True)
+def _settle(sync, emls):
+    """Make the commits so far durable with *sync*, then remove the spool
+    files of the messages *emls* they stored."""
+    sync()
+    for eml in emls:
+        for path in (eml, eml.with_suffix(".json")):
+            path.unlink(missing_ok=True)
 
 
 class Pipeline:
@@ -96,6 +102,8 @@ class Pipeline:
         self._queue = deque()
         self._queued = set()
         self._running = 0
+        self._committed = []
+        self._settling = False
         self._delay = 0.0
         self._waiting = None
         self._open = False
@@ -105,7 +113,7 @@ class Pipeline:
     @property
     def backlog(self):
         """Messages and sessions waiting or being stored."""
-        return len(self._queue) + self._running
+        return len(self._queue) + self._running + len(self._committed)
 
     def start(self):
         self._quarantine.mkdir(exist_ok=True)
@@ -133,7 +141,8 @@ class Pipeline:
             self.notify("session", path.stem)
 
     def _scan_when_idle(self):
-        if self._open and not self._queue and not self._running:
+        if (self._open and not self._queue and not self._running
+                and not self._settling):
             self._scan()
 
     def _connect(self):
@@ -218,10 +227,33 @@ class Pipeline:
             log.failure("pipeline: cannot store message {message}", message=message_id)
             self._quarantine_message(eml, f"cannot be stored: {e!r}")
             return
-        # Unlinking waits on the file system's journal: not on the reactor.
-        await threads.deferToThreadPool(self._reactor, self._threadpool, _remove, eml)
-        if stored:
-            self._emit_stored(prepared)
+        self._committed.append((eml, prepared if stored else None))
+        if not self._settling:
+            self._settle_next()
+
+    def _settle_next(self):
+        """Sync and remove, in the thread pool (both wait on the disk), the
+        messages committed since the last time; then announce them."""
+        group, self._committed = self._committed, []
+        if not group:
+            return
+        self._settling = True
+
+        def settled(result):
+            self._settling = False
+            if isinstance(result, Failure):
+                # Their files stay: the next scan stores them again (a no-op
+                # for those the database kept) and retries this.
+                log.failure("pipeline: cannot make stored messages durable", result)
+            else:
+                for _, prepared in group:
+                    if prepared is not None:
+                        self._emit_stored(prepared)
+            self._settle_next()
+
+        threads.deferToThreadPool(
+            self._reactor, self._threadpool, _settle, self._database.dialect.sync,
+            [eml for eml, _ in group]).addBoth(settled)
 
     def _emit_stored(self, prepared):
         metadata, parsed = prepared.metadata, prepared.parsed

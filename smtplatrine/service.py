@@ -232,7 +232,7 @@ class HoneypotService(Service):
             raise SystemExit(f"smtplatrine: engine_backend = mysql needs {e.name}:"
                              f" pip install 'smtplatrine[mysql]'") from None
         self.database = Database(dialect, create=config.mysql.mysql_auto_create_db
-                                 or dialect.name == "sqlite")
+                                 or dialect.name == "sqlite", grouped=True)
         store = config.store
         limits = Limits(seconds=store.parse_seconds, depth=store.parse_max_depth,
                         parts=store.parse_max_parts,

@@ -143,6 +143,47 @@ class PipelineTests(unittest.TestCase):
         self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 2)
 
     @defer.inlineCallbacks
+    def test_spool_files_kept_until_commits_durable(self):
+        """A committed message keeps its spool files, and is not announced,
+        until the database's sync has made its commit durable; a failed sync
+        keeps them for the next scan, which stores nothing twice."""
+        dialect = self.database.dialect
+        failures = [OSError(5, "Input/output error")]
+        synced = []
+
+        def sync():
+            synced.append(self.left())
+            if failures:
+                raise failures.pop()
+            type(dialect).sync(dialect)
+
+        dialect.sync = sync
+        message = self.spool_message("00000000-0000-4000-8000-000000000012")
+        self.pipeline.start()
+        yield defer.Deferred.fromCoroutine(until(lambda: self.stored() == [message]))
+        yield defer.Deferred.fromCoroutine(until(lambda: synced))
+        self.assertEqual(synced[0], [f"{message}.eml", f"{message}.json"])
+        yield defer.Deferred.fromCoroutine(until(
+            lambda: self.flushLoggedErrors(OSError)))
+        self.assertEqual(len(self.left()), 2)
+        self.assertEqual(self.output.ids(), [])
+        self.pipeline._scan_when_idle()
+        yield defer.Deferred.fromCoroutine(until(lambda: not self.left()))
+        self.assertEqual(self.stored(), [message])
+
+    @defer.inlineCallbacks
+    def test_grouped_commits_use_normal_sync(self):
+        """The pipeline's grouped connection syncs at checkpoints only
+        (synchronous=NORMAL, 1); other connections sync each commit (FULL, 2)."""
+        grouped = Database(dialects.SQLite(self.root / "grouped.sqlite"), grouped=True)
+        self.addCleanup(grouped.close)
+        modes = yield defer.gatherResults([
+            database.pool.runInteraction(
+                lambda cursor: cursor.execute("PRAGMA synchronous").fetchone()[0])
+            for database in (grouped, self.database)])
+        self.assertEqual(modes, [1, 2])
+
+    @defer.inlineCallbacks
     def test_message_cut_by_a_crash_stored(self):
         """A message a crash cut short mid-DATA is kept by the spool's recovery
         and stored, unacknowledged and flagged, with what was received."""

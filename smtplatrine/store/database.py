@@ -12,14 +12,15 @@ log = Logger()
 
 
 class Database:
-    """*dialect* says which database and how to reach it."""
+    """*dialect* says which database and how to reach it.  *grouped*: commits
+    need not be durable one by one; ``dialect.sync()`` makes them so."""
 
-    def __init__(self, dialect, create=True):
+    def __init__(self, dialect, create=True, grouped=False):
         self.dialect = dialect
         self._create = create
         # Read now: after the privilege drop the package may be out of reach.
         self._migrations = dialect.migrations()
-        self.pool = dialect.pool()
+        self.pool = dialect.pool(grouped)
         self._open = False
         self._waiting = []
 

@@ -5,7 +5,9 @@ Statements elsewhere are written once with ``?`` placeholders;
 :meth:`Dialect.sql` turns them into the driver's style.
 """
 
+import functools
 import importlib
+import os
 import pkgutil
 import sqlite3
 from importlib.resources import files
@@ -53,6 +55,10 @@ class _Dialect:
     def sql(self, statement):
         return statement.replace("?", self.placeholder)
 
+    def sync(self):
+        """Make every transaction committed so far durable (blocking; run
+        it in a thread).  Here each commit already is."""
+
     def migrations(self):
         """The schema files of this dialect, [(version, name, text)] in order."""
         folder = files("smtplatrine.sql") / self.name
@@ -87,9 +93,12 @@ class SQLite(_Dialect):
     def __init__(self, path):
         self.path = Path(path)
 
-    def pool(self):
+    def pool(self, grouped=False):
+        """The connection; *grouped*: its commits are made durable in groups,
+        by :meth:`sync`, rather than one by one."""
+        setup = functools.partial(self._setup, synchronous="NORMAL" if grouped else "FULL")
         return _pool("sqlite3", str(self.path), check_same_thread=False, timeout=30,
-                     cp_min=1, cp_max=1, cp_openfun=self._setup)
+                     cp_min=1, cp_max=1, cp_openfun=setup)
 
     def connect(self, create=False):
         """A plain DB-API connection (for the command line tools); with
@@ -103,11 +112,24 @@ class SQLite(_Dialect):
         return connection
 
     @staticmethod
-    def _setup(connection):
-        # WAL lets readers (export, analysts) work while we write; FULL makes
-        # each commit durable before the spool file goes.
+    def _setup(connection, synchronous="FULL"):
+        # WAL lets readers (export, analysts) work while we write.  FULL syncs
+        # the log at each commit; NORMAL only at checkpoints (and sync()).
         connection.execute("PRAGMA journal_mode=WAL")
-        connection.execute("PRAGMA synchronous=FULL")
+        connection.execute(f"PRAGMA synchronous={synchronous}")
+
+    def sync(self):
+        """fsync(2) the write-ahead log: with it, every transaction
+        committed before is durable.  No log: all is in the database file,
+        which a checkpoint syncs."""
+        try:
+            fd = os.open(f"{self.path}-wal", os.O_RDONLY)
+        except FileNotFoundError:
+            return
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
     def _on_conflict(self, key):
         return f" ON CONFLICT ({', '.join(key)}) DO UPDATE SET "
@@ -163,7 +185,8 @@ class MySQL(_Dialect):
             args["database"] = s.mysql_database
         return args
 
-    def pool(self):
+    def pool(self, grouped=False):
+        """The connections; InnoDB makes each commit durable, *grouped* or not."""
         return _pool("MySQLdb", cp_min=1, cp_max=self.settings.mysql_connections,
                      cp_reconnect=True, cp_openfun=self._setup, **self._connect_args())
 
