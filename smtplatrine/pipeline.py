@@ -63,13 +63,12 @@ def prepare(eml, limits, attachments_dir, raw_dir):
     return Prepared(metadata, parsed, None if raw_dir else raw, raw_path, paths)
 
 
-def _settle(sync, emls):
+def _settle(sync, paths):
     """Make the commits so far durable with *sync*, then remove the spool
-    files of the messages *emls* they stored."""
+    files *paths* of what they stored."""
     sync()
-    for eml in emls:
-        for path in (eml, eml.with_suffix(".json")):
-            path.unlink(missing_ok=True)
+    for path in paths:
+        path.unlink(missing_ok=True)
 
 
 class Pipeline:
@@ -227,13 +226,20 @@ class Pipeline:
             log.failure("pipeline: cannot store message {message}", message=message_id)
             self._quarantine_message(eml, f"cannot be stored: {e!r}")
             return
-        self._committed.append((eml, prepared if stored else None))
+        self._settle((eml, eml.with_suffix(".json")),
+                     (lambda: self._emit_stored(prepared)) if stored else None)
+
+    def _settle(self, paths, announce):
+        """Remove the spool files *paths* of what was just committed, and
+        then call *announce* (if any), once the commit is durable."""
+        self._committed.append((paths, announce))
         if not self._settling:
             self._settle_next()
 
     def _settle_next(self):
         """Sync and remove, in the thread pool (both wait on the disk), the
-        messages committed since the last time; then announce them."""
+        spool files of what was committed since the last time; then
+        announce it."""
         group, self._committed = self._committed, []
         if not group:
             return
@@ -246,14 +252,14 @@ class Pipeline:
                 # for those the database kept) and retries this.
                 log.failure("pipeline: cannot make stored messages durable", result)
             else:
-                for _, prepared in group:
-                    if prepared is not None:
-                        self._emit_stored(prepared)
+                for _, announce in group:
+                    if announce is not None:
+                        announce()
             self._settle_next()
 
         threads.deferToThreadPool(
             self._reactor, self._threadpool, _settle, self._database.dialect.sync,
-            [eml for eml, _ in group]).addBoth(settled)
+            [path for paths, _ in group for path in paths]).addBoth(settled)
 
     def _emit_stored(self, prepared):
         metadata, parsed = prepared.metadata, prepared.parsed
@@ -299,6 +305,5 @@ class Pipeline:
                       " spool/quarantine", session=session_id, reason=printable(str(e)))
             os.replace(path, self._quarantine / path.name)
             return
-        path.unlink(missing_ok=True)
-        self._events.emit("smtplatrine.session.stored",
-                          {k: record.get(k) for k in _IDENTITY})
+        self._settle((path,), lambda: self._events.emit(
+            "smtplatrine.session.stored", {k: record.get(k) for k in _IDENTITY}))

@@ -172,6 +172,28 @@ class PipelineTests(unittest.TestCase):
         self.assertEqual(self.stored(), [message])
 
     @defer.inlineCallbacks
+    def test_session_record_kept_until_commit_durable(self):
+        """A stored session record leaves the spool, and is announced, only
+        after the sync that makes its commit durable."""
+        dialect = self.database.dialect
+        seen_at_sync = []
+
+        def sync():
+            seen_at_sync.append((self.left("sessions"), self.output.ids()))
+            type(dialect).sync(dialect)
+
+        dialect.sync = sync
+        record = dict(metadata("00000000-0000-4000-8000-000000000013", b"x"),
+                      start=1767000000.0, end=1767000009.0, transcript=[], flags=[])
+        name = f"{record['session']}.json"
+        (self.spool / "sessions" / name).write_text(json.dumps(record))
+        self.pipeline.start()
+        yield defer.Deferred.fromCoroutine(until(lambda: not self.left("sessions")))
+        yield defer.Deferred.fromCoroutine(until(lambda: self.output.ids()))
+        self.assertEqual(seen_at_sync, [([name], [])])
+        self.assertEqual(self.output.ids(), ["smtplatrine.session.stored"])
+
+    @defer.inlineCallbacks
     def test_grouped_commits_use_normal_sync(self):
         """The pipeline's grouped connection syncs at checkpoints only
         (synchronous=NORMAL, 1); other connections sync each commit (FULL, 2)."""
