@@ -216,8 +216,7 @@ class HoneypotService(Service):
             raise SystemExit(f"smtplatrine: engine_backend = mysql needs {e.name}:"
                              f" pip install 'smtplatrine[mysql]'") from None
         self.database = Database(dialect, create=False)
-        self.storer = storer.StoringProcess(self.reactor, config, ids,
-                                            config.store.retry_max_delay)
+        self.storer = storer.StoringProcess(self.reactor, config, ids)
         spool.ready = self.storer.notify
 
     def _open_database(self, delay=1.0):

@@ -18,8 +18,10 @@ drops its privileges, it prepares everything, then drops them itself.
 import ctypes
 import os
 import pickle
+import select
 import signal
 import sys
+import time
 from pathlib import Path
 
 from twisted.internet import defer, protocol
@@ -123,51 +125,41 @@ class Storing:
 
 
 class StoringProcess(protocol.ProcessProtocol):
-    """Runs the storing process for *config* (as *ids*, a (uid, gid) or
-    None), and starts it again, after 1 s doubling up to *max_delay*, when
-    it ends unasked; the spool keeps everything meanwhile."""
+    """Runs the storing process for *config*, as *ids* (a (uid, gid), or
+    None to stay who we are).  That process starts its worker again when
+    the worker ends unasked; should it end itself, the spool keeps
+    everything until smtplatrine is restarted."""
 
-    def __init__(self, reactor, config, ids, max_delay):
+    def __init__(self, reactor, config, ids):
         self._reactor = reactor
         self._config = pickle.dumps(config)
         self._ids = ids
-        self._max_delay = max_delay
-        self._delay = 0.0
         self._buffer = b""
-        self._started = None
-        self._restart = None
         self._stopping = False
-        self._ended = None
+        self._ended = defer.Deferred()
 
     def spawn(self):
-        """Start the child; it waits for :meth:`configure`."""
-        self._restart = None
-        self._ended = defer.Deferred()
+        """Start the process; it waits for :meth:`configure`."""
         args = [sys.executable, "-m", "smtplatrine.storer", *map(str, self._ids or ())]
         # The child imports this very module, from wherever the server found it.
         env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
         for name in ("LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES"):
             env.pop(name, None)
-        self._started = self._reactor.seconds()
         self._reactor.spawnProcess(self, sys.executable, args, env=env,
                                    childFDs={0: "w", 1: "r", 2: 2, 3: "w"})
 
     def configure(self):
-        """Hand the child its configuration: it builds everything and
+        """Hand the process its configuration: it builds everything and
         starts (the server calls this once the data directory is the
         unprivileged user's)."""
-        if self._ended is not None and not self._ended.called:
+        if not self._ended.called:
             self.transport.writeToChild(3, self._config)
             self.transport.closeChildFD(3)
 
-    def _respawn(self):
-        self.spawn()
-        self.configure()
-
     def notify(self, kind, item):
-        """Tell the child that the spool holds *kind* (message or session)
-        *item*; while it is down, its scan at start finds the item."""
-        if self._ended is not None and not self._ended.called:
+        """Tell the process that the spool holds *kind* (message or
+        session) *item*; what it misses, its scans find."""
+        if not self._ended.called:
             self.transport.write(f"{kind} {item}\n".encode("ascii"))
 
     def outReceived(self, data):
@@ -189,22 +181,14 @@ class StoringProcess(protocol.ProcessProtocol):
             log.critical("smtplatrine: the storing process cannot start (see above);"
                          " stopping")
             self._reactor.stop()
-            return
-        if self._reactor.seconds() - self._started >= self._max_delay:
-            self._delay = 0.0
-        self._delay = min(max(1.0, self._delay * 2), self._max_delay)
-        log.error("the storing process ended ({reason}): captured mail stays in the"
-                  " spool; starting it again in {delay:.0f} s",
-                  reason=str(reason.value), delay=self._delay)
-        self._restart = self._reactor.callLater(self._delay, self._respawn)
+        else:
+            log.error("the storing process ended ({reason}): captured mail stays in"
+                      " the spool until smtplatrine is restarted", reason=str(reason.value))
 
     def stop(self):
-        """Let the child end (it stops on end of input); fires when it has."""
+        """Let the process end (it stops on end of input); fires when it has."""
         self._stopping = True
-        if self._restart is not None:
-            self._restart.cancel()
-            self._restart = None
-        if self._ended is None or self._ended.called:
+        if self._ended.called or self.transport is None:
             return defer.succeed(None)
         self.transport.closeStdin()
         return self._ended
@@ -220,8 +204,10 @@ class _Commands(LineOnlyReceiver):
         self._ended = ended
 
     def lineReceived(self, line):
-        kind, item = line.decode("ascii").split(" ", 1)
-        self._notify(kind, item)
+        # A worker that died may have read part of a line: skip what is left.
+        kind, _, item = line.decode("ascii", "replace").partition(" ")
+        if kind in ("message", "session") and item:
+            self._notify(kind, item)
 
     def connectionLost(self, reason):
         self._ended()
@@ -235,8 +221,77 @@ def _read_all(fd):
     return b"".join(chunks)
 
 
+def _die_with_parent():
+    """SIGKILL when the parent ends (a privilege drop clears this)."""
+    ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+def _work(storing, reactor):
+    """The worker: store until the server closes our input."""
+    from twisted.internet import stdio
+
+    stdio.StandardIO(_Commands(storing.pipeline.notify, reactor.stop), reactor=reactor)
+    reactor.callWhenRunning(storing.start)
+    reactor.addSystemEventTrigger("before", "shutdown", storing.stop)
+    reactor.run(installSignalHandlers=False)
+
+
+def _input_ended(seconds):
+    """Wait up to *seconds* for the server to close our input; whether it
+    did (what it sent meanwhile, the next worker's scan finds)."""
+    deadline = time.monotonic() + seconds
+    while (left := deadline - time.monotonic()) > 0:
+        if select.select([0], [], [], left)[0]:
+            try:
+                if not os.read(0, 65536):
+                    return True
+            except BlockingIOError:
+                pass
+    return False
+
+
+def _supervise(storing, reactor, max_delay):
+    """Run the worker in a fork of this process, and again, after 1 s
+    doubling up to *max_delay*, each time it ends unasked.  A fork, not a
+    new program: everything is loaded already, and the Python library may
+    be out of reach now."""
+    delay = 0.0
+    while True:
+        started, parent = time.monotonic(), os.getpid()
+        pid = os.fork()
+        if pid == 0:
+            code = 1
+            try:
+                _die_with_parent()
+                if os.getppid() == parent:
+                    _work(storing, reactor)
+                code = 0
+            except BaseException:
+                log.failure("the storing process failed")
+            finally:
+                sys.stdout.flush()
+                os._exit(code)
+        _, status = os.waitpid(pid, 0)
+        if os.waitstatus_to_exitcode(status) == 0:
+            return
+        if time.monotonic() - started >= max_delay:
+            delay = 0.0
+        delay = min(max(1.0, delay * 2), max_delay)
+        how = (f"signal {os.WTERMSIG(status)}" if os.WIFSIGNALED(status)
+               else f"exit code {os.WEXITSTATUS(status)}")
+        log.error("the storing process {pid} ended ({how}): captured mail stays in"
+                  " the spool; starting it again in {delay:.0f} s",
+                  pid=pid, how=how, delay=delay)
+        if _input_ended(delay):
+            return
+
+
 def main(argv):
-    from twisted.internet import reactor, stdio
+    # poll(2) keeps no state in the kernel, so each fork of this process
+    # gets a reactor of its own (a shared epoll set would not be).
+    from twisted.internet import pollreactor
+    pollreactor.install()
+    from twisted.internet import reactor
 
     from smtplatrine import service
 
@@ -261,14 +316,9 @@ def main(argv):
     except SystemExit as e:
         log.critical("{message}", message=str(e))
         sys.exit(_FATAL)
-    # Set after the drop, which clears it: end with the server.
-    ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
-    if os.getppid() == 1:
-        return
-    stdio.StandardIO(_Commands(storing.pipeline.notify, reactor.stop), reactor=reactor)
-    reactor.callWhenRunning(storing.start)
-    reactor.addSystemEventTrigger("before", "shutdown", storing.stop)
-    reactor.run(installSignalHandlers=False)
+    _die_with_parent()
+    if os.getppid() != 1:
+        _supervise(storing, reactor, config.store.retry_max_delay)
 
 
 if __name__ == "__main__":
