@@ -38,7 +38,8 @@ from smtplatrine.pipeline import Pipeline
 from smtplatrine.store import dialects
 from smtplatrine.store.database import Database
 
-log = Logger()
+# Named: run as ``python -m``, this module is __main__.
+log = Logger(namespace="smtplatrine.storer")
 
 # Exit status of a child that can never start with this configuration.
 _FATAL = 3
@@ -170,7 +171,6 @@ class StoringProcess(protocol.ProcessProtocol):
             except ValueError:
                 log.warn("the storing process printed {line}", line=printable(line))
                 continue
-            event["log_system"] = "storer"
             globalLogPublisher(event)
 
     def processEnded(self, reason):
@@ -315,6 +315,9 @@ def main(argv):
             service.drop_privileges(int(argv[0]), int(argv[1]))
     except SystemExit as e:
         log.critical("{message}", message=str(e))
+        sys.exit(_FATAL)
+    except Exception:
+        log.failure("smtplatrine: cannot prepare the storing process")
         sys.exit(_FATAL)
     _die_with_parent()
     if os.getppid() != 1:
