@@ -131,12 +131,15 @@ class StoringProcess(protocol.ProcessProtocol):
     the worker ends unasked; should it end itself, the spool keeps
     everything until smtplatrine is restarted."""
 
+    STOP_SECONDS = 10
+
     def __init__(self, reactor, config, ids):
         self._reactor = reactor
         self._config = pickle.dumps(config)
         self._ids = ids
         self._buffer = b""
         self._stopping = False
+        self._kill = None
         self._ended = defer.Deferred()
 
     def spawn(self):
@@ -176,6 +179,8 @@ class StoringProcess(protocol.ProcessProtocol):
     def processEnded(self, reason):
         self._ended.callback(None)
         if self._stopping:
+            if self._kill is not None and self._kill.active():
+                self._kill.cancel()
             return
         if reason.value.exitCode == _FATAL:
             log.critical("smtplatrine: the storing process cannot start (see above);"
@@ -186,11 +191,15 @@ class StoringProcess(protocol.ProcessProtocol):
                       " the spool until smtplatrine is restarted", reason=str(reason.value))
 
     def stop(self):
-        """Let the process end (it stops on end of input); fires when it has."""
+        """Let the process end (it stops on end of input, once what it is
+        storing is stored); fires when it has, killing it after
+        ``STOP_SECONDS`` (what it had not stored stays in the spool)."""
         self._stopping = True
         if self._ended.called or self.transport is None:
             return defer.succeed(None)
         self.transport.closeStdin()
+        self._kill = self._reactor.callLater(
+            self.STOP_SECONDS, lambda: self.transport.signalProcess("KILL"))
         return self._ended
 
 

@@ -121,3 +121,20 @@ class StoringProcessTests(unittest.TestCase):
         self.process.processEnded(Failure(ProcessDone(0)))
         self.successResultOf(stopped)
         self.assertEqual(events, [])
+        self.assertEqual(self.reactor.getDelayedCalls(), [])
+
+    def test_hung_child_killed(self):
+        """A child that does not end within STOP_SECONDS of being asked is
+        killed, so that the server can stop."""
+        transport = StringTransport()
+        transport.closeStdin = lambda: None
+        signals = []
+        transport.signalProcess = signals.append
+        self.process.makeConnection(transport)
+        stopped = self.process.stop()
+        self.reactor.advance(StoringProcess.STOP_SECONDS - 1)
+        self.assertEqual(signals, [])
+        self.reactor.advance(1)
+        self.assertEqual(signals, ["KILL"])
+        self.process.processEnded(Failure(ProcessTerminated(signal=9)))
+        self.successResultOf(stopped)
