@@ -368,6 +368,21 @@ def proc_mem(pid):
     return mem
 
 
+def helper_mems(pid):
+    """VmRSS and VmHWM of the processes under server `pid` (the honeypot's
+    disk worker and storing process), by pid: (name, mem)."""
+    found, todo = {}, child_pids(pid)
+    while todo:
+        child = todo.pop()
+        todo += child_pids(child)
+        with contextlib.suppress(OSError):
+            words = Path(f"/proc/{child}/cmdline").read_bytes().split(b"\0")
+            name = next((w.decode() for w in words if w.startswith(b"smtplatrine.")),
+                        words[0].decode())
+            found[child] = (name, proc_mem(child))
+    return found
+
+
 # --------------------------------------------------------------------------
 # The three servers
 # --------------------------------------------------------------------------
@@ -917,6 +932,8 @@ class LargeResult:
     after: dict = None
     received: object = None
     error: str = ""
+    helpers_before: dict = None
+    helpers_after: dict = None
 
     @property
     def growth(self):
@@ -937,6 +954,7 @@ def large_test(server, message):
         time.sleep(SETTLE)
         count_before = server.received()
         res.before = proc_mem(server.pid)
+        res.helpers_before = helper_mems(server.pid)
         start = time.monotonic()
         try:
             with smtplib.SMTP(HOST, server.port, local_hostname=HELO_NAME,
@@ -949,10 +967,12 @@ def large_test(server, message):
         if not server.child.alive():
             res.error = res.error or "server died"
             return res
-        res.after = proc_mem(server.pid)
         if count_before is not None:
             after = wait_received(server, count_before + 1)
             res.received = None if after is None else after - count_before
+        # Read once the message is stored: the storing process is done too.
+        res.after = proc_mem(server.pid)
+        res.helpers_after = helper_mems(server.pid)
     return res
 
 
@@ -965,7 +985,19 @@ def describe_large(r):
     return (f"{r.server:<9} {r.size / MB:.1f} MB in {r.seconds:6.2f} s  "
             f"VmRSS {b['VmRSS'] / MB:7.1f} -> {a['VmRSS'] / MB:7.1f} MB (growth {r.growth / MB:+7.1f} MB)  "
             f"VmHWM {b['VmHWM'] / MB:7.1f} -> {a['VmHWM'] / MB:7.1f} MB "
-            f"(peak growth {r.peak_growth / MB:+7.1f} MB)  received {got}{err}")
+            f"(peak growth {r.peak_growth / MB:+7.1f} MB)  received {got}{err}"
+            + "".join(_describe_helper(pid, r) for pid in sorted(r.helpers_after or ())))
+
+
+def _describe_helper(pid, r):
+    """A line for one process under the server: its own RSS growth."""
+    name, a = r.helpers_after[pid]
+    if pid not in r.helpers_before:
+        return f"\n            {name} (pid {pid}, started meanwhile): VmHWM {a['VmHWM'] / MB:.1f} MB"
+    b = r.helpers_before[pid][1]
+    return (f"\n            {name} (pid {pid}): VmRSS {b['VmRSS'] / MB:.1f} ->"
+            f" {a['VmRSS'] / MB:.1f} MB (growth {(a['VmRSS'] - b['VmRSS']) / MB:+.1f} MB),"
+            f" peak growth {(a['VmHWM'] - b['VmRSS']) / MB:+.1f} MB")
 
 
 # --------------------------------------------------------------------------
@@ -1350,6 +1382,11 @@ def target_large(large):
     peak = attr(hp, "peak_growth", MB)
     figure = (f"honeypot peak {num(peak, '+.1f')} MB, after {num(attr(hp, 'growth', MB), '+.1f')} MB "
               f"(aiosmtpd peak {num(attr(aio, 'peak_growth', MB), '+.1f')} MB)")
+    helpers = hp.helpers_after if hp is not None else {}
+    for pid, (name, after) in sorted(helpers.items()):
+        if pid in hp.helpers_before and name == "smtplatrine.storer":
+            before = hp.helpers_before[pid][1]
+            figure += f"; storing process {pid} peak {(after['VmHWM'] - before['VmRSS']) / MB:+.1f} MB"
     return "50 MB message grows RSS < 10 MB (peak)", figure, (None if peak is None else peak < TARGET_LARGE_GROWTH / MB)
 
 

@@ -9,6 +9,7 @@ log format ever sees raw attacker bytes.
 """
 
 import json
+import os
 import syslog
 from datetime import datetime, timezone
 
@@ -76,28 +77,34 @@ def _timestamp(seconds):
 class JSONLinesOutput:
     """Append each event as one JSON object per line.
 
-    Lines are buffered and written out within a second (*clock* schedules
-    that), so that a busy sensor does not pay a write per event.
+    Lines are kept and written out within a second (*clock* schedules
+    that), so that a busy sensor does not pay a write per event; each
+    batch is one write(2) to a file opened O_APPEND, so the server and its
+    storing process, both appending, never interleave their lines.
     """
 
     def __init__(self, path, clock):
-        self._file = open(path, "a", encoding="ascii")
+        self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
         self._clock = clock
+        self._lines = []
         self._flush = None
 
     def write(self, event):
-        self._file.write(json.dumps(event, sort_keys=True) + "\n")
+        self._lines.append(json.dumps(event, sort_keys=True) + "\n")
         if self._flush is None:
             self._flush = self._clock.callLater(1, self._flush_now)
 
     def _flush_now(self):
         self._flush = None
-        self._file.flush()
+        data, self._lines = "".join(self._lines).encode("ascii"), []
+        while data:
+            data = data[os.write(self._fd, data):]
 
     def close(self):
         if self._flush is not None:
             self._flush.cancel()
-        self._file.close()
+            self._flush_now()
+        os.close(self._fd)
 
 
 class SyslogOutput:
@@ -145,3 +152,13 @@ class Events:
     def close(self):
         for output in self.outputs:
             output.close()
+
+
+def make_events(config, clock):
+    """The events with the outputs and the log level *config* asks for."""
+    outputs = []
+    if config.output_file.enabled:
+        outputs.append(JSONLinesOutput(config.data_path(config.output_file.path), clock))
+    if config.output_syslog.enabled:
+        outputs.append(SyslogOutput(config.output_syslog.facility))
+    return Events(clock, outputs, LogLevel.levelWithName(config.logger.level))

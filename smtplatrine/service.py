@@ -26,15 +26,12 @@ from twisted.logger import (FilteringLogObserver, LogLevel,
                             globalLogPublisher, textFileLogObserver)
 from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.python.failure import Failure
-from twisted.python.threadpool import ThreadPool
 
-from smtplatrine import acl, geoip, safety, tls
+from smtplatrine import acl, geoip, safety, storer, tls
 from smtplatrine.blocklist import BlockList
 from smtplatrine.disk import DiskWorker
-from smtplatrine.events import Events, JSONLinesOutput, SyslogOutput
-from smtplatrine.parse import Limits
+from smtplatrine.events import make_events
 from smtplatrine.persona import PERSONAS
-from smtplatrine.pipeline import Pipeline
 from smtplatrine.smtp.factory import HoneypotFactory
 from smtplatrine.spool import Spool
 from smtplatrine.store import dialects
@@ -69,20 +66,35 @@ def unprivileged_ids(user, group):
                          f" server.ini") from None
 
 
+def load_codecs():
+    """Load every codec now: they load lazily from the Python library, which
+    the new user may not be able to read (a Python installed under /root,
+    say), and captured mail may name any charset."""
+    for module in pkgutil.iter_modules(encodings.__path__, "encodings."):
+        with contextlib.suppress(ImportError):
+            importlib.import_module(module.name)
+
+
 def become(ids, data_dir, *others):
     """Give *data_dir* (and the directories *others*) to the user and group
     *ids*, then become them."""
     uid, gid = ids
-    # Codecs load lazily from the Python library, which the new user may not
-    # be able to read (a Python installed under /root, say); captured mail
-    # may name any charset, so load them all.
-    for module in pkgutil.iter_modules(encodings.__path__, "encodings."):
-        with contextlib.suppress(ImportError):
-            importlib.import_module(module.name)
+    load_codecs()
     for top in (data_dir, *others):
         for root, dirs, files in os.walk(top):
             for name in [root, *(os.path.join(root, n) for n in dirs + files)]:
                 os.chown(name, uid, gid)
+    drop_privileges(uid, gid)
+    if not os.access(data_dir, os.R_OK | os.W_OK | os.X_OK):
+        name = pwd.getpwuid(uid).pw_name
+        raise SystemExit(f"smtplatrine: {name} cannot reach data_dir {data_dir}"
+                         f" (a parent directory is closed to it); choose a"
+                         f" data_dir that {name} can reach, or another user")
+    log.info("running as uid {uid}, gid {gid}", uid=uid, gid=gid)
+
+
+def drop_privileges(uid, gid):
+    """Become *uid* and *gid*, with no capability and no way to regain one."""
     drop_bounding_set()
     os.setgroups([])
     os.setgid(gid)
@@ -92,12 +104,6 @@ def become(ids, data_dir, *others):
     if any(left.values()):
         raise SystemExit(f"smtplatrine: capabilities left after becoming uid {uid}:"
                          f" {left}; refusing to run with them")
-    if not os.access(data_dir, os.R_OK | os.W_OK | os.X_OK):
-        name = pwd.getpwuid(uid).pw_name
-        raise SystemExit(f"smtplatrine: {name} cannot reach data_dir {data_dir}"
-                         f" (a parent directory is closed to it); choose a"
-                         f" data_dir that {name} can reach, or another user")
-    log.info("running as uid {uid}, gid {gid}", uid=uid, gid=gid)
 
 
 _PR_CAPBSET_DROP, _PR_SET_NO_NEW_PRIVS = 24, 38
@@ -172,22 +178,16 @@ class HoneypotService(Service):
         self.disk = DiskWorker(self.reactor, spool_dir, *(ids or ()))
         spool = Spool(spool_dir, self.disk)
         spool.recover(config.server.sensor_name)
-        store_dirs = self._store_dirs(data_dir)
-        outputs = []
-        if config.output_file.enabled:
-            outputs.append(JSONLinesOutput(config.data_path(config.output_file.path),
-                                           self.reactor))
-        if config.output_syslog.enabled:
-            outputs.append(SyslogOutput(config.output_syslog.facility))
-        self.events = Events(self.reactor, outputs,
-                             LogLevel.levelWithName(config.logger.level))
+        store_dirs = storer.store_dirs(config)
+        self.events = make_events(config, self.reactor)
         self.reactor.addSystemEventTrigger("after", "shutdown", self._stop_outputs)
-        self._start_pipeline(spool, *store_dirs)
+        self._prepare_storing(spool, ids)
         self.factory = HoneypotFactory(
             config, PERSONAS[config.smtp.persona], self.reactor, spool,
             self.events, tls_options, self._guard())
         for description in self.listen:
             self._listen(description, cert, key, tls_options)
+        self.storer.spawn()
         if ids is not None:
             become(ids, data_dir, *(d for d in store_dirs if d is not None))
         super().privilegedStartService()
@@ -205,66 +205,30 @@ class HoneypotService(Service):
                                    self.reactor, config.protection.acl_reload_interval)
         return guard
 
-    def _store_dirs(self, data_dir):
-        """The attachment and raw-message directories (None: not kept on
-        disk), made now, while they can still be given away."""
-        config = self.config
-        attachments = (config.data_path(config.smtp.smtp_attachments_path)
-                       if config.smtp.smtp_attachments_store else None)
-        raw = None if config.store.raw_in_database else data_dir / "raw"
-        for directory in (attachments, raw):
-            if directory is None:
-                continue
-            try:
-                directory.mkdir(parents=True, exist_ok=True)
-            except OSError as e:
-                raise SystemExit(f"smtplatrine: cannot create {directory}:"
-                                 f" {e.strerror}; check smtp_attachments_path"
-                                 f" in [smtp]") from None
-        return attachments, raw
-
-    def _start_pipeline(self, spool, attachments, raw):
-        """The database and the pipeline that fills it from *spool*."""
+    def _prepare_storing(self, spool, ids):
+        """The storing process (started once the listeners are), fed by
+        *spool*; and the database of the block list (the storing process
+        creates and upgrades the schema)."""
         config = self.config
         try:
             dialect = dialects.from_config(config)
         except ImportError as e:
             raise SystemExit(f"smtplatrine: engine_backend = mysql needs {e.name}:"
                              f" pip install 'smtplatrine[mysql]'") from None
-        self.database = Database(dialect, create=config.mysql.mysql_auto_create_db
-                                 or dialect.name == "sqlite", grouped=True)
-        store = config.store
-        limits = Limits(seconds=store.parse_seconds, depth=store.parse_max_depth,
-                        parts=store.parse_max_parts,
-                        header_bytes=store.parse_max_header_bytes)
-        self.threadpool = ThreadPool(1, 2, name="smtplatrine-parse")
-        concurrency = config.mysql.mysql_connections if dialect.name == "mysql" else 2
-        self.enrichment = self._enrichment()
-        self.pipeline = Pipeline(
-            self.reactor, spool.root, self.database, self.events, limits, attachments,
-            raw, self.threadpool, concurrency, store.retry_max_delay,
-            on_stored=self.enrichment.submit if self.enrichment else None)
-        spool.ready = self.pipeline.notify
-        log.info("storing into {db}", db=dialect.describe())
+        self.database = Database(dialect, create=False)
+        self.storer = storer.StoringProcess(self.reactor, config, ids)
+        spool.ready = self.storer.notify
 
-    def _enrichment(self):
-        """The enrichment service (None when [meta] turns it off) with the
-        enrichers found as plugins, configured now (files opened, heavy
-        modules imported) while everything can still be read."""
-        meta = self.config.meta
-        if not meta.meta_enable:
-            return None
-        from smtplatrine.enrich import service as enrich
-        enrichers = enrich.configure(enrich.discover(), enrich.context(meta, self.reactor))
-        # Its own connections: lookups never wait for, or hold up, storage.
-        self.enrichment_database = Database(self.database.dialect, create=False)
-        enrichment = enrich.EnrichmentService(
-            self.reactor, self.enrichment_database, self.events, enrichers,
-            self.config.server.sensor_name, meta.meta_timeout, meta.meta_concurrency,
-            meta.meta_queue_interval, meta.meta_retry_delay)
-        log.info("enrichers: {names}", names=", ".join(sorted(enrichment.enrichers))
-                 or "none")
-        return enrichment
+    def _open_database(self, delay=1.0):
+        """Open the block list's database, trying again after *delay*
+        seconds, doubling, while it is away or has no schema yet (the
+        storing process says why)."""
+        def failed(_):
+            self._reopen = self.reactor.callLater(
+                delay, self._open_database, min(2 * delay, self.config.store.retry_max_delay))
+
+        self._reopen = None
+        defer.Deferred.fromCoroutine(self.database.open()).addErrback(failed)
 
     def _tls(self, data_dir):
         """The certificate and key paths, and the TLS options (None when
@@ -328,17 +292,18 @@ class HoneypotService(Service):
             globalLogPublisher.addObserver(observer)
 
     def _stop_outputs(self):
-        """After the last session has ended: close the event outputs and let
-        the disk worker finish its work and end."""
+        """After the last session has ended: close the event outputs, let
+        the disk worker finish its work and end, and stop logging to the
+        human log."""
         self.events.close()
         self.disk.stop()
+        for observer in self.observers:
+            globalLogPublisher.removeObserver(observer)
 
     def startService(self):
         super().startService()
-        self.threadpool.start()
-        self.pipeline.start()
-        if self.enrichment is not None:
-            self.enrichment.start()
+        self.storer.configure()
+        self._open_database()
         self.blocklist.start()
         # SIGHUP: reload the block list now (smtplatrine acl add|remove).
         self._sighup = signal.signal(
@@ -348,13 +313,9 @@ class HoneypotService(Service):
         super().stopService()
         signal.signal(signal.SIGHUP, self._sighup)
         self.blocklist.stop()
-        self.pipeline.stop()
-        if self.enrichment is not None:
-            self.enrichment.stop()
-            self.enrichment_database.close()
-        self.threadpool.stop()
+        if self._reopen is not None and self._reopen.active():
+            self._reopen.cancel()
         self.database.close()
-        for observer in self.observers:
-            globalLogPublisher.removeObserver(observer)
-        return defer.gatherResults([defer.maybeDeferred(port.stopListening)
-                                    for port in self.ports])
+        stopped = defer.gatherResults([defer.maybeDeferred(port.stopListening)
+                                       for port in self.ports])
+        return stopped.addCallback(lambda _: self.storer.stop())

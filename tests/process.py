@@ -1,5 +1,6 @@
 """A real ``twistd -n smtplatrine`` on a loopback port, for end-to-end tests."""
 
+import contextlib
 import json
 import os
 import shutil
@@ -135,6 +136,14 @@ class Honeypot:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1])
 
+    def storer_pids(self):
+        """The storing process's pids, (supervisor, worker); None for
+        either that is not running."""
+        pids = [self.process.pid]
+        for _ in range(2):
+            pids.append(_child(pids[-1], b"smtplatrine.storer"))
+        return tuple(pids[1:])
+
     def stop(self):
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
@@ -224,6 +233,18 @@ class Honeypot:
             time.sleep(0.05)
         tail = "\n".join(self.output().splitlines()[-40:])
         raise AssertionError(f"timed out waiting; twistd's log ends:\n{tail}")
+
+
+def _child(pid, command):
+    """The first child of *pid* whose command line holds *command*, or None."""
+    if pid is None:
+        return None
+    with contextlib.suppress(OSError):
+        for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split():
+            with contextlib.suppress(OSError):
+                if command in Path(f"/proc/{child}/cmdline").read_bytes():
+                    return int(child)
+    return None
 
 
 def client_filter(table, client, keyword):

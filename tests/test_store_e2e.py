@@ -4,12 +4,15 @@ the database, across crashes, database outages and two sensors at once."""
 import base64
 import hashlib
 import json
+import os
+import signal
 import smtplib
 import socket
 import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 from twisted.trial import unittest
 
@@ -248,6 +251,39 @@ class MariaDBOutageTests(unittest.TestCase):
         self.assertIn("unavailable", output)
         self.assertIn("available again", output)
         self.assertNotIn("Traceback", output)
+
+
+class StoringProcessTests(unittest.TestCase):
+
+    def test_storing_process_killed(self):
+        """The storing process is killed: SMTP keeps answering 250, a new one
+        is started, every acknowledged message is stored once, and stopping
+        twistd leaves no storing process behind."""
+        honeypot = Honeypot()
+        self.addCleanup(honeypot.stop)
+        supervisor, killed = honeypot.wait_for(lambda: all(honeypot.storer_pids())
+                                               and honeypot.storer_pids())
+        # Held still, the supervisor cannot start a new worker yet.
+        os.kill(supervisor, signal.SIGSTOP)
+        os.kill(killed, signal.SIGKILL)
+        sender = Sender(honeypot.port, 40)
+        sender.run()
+        self.assertEqual((len(sender.acknowledged), sender.failures), (40, 0))
+        self.assertFalse(honeypot.drained())
+        os.kill(supervisor, signal.SIGCONT)
+        honeypot.wait_for(lambda: honeypot.storer_pids()[1] not in (None, killed))
+        restarted = honeypot.storer_pids()
+        self.assertEqual(restarted[0], supervisor)
+        honeypot.wait_for(honeypot.drained, timeout=30)
+        subjects = [r["header_subject"] for r in honeypot.query(
+            "SELECT header_subject FROM honeypot_emails")]
+        self.assertEqual(sorted(subjects), sorted(sender.acknowledged))
+        output = honeypot.output()
+        self.assertIn(f"the storing process {killed} ended (signal 9)", output)
+        self.assertNotIn("Traceback", output)
+        honeypot.stop()
+        for pid in restarted:
+            self.assertFalse(Path(f"/proc/{pid}").exists())
 
 
 class TwoSensorTests(unittest.TestCase):
