@@ -13,10 +13,9 @@ within [protection] acl_reload_interval, or at once on SIGHUP.
 
 import argparse
 import sys
+import time
 from contextlib import nullcontext
 from datetime import datetime, timezone
-
-import time
 
 from smtplatrine import acl
 from smtplatrine import config as config_module
