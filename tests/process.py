@@ -77,6 +77,7 @@ class Honeypot:
         # Enrichers would ask the machine's DNS resolvers: only on request.
         sections.setdefault("meta", {"meta_enable": "false"})
         sections["server"].setdefault("data_dir", self.data)
+        self.data = Path(sections["server"]["data_dir"])
         # Every test client is 127.0.0.1: no per-client limits or smart bans
         # unless a test sets them (tests/test_acl*.py, bench/per_client.py).
         protection = sections["protection"] = dict(sections.get("protection", {}))
