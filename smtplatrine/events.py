@@ -17,6 +17,9 @@ from twisted.logger import Logger, LogLevel
 
 log = Logger()
 
+# Events kept while their file refuses writes (a full disk), as bytes.
+_KEEP_BYTES = 8 * 2**20
+
 # Each event and how the human log shows it: its level and its text.  The
 # steps inside a session are debug (set [logger] level = debug to see them);
 # a message shows once, when it is stored.
@@ -80,14 +83,20 @@ class JSONLinesOutput:
     Lines are kept and written out within a second (*clock* schedules
     that), so that a busy sensor does not pay a write per event; each
     batch is one write(2) to a file opened O_APPEND, so the server and its
-    storing process, both appending, never interleave their lines.
+    storing process, both appending, never interleave their lines.  While
+    the file refuses writes (a full disk) up to ``_KEEP_BYTES`` of events
+    wait for the next try, every second; the rest are counted and lost.
     """
 
     def __init__(self, path, clock):
+        self._path = path
         self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
         self._clock = clock
         self._lines = []
         self._flush = None
+        # What a refused write left unwritten, and the events lost since.
+        self._unwritten = b""
+        self._lost = 0
 
     def write(self, event):
         self._lines.append(json.dumps(event, sort_keys=True) + "\n")
@@ -96,14 +105,35 @@ class JSONLinesOutput:
 
     def _flush_now(self):
         self._flush = None
-        data, self._lines = "".join(self._lines).encode("ascii"), []
-        while data:
-            data = data[os.write(self._fd, data):]
+        data = self._unwritten + "".join(self._lines).encode("ascii")
+        self._lines = []
+        try:
+            while data:
+                data = data[os.write(self._fd, data):]
+        except OSError as e:
+            if not self._unwritten:
+                log.error("events: cannot write {path} ({error}); keeping events"
+                          " to try again", path=str(self._path), error=str(e))
+            if len(data) > _KEEP_BYTES:
+                kept = data.rfind(b"\n", 0, _KEEP_BYTES) + 1
+                self._lost += data.count(b"\n", kept)
+                data = data[:kept]
+            self._unwritten = data
+            self._flush = self._clock.callLater(1, self._flush_now)
+            return
+        if self._unwritten:
+            log.info("events: writing {path} again; {lost} event(s) lost meanwhile",
+                     path=str(self._path), lost=self._lost)
+            self._unwritten, self._lost = b"", 0
 
     def close(self):
         if self._flush is not None:
             self._flush.cancel()
             self._flush_now()
+            if self._flush is not None:
+                self._flush.cancel()
+                log.error("events: {count} event(s) could not be written to {path}",
+                          count=self._unwritten.count(b"\n"), path=str(self._path))
         os.close(self._fd)
 
 

@@ -12,6 +12,7 @@ cannot be read, moves to ``spool/quarantine/`` with a ``.reason`` file
 beside it, and the others go on.
 """
 
+import errno
 import hashlib
 import os
 from collections import deque
@@ -208,6 +209,9 @@ class Pipeline:
                 self._reactor, self._threadpool, prepare, eml,
                 self._limits, self._attachments_dir, self._raw_dir)
         except Exception as e:
+            if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):
+                # A full disk passes: the message waits in the spool.
+                raise Unavailable(f"no room for its attachments: {e}") from None
             self._quarantine_message(eml, f"cannot be read or parsed: {e!r}")
             return
         if prepared is None:

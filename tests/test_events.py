@@ -1,6 +1,7 @@
 """Events: escaping, the JSON lines output, isolation of failing outputs."""
 
 import json
+import os
 
 from twisted.internet.task import Clock
 from twisted.logger import LogLevel, globalLogPublisher
@@ -73,6 +74,33 @@ class EventsTests(unittest.TestCase):
         self.clock.advance(1)
         [line] = open(path).read().splitlines()
         self.assertEqual(json.loads(line)["helo"], "x\\x1b")
+        output.close()
+
+    def test_json_lines_through_a_full_disk(self):
+        """Events a full disk (/dev/full) refuses are kept, without an error
+        escaping, and written once the file takes them again; past the
+        bound kept they are counted as lost."""
+        self.patch(events_module, "_KEEP_BYTES", 1000)
+        seen = []
+        globalLogPublisher.addObserver(seen.append)
+        self.addCleanup(globalLogPublisher.removeObserver, seen.append)
+        output = JSONLinesOutput("/dev/full", self.clock)
+        events = Events(self.clock, [output])
+        for n in range(20):
+            events.emit("smtplatrine.rcpt", IDENTITY, rcpt=f"c{n}@d")
+        self.clock.advance(1)
+        path = self.mktemp()
+        with open(path, "w") as room:
+            # The disk takes writes again: the same descriptor, another file.
+            os.dup2(room.fileno(), output._fd)
+        self.clock.advance(1)
+        kept = [json.loads(line)["rcpt"] for line in open(path).read().splitlines()]
+        self.assertEqual(kept, [f"c{n}@d" for n in range(len(kept))])
+        self.assertLess(len(kept), 20)
+        notes = [e["log_format"] for e in seen if e.get("log_namespace") == "smtplatrine.events"
+                 and "eventid" not in e]
+        self.assertEqual(len(notes), 2, notes)
+        self.assertEqual([e["lost"] for e in seen if "lost" in e], [20 - len(kept)])
         output.close()
 
     def test_syslog_output(self):
