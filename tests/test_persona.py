@@ -13,7 +13,7 @@ from pathlib import Path
 
 from twisted.trial import unittest
 
-from smtplatrine.testing import connect, make_config, make_factory
+from smtplatrine.testing import connect, make_config, make_factory, settle
 
 PROBES = json.loads((Path(__file__).parent / "data" / "postfix_replies.json").read_text())
 
@@ -42,6 +42,9 @@ DIFFERENT = {
     # Dovecot delays failures and checks passwords; the honeypot does neither.
     "auth_plain_ir_equals": "smtp_auth_accept decides, not a password",
 }
+# Probes that need a real file system filled: tests/test_hostile_postfix.py
+# replays them over TCP.
+FILLED = "<queue file system filled>"
 
 _DYNAMIC = [
     (re.compile(r"queued as [0-9A-F]{10,12}"), "queued as QUEUEID"),
@@ -65,22 +68,34 @@ def config_for(probe):
 
 
 def replay(testcase, probe):
+    """Send each step of *probe* and read, as the recorder did, as many
+    bytes as Postfix answered (what a step did not read is read by the
+    next), letting error sleeps pass until they have come."""
     factory = make_factory(testcase.mktemp(), config_for(probe), tls_options=object())
+    clock = factory.clock
     protocol, transport = connect(factory)
     exchange = probe["exchange"]
     testcase.assertEqual(transport.value().decode("latin-1"), exchange[0][1])
+    transport.clear()
+    unread = b""
     for sent, expected in exchange[1:]:
+        if sent == "<SHUT_WR>":
+            protocol.readConnectionLost()
+        else:
+            protocol.dataReceived(sent.encode("latin-1"))
+        settle(clock)
+        while (len(unread) + len(transport.value()) < len(expected)
+               and any(c.getTime() <= clock.seconds() + 1 for c in clock.getDelayedCalls())):
+            clock.advance(1)
+            settle(clock)
+        unread += transport.value()
         transport.clear()
-        protocol.dataReceived(sent.encode("latin-1"))
-        # A reply held back by the error sleep comes a second later.
-        for _ in range(3):
-            if transport.value():
-                break
-            factory.clock.advance(1)
-        testcase.assertEqual(normalise(transport.value().decode("latin-1")),
-                             normalise(expected), (probe["name"], sent))
+        got, unread = unread[:len(expected)], unread[len(expected):]
+        testcase.assertEqual(normalise(got.decode("latin-1")), normalise(expected),
+                             (probe["name"], sent))
         if transport.tls is not None:
             return  # The TLS handshake is for the end-to-end tests.
+    testcase.assertEqual(unread, b"", probe["name"])
     testcase.assertEqual(transport.disconnecting, bool(probe["server_closed"]),
                          probe["name"])
 
@@ -95,6 +110,8 @@ def _make_test(probe):
     test.__doc__ = f"Probe {probe['name']} (variant {probe['port_variant']}) as Postfix."
     if probe["name"] in DIFFERENT:
         test.skip = "differs on purpose: " + DIFFERENT[probe["name"]]
+    elif any(sent == FILLED for sent, _ in probe["exchange"]):
+        test.skip = "needs a full file system: see tests/test_hostile_postfix.py"
     return test
 
 
