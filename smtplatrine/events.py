@@ -19,6 +19,8 @@ log = Logger()
 
 # Events kept while their file refuses writes (a full disk), as bytes.
 _KEEP_BYTES = 8 * 2**20
+# Events waiting for their write: past this many bytes they go at once.
+_BATCH_BYTES = 2**20
 
 # Each event and how the human log shows it: its level and its text.  The
 # steps inside a session are debug (set [logger] level = debug to see them);
@@ -81,8 +83,9 @@ class JSONLinesOutput:
     """Append each event as one JSON object per line.
 
     Lines are kept and written out within a second (*clock* schedules
-    that), so that a busy sensor does not pay a write per event; each
-    batch is one write(2) to a file opened O_APPEND, so the server and its
+    that), or once they take ``_BATCH_BYTES``, so that a busy sensor does
+    not pay a write per event; each batch is one write(2) to a file opened
+    O_APPEND, so the server and its
     storing process, both appending, never interleave their lines.  While
     the file refuses writes (a full disk) up to ``_KEEP_BYTES`` of events
     wait for the next try, every second; the rest are counted and lost.
@@ -93,20 +96,27 @@ class JSONLinesOutput:
         self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
         self._clock = clock
         self._lines = []
+        self._batch = 0
         self._flush = None
         # What a refused write left unwritten, and the events lost since.
         self._unwritten = b""
         self._lost = 0
 
     def write(self, event):
-        self._lines.append(json.dumps(event, sort_keys=True) + "\n")
-        if self._flush is None:
+        line = json.dumps(event, sort_keys=True) + "\n"
+        self._lines.append(line)
+        self._batch += len(line)
+        if self._batch > _BATCH_BYTES and not self._unwritten:
+            if self._flush is not None:
+                self._flush.cancel()
+            self._flush_now()
+        elif self._flush is None:
             self._flush = self._clock.callLater(1, self._flush_now)
 
     def _flush_now(self):
         self._flush = None
         data = self._unwritten + "".join(self._lines).encode("ascii")
-        self._lines = []
+        self._lines, self._batch = [], 0
         try:
             while data:
                 data = data[os.write(self._fd, data):]
