@@ -76,6 +76,18 @@ class EventsTests(unittest.TestCase):
         self.assertEqual(json.loads(line)["helo"], "x\\x1b")
         output.close()
 
+    def test_json_lines_batch_bounded(self):
+        """Events past a megabyte are written at once, not held for the second."""
+        path = self.mktemp()
+        output = JSONLinesOutput(path, self.clock)
+        events = Events(self.clock, [output])
+        for n in range(600):
+            events.emit("smtplatrine.rcpt", IDENTITY, rcpt="r" * 2000)
+        self.assertGreater(os.path.getsize(path), 2**20)
+        self.clock.advance(1)
+        self.assertEqual(len(open(path).read().splitlines()), 600)
+        output.close()
+
     def test_json_lines_through_a_full_disk(self):
         """Events a full disk (/dev/full) refuses are kept, without an error
         escaping, and written once the file takes them again; past the
