@@ -36,17 +36,14 @@ import re
 import socket
 import ssl
 import statistics
-import subprocess
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from smtplatrine.spool import free_space  # noqa: E402
-from tests.process import Honeypot, _child  # noqa: E402
+from tests.process import Honeypot, SmallFileSystem, _child  # noqa: E402
 
 MESSAGE = b"From: a@example.org\r\nTo: b@example.net\r\nSubject: sibling\r\n\r\nhi\r\n"
 
@@ -242,22 +239,11 @@ def starttls(options):
         run.stop()
 
 
-def fill(directory, leave=0):
-    """Write ``directory/filler`` until at most *leave* bytes are free."""
-    with open(directory / "filler", "ab", buffering=0) as f:
-        for size in (1 << 20, 4096, 1):
-            with contextlib.suppress(OSError):
-                while free_space(directory) - size >= leave:
-                    f.write(b"\0" * size)
-
-
 def diskfull(options):
-    mount = Path(tempfile.mkdtemp(prefix="smtplatrine-full-"))
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=48m,mode=0755", "tmpfs",
-                    str(mount)], check=True)
+    disk = SmallFileSystem("48m")
     run = None
     try:
-        run = Run({"smtp": {"message_size_limit": 1048576}}, data_dir=mount / "data")
+        run = Run({"smtp": {"message_size_limit": 1048576}}, data_dir=disk.path / "data")
         done = run.connect()
         done.sendall(b"EHLO x\r\nMAIL FROM:<a@b.example>\r\nRCPT TO:<c@d.example>\r\n"
                      b"DATA\r\n")
@@ -269,21 +255,21 @@ def diskfull(options):
                      b"BDAT 100000\r\n" + b"x" * 100000 + b"BDAT 100000 LAST\r\n"
                      + b"y" * 100000):
             # Room for MAIL (1.5 times message_size_limit), then none.
-            fill(mount, 0 if body is None else 2 << 20)
+            disk.fill(0 if body is None else 2 << 20)
             s = run.connect()
             s.sendall(b"EHLO x\r\nMAIL FROM:<a@b.example>\r\n")
             mail = read_until(s, b"\r\n", 10, count=13).split(b"\r\n")[-2] + b"\r\n"
             if body is not None:
                 s.sendall(b"RCPT TO:<c@d.example>\r\n")
                 read_until(s, b"\r\n", 10)
-                fill(mount)
+                disk.fill()
                 with contextlib.suppress(OSError):
                     s.sendall(body)
             with contextlib.suppress(OSError):
                 s.sendall(b"NOOP\r\nQUIT\r\n")
             got.append((mail + read_all(s, 5)).decode(errors="replace").replace("\r\n", " | "))
             s.close()
-            (mount / "filler").unlink()
+            disk.empty()
         done.sendall(b"QUIT\r\n")
         read_all(done, 5)
         stored = run.honeypot.wait_for(lambda: len(run.honeypot.sessions()) >= 4, 60)
@@ -296,8 +282,7 @@ def diskfull(options):
     finally:
         if run is not None:
             run.stop()
-        subprocess.run(["umount", "-l", str(mount)], check=False)
-        mount.rmdir()
+        disk.remove()
 
 
 def halfclose(options):

@@ -18,7 +18,7 @@ import MySQLdb
 import MySQLdb.cursors
 from twisted.trial import unittest
 
-from smtplatrine.spool import read_metadata
+from smtplatrine.spool import free_space, read_metadata
 
 ROOT = Path(__file__).resolve().parent.parent
 TWISTD = [sys.executable, "-c", "from twisted.scripts.twistd import run; run()"]
@@ -31,6 +31,40 @@ def require(command):
         if os.environ.get("CI"):
             raise AssertionError(message)
         raise unittest.SkipTest(message)
+
+
+class SmallFileSystem:
+    """A tmpfs of *size* (say "64m") mounted on a new directory, ``path``,
+    that :meth:`fill` fills (mounting needs root: a test without it skips,
+    but in CI, where it fails)."""
+
+    def __init__(self, size):
+        if os.geteuid() != 0:
+            message = "mounting a tmpfs needs root"
+            if os.environ.get("CI"):
+                raise AssertionError(message)
+            raise unittest.SkipTest(message)
+        self.path = Path(tempfile.mkdtemp(prefix="smtplatrine-fs-"))
+        self.path.chmod(0o755)
+        subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size},mode=0755", "tmpfs",
+                        str(self.path)], check=True)
+        self.filler = self.path / "filler"
+
+    def fill(self, leave=0):
+        """Write ``filler`` until at most *leave* bytes are free."""
+        with open(self.filler, "ab", buffering=0) as f:
+            for size in (1 << 20, 4096, 1):
+                with contextlib.suppress(OSError):
+                    while free_space(self.path) - size >= leave:
+                        f.write(b"\0" * size)
+
+    def empty(self):
+        """Remove ``filler``: room again."""
+        self.filler.unlink(missing_ok=True)
+
+    def remove(self):
+        subprocess.run(["umount", "-l", str(self.path)], check=False)
+        self.path.rmdir()
 
 
 def free_port(family=socket.AF_INET, host="127.0.0.1"):

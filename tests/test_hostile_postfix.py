@@ -14,18 +14,12 @@ off.
 
 import contextlib
 import json
-import os
 import smtplib
 import socket
-import subprocess
-import tempfile
 import threading
 import time
-from pathlib import Path
 
-from twisted.trial import unittest
-
-from smtplatrine.spool import free_space
+from tests.process import SmallFileSystem
 from tests.test_e2e import tls_context
 from tests.test_hostile import HostileTestCase, loopback_source
 from tests.test_persona import PROBES, normalise
@@ -291,60 +285,35 @@ class FloodTests(ProbeTestCase):
                          + closed["recipients_dropped"], loops * 1000)
 
 
-def mount_tmpfs(size):
-    """A new tmpfs of *size* (say "64m") on a temporary directory; its path."""
-    if os.geteuid() != 0:
-        message = "mounting a tmpfs needs root"
-        if os.environ.get("CI"):
-            raise AssertionError(message)
-        raise unittest.SkipTest(message)
-    mount = Path(tempfile.mkdtemp(prefix="smtplatrine-full-"))
-    mount.chmod(0o755)
-    subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size},mode=0755", "tmpfs",
-                    str(mount)], check=True)
-    return mount
-
-
-def fill(directory, leave=0):
-    """Write ``directory/filler`` until its file system has at most
-    *leave* bytes free."""
-    with open(directory / "filler", "ab", buffering=0) as f:
-        for size in (1 << 20, 4096, 1):
-            with contextlib.suppress(OSError):
-                while free_space(directory) - size >= leave:
-                    f.write(b"\0" * size)
-
-
 class DiskFullTests(ProbeTestCase):
     """The data directory on a 64 MB tmpfs, filled by the tests."""
 
-    mount = None
+    disk = None
 
     def setUp(self):
         cls = type(self)
-        if cls.mount is None:
-            cls.mount = mount_tmpfs("64m")
-            cls.sections = {"server": {"data_dir": cls.mount / "data"},
+        if cls.disk is None:
+            cls.disk = SmallFileSystem("64m")
+            cls.sections = {"server": {"data_dir": cls.disk.path / "data"},
                             "smtp_features": NO_AUTH}
         super().setUp()
         # The checks after the test need room again.
-        self.addCleanup(lambda: (self.mount / "filler").unlink(missing_ok=True))
+        self.addCleanup(self.disk.empty)
 
     def _stop(self):
         super()._stop()
-        subprocess.run(["umount", "-l", str(self.mount)], check=False)
-        self.mount.rmdir()
-        type(self).mount = None
+        self.disk.remove()
+        type(self).disk = None
 
     def filled(self, name):
         """Replay the probe *name* on a new connection, filling the file
         system where the probe did, after leaving Postfix's room for MAIL
         (1.5 times message_size_limit) until then; the client's address."""
-        fill(self.mount, leave=16 * 2**20)
+        self.disk.fill(leave=16 * 2**20)
         self.attacker.close()
         self.attacker = self.connect()
-        self.replay(name, fill=lambda: fill(self.mount))
-        (self.mount / "filler").unlink()
+        self.replay(name, fill=self.disk.fill)
+        self.disk.empty()
         return self.attacker.client
 
     def test_disk_full(self):
