@@ -9,6 +9,7 @@ drained of what is due, by this sensor or any other, also after a restart.
 
 import inspect
 
+import attrs
 from twisted.internet import defer
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
@@ -47,13 +48,19 @@ def discover(package=None):
     return [found[name] for name in sorted(found)]
 
 
-def configure(plugins, context):
+def configure(plugins, context, config=None):
     """The plugins that are on, configured; one that fails to configure is
-    off, said in one line."""
+    off, said in one line.  A plugin that declares options gets them in
+    its context, as *config* (a Config) has them (their defaults without)."""
     enrichers = []
     for plugin in plugins:
+        declared = getattr(plugin, "options", None)
+        own = context
+        if declared is not None and context is not None:
+            own = attrs.evolve(context, options=config.options(
+                f"enricher_{plugin.name}", declared) if config is not None else declared())
         try:
-            enricher = plugin.configure(context)
+            enricher = plugin.configure(own)
         except Exception as e:
             log.error("enricher {name} cannot start ({error}); it is off",
                       name=plugin.name, error=repr(e))
@@ -202,7 +209,7 @@ class EnrichmentService:
         if result.hold > 0:
             await run(store.hold, dialect, name, now + result.hold, "quota spent")
         self._emit("smtplatrine.enrichment", identity, enricher, kind, indicator,
-                   message, found=result.data is not None, result=result.data)
+                   message, found=result.data is not None)
 
     async def _lookup(self, enricher, kind, indicator):
         """The enricher's Result, checked; anything else it does (raises,
