@@ -86,8 +86,9 @@ class _Client(network.StreamProtocol):
         """Ready only after the broker's INFO."""
 
     def connectionLost(self, reason):
-        if not self.ready.called:
-            self.ready.errback(BrokerError(self.error) if self.error else reason)
+        if self.error and not self.ready.called:
+            reason = BrokerError(self.error)
+        super().connectionLost(reason)
 
 
 @implementer(IPlugin, IEventOutput)

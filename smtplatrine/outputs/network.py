@@ -80,6 +80,7 @@ class StreamProtocol(Protocol):
         """What the peer says is not listened to."""
 
     def connectionLost(self, reason):
+        self.connected = 0
         if not self.ready.called:
             self.ready.errback(reason)
 
