@@ -187,13 +187,16 @@ class StateCollector:
     :class:`QuotaWatch` keeps)."""
 
     def __init__(self, spool_root, outputs, quota):
+        # Imported now: a scrape runs in a thread, after the privilege
+        # drop, when the Python library may be out of reach.
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+        self._counter, self._gauge = CounterMetricFamily, GaugeMetricFamily
         self._spool_root = spool_root
         self._outputs = outputs
         self._quota = quota
 
     def collect(self):
-        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
-
+        CounterMetricFamily, GaugeMetricFamily = self._counter, self._gauge
         counts, age = spool_backlog(self._spool_root, time.time())
         backlog = GaugeMetricFamily("smtplatrine_spool_backlog", "Finished messages and"
                                     " session records in the spool, not yet stored.",
@@ -263,9 +266,7 @@ def listen(reactor, description, registry):
     from twisted.web.resource import Resource
     from twisted.web.server import Site
 
-    class _Site(Site):
-        noisy = False
-
+    class MetricsSite(Site):
         def log(self, request):
             """Scrapes are not logged."""
 
@@ -276,7 +277,7 @@ def listen(reactor, description, registry):
     except Exception as e:
         raise SystemExit(_listen_error(description, e)) from None
     results = []
-    endpoint.listen(_Site(root)).addBoth(results.append)
+    endpoint.listen(MetricsSite(root)).addBoth(results.append)
     if not results or not hasattr(results[0], "getHost"):
         error = results[0].value if results else "it did not bind at once"
         raise SystemExit(_listen_error(description, error))
