@@ -290,3 +290,16 @@ class EventCollector(Receiver):
         return 200, {"text": "Success", "code": 0}
 
 
+
+
+class WebHook(Receiver):
+    """A chat server's incoming webhook: ``resource.requests`` holds
+    (path, Authorization, body) of each POST."""
+
+    def __init__(self):
+        super().__init__()
+        self.resource = _Collector(lambda path, body: (200, {"ok": True}))
+        self.site = Site(self.resource)
+
+    def buildProtocol(self, addr):
+        return self.site.buildProtocol(addr)

@@ -12,16 +12,19 @@ from twisted.logger import globalLogPublisher
 from twisted.trial import unittest
 from zope.interface.verify import verifyObject
 
-from smtplatrine import tls
+from smtplatrine import config, tls
 from smtplatrine.interfaces import IEventOutput, OutputContext
 from smtplatrine.outputs.elasticsearch import Elasticsearch
 from smtplatrine.outputs.hpfeeds import HPFeeds
 from smtplatrine.outputs.jsonlines import JSONLines
+from smtplatrine.outputs import service
 from smtplatrine.outputs.service import Runner, discover
 from smtplatrine.outputs.splunk import Splunk
 from smtplatrine.outputs.syslog import Syslog
-from tests.receivers import (RFC5424, BulkAPI, Broker, EventCollector, SyslogCollector,
-                             read_datagrams, udp_collector, unix_collector, until)
+from tests.readme import install_example
+from tests.receivers import (RFC5424, BulkAPI, Broker, EventCollector,
+                             SyslogCollector, WebHook, read_datagrams, udp_collector,
+                             unix_collector, until)
 
 IDENTITY = {"session": "5b0c", "sensor": "sensor-a", "src_ip": "192.0.2.1",
             "src_port": 40000, "dst_ip": "198.51.100.2", "dst_port": 25}
@@ -335,3 +338,38 @@ class SplunkTests(OutputTestCase):
         self.assertEqual([e["event"] for e in collector.events], [event(0), event(1)])
 
 
+
+
+class ThirdPartyTests(unittest.TestCase):
+
+    @defer.inlineCallbacks
+    def test_readme_example(self):
+        """The guide's example output, dropped into a twisted/plugins
+        directory on the path, is found, configured from its section and
+        posts a line for each stored message to a webhook on loopback."""
+        install_example(self, "chat.py")
+        hook = WebHook().up()
+        self.addCleanup(lambda: hook.down())
+        directory = Path(self.mktemp())
+        directory.mkdir()
+        (directory / "outputs.ini").write_text(
+            f"[output_chat]\nenabled = true\nurl = http://127.0.0.1:{hook.number}/hooks/x\n"
+            f"channel = honeypot\n[output_jsonlines]\nenabled = false\n")
+        (directory / "zz.ini").write_text("[output_chat]\nenabled = true\nurl =\n")
+        with self.assertRaises(config.ConfigError) as caught:
+            config.load(directory)
+        self.assertEqual(str(caught.exception), "zz.ini [output_chat] url: required when"
+                         " enabled = true; expected the webhook's URL")
+        (directory / "zz.ini").unlink()
+        loaded = attrs.evolve(config.load(directory), server=attrs.evolve(
+            config.Config().server, data_dir=str(directory)))
+        outputs = service.configure(discover(), loaded, reactor)
+        self.assertEqual([r.name for r in outputs.runners], ["chat"])
+        for stored in (event(eventid="smtplatrine.message.stored", message="m-1", size=812,
+                             attachments=2), event(0)):
+            outputs.write(stored)
+        yield outputs.close(5)
+        [(path, _, body)] = hook.resource.requests
+        self.assertEqual((path, json.loads(body)), (b"/hooks/x", {
+            "channel": "honeypot",
+            "text": "sensor-a: message m-1 from 192.0.2.1, 812 bytes, 2 attachment(s)"}))
