@@ -32,14 +32,14 @@ import time
 from pathlib import Path
 
 from twisted.internet import defer, protocol
+from twisted.internet.interfaces import IPushProducer
+from twisted.internet.task import LoopingCall
 from twisted.logger import (FilteringLogObserver, Logger, LogLevel,
                             LogLevelFilterPredicate, eventFromJSON,
                             globalLogBeginner, globalLogPublisher,
                             jsonFileLogObserver)
-from twisted.internet.task import LoopingCall
 from twisted.python.threadpool import ThreadPool
 from zope.interface import implementer
-from twisted.internet.interfaces import IPushProducer
 
 from smtplatrine import metrics
 from smtplatrine.events import Events, printable
@@ -110,7 +110,8 @@ class Storing:
             raw, self.threadpool, concurrency, store.retry_max_delay,
             on_stored=self._stored)
         self.quota = {}
-        self._quota_watch = LoopingCall(self._watch_quota)
+        self._quota_watch = LoopingCall(
+            lambda: defer.Deferred.fromCoroutine(self._watch_quota()))
         self._quota_watch.clock = reactor
         self.metrics_port = None
         if self.metrics is not None:

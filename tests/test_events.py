@@ -63,7 +63,8 @@ class CatalogueTests(unittest.TestCase):
     def test_ids_are_literals(self):
         """Only the enrichment service's helper passes an id it was given;
         every other call names its event, so the check above sees them all."""
-        passed = {(path, function) for path, function, eventid in calls_without_literal()}
+        passed = {(path, function) for path, function, eventid in emit_calls()
+                  if eventid is None}
         self.assertEqual(passed, {("smtplatrine/enrich/service.py", "_emit")})
 
     def test_flat(self):
@@ -74,10 +75,6 @@ class CatalogueTests(unittest.TestCase):
         for value in ([1], {"a": 1}, ("a",), b"raw"):
             with self.assertRaises(TypeError):
                 events.emit("smtplatrine.mail", IDENTITY, mail_from=value)
-
-
-def calls_without_literal():
-    return [call for call in emit_calls() if call[2] is None]
 
 
 class EventsTests(unittest.TestCase):

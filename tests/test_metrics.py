@@ -5,11 +5,17 @@ import os
 import time
 from pathlib import Path
 
+import urllib.request
+
 import attrs
 from prometheus_client import REGISTRY
+from twisted.internet import reactor, threads
 from twisted.trial import unittest
 
+from smtplatrine import metrics
 from smtplatrine.metrics import EventMetrics, quota_left, spool_backlog
+from smtplatrine.testing import make_config
+from tests.process import free_port
 
 
 def value(name, **labels):
@@ -95,3 +101,34 @@ class QuotaTests(unittest.TestCase):
         self.assertEqual(quota_left(used, [_Enricher("vt", 4, 500), _Enricher("otx", 0, 1000),
                                            _Enricher("rdns", 0, 0)]),
                          {("vt", "minute"): 1, ("vt", "day"): 0, ("otx", "day"): 990})
+
+
+class ExposeTests(unittest.TestCase):
+
+    def test_alone_serves_its_own(self):
+        """A process alone (twistd smtplatrine-web) serves its metrics at
+        [metrics] listen with one call; scrapes are plain HTTP GETs."""
+        self.patch(os, "environ", {k: v for k, v in os.environ.items()
+                                   if k != "PROMETHEUS_MULTIPROC_DIR"})
+        port_number = free_port()
+        config = make_config(metrics={"listen": f"tcp:{port_number}:interface=127.0.0.1"})
+        port = metrics.expose(config, reactor)
+        self.addCleanup(port.stopListening)
+        EventMetrics().write({"eventid": "smtplatrine.session.connect"})
+
+        def get():
+            url = f"http://127.0.0.1:{port_number}/metrics"
+            with urllib.request.urlopen(url, timeout=10) as answer:
+                return answer.read().decode()
+        d = threads.deferToThread(get)
+        d.addCallback(lambda text: self.assertIn("smtplatrine_connections_total{"
+                                                 'outcome="served"}', text))
+        return d
+
+    def test_child_of_the_server_serves_nothing(self):
+        """Started by twistd smtplatrine (the shared directory inherited),
+        a process serves nothing: its values join the sensor's /metrics."""
+        self.patch(os, "environ", dict(os.environ, PROMETHEUS_MULTIPROC_DIR="/nonexistent"))
+        config = make_config(metrics={"listen": f"tcp:{free_port()}:interface=127.0.0.1"})
+        self.assertIsNone(metrics.expose(config, reactor))
+        self.assertIsNone(metrics.expose(make_config(), reactor))
