@@ -254,16 +254,11 @@ def plugin_sections():
     ``[output_NAME]`` of every output, ``[enricher_NAME]`` of every
     enricher that declares options.  Of two plugins with one name the
     first found counts, as when they are run."""
-    from twisted.plugin import getPlugins
-
-    from smtplatrine.interfaces import IEnricher, IEventOutput
-    found = {}
-    for kind, interface in (("output", IEventOutput), ("enricher", IEnricher)):
-        for plugin in getPlugins(interface):
-            options = getattr(plugin, "options", None)
-            if options is not None:
-                found.setdefault(f"{kind}_{plugin.name}", attrs.resolve_types(options))
-    return found
+    from smtplatrine.interfaces import IEnricher, IEventOutput, discover
+    return {f"{kind}_{plugin.name}": attrs.resolve_types(plugin.options)
+            for kind, interface in (("output", IEventOutput), ("enricher", IEnricher))
+            for plugin in discover(interface)
+            if getattr(plugin, "options", None) is not None}
 
 
 _TRUE = {"1", "true", "yes", "on"}

@@ -19,7 +19,10 @@ from pathlib import Path
 
 import attrs
 from attrs import validators as v
+from twisted.logger import Logger
 from zope.interface import Attribute, Interface
+
+log = Logger()
 
 # What an enricher may look at: a public IP address (the client's, or one
 # of the message's Received chain), the SHA-256 of an attachment, or a
@@ -45,6 +48,21 @@ class OutputOptions:
     enabled: bool = False
     queue_size: int = option(10000, v.gt(0), "a whole number > 0")
     retry_max_delay: float = option(60.0, v.gt(0), "a number of seconds > 0")
+
+
+def discover(interface, package=None):
+    """Every plugin providing *interface* in *package* (``twisted.plugins``
+    by default), in the order of their names; of two with one name the
+    first found is kept, the other said in a warning."""
+    from twisted.plugin import getPlugins
+    found = {}
+    for plugin in getPlugins(interface, package):
+        if plugin.name in found:
+            log.warn("two plugins are named {name}; {plugin!r} is ignored",
+                     name=plugin.name, plugin=plugin)
+            continue
+        found[plugin.name] = plugin
+    return [found[name] for name in sorted(found)]
 
 
 @attrs.frozen

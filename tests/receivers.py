@@ -209,13 +209,26 @@ class _Collector(Resource):
         return json.dumps(answer).encode()
 
 
+class _Web(Receiver):
+    """A web server of one resource, ``resource``, answering POSTs with
+    *answer(path, body)*."""
+
+    def __init__(self, answer):
+        super().__init__()
+        self.resource = _Collector(answer)
+        self.site = Site(self.resource)
+
+    def buildProtocol(self, addr):
+        return self.site.buildProtocol(addr)
+
+
 def bulk_documents(body):
     """(action, document) pairs of a bulk request's NDJSON body."""
     lines = [json.loads(line) for line in body.decode().splitlines()]
     return list(zip(lines[0::2], lines[1::2]))
 
 
-class BulkAPI(Receiver):
+class BulkAPI(_Web):
     """Elasticsearch's ``POST /_bulk`` as its documentation describes it:
     ``create`` of an existing id answers 409; a document whose ``rcpt`` is
     in ``conflicts`` 400 (a mapping conflict, each time); ``statuses`` (a
@@ -223,15 +236,10 @@ class BulkAPI(Receiver):
     (429: too many requests)."""
 
     def __init__(self):
-        super().__init__()
+        super().__init__(self._bulk)
         self.documents = {}
         self.conflicts = set()
         self.statuses = []
-        self.resource = _Collector(self._bulk)
-        self.site = Site(self.resource)
-
-    def buildProtocol(self, addr):
-        return self.site.buildProtocol(addr)
 
     def _bulk(self, path, body):
         items = []
@@ -262,19 +270,14 @@ def hec_events(body):
     return found
 
 
-class EventCollector(Receiver):
+class EventCollector(_Web):
     """Splunk's HTTP Event Collector, ``/services/collector/event``, with
     one *token*; ``events`` holds the objects of accepted requests."""
 
     def __init__(self, token):
-        super().__init__()
+        super().__init__(self._event)
         self.token = token
         self.events = []
-        self.resource = _Collector(self._event)
-        self.site = Site(self.resource)
-
-    def buildProtocol(self, addr):
-        return self.site.buildProtocol(addr)
 
     def _event(self, path, body):
         if path != b"/services/collector/event":
@@ -292,14 +295,9 @@ class EventCollector(Receiver):
 
 
 
-class WebHook(Receiver):
+class WebHook(_Web):
     """A chat server's incoming webhook: ``resource.requests`` holds
     (path, Authorization, body) of each POST."""
 
     def __init__(self):
-        super().__init__()
-        self.resource = _Collector(lambda path, body: (200, {"ok": True}))
-        self.site = Site(self.resource)
-
-    def buildProtocol(self, addr):
-        return self.site.buildProtocol(addr)
+        super().__init__(lambda path, body: (200, {"ok": True}))

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import attrs
 from twisted.internet import defer, reactor
-from twisted.logger import globalLogPublisher
 from twisted.trial import unittest
 from zope.interface.verify import verifyObject
 
@@ -21,6 +20,7 @@ from smtplatrine.outputs import service
 from smtplatrine.outputs.service import Runner, discover
 from smtplatrine.outputs.splunk import Splunk
 from smtplatrine.outputs.syslog import Syslog
+from smtplatrine.testing import logged
 from tests.readme import install_example
 from tests.receivers import (RFC5424, BulkAPI, Broker, EventCollector,
                              SyslogCollector, WebHook, read_datagrams, udp_collector,
@@ -48,12 +48,6 @@ class OutputTestCase(unittest.TestCase):
         runner = Runner(plugin.name, output, reactor, 1000, 0.2)
         self.addCleanup(lambda: defer.Deferred.fromCoroutine(runner.close(1)))
         return output, runner
-
-    def logged(self):
-        events = []
-        globalLogPublisher.addObserver(events.append)
-        self.addCleanup(globalLogPublisher.removeObserver, events.append)
-        return events
 
 
 class DiscoveryTests(unittest.TestCase):
@@ -186,13 +180,13 @@ class SyslogTests(OutputTestCase):
         the failure is said once."""
         collector, _ = self.tls_collector("localhost")
         other, _ = tls.self_signed("localhost", Path(self.mktemp()))
-        logged = self.logged()
+        seen = logged(self)
         _, runner = self.output(Syslog(), transport="tls", ca_file=str(other),
                                 address=f"localhost:{collector.number}")
         runner.write(event())
         yield defer.Deferred.fromCoroutine(until(lambda: not runner.up))
         self.assertEqual(collector.messages, [])
-        [warning] = [e for e in logged if "cannot deliver" in e.get("log_format", "")]
+        [warning] = [e for e in seen if "cannot deliver" in e.get("log_format", "")]
         self.assertIn("certificate verify failed", warning["error"])
 
 
@@ -222,7 +216,7 @@ class HPFeedsTests(OutputTestCase):
         said is in the warning."""
         broker = Broker({"sensor-a": b"right"}).up()
         self.addCleanup(lambda: broker.down())
-        logged = self.logged()
+        seen = logged(self)
         _, runner = self.output(HPFeeds(), address=f"127.0.0.1:{broker.number}",
                                 ident="sensor-a", secret="wrong")
         runner.write(event(0))
@@ -230,7 +224,7 @@ class HPFeedsTests(OutputTestCase):
         runner.write(event(1))
         yield defer.Deferred.fromCoroutine(until(lambda: not runner.up))
         self.assertEqual(broker.published, [])
-        [warning] = [e for e in logged if "cannot deliver" in e.get("log_format", "")]
+        [warning] = [e for e in seen if "cannot deliver" in e.get("log_format", "")]
         self.assertIn("accessfail", warning["error"])
 
 
@@ -317,12 +311,12 @@ class SplunkTests(OutputTestCase):
     @defer.inlineCallbacks
     def test_bad_token_retried(self):
         """A refused token fails the batch (said once); it is retried."""
-        logged = self.logged()
+        seen = logged(self)
         collector, runner = self.hec(token="wrong")
         runner.write(event())
         yield defer.Deferred.fromCoroutine(until(lambda: len(collector.resource.requests) >= 2))
         self.assertEqual(collector.events, [])
-        [warning] = [e for e in logged if "cannot deliver" in e.get("log_format", "")]
+        [warning] = [e for e in seen if "cannot deliver" in e.get("log_format", "")]
         self.assertIn("HTTP 403", warning["error"])
 
     @defer.inlineCallbacks

@@ -2,10 +2,10 @@
 
 from twisted.internet import defer
 from twisted.internet.task import Clock
-from twisted.logger import globalLogPublisher
 from twisted.trial import unittest
 
 from smtplatrine.outputs.service import SEND_TIMEOUT, Outputs, Runner
+from smtplatrine.testing import logged
 
 
 class FakeOutput:
@@ -37,13 +37,6 @@ class FakeOutput:
 def numbered(runner, first, last):
     for n in range(first, last):
         runner.write({"eventid": "smtplatrine.rcpt", "n": n})
-
-
-def logged(testcase):
-    events = []
-    globalLogPublisher.addObserver(events.append)
-    testcase.addCleanup(globalLogPublisher.removeObserver, events.append)
-    return events
 
 
 def warnings(events):

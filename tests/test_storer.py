@@ -8,12 +8,13 @@ import json
 from twisted.internet.error import ProcessDone, ProcessTerminated
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
-from twisted.logger import Logger, globalLogPublisher, jsonFileLogObserver
+from twisted.logger import Logger, jsonFileLogObserver
 from twisted.python.failure import Failure
 from twisted.trial import unittest
 
 from smtplatrine import config as config_module
 from smtplatrine.storer import MAX_LINE, MAX_WAITING, StoringProcess, _Commands
+from smtplatrine.testing import logged
 
 
 class _Reactor(Clock):
@@ -23,14 +24,6 @@ class _Reactor(Clock):
 
     def stop(self):
         self.stopped = True
-
-
-def _logged(testcase):
-    """The log events published from now on."""
-    events = []
-    globalLogPublisher.addObserver(events.append)
-    testcase.addCleanup(globalLogPublisher.removeObserver, events.append)
-    return events
 
 
 class CommandsTests(unittest.TestCase):
@@ -106,7 +99,7 @@ class StoringProcessTests(unittest.TestCase):
         lost = []
         process = StoringProcess(self.reactor, config_module.load(), None, lost.append)
         process.makeConnection(StringTransport())
-        events = _logged(self)
+        events = logged(self)
         process.pauseProducing()
         event = {"eventid": "smtplatrine.rcpt", "rcpt": "x" * 1000}
         for _ in range(2000):
@@ -128,7 +121,7 @@ class StoringProcessTests(unittest.TestCase):
                observer=jsonFileLogObserver(stream)).error(
             "database {db} unavailable", db="MySQL root@127.0.0.1:3306/x")
         data = stream.getvalue().encode()
-        events = _logged(self)
+        events = logged(self)
         self.process.outReceived(data[:20])
         self.assertEqual(events, [])
         self.process.outReceived(data[20:])
@@ -138,21 +131,21 @@ class StoringProcessTests(unittest.TestCase):
 
     def test_stray_output_escaped(self):
         """Anything else the child prints is logged escaped, as a field."""
-        events = _logged(self)
+        events = logged(self)
         self.process.outReceived(b"{oops}\x1b[2J\n")
         [event] = events
         self.assertEqual(event["line"], "{oops}\\x1b[2J")
 
     def test_fatal_end_stops_server(self):
         """A child that cannot prepare itself stops the server."""
-        events = _logged(self)
+        events = logged(self)
         self.process.processEnded(Failure(ProcessTerminated(exitCode=3)))
         self.assertTrue(self.reactor.stopped)
         self.assertIn("cannot start", events[-1]["log_format"])
 
-    def test_unasked_end_logged(self):
+    def test_unasked_endlogged(self):
         """A child ending otherwise is one error line; the server runs on."""
-        events = _logged(self)
+        events = logged(self)
         self.process.processEnded(Failure(ProcessTerminated(signal=9)))
         self.assertFalse(self.reactor.stopped)
         self.assertEqual([e["log_level"].name for e in events], ["error"])
@@ -162,7 +155,7 @@ class StoringProcessTests(unittest.TestCase):
         transport = StringTransport()
         transport.closeStdin = transport.loseConnection
         self.process.makeConnection(transport)
-        events = _logged(self)
+        events = logged(self)
         stopped = self.process.stop()
         self.assertTrue(transport.disconnecting)
         self.assertNoResult(stopped)

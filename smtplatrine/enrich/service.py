@@ -13,10 +13,10 @@ import attrs
 from twisted.internet import defer
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
-from twisted.plugin import getPlugins
 from twisted.python.failure import Failure
 
 from smtplatrine.enrich import indicators
+from smtplatrine import interfaces
 from smtplatrine.events import printable
 from smtplatrine.interfaces import (Context, IEnricher, LookupFailed, RateLimited,
                                     Result)
@@ -36,16 +36,8 @@ LEASE = 3600.0
 
 
 def discover(package=None):
-    """Every IEnricher plugin in *package* (``twisted.plugins`` by default),
-    by name; of two with one name the first found is kept."""
-    found = {}
-    for plugin in getPlugins(IEnricher, package):
-        if plugin.name in found:
-            log.warn("two enrichers are named {name}; {plugin!r} is ignored",
-                     name=plugin.name, plugin=plugin)
-            continue
-        found[plugin.name] = plugin
-    return [found[name] for name in sorted(found)]
+    """Every IEnricher plugin in *package* (``twisted.plugins`` by default)."""
+    return interfaces.discover(IEnricher, package)
 
 
 def configure(plugins, context, config=None):

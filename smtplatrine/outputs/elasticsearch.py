@@ -17,12 +17,11 @@ import re
 from datetime import datetime, timezone
 
 import attrs
-from attrs import validators as v
 from twisted.plugin import IPlugin
 from zope.interface import implementer
 
-from smtplatrine.interfaces import IEventOutput, OutputOptions, option
-from smtplatrine.outputs import http, network
+from smtplatrine.interfaces import IEventOutput, option
+from smtplatrine.outputs import http
 
 _INDEX_CHARS = re.compile(r"[a-z0-9][a-z0-9._+-]{0,254}")
 
@@ -38,45 +37,26 @@ def _index_pattern(instance, attribute, value):
 
 
 @attrs.frozen
-class Options(OutputOptions):
-    url: str = option("", v.or_(v.in_([""]), v.matches_re(network.URL)),
-                      "an http:// or https:// URL", required=True)
+class Options(http.HTTPOptions):
     index: str = option("smtplatrine-%Y.%m.%d", _index_pattern,
                         "an index name: lower case letters, digits, . _ + -, and the"
                         " date as strftime codes (%Y, %m, %d)")
     username: str = ""
     password: str = ""
     api_key: str = ""
-    ca_file: str = ""
-    batch_size: int = option(500, v.gt(0), "a whole number > 0")
-    flush_interval: float = option(5.0, v.ge(0), "a number of seconds >= 0")
 
 
 class BulkRetry(Exception):
     """Some documents were refused for now (429, server errors)."""
 
 
-def date(event):
-    """The UTC time of *event*, and its text for ``@timestamp``."""
-    try:
-        return datetime.fromisoformat(event["timestamp"]), event["timestamp"]
-    except (KeyError, TypeError, ValueError):
-        now = datetime.now(timezone.utc)
-        return now, now.isoformat().replace("+00:00", "Z")
-
-
 @implementer(IPlugin, IEventOutput)
 @attrs.frozen
-class Elasticsearch:
+class Elasticsearch(http.HTTPOutput):
     name = "elasticsearch"
     options = Options
 
-    batch_size: int = 500
-    flush_interval: float = 5.0
-    url: str = ""
     index: str = ""
-    headers: dict = attrs.Factory(dict)
-    http: object = None
 
     def configure(self, context):
         options = context.options
@@ -86,16 +66,14 @@ class Elasticsearch:
         elif options.username:
             pair = f"{options.username}:{options.password}".encode("utf-8")
             headers["Authorization"] = "Basic " + base64.b64encode(pair).decode("ascii")
-        return attrs.evolve(
-            self, batch_size=options.batch_size, flush_interval=options.flush_interval,
-            url=options.url.rstrip("/"), index=options.index, headers=headers,
-            http=http.client(context.reactor, options.ca_file))
+        return self.configured(context, options.url.rstrip("/") + "/_bulk", headers,
+                               index=options.index)
 
     def bulk(self, events):
         """The bulk request's body for *events*."""
         lines = []
         for event in events:
-            when, stamp = date(event)
+            when, stamp = http.event_time(event)
             document = json.dumps(dict(event, **{"@timestamp": stamp}), sort_keys=True)
             lines.append(json.dumps({"create": {
                 "_index": when.astimezone(timezone.utc).strftime(self.index),
@@ -104,8 +82,7 @@ class Elasticsearch:
         return ("\n".join(lines) + "\n").encode("ascii")
 
     async def send(self, events):
-        code, answer = await http.post(self.http, self.url + "/_bulk", self.bulk(events),
-                                       self.headers)
+        code, answer = await self.post(self.bulk(events))
         if code != 200:
             raise http.HTTPError(code, answer)
         try:
@@ -117,6 +94,3 @@ class Elasticsearch:
         if again:
             raise BulkRetry(f"{again} of {len(events)} documents refused for now")
         return sum(1 for s in statuses if s >= 300 and s != 409)
-
-    def close(self):
-        return self.http.close()

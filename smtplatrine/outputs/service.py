@@ -15,9 +15,9 @@ from pathlib import Path
 
 from twisted.internet import defer
 from twisted.logger import Logger
-from twisted.plugin import getPlugins
 from twisted.python.failure import Failure
 
+from smtplatrine import interfaces
 from smtplatrine.events import printable
 from smtplatrine.interfaces import IEventOutput, OutputContext, OutputOptions
 
@@ -30,16 +30,8 @@ CLOSE_SECONDS = 5.0
 
 
 def discover(package=None):
-    """Every IEventOutput plugin in *package* (``twisted.plugins`` by
-    default), by name; of two with one name the first found is kept."""
-    found = {}
-    for plugin in getPlugins(IEventOutput, package):
-        if plugin.name in found:
-            log.warn("two outputs are named {name}; {plugin!r} is ignored",
-                     name=plugin.name, plugin=plugin)
-            continue
-        found[plugin.name] = plugin
-    return [found[name] for name in sorted(found)]
+    """Every IEventOutput plugin in *package* (``twisted.plugins`` by default)."""
+    return interfaces.discover(IEventOutput, package)
 
 
 def configure(plugins, config, reactor):

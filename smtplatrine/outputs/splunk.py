@@ -11,43 +11,30 @@ collector) fails it, and it is sent again after back-off.
 import json
 
 import attrs
-from attrs import validators as v
 from twisted.plugin import IPlugin
 from zope.interface import implementer
 
-from smtplatrine.interfaces import IEventOutput, OutputOptions, option
-from smtplatrine.outputs import http, network
-from smtplatrine.outputs.elasticsearch import date
+from smtplatrine.interfaces import IEventOutput, option
+from smtplatrine.outputs import http
 
 PATH = "/services/collector/event"
 
 
 @attrs.frozen
-class Options(OutputOptions):
-    url: str = option("", v.or_(v.in_([""]), v.matches_re(network.URL)),
-                      "an http:// or https:// URL (the collector's, without"
-                      " /services/...)", required=True)
+class Options(http.HTTPOptions):
     token: str = option("", required=True, allowed="the HEC token")
     index: str = ""
     source: str = "smtplatrine"
     sourcetype: str = "_json"
-    ca_file: str = ""
-    batch_size: int = option(500, v.gt(0), "a whole number > 0")
-    flush_interval: float = option(5.0, v.ge(0), "a number of seconds >= 0")
 
 
 @implementer(IPlugin, IEventOutput)
 @attrs.frozen
-class Splunk:
+class Splunk(http.HTTPOutput):
     name = "splunk"
     options = Options
 
-    batch_size: int = 500
-    flush_interval: float = 5.0
-    url: str = ""
     fields: dict = attrs.Factory(dict)
-    headers: dict = attrs.Factory(dict)
-    http: object = None
 
     def configure(self, context):
         options = context.options
@@ -55,26 +42,21 @@ class Splunk:
                   "sourcetype": options.sourcetype}
         if options.index:
             fields["index"] = options.index
-        return attrs.evolve(
-            self, batch_size=options.batch_size, flush_interval=options.flush_interval,
-            url=options.url.rstrip("/") + PATH, fields=fields,
-            headers={"Authorization": f"Splunk {options.token}",
-                     "Content-Type": "application/json"},
-            http=http.client(context.reactor, options.ca_file))
+        return self.configured(
+            context, options.url.rstrip("/") + PATH,
+            {"Authorization": f"Splunk {options.token}", "Content-Type": "application/json"},
+            fields=fields)
 
     def body(self, events):
         """The HEC request's body for *events*: one JSON object each."""
         return "".join(
-            json.dumps(dict(self.fields, time=round(date(event)[0].timestamp(), 6),
+            json.dumps(dict(self.fields, time=round(http.event_time(event)[0].timestamp(), 6),
                             event=event), sort_keys=True)
             for event in events).encode("ascii")
 
     async def send(self, events):
-        code, answer = await http.post(self.http, self.url, self.body(events), self.headers)
+        code, answer = await self.post(self.body(events))
         if code == 400:
             return len(events)
         if code != 200:
             raise http.HTTPError(code, answer)
-
-    def close(self):
-        return self.http.close()
