@@ -41,7 +41,7 @@ IDLE_WINDOW = 32        # connects in flight at once (twisted's default backlog 
 class Run:
     """One smtp-source run: `count` messages of `size` bytes over `sessions`
     sessions at once; `options` are smtp-source's for the message and the
-    connection: ["-d", "-l", SIZE], ["-d", "-F", FILE]."""
+    connection: ["-d", "-l", SIZE], ["-F", FILE] (a new connection each)."""
     server: str
     size_label: str
     size: int
@@ -51,6 +51,7 @@ class Run:
     wall: float = 0.0
     error: str = ""
     received: object = None  # int, or None if the server cannot tell
+    cpu: float = None        # CPU seconds of all the server's processes in the run
 
     @property
     def ok(self):
@@ -63,6 +64,11 @@ class Run:
     @property
     def mb_per_s(self):
         return self.count * self.size / MB / self.wall if self.ok and self.wall > 0 else None
+
+    @property
+    def cpu_per_msg(self):
+        """CPU microseconds per message."""
+        return self.cpu / self.count * 1e6 if self.ok and self.cpu is not None else None
 
     def again(self, count):
         """The same run, not yet done, with `count` messages."""
@@ -100,10 +106,13 @@ def wait_received(server, expected, timeout=15.0):
 
 
 def measure(server, run, opts):
-    """Do `run` against `server`, with the received-count sanity check."""
+    """Do `run` against `server`, with the server's CPU time while
+    smtp-source runs and the received-count sanity check."""
     before = server.received()
+    cpu = server.cpu()
     run.wall, run.error = run_smtp_source(server.port, run.sessions, run.count, run.options,
                                           opts.source_timeout)
+    run.cpu = server.cpu() - cpu
     if before is not None:
         after = wait_received(server, before + run.count)
         run.received = None if after is None else after - before

@@ -1,5 +1,5 @@
-"""What /proc tells of a server under test: its memory, open files and
-processes."""
+"""What /proc tells of a server under test: its memory, open files, CPU
+time and processes."""
 
 import contextlib
 import os
@@ -8,6 +8,7 @@ from pathlib import Path
 from tests.process import children
 
 SETTLE = 1.0            # seconds to let a server settle before reading its memory
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
 def memory(pid):
@@ -48,3 +49,14 @@ def helper_memories(pid):
             found[child] = (name, memory(child))
     return found
 
+
+def cpu_seconds(pid):
+    """User and system CPU time of `pid` and every process under it so far,
+    those that ended included (a parent adds its waited-for children's)."""
+    ticks = 0
+    for process in [pid, *descendants(pid)]:
+        with contextlib.suppress(OSError):
+            fields = Path(f"/proc/{process}/stat").read_text().rpartition(")")[2].split()
+            # utime, stime, cutime, cstime: fields 14 to 17 of proc(5)
+            ticks += sum(int(f) for f in fields[11:15])
+    return ticks / CLOCK_TICKS

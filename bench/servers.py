@@ -14,6 +14,7 @@ from pathlib import Path
 
 import MySQLdb
 
+from bench import procfs
 from bench.report import say
 from tests import process
 
@@ -36,7 +37,7 @@ def log_tail(path, lines=12):
 
 class Server:
     """A server under test: started fresh in a directory of its own by
-    running(), which always stops it; its pid and message count."""
+    running(), which always stops it; its pid, CPU time and message count."""
 
     name = "?"
     stores = False  # keeps what it receives in a database
@@ -68,6 +69,10 @@ class Server:
 
     def log_files(self):
         return [self.workdir / "server.log"]
+
+    def cpu(self):
+        """CPU seconds (user and system) of all its processes so far."""
+        return procfs.cpu_seconds(self.pid)
 
     def show_log_tail(self, lines=12):
         for path in self.log_files():

@@ -1,6 +1,6 @@
 """Section 4, stored messages end to end: real multipart messages through
-smtp-source until every one is in the database, with the spool backlog,
-beside the discarding baselines."""
+smtp-source until every one is in the database, with the spool backlog and
+the CPU each server spends per message, beside the discarding baselines."""
 
 import random
 import time
@@ -16,8 +16,8 @@ from bench.servers import StoringHoneypot, guarded, mariadb_unavailable, usable
 
 # The messages: label and attachment bytes.
 MESSAGES = {"1 KB": 300, "1 MB": 768 * KB}
-# The cases: message, count in full mode.
-CASES = [("1 KB", 3000), ("1 MB", 200)]
+# The cases: message, count in full mode, one message per connection.
+CASES = [("1 KB", 3000, True), ("1 KB", 3000, False), ("1 MB", 200, False)]
 STORED_SESSIONS = 20
 STORED_CONFIGS = ("spool-only", "sqlite", "mariadb")
 STORED_WARM_UP = 10     # untimed messages (5 sessions) sent to each server first
@@ -58,7 +58,8 @@ def write_message_file(directory, label, attachment_bytes):
 
 @dataclass
 class StoredRun(Run):
-    """A Run against a storing honeypot, timed on until everything is stored; `received` is the rows it added to
+    """A Run against a storing honeypot, timed (and its CPU counted) on
+    until everything is stored; `received` is the rows it added to
     honeypot_emails."""
     stored_wall: float = None   # smtp-source start -> spool drained and every row there
     max_backlog: int = None     # most finished messages in the spool at one sample
@@ -117,6 +118,7 @@ def wait_stored(server, expected, deadline, samples):
 def measure_stored(server, run, opts):
     """Do `run` against a storing honeypot, timed until it is all stored."""
     base = len(server.stored_ids())
+    cpu = server.cpu()
     start = time.monotonic()
     with BacklogSampler(server) as sampler:
         run.wall, run.error = run_smtp_source(server.port, run.sessions, run.count,
@@ -126,21 +128,25 @@ def measure_stored(server, run, opts):
     if run.ok:
         done, rows, run.incomplete = wait_stored(server, base + run.count,
                                                  start + opts.stored_timeout, samples)
-        run.stored_wall = None if done is None else done - start
+        if done is not None:
+            run.stored_wall = done - start
+            run.cpu = server.cpu() - cpu
         run.received = rows - base
     run.max_backlog = max(samples)
     return run
 
 
-def stored_run(server, msg, count, opts):
+def stored_run(server, msg, count, one_per_connection, opts):
     """A few untimed warm-up messages (stored first, for a storing honeypot),
     then the timed run of `count` messages."""
-    options = ("-d", "-F", str(msg.path))
-    run_smtp_source(server.port, 5, STORED_WARM_UP, options, opts.source_timeout)
+    options = ("-F", str(msg.path)) if one_per_connection else ("-d", "-F", str(msg.path))
+    label = f"{msg.label} 1/conn" if one_per_connection else msg.label
+    run_smtp_source(server.port, 5, STORED_WARM_UP, ["-d", "-F", str(msg.path)],
+                    opts.source_timeout)
     if not server.stores:
         return measure_long_enough(
-            server, Run(server.name, msg.label, msg.size, STORED_SESSIONS, count, options), opts)
-    run = StoredRun(server.name, msg.label, msg.size, STORED_SESSIONS, count, options)
+            server, Run(server.name, label, msg.size, STORED_SESSIONS, count, options), opts)
+    run = StoredRun(server.name, label, msg.size, STORED_SESSIONS, count, options)
     done, _, why = wait_stored(server, STORED_WARM_UP, time.monotonic() + WARM_UP_TIMEOUT, [])
     if done is None:
         run.error = f"warm-up messages not stored: {why}"
@@ -150,6 +156,8 @@ def stored_run(server, msg, count, opts):
 
 def describe(run):
     line = describe_run(run)
+    if run.cpu_per_msg is not None:
+        line += f"  CPU {run.cpu_per_msg:.0f} us/msg"
     if not isinstance(run, StoredRun) or not run.ok:
         return line
     stored = (f"{run.received} rows stored {run.stored_wall:.2f} s after the start = "
@@ -163,7 +171,7 @@ def stored_table(runs):
     """One row per run of the stored section, in the order they ran."""
     aio = {r.size_label: r for r in runs if r.server == "aiosmtpd"}
     headers = ["size", "server", "msg/s", "MB/s", "stored msg/s", "backlog max",
-               "backlog at end", "msg/s / aio", "stored / aio"]
+               "backlog at end", "CPU us/msg", "msg/s / aio", "stored / aio", "CPU / aio"]
     rows = []
     for r in runs:
         stored = r.stored_per_s if isinstance(r, StoredRun) else None
@@ -175,9 +183,20 @@ def stored_table(runs):
             extra = [num(stored, ".1f"), num(r.max_backlog, "d"), num(r.end_backlog, "d")]
         base = aio.get(r.size_label)
         rows.append([r.size_label, r.server, num(r.msgs_per_s, ".1f"), num(r.mb_per_s, ".2f"),
-                     *extra, num(ratio(r.msgs_per_s, attr(base, "msgs_per_s")), ".2f"),
-                     num(ratio(stored, attr(base, "msgs_per_s")), ".2f")])
+                     *extra, num(r.cpu_per_msg, ".0f"),
+                     num(ratio(r.msgs_per_s, attr(base, "msgs_per_s")), ".2f"),
+                     num(ratio(stored, attr(base, "msgs_per_s")), ".2f"),
+                     num(ratio(r.cpu_per_msg, attr(base, "cpu_per_msg")), ".2f")])
     return table(headers, rows, left=2)
+
+
+def cpu_ratios(runs):
+    """hp-sqlite's CPU per stored message against aiosmtpd's per message, per case."""
+    parts = []
+    for label in dict.fromkeys(r.size_label for r in runs):
+        pick = lambda name: attr(first(runs, name, lambda r: r.size_label == label), "cpu_per_msg")
+        parts.append(f"{label} {num(ratio(pick('hp-sqlite'), pick('aiosmtpd')), '.2f')}x")
+    return "  CPU per stored message, hp-sqlite / aiosmtpd: " + ", ".join(parts)
 
 
 def section(honeypots, baselines, tmp, opts):
@@ -186,18 +205,22 @@ def section(honeypots, baselines, tmp, opts):
     for msg in messages.values():
         say(f"  {msg.label}: {msg.path.name}, {msg.size} bytes sent per message "
             "(multipart/mixed: text part + base64 attachment)")
+    say("  1/conn: a new connection per message (smtp-source without -d);"
+        " the others many per connection (-d)")
+    say("  CPU: user + system of every process of the server, from smtp-source's start"
+        " until the last message is stored (discarding servers: acknowledged)")
     if any(h.config == "mariadb" for h in honeypots):
         why = mariadb_unavailable()
         if why:
             say(f"  hp-mariadb: SKIPPED ({why})")
             honeypots = [h for h in honeypots if h.config != "mariadb"]
     runs = []
-    for label, base in CASES:
+    for label, base, one_per_connection in CASES:
         count = max(STORED_SESSIONS, base // opts.divisor)
         for server in usable(honeypots + baselines):
             with server.running() as ready:
-                run = (guarded(server, stored_run, server, messages[label], count, opts)
-                       if ready else None)
+                run = (guarded(server, stored_run, server, messages[label], count,
+                               one_per_connection, opts) if ready else None)
                 if run:
                     say("  " + describe(run))
                     if not run.ok or getattr(run, "incomplete", ""):
@@ -214,6 +237,7 @@ def section(honeypots, baselines, tmp, opts):
     say("")
     if runs:
         say(stored_table(runs))
+        say(cpu_ratios(runs))
     else:
         say("  (no stored-section results)")
     return runs
