@@ -213,7 +213,7 @@ class StoringHoneypot(Honeypot):
         if self.config == "spool-only":
             sections.update(engine={"engine_backend": "mysql"},
                             mysql={"mysql_host": HOST, "mysql_port": process.free_port(),
-                                   "mysql_database": "smtplatrine"},
+                                   "mysql_database": "smtplatrine"},  # never reached
                             store={"retry_max_delay": 3600})
         elif self.config == "sqlite":
             sections.update(engine={"engine_backend": "sqlite"})
