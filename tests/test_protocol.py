@@ -247,13 +247,14 @@ class TransactionTests(SessionTestCase):
                          b"552 5.3.4 Message size exceeds fixed limit\r\n")
 
     def test_oversized_data(self):
-        """An oversized DATA is read to its end, answered 552, kept truncated."""
+        """An oversized DATA is read to its end, answered 552 as Postfix
+        does (probe data_over_limit_D), kept truncated."""
         self.connect(make_config(smtp={"message_size_limit": 1000}))
         self.send(EHLO)
         body = b"x" * 998 + b"\r\n"
         reply = self.transaction(body * 5 + b".\r\nNOOP\r\n")
         self.assertTrue(reply.endswith(
-            b"552 5.3.4 Message size exceeds fixed limit\r\n250 2.0.0 Ok\r\n"))
+            b"552 5.3.4 Error: message file too big\r\n250 2.0.0 Ok\r\n"))
         [(meta, raw)] = self.spooled()
         self.assertEqual(raw, body[:1000])
         self.assertEqual((meta["truncated"], meta["acknowledged"]), (True, False))
