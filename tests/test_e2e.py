@@ -153,6 +153,8 @@ class SMTPLibTests(HoneypotTestCase):
         records = self.honeypot.wait_for(lambda: len(self.honeypot.sessions()) == 3
                                          and self.honeypot.sessions())
         attempts = {r["auth"][0]["mechanism"]: r["auth"][0] for r in records}
+        self.assertEqual({m: a["accepted"] for m, a in attempts.items()},
+                         {"PLAIN": 0, "LOGIN": 0, "CRAM-MD5": 0})
         self.assertEqual(attempts["PLAIN"]["password"], "s3cret")
         self.assertEqual(attempts["LOGIN"]["username"], "user-LOGIN")
         cram = attempts["CRAM-MD5"]
@@ -204,12 +206,16 @@ class AcceptingAuthTests(HoneypotTestCase):
     sections = {"smtp": {"smtp_auth_accept": "true"}}
 
     def test_login_accepted(self):
-        """With smtp_auth_accept, smtplib's login succeeds and mail is captured."""
+        """With smtp_auth_accept, smtplib's login succeeds, mail is captured
+        and the attempt is stored as accepted."""
         client = self.smtp()
         client.login("admin", "admin")
         client.sendmail("a@example.org", ["b@example.net"], MESSAGE)
         client.quit()
         self.assertEqual(len(self.honeypot.messages()), 1)
+        [record] = self.honeypot.wait_for(self.honeypot.sessions)
+        self.assertEqual([(a["username"], a["accepted"]) for a in record["auth"]],
+                         [("admin", 1)])
 
 
 class RawSocketTests(HoneypotTestCase):
