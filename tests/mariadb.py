@@ -2,7 +2,6 @@
 ``mariadbd`` that a test may stop, kill and start again."""
 
 import ctypes
-import os
 import random
 import secrets
 import shutil
@@ -14,8 +13,8 @@ import time
 from pathlib import Path
 
 import MySQLdb
-from twisted.trial import unittest
 
+from tests.ci import unavailable
 from tests.process import require
 
 HOST = "127.0.0.1"
@@ -55,11 +54,8 @@ def shared_database(testcase):
     try:
         connection = _server(PORT, 5)
     except MySQLdb.OperationalError as e:
-        message = (f"MariaDB not reachable at {HOST}:{PORT}: {e}; "
-                   f"start it with {START_COMMAND}")
-        if os.environ.get("CI") == "true":
-            raise AssertionError(message)
-        raise unittest.SkipTest(message)
+        raise unavailable(f"MariaDB not reachable at {HOST}:{PORT}: {e};"
+                          f" start it with {START_COMMAND}") from None
     with connection:
         connection.cursor().execute(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4")
     testcase.addCleanup(_drop, name)

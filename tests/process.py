@@ -16,7 +16,8 @@ from pathlib import Path
 
 import MySQLdb
 import MySQLdb.cursors
-from twisted.trial import unittest
+
+from tests.ci import unavailable
 
 ROOT = Path(__file__).resolve().parent.parent
 TWISTD = [sys.executable, "-c", "from twisted.scripts.twistd import run; run()"]
@@ -28,10 +29,14 @@ UNKNOWN_DATABASE = 1049  # MariaDB's ER_BAD_DB_ERROR
 def require(command):
     """Skip a test whose tool is missing, except in CI, where that fails."""
     if shutil.which(command) is None:
-        message = f"{command} is not installed (Debian package; see .ci/run)"
-        if os.environ.get("CI"):
-            raise AssertionError(message)
-        raise unittest.SkipTest(message)
+        raise unavailable(f"{command} is not installed (Debian package; see .ci/run)")
+
+
+def require_root(what):
+    """Skip a test of *what* unless it runs as root, except in CI, where
+    that fails (``.ci/run`` runs as root)."""
+    if os.geteuid() != 0:
+        raise unavailable(f"{what} needs a test run as root")
 
 
 def free_port(family=socket.AF_INET, host="127.0.0.1"):

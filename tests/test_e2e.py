@@ -14,7 +14,7 @@ from pathlib import Path
 
 from twisted.trial import unittest
 
-from tests.process import (TWISTD, Honeypot, environment, free_port,
+from tests.process import (TWISTD, Honeypot, environment, free_port, require_root,
                            reachable_directory, require, run_twistd, write_config)
 
 MESSAGE = (b"From: Alice <alice@example.org>\r\nTo: bob@example.net\r\n"
@@ -386,8 +386,7 @@ class StartupTests(unittest.TestCase):
 class PrivilegeTests(HoneypotTestCase):
 
     def setUp(self):
-        if os.getuid() != 0:
-            raise unittest.SkipTest("privilege drop needs a test run as root")
+        require_root("the privilege drop")
         super().setUp()
 
     def test_runs_unprivileged(self):

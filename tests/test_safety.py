@@ -9,7 +9,7 @@ from twisted.trial import unittest
 import smtplatrine
 from smtplatrine import safety
 from smtplatrine.testing import make_config
-from tests.process import Honeypot, free_port, run_twistd, write_config
+from tests.process import Honeypot, free_port, require_root, run_twistd, write_config
 
 REMOTE_NO_PASSWORD = {"engine": {"engine_backend": "mysql"},
                       "mysql": {"mysql_host": "db.example.net"}}
@@ -85,8 +85,7 @@ class SafetyStartupTests(unittest.TestCase):
 class CapabilityTests(unittest.TestCase):
 
     def setUp(self):
-        if os.getuid() != 0:
-            raise unittest.SkipTest("the privilege drop needs a test run as root")
+        require_root("the privilege drop")
         self.honeypot = Honeypot()
         self.addCleanup(self.honeypot.stop)
 
