@@ -158,3 +158,18 @@ class PrivateMariaDBTests(unittest.TestCase):
         self.assertIn(str(self.server.port), str(raised.exception))
         self.server.start()
         self.assertEqual(query(self.settings, "SELECT COUNT(*) FROM t"), ((2,),))
+
+
+class PrivateMariaDBPortTests(unittest.TestCase):
+
+    def test_port_taken_before_first_start(self):
+        """A port another process took before the first start is traded
+        for a new one; the server is then its own on that one."""
+        server = mariadb.PrivateMariaDB(self)
+        with socket.socket() as taken:
+            taken.bind((mariadb.HOST, server.port))
+            taken.listen()
+            port = server.port
+            server.start()
+        self.assertNotEqual(server.port, port)
+        self.assertEqual(query(server.create_database("app"), "SELECT 1"), ((1,),))
