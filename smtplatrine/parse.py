@@ -543,8 +543,8 @@ def _base64(ctx, data):
     if not rest.translate(None, _BASE64_LAYOUT):
         return first
     pieces = rest.translate(None, _WHITESPACE)
-    if (_BASE64_TEXT_IN_LINE.search(rest) or rest.translate(None, _BASE64_ALPHABET + _BASE64_LAYOUT)
-            or not _BASE64_PIECES.fullmatch(pieces)):
+    stray = rest.translate(None, _BASE64_ALPHABET + _BASE64_LAYOUT)
+    if stray or _BASE64_TEXT_IN_LINE.search(rest) or not _BASE64_PIECES.fullmatch(pieces):
         ctx.flag("base64_trailing_text")
         return first
     return first + b"".join(binascii.a2b_base64(piece.group())
