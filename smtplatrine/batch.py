@@ -42,7 +42,7 @@ from smtplatrine.events import printable
 from smtplatrine.pipeline import announce, keep, parse_safely, prepare, store_message
 from smtplatrine.spool import read_metadata
 from smtplatrine.store.dialects import Rejected, Unavailable
-from smtplatrine.store.records import update_reading, utc
+from smtplatrine.store.records import save_message, update_reading, utc
 from smtplatrine.storer import Storing
 
 log = Logger()
@@ -50,9 +50,12 @@ log = Logger()
 # The UUIDs of imported messages are uuid5(IMPORTED, SHA-256 of the message).
 IMPORTED = uuid.UUID("1b0d6c63-7a4e-5b8e-9f35-4f0e8a2d6c11")
 _ENVELOPE_FIELDS = ("delivered-to", "x-original-to", "envelope-to", "x-envelope-to")
-# Messages read from files ahead of those being stored, at most.
+# Messages read from files ahead of those being stored, at most; messages
+# being parsed or stored at once; and stored in one transaction, at most.
 _READ_AHEAD = 64
 _READ_AHEAD_BYTES = 32 * 1024 * 1024
+_IN_FLIGHT = 32
+_GROUP = 64
 
 
 def imported_id(raw):
@@ -155,8 +158,9 @@ class _Run:
         self.dialect = self.database.dialect
         self.progress = progress or (lambda done, total, messages: None)
         self.summary = Summary()
-        connections = config.mysql.mysql_connections if self.dialect.name == "mysql" else 1
-        self._slots = defer.DeferredSemaphore(connections + 3)
+        self._slots = defer.DeferredSemaphore(_IN_FLIGHT)
+        self._waiting = []  # (prepared, Deferred) to write in the next group
+        self._writing = False
         self._running = set()
         self._enriching = set()
         self._lost = None
@@ -213,8 +217,7 @@ class _Run:
         """Store *prepared* and announce it: True if stored now, False if
         it was already, None if the database refused it."""
         try:
-            stored, prepared = await store_message(self.database, prepared,
-                                                   self.reactor.seconds())
+            stored, prepared = await self._write(prepared)
         except Rejected as e:
             self.summary.refused.append((where, str(e)))
             return None
@@ -224,6 +227,40 @@ class _Run:
             announce(self.storing.events, prepared, self.enrich)
         return stored
 
+    def _write(self, prepared):
+        """Store *prepared* (:func:`~smtplatrine.pipeline.store_message`),
+        in one transaction with the others waiting meanwhile: a commit, and
+        its wait for the disk, for many messages.  Should the group fail
+        (a message the database refuses, a deadlock with a sensor writing
+        to the same database), each is stored on its own, as a sensor
+        stores it."""
+        d = defer.Deferred()
+        self._waiting.append((prepared, d))
+        if not self._writing:
+            self._writing = True
+            defer.Deferred.fromCoroutine(self._write_groups())
+        return d
+
+    async def _write_groups(self):
+        while self._waiting:
+            group, self._waiting = self._waiting[:_GROUP], self._waiting[_GROUP:]
+            now = self.reactor.seconds()
+            try:
+                for prepared, _ in group:
+                    self.database.check_size(prepared)
+                stored = await self.database.run(_save_all, self.dialect,
+                                                 [p for p, _ in group], now)
+            except Exception:
+                for prepared, d in group:
+                    try:
+                        d.callback(await store_message(self.database, prepared, now))
+                    except Exception as e:
+                        d.errback(e)
+                continue
+            for (prepared, d), one in zip(group, stored):
+                d.callback((one, prepared))
+        self._writing = False
+
     def enrich(self, prepared):
         """Hand *prepared* to the enrichers; the run waits for them at its end."""
         if self.storing.enrichment is None:
@@ -231,6 +268,11 @@ class _Run:
         d = self.storing.enrichment.submit(prepared)
         self._enriching.add(d)
         d.addBoth(lambda _: self._enriching.discard(d))
+
+
+def _save_all(cursor, dialect, group, now):
+    """Store the messages *group* in one transaction."""
+    return [save_message(cursor, dialect, prepared, now) for prepared in group]
 
 
 def _stored_ids(cursor, dialect, ids):

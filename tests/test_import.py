@@ -26,9 +26,12 @@ from contextlib import closing
 from pathlib import Path
 
 import MySQLdb
+from twisted.internet import defer, reactor
 from twisted.trial import unittest
 
-from smtplatrine import mailfiles
+from smtplatrine import batch, mailfiles, pipeline
+from smtplatrine import config as config_module
+from smtplatrine.store.dialects import Rejected
 from tests.mariadb import shared_database
 from tests.process import environment, free_port, write_config
 from tests.test_e2e import HoneypotTestCase
@@ -398,6 +401,61 @@ class MariaDBCommandTests(CommandTestsMixin, unittest.TestCase):
         self.assertEqual(code, 1)
         self.assertRegex(output.strip(), r"\Asmtplatrine: cannot use MySQL root@127.0.0.1:\d+/"
                                          r"\w+: .*; check etc/database.ini \(--config DIR\)\Z")
+
+
+class GroupTests(unittest.TestCase):
+    """Imported messages are stored many to a transaction; a group that
+    fails is stored message by message."""
+
+    def setUp(self):
+        self.directory = Path(tempfile.mkdtemp())
+        self.addCleanup(shutil.rmtree, self.directory)
+        self.config = config_module.Config(
+            server=config_module.Server(data_dir=str(self.directory / "data")),
+            meta=config_module.Meta(meta_enable=False))
+        (self.directory / "data").mkdir()
+        mail = self.directory / "mail.mbox"
+        mail.write_bytes(mbox(*(message(b"m%d" % i) for i in range(100))))
+        self.found = mailfiles.find([mail])
+
+    def refuse(self, module, subjects, unparsed_too):
+        """Make *module*'s save_message refuse the messages with *subjects*."""
+        original = module.save_message
+
+        def save_message(cursor, dialect, prepared, now):
+            if (prepared.parsed.fields["subject"] in subjects
+                    or unparsed_too and prepared.parsed.error is not None):
+                raise Rejected("refused by the test")
+            return original(cursor, dialect, prepared, now)
+        self.patch(module, "save_message", save_message)
+
+    def stored(self):
+        with closing(sqlite3.connect(self.directory / "data" / "smtplatrine.sqlite")) as db:
+            return sorted(row[0] for row in db.execute(
+                "SELECT header_subject FROM honeypot_emails WHERE parse_error IS NULL"))
+
+    @defer.inlineCallbacks
+    def test_group_refused(self):
+        """A group with a message the database refuses: the others are
+        stored one by one, and that one unparsed."""
+        self.refuse(batch, {"m5"}, False)
+        summary = yield defer.Deferred.fromCoroutine(
+            batch.import_files(self.config, reactor, self.found))
+        self.assertEqual((summary.read, summary.stored, summary.unparsed, summary.refused),
+                         (100, 100, 0, []))
+        self.assertEqual(len(self.stored()), 100)
+
+    @defer.inlineCallbacks
+    def test_message_refused_even_unparsed(self):
+        """A message the database refuses even unparsed is reported, and
+        the others are stored."""
+        self.refuse(batch, {"m5"}, False)
+        self.refuse(pipeline, {"m5"}, True)
+        summary = yield defer.Deferred.fromCoroutine(
+            batch.import_files(self.config, reactor, self.found))
+        self.assertEqual((summary.stored, [(w.rsplit("/", 1)[1], r) for w, r in summary.refused]),
+                         (99, [("mail.mbox (message 6)", "refused by the test")]))
+        self.assertNotIn("m5", self.stored())
 
 
 class CaptureTests(HoneypotTestCase):
