@@ -2,9 +2,9 @@
 """How fast ``smtplatrine import`` fills a database.
 
 HOW TO RUN
-    python3 bench/import.py              # corpus x40 and 5,000 small messages
-    python3 bench/import.py --quick      # corpus x5 and 1,000 small messages
-    python3 bench/import.py --copies 100 --small 20000
+    python3 bench/importing.py              # corpus x40 and 5,000 small messages
+    python3 bench/importing.py --quick      # corpus x5 and 1,000 small messages
+    python3 bench/importing.py --copies 100 --small 20000
 
 WHAT IT MEASURES
     Two mbox files made from the shared corpus (../shared/corpus/real-mail,
