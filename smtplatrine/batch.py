@@ -145,8 +145,8 @@ class Summary:
 
 
 class _Run:
-    """The storing side of a sensor without its spool, for one command: a
-    few messages parsed and stored at once; *progress* (if given) hears
+    """The storing side of a sensor without its spool, for one command:
+    messages parsed and stored a few at once; *progress* (if given) hears
     ``(done, total, messages)`` as they are (done and total: bytes of the
     files, or messages)."""
 
@@ -185,28 +185,29 @@ class _Run:
     def in_thread(self, f, *args):
         return threads.deferToThreadPool(self.reactor, self.storing.threadpool, f, *args)
 
-    async def start(self, work, *args):
-        """Run ``work(*args)`` once a slot is free; raises Unavailable if
-        the database was lost meanwhile."""
+    async def start(self, where, work, *args):
+        """Run ``work(*args)``, for the message at *where*, once a slot is
+        free; raises Unavailable if the database was lost meanwhile."""
         await self._slots.acquire()
         if self._lost is not None:
             self._slots.release()
             raise self._lost
         d = defer.Deferred.fromCoroutine(work(*args))
         self._running.add(d)
-        d.addErrback(self._failed, args)
+        d.addErrback(self._failed, where)
         d.addBoth(self._done, d)
 
     def _done(self, _, d):
         self._running.discard(d)
         self._slots.release()
 
-    def _failed(self, failure, args):
+    def _failed(self, failure, where):
         if failure.check(Unavailable):
             self._lost = self._lost or failure.value
             return
-        log.failure("cannot store {item}", failure, item=repr(args[-1])[:200])
-        self.summary.refused.append((repr(args[-1])[:200], repr(failure.value)))
+        # A bug of ours: say so, and go on with the others.
+        log.failure("cannot store {where}", failure, where=where)
+        self.summary.refused.append((where, repr(failure.value)))
 
     async def finish(self):
         await defer.DeferredList(list(self._running))
@@ -308,7 +309,7 @@ async def import_files(config, reactor, found, progress=None):
                     summary.known += 1
                 else:
                     seen.add(message_id)
-                    await run.start(_import_one, run, item)
+                    await run.start(_where(item), _import_one, run, item)
                 run.progress(item.done, total, summary.read)
         await run.finish()
     return summary
@@ -335,9 +336,13 @@ async def _import_one(run, message):
         return keep(message.raw, metadata, parsed, storing.attachments_dir, storing.raw_dir)
 
     prepared = await run.in_thread(prepare_import)
-    where = str(message.path) + (f" (message {message.index})" if message.index else "")
-    if await run.store(prepared, where) is False:
+    if await run.store(prepared, _where(message)) is False:
         run.summary.known += 1  # stored meanwhile, by a sensor or another import
+
+
+def _where(message):
+    """Where the :class:`~smtplatrine.mailfiles.Message` *message* came from."""
+    return str(message.path) + (f" (message {message.index})" if message.index else "")
 
 
 def _reparse_ids(cursor, dialect, since, defect):
@@ -381,11 +386,11 @@ async def reparse(config, reactor, since=None, defect=None, progress=None):
         for start in range(0, len(ids), 16):
             for row in await run.database.run(_stored_rows, run.dialect,
                                               ids[start:start + 16]):
-                await run.start(_reparse_one, run, row)
+                await run.start(row["message_id"], _reparse_one, run, row)
                 run.summary.read += 1
                 run.progress(run.summary.read, total, run.summary.read)
         for eml in quarantined:
-            await run.start(_unquarantine, run, eml)
+            await run.start(str(eml), _unquarantine, run, eml)
             run.summary.read += 1
             run.progress(run.summary.read, total, run.summary.read)
         await run.finish()

@@ -535,11 +535,11 @@ def _base64(ctx, data):
     """Decode base64 leniently, up to the padding that ends it (RFC 2045
     6.8): what follows is decoded only if it is more base64 (pieces padded
     one by one); other text there (a footer a list server appended) is not."""
-    padding = _BASE64_PADDED.match(data)
-    if padding is None:
+    end = _base64_padding_end(data)
+    if end is None:
         return _base64_piece(ctx, data)
-    first = _base64_piece(ctx, data[:padding.end()])
-    rest = data[padding.end():]
+    first = _base64_piece(ctx, data[:end])
+    rest = data[end:]
     if not rest.translate(None, _BASE64_LAYOUT):
         return first
     pieces = rest.translate(None, _WHITESPACE)
@@ -549,6 +549,22 @@ def _base64(ctx, data):
         return first
     return first + b"".join(binascii.a2b_base64(piece.group())
                             for piece in _BASE64_PIECE.finditer(pieces) if piece.group())
+
+
+def _base64_padding_end(data):
+    """Where the padding that ends the first piece of base64 in *data* ends,
+    or None if there is none."""
+    first = data.find(b"=")
+    if first < 0:
+        return None
+    if len(data[:first].translate(None, _NOT_BASE64)) % 4 in (2, 3):
+        # The first "=" pads (as nearly always): found without the regex.
+        end = first + 1
+        while data.startswith(b"=", end):
+            end += 1
+        return end
+    padding = _BASE64_PADDED.match(data)
+    return padding.end() if padding else None
 
 
 def _base64_piece(ctx, data):

@@ -224,6 +224,16 @@ class CommandTestsMixin:
         self.assertEqual(sorted(e["message"] for e in events),
                          sorted(r["message_id"] for r in rows))
         self.assertTrue(all(e["imported"] for e in events))
+        out = self.directory / "export.jsonl"
+        self.run_cli("export", "--no-raw", "--output", str(out))
+        exported = {r["header_subject"]: r for r in map(json.loads, out.read_text().splitlines())}
+        self.assertEqual(
+            {k: exported["one"][k] for k in ("imported", "import_file", "import_index",
+                                              "defects", "parse_error", "client_ip")},
+            {"imported": True, "import_file": str(eml), "import_index": None,
+             "defects": ["base64_trailing_text"], "parse_error": None,
+             "client_ip": "45.33.32.156"})
+        self.assertEqual([a["sha256"] for a in exported["one"]["attachments"]], [sha256])
 
     def test_import_twice(self):
         """The same file twice, in one run or two, and a copy of it, are one
