@@ -623,9 +623,12 @@ def _uu_blocks(ctx, payload, part, charset):
 
 def _uu_lines(ctx, data, pos):
     """Decode the uuencoded lines from *pos* to an "end" line (flagged if
-    there is none) or the end of *data*; the bytes, and where they end."""
+    there is none) or the end of *data*; the bytes, and where they end.
+    Short lines decode to their length in zeros (trailing spaces may have
+    been stripped), but never to more bytes in all than were read."""
     decoded = []
-    lines = 0
+    lines = size = 0
+    start = pos
     while pos < len(data):
         newline = data.find(b"\n", pos)
         stop = len(data) if newline < 0 else newline + 1
@@ -642,19 +645,24 @@ def _uu_lines(ctx, data, pos):
             except binascii.Error:
                 ctx.flag("uuencode_error")
                 decoded.append(_uu_lenient(line))
+            size += len(decoded[-1])
+            if size > pos - start:
+                break
     ctx.flag("uuencode_error")
     return b"".join(decoded), pos
 
 
 def _uu_lenient(line):
-    """A uuencoded line whatever its characters: each taken modulo 64."""
-    values = [(c - 32) & 63 for c in line[1:]]
+    """A uuencoded line whatever its characters: each taken modulo 64, and
+    those past the length its first one says ignored."""
+    length = (line[0] - 32) & 63
+    values = [(c - 32) & 63 for c in line[1:1 + 4 * ((length + 2) // 3)]]
     values += [0] * (-len(values) % 4)
     data = bytearray()
     for i in range(0, len(values), 4):
         a, b, c, d = values[i:i + 4]
         data += bytes(((a << 2 | b >> 4) & 255, (b << 4 | c >> 2) & 255, (c << 6 | d) & 255))
-    return bytes(data[:(line[0] - 32) & 63])
+    return bytes(data[:length])
 
 
 def _quoted_printable(ctx, data, header=False):

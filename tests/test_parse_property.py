@@ -28,10 +28,12 @@ from tests.test_parse import ParseTestCase
 
 CHARSETS = ["utf-8", "utf-16", "utf-16-be", "utf-32", "iso-8859-1", "windows-1251",
             "koi8-r", "gb2312", "shift_jis", "iso-2022-jp", "utf-7"]
-# Text without NUL, and without digits and "-", so that no line of it is a
-# uuencode begin line or a MIME delimiter.
-TEXT = st.text(st.characters(blacklist_categories=("Cs", "Nd"),
-                             blacklist_characters="\0-"), max_size=80)
+# Text of lines, without control characters (ESC would be a shift in
+# ISO-2022-JP), digits or "-", so that no line of it is a uuencode begin
+# line or a MIME delimiter.
+TEXT = st.lists(st.characters(blacklist_categories=("Cs", "Nd", "Cc"),
+                              blacklist_characters="-") | st.sampled_from(["\r\n", "\n", "\t"]),
+                max_size=80).map("".join)
 NAME = st.text(st.characters(blacklist_categories=("Cs", "Cc"), blacklist_characters='"\\'),
                min_size=1, max_size=30)
 
@@ -65,13 +67,21 @@ class Attached:
 def text_leaves(draw):
     kind = draw(st.sampled_from(["plain", "html"]))
     charset = draw(st.sampled_from(CHARSETS))
-    text = draw(TEXT)
-    data = text.encode(charset, "ignore")
+    text = "".join(c for c in draw(TEXT) if _encodable(c, charset))
+    data = text.encode(charset)
     text = data.decode(charset)
     encoding = draw(st.sampled_from(["base64", "quoted-printable", "8bit"]))
     filename = draw(st.none() | NAME)
     return Leaf(kind, data, text, charset, encoding, filename,
                 draw(st.sampled_from(["plain", "rfc2231", "rfc2047"])))
+
+
+def _encodable(character, charset):
+    try:
+        character.encode(charset)
+    except UnicodeError:
+        return False
+    return True
 
 
 @st.composite
