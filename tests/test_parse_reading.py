@@ -208,6 +208,32 @@ class UuencodeTests(ParseTestCase):
         self.assertEqual(parsed.defects, ("part_limit",))
 
 
+class UuencodeBoundsTests(ParseTestCase):
+
+    def test_short_lines_do_not_swell(self):
+        """Lines that say 45 bytes but hold none (an "M" alone) decode to
+        no more bytes than were read, in a part and in blocks of a text."""
+        raw = (b"Content-Type: application/octet-stream\r\nContent-Transfer-Encoding:"
+               b" x-uuencode\r\n\r\nbegin 644 a\r\n" + b"M\r\n" * 500_000)
+        parsed = self.parse(raw)
+        self.assertLessEqual(parsed.attachments[0].size, len(raw))
+        self.assertEqual(parsed.defects, ("uuencode_error",))
+        raw = b"Content-Type: text/plain\r\n\r\n" + b"begin 644 a\r\nM\r\n" * 200_000
+        parsed = self.parse(raw)
+        self.assertLessEqual(sum(a.size for a in parsed.attachments), len(raw))
+        self.assertEqual(len(parsed.attachments), 1000)
+
+    def test_long_garbage_line(self):
+        """A 10 MB line of characters out of place decodes to what its
+        length character says."""
+        raw = (b"Content-Type: application/octet-stream\r\nContent-Transfer-Encoding:"
+               b" x-uuencode\r\n\r\nbegin 644 a\r\nM" + b"z" * 10_000_000)
+        [attachment] = self.parse(raw).attachments
+        # "z" is 122: (122 - 32) % 64 = 26 in every place; "M" says 45 bytes.
+        self.assertEqual(attachment.payload, bytes([26 << 2 | 26 >> 4, (26 << 4 | 26 >> 2) & 255,
+                                                    (26 << 6 | 26) & 255]) * 15)
+
+
 class MediaTypeTests(ParseTestCase):
 
     def test_token_characters(self):
