@@ -33,6 +33,7 @@ from smtplatrine import batch, mailfiles, pipeline
 from smtplatrine import config as config_module
 from smtplatrine.store.dialects import Rejected
 from tests.mariadb import shared_database
+from tests.mmdb import city_database, city_record
 from tests.process import environment, free_port, write_config
 from tests.test_e2e import HoneypotTestCase
 
@@ -150,7 +151,8 @@ class MailFilesTests(unittest.TestCase):
 
 
 class CommandTestsMixin:
-    """The commands against one database; ``engine()`` gives its sections."""
+    """The commands against one database; ``engine()`` makes it and gives
+    its configuration sections."""
 
     def setUp(self):
         self.directory = Path(tempfile.mkdtemp(prefix="smtplatrine-import-"))
@@ -158,9 +160,10 @@ class CommandTestsMixin:
         self.data = self.directory / "data"
         self.mail = self.directory / "mail"
         self.mail.mkdir()
+        self.database = self.engine()
         write_config(self.directory / "etc", {
             "server": {"data_dir": self.data, "sensor_name": "analysis"},
-            "meta": {"meta_enable": "false"}, **self.engine()})
+            "meta": {"meta_enable": "false"}, **self.database})
 
     def run_cli(self, *args, check=True):
         result = subprocess.run(CLI + [*args[:1], "--config", str(self.directory / "etc"),
@@ -235,6 +238,25 @@ class CommandTestsMixin:
              "client_ip": "45.33.32.156"})
         self.assertEqual([a["sha256"] for a in exported["one"]["attachments"]], [sha256])
 
+    def test_import_enriched(self):
+        """The enrichers look up what an imported message shows, as for
+        captured mail (here GeoIP, from a file the test writes)."""
+        city = city_database(self.directory / "city.mmdb", {"45.33.32.0/24": city_record(
+            "US", "United States", "NA", "North America", eu=False)})
+        write_config(self.directory / "etc", {
+            "server": {"data_dir": self.data, "sensor_name": "analysis"},
+            "meta": {"geoip_main_file": city, "geoip_asn_file": self.directory / "none.mmdb",
+                     "rdns_enable": "false"}, **self.database})
+        self.write("a.eml", message(b"a"))
+        self.run_cli("import", str(self.mail))
+        rows = self.query("SELECT provider, indicator, found, result FROM honeypot_enrichment")
+        self.assertEqual([(r["provider"], r["indicator"], r["found"]) for r in rows],
+                         [("geoip_city", "45.33.32.156", 1)])
+        self.assertEqual(json.loads(rows[0]["result"])["country_code"], "US")
+        [event] = self.events("smtplatrine.enrichment")
+        self.assertEqual((event["provider"], event["indicator"]),
+                         ("geoip_city", "45.33.32.156"))
+
     def test_import_twice(self):
         """The same file twice, in one run or two, and a copy of it, are one
         message; nothing is counted twice."""
@@ -303,6 +325,14 @@ class CommandTestsMixin:
         for table in ("honeypot_attachments", "honeypot_email_headers",
                       "honeypot_email_received", "honeypot_email_urls"):
             self.execute(f"DELETE FROM {table} WHERE message_id = ?", row["message_id"])
+        out = self.directory / "export.jsonl"
+        self.run_cli("export", "--output", str(out))
+        [unparsed] = [r for r in map(json.loads, out.read_text().splitlines())
+                      if r["message_id"] == row["message_id"]]
+        self.assertEqual((unparsed["defects"], unparsed["parse_error"], unparsed["attachments"]),
+                         (["parse_failed"], "old", []))
+        self.assertEqual(hashlib.sha256(base64.b64decode(unparsed["raw_base64"])).hexdigest(),
+                         hashlib.sha256(with_zip(b"a")).hexdigest())
         code, output = self.run_cli("reparse", "--defect", "parse_failed")
         self.assertIn("read 1 message(s) again", output)
         self.assertIn(": 1 read differently now, 0 quarantined stored", output)
