@@ -84,8 +84,9 @@ class CodecTests(ParseTestCase):
 
     def test_every_reachable_codec(self):
         """Every charset label the parser has a codec for, in an encoded
-        word (B and Q) and a body, whole or cut at the body limit: text
-        Python's codec wrote reads back, and hostile bytes never raise."""
+        word (B and Q), an RFC 2231 file name and a body, whole or cut at
+        the body limit: text Python's codec wrote reads back, and hostile
+        bytes never raise."""
         labels = charset_labels()
         self.assertGreater(len(labels), 300)
         for label in labels:
@@ -94,10 +95,13 @@ class CodecTests(ParseTestCase):
             parsed = self.parse(_word_and_body(label, encoded))
             self.assertEqual((parsed.fields["subject"], parsed.body_text), (sample, sample),
                              label)
+            self.assertEqual(self.parse(_named(label, encoded)).attachments[0].filename,
+                             sample or None, label)
             for data in HOSTILE:
                 raw = _word_and_body(label, data)
                 self.parse(raw)
                 self.parse(raw, Limits(body_chars=1))
+                self.parse(_named(label, data))
                 quoted = "".join(f"={byte:02X}" for byte in data)
                 self.parse(f"Subject: =?{label}?Q?{quoted}?=\r\n\r\n".encode())
 
@@ -108,6 +112,13 @@ def _encodable(character, label):
     except UnicodeError:
         return False
     return True
+
+
+def _named(label, data):
+    """A part whose file name is *data* in *label*, as RFC 2231 writes it."""
+    quoted = "".join(f"%{byte:02X}" for byte in data)
+    return (f"Content-Type: application/octet-stream\r\nContent-Disposition: attachment;"
+            f" filename*={label}''{quoted}\r\n\r\nx").encode()
 
 
 def _word_and_body(label, data):
