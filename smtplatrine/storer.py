@@ -84,12 +84,13 @@ def store_dirs(config):
 class Storing:
     """The database, the pipeline that fills it from the spool, and the
     enrichment after each commit, built from *config* (files opened, heavy
-    modules imported) while everything can still be read."""
+    modules imported) while everything can still be read.  ``smtplatrine
+    import`` and ``reparse`` use it without the pipeline."""
 
     def __init__(self, config, reactor):
         self.config = config
         self.reactor = reactor
-        attachments, raw = store_dirs(config)
+        self.attachments_dir, self.raw_dir = attachments, raw = store_dirs(config)
         spool_root = Path(config.server.data_dir) / "spool"
         dialect = dialects.from_config(config)
         self.database = Database(dialect, create=config.mysql.mysql_auto_create_db
@@ -99,9 +100,9 @@ class Storing:
         self.events = Events(reactor, [self.outputs, *filter(None, [self.metrics])],
                              LogLevel.levelWithName(config.logger.level))
         store = config.store
-        limits = Limits(seconds=store.parse_seconds, depth=store.parse_max_depth,
-                        parts=store.parse_max_parts,
-                        header_bytes=store.parse_max_header_bytes)
+        self.limits = limits = Limits(
+            seconds=store.parse_seconds, depth=store.parse_max_depth,
+            parts=store.parse_max_parts, header_bytes=store.parse_max_header_bytes)
         self.threadpool = ThreadPool(1, 2, name="smtplatrine-parse")
         concurrency = config.mysql.mysql_connections if dialect.name == "mysql" else 2
         self.enrichment = self._enrichment()
