@@ -90,6 +90,15 @@ def wait_ready(process, port, timeout=30, output=lambda: "", name=None):
     raise RuntimeError(f"nothing greeted on port {port} within {timeout} s: {output()}")
 
 
+def refusing_port(testcase):
+    """A port of 127.0.0.1 that refuses connections while *testcase* runs:
+    bound by it and not listening, so that nothing else can take it."""
+    closed = socket.socket()
+    testcase.addCleanup(closed.close)
+    closed.bind(("127.0.0.1", 0))
+    return closed.getsockname()[1]
+
+
 def logged_port(process, log, description, offset=0, timeout=30, name="twistd",
                 what="listening"):
     """The port *process* says, in the file *log* past byte *offset*, that

@@ -7,6 +7,7 @@ import MySQLdb
 from twisted.trial import unittest
 
 from tests import mariadb
+from tests.process import refusing_port
 
 
 class Cleanups:
@@ -68,12 +69,8 @@ class SharedDatabaseTests(unittest.TestCase):
 
     def unreachable(self, ci):
         """What shared_database raises, with *ci* as CI (None: unset), when
-        MariaDB's port refuses connections: one this test holds, bound but
-        not listening."""
-        closed = socket.socket()
-        self.addCleanup(closed.close)
-        closed.bind((mariadb.HOST, 0))
-        self.patch(mariadb, "PORT", closed.getsockname()[1])
+        MariaDB's port refuses connections."""
+        self.patch(mariadb, "PORT", refusing_port(self))
         environ = dict(os.environ)
         environ.pop("CI", None)
         if ci:
