@@ -462,6 +462,19 @@ class HostileTests(ParseTestCase):
         self.assertEqual(parsed.attachments[0].payload, b"ABC")
         self.assertEqual(parsed.defects, ("base64_error",))
 
+    def test_base64_padding(self):
+        """RFC 2045 6.8: the last group is padded with "=" to four digits;
+        without it (or with too much) the payload decodes but is flagged."""
+        flagged = ("base64_error",)
+        for body, payload, defects in (
+                (b"SGVsbG8gd29ybGQ=", b"Hello world", ()), (b"SGk=", b"Hi", ()),
+                (b"SA==", b"H", ()), (b"SGVsbG8gd29ybGQ", b"Hello world", flagged),
+                (b"SGk", b"Hi", flagged), (b"SA", b"H", flagged), (b"SGk==", b"Hi", flagged)):
+            parsed = self.parse(b"Content-Type: application/octet-stream\r\n"
+                                b"Content-Transfer-Encoding: base64\r\n\r\n" + body + b"\r\n")
+            self.assertEqual((parsed.attachments[0].payload, parsed.defects),
+                             (payload, defects), body)
+
     def test_broken_quoted_printable(self):
         """Invalid escapes stay as written; valid ones are decoded."""
         raw = (b"Content-Type: text/plain; charset=iso-8859-1\r\n"

@@ -2,7 +2,6 @@
 
 import json
 import sqlite3
-import tempfile
 from pathlib import Path
 
 from twisted.internet import defer, reactor, task
@@ -72,7 +71,7 @@ async def until(predicate, timeout=10.0):
 
 class PipelineTests(unittest.TestCase):
     def setUp(self):
-        self.root = Path(tempfile.mkdtemp())
+        self.root = Path(self.mktemp())
         self.spool = self.root / "spool"
         for name in ("messages", "sessions"):
             (self.spool / name).mkdir(parents=True)
