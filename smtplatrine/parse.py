@@ -455,6 +455,26 @@ def _field_values(headers):
     return fields
 
 
+# An RFC 5322 quoted string, its closing quote optional.
+_QUOTED_STRING = re.compile(r'"(?:[^"\\]|\\.)*"?', re.S)
+_COMMENT_TOKEN = re.compile(r"[()]|[^()]+")
+
+
+def _uncommented(text):
+    """(offset, run) for each run of *text* outside RFC 5322 comments
+    (nested parentheses); a ")" that closes nothing is dropped, and a "("
+    that is never closed comments out the rest."""
+    depth = 0
+    for token in _COMMENT_TOKEN.finditer(text):
+        piece = token.group()
+        if piece == "(":
+            depth += 1
+        elif piece == ")":
+            depth = max(depth - 1, 0)
+        elif depth == 0:
+            yield token.start(), piece
+
+
 # RFC 2047 encoded words
 
 _ENCODED_WORD = re.compile(r"=\?([^?\s]+)\?([bBqQ])\?([^?\s]*)\?=")
@@ -677,7 +697,7 @@ def _quoted_printable(ctx, data, header=False):
 _MESSAGE_TYPES = ("message/rfc822", "message/global")
 # type "/" subtype, each an RFC 2045 token: printable ASCII but tspecials.
 _MIME_TYPE = re.compile(r"[!#$%&'*+.^_`{|}~0-9a-z-]+/[!#$%&'*+.^_`{|}~0-9a-z-]+")
-_PARAMETER_TOKEN = re.compile(r'"(?:[^"\\]|\\.)*"?|[^";]+|;', re.S)
+_PARAMETER_TOKEN = re.compile(_QUOTED_STRING.pattern + r'|[^";]+|;', re.S)
 _EXTENDED_NAME = re.compile(r"([^*]+)\*(?:(\d{1,4})(\*)?)?")
 _QUOTED_PAIR = re.compile(r'\\([\\"])')
 
@@ -951,7 +971,7 @@ def _join(ctx, texts):
 # Received fields
 
 _RECEIVED_KEYWORDS = frozenset({"from", "by", "via", "with", "id", "for"})
-_RECEIVED_TOKEN = re.compile(r"[()]|[^\s()]+")
+_WORD = re.compile(r"\S+")
 _BRACKETED_IP = re.compile(r"\[(?:IPv6:)?([0-9A-Fa-f:.]+)\]", re.I)
 _BARE_IP = re.compile(r"(?<![\w.:-])(?:IPv6:)?([0-9A-Fa-f:.]++)(?![\w.:-])", re.I)
 
@@ -979,17 +999,13 @@ def _received_clauses(text):
     """Each keyword of a Received value (outside comments) -> (the word after
     it, or None, and the text of its clause, comments included)."""
     marks = []  # [keyword, first word, keyword start, clause start]
-    depth = 0
-    for token in _RECEIVED_TOKEN.finditer(text):
-        word = token.group()
-        if word == "(":
-            depth += 1
-        elif word == ")":
-            depth = max(depth - 1, 0)
-        elif depth == 0 and word.lower() in _RECEIVED_KEYWORDS:
-            marks.append([word.lower(), None, token.start(), token.end()])
-        elif depth == 0 and marks and marks[-1][1] is None:
-            marks[-1][1] = word.rstrip(";,") or None
+    for offset, piece in _uncommented(text):
+        for token in _WORD.finditer(piece):
+            word = token.group()
+            if word.lower() in _RECEIVED_KEYWORDS:
+                marks.append([word.lower(), None, offset + token.start(), offset + token.end()])
+            elif marks and marks[-1][1] is None:
+                marks[-1][1] = word.rstrip(";,") or None
     clauses = {}
     for index, (key, word, _, start) in enumerate(marks):
         end = marks[index + 1][2] if index + 1 < len(marks) else len(text)
@@ -1023,8 +1039,6 @@ def _iso_date(text):
 
 # Addresses
 
-_QUOTED_STRING = re.compile(r'"(?:[^"\\]|\\.)*"?', re.S)
-_COMMENT_TOKEN = re.compile(r"[()]|[^()]+")
 _ANGLE_ADDRESS = re.compile(r"<([^<>]*)>")
 _ADDR_SPEC = re.compile(r"[^@\s]+@[^@\s]+")
 
@@ -1042,27 +1056,13 @@ def _addresses(ctx, fields):
 
 def _address_list(value):
     """The addr-specs of an address-list field value, lower-cased."""
-    value = _strip_comments(_QUOTED_STRING.sub(" ", value))
+    value = "".join(piece for _, piece in _uncommented(_QUOTED_STRING.sub(" ", value)))
     for item in value.split(","):
         angles = _ANGLE_ADDRESS.findall(item)
         for word in angles[-1:] if angles else item.split():
             address = word.rpartition(":")[2].strip().strip(";").lower()
             if _ADDR_SPEC.fullmatch(address):
                 yield address
-
-
-def _strip_comments(text):
-    kept = []
-    depth = 0
-    for token in _COMMENT_TOKEN.finditer(text):
-        piece = token.group()
-        if piece == "(":
-            depth += 1
-        elif piece == ")":
-            depth = max(depth - 1, 0)
-        elif depth == 0:
-            kept.append(piece)
-    return "".join(kept)
 
 
 # URLs
