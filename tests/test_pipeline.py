@@ -123,6 +123,9 @@ class PipelineTests(unittest.TestCase):
         yield defer.Deferred.fromCoroutine(until(lambda: len(self.left()) == 2))
         self.assertEqual(self.left(), ["00000000-0000-4000-8000-00000000000b.eml",
                                        "00000000-0000-4000-8000-00000000000b.json"])
+        # The events follow the removal of the spool files, on the reactor.
+        yield defer.Deferred.fromCoroutine(
+            until(lambda: "smtplatrine.message.stored" in self.output.ids()))
         self.assertEqual(self.output.ids(), ["smtplatrine.attachment.stored",
                                              "smtplatrine.message.stored"])
 
