@@ -19,7 +19,8 @@ _CHILDREN = {
                      "size", "md5", "sha1", "sha256", "stored_path"]),
 }
 _JSON_COLUMNS = {"mail_params", "session_flags", "defects", "flags", "envelopes"}
-_BOOLEANS = {"tls", "acknowledged", "truncated", "incomplete", "recovered", "accepted"}
+_BOOLEANS = {"tls", "acknowledged", "truncated", "incomplete", "recovered", "accepted",
+             "imported"}
 
 
 def _iso(value):

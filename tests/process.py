@@ -1,10 +1,11 @@
-"""A real ``twistd -n smtplatrine`` on a loopback port, for end-to-end tests."""
+"""A real ``twistd -n smtplatrine`` on a loopback port, for end-to-end tests
+and for the benchmark (bench/), which starts its servers with these too."""
 
 import contextlib
 import json
 import os
+import re
 import shutil
-import signal
 import socket
 import sqlite3
 import subprocess
@@ -16,34 +17,38 @@ from pathlib import Path
 
 import MySQLdb
 import MySQLdb.cursors
-from twisted.trial import unittest
 
-from smtplatrine.spool import free_space, read_metadata
+from smtplatrine.spool import free_space
+from tests.ci import unavailable
 
 ROOT = Path(__file__).resolve().parent.parent
 TWISTD = [sys.executable, "-c", "from twisted.scripts.twistd import run; run()"]
+GUARD = Path(__file__).resolve().parent / "guard.py"
+GUARD_SECONDS = 3600    # the longest a server started here may live
+# The honeypot's listeners: ports the system chooses, logged by twistd.
+PLAIN_LISTENER, TLS_LISTENER = "tcp:0:interface=127.0.0.1", "ssl:0:interface=127.0.0.1"
+UNKNOWN_DATABASE = 1049  # MariaDB's ER_BAD_DB_ERROR
 
 
 def require(command):
     """Skip a test whose tool is missing, except in CI, where that fails."""
     if shutil.which(command) is None:
-        message = f"{command} is not installed (Debian package; see .ci/run)"
-        if os.environ.get("CI"):
-            raise AssertionError(message)
-        raise unittest.SkipTest(message)
+        raise unavailable(f"{command} is not installed (Debian package; see .ci/run)")
+
+
+def require_root(what):
+    """Skip a test of *what* unless it runs as root, except in CI, where
+    that fails (``.ci/run`` runs as root)."""
+    if os.geteuid() != 0:
+        raise unavailable(f"{what} needs a test run as root")
 
 
 class SmallFileSystem:
     """A tmpfs of *size* (say "64m") mounted on a new directory, ``path``,
-    that :meth:`fill` fills (mounting needs root: a test without it skips,
-    but in CI, where it fails)."""
+    that :meth:`fill` fills (mounting needs root: see :func:`require_root`)."""
 
     def __init__(self, size):
-        if os.geteuid() != 0:
-            message = "mounting a tmpfs needs root"
-            if os.environ.get("CI"):
-                raise AssertionError(message)
-            raise unittest.SkipTest(message)
+        require_root("mounting a tmpfs")
         self.path = Path(tempfile.mkdtemp(prefix="smtplatrine-fs-"))
         self.path.chmod(0o755)
         subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size},mode=0755", "tmpfs",
@@ -68,6 +73,10 @@ class SmallFileSystem:
 
 
 def free_port(family=socket.AF_INET, host="127.0.0.1"):
+    """A port that was free a moment ago, for a server that cannot say
+    which port it bound (the benchmark's baselines); another process may
+    take it meanwhile.  Servers of ours bind port 0 and say which port the
+    system chose (:func:`logged_port`)."""
     with socket.socket(family) as s:
         s.bind((host, 0))
         return s.getsockname()[1]
@@ -77,6 +86,107 @@ def environment():
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     env.pop("LISTEN_FDS", None)
     return env
+
+
+def banner(sock, limit=1000):
+    """The first line the server sends on *sock*, its line end included, or
+    what came before it closed; at most *limit* bytes.  (A server says
+    nothing more before the client speaks.)"""
+    received = b""
+    while b"\n" not in received and len(received) < limit:
+        chunk = sock.recv(limit)
+        if not chunk:
+            break
+        received += chunk
+    line, end, _ = received.partition(b"\n")
+    return line + end
+
+
+def wait_ready(process, port, timeout=30, output=lambda: "", name=None):
+    """Return once 127.0.0.1:*port* greets with a 220 banner; RuntimeError,
+    with *output()*, if *process* (*name*) ends first or *timeout* seconds
+    pass."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{name or Path(process.args[0]).name} exited: {output()}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), 1) as s:
+                if banner(s).startswith(b"220 "):
+                    return
+        except OSError:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError(f"nothing greeted on port {port} within {timeout} s: {output()}")
+
+
+def refusing_port(testcase):
+    """A port of 127.0.0.1 that refuses connections while *testcase* runs:
+    bound by it and not listening, so that nothing else can take it."""
+    closed = socket.socket()
+    testcase.addCleanup(closed.close)
+    closed.bind(("127.0.0.1", 0))
+    return closed.getsockname()[1]
+
+
+def logged_port(process, log, description, offset=0, timeout=30, name="twistd",
+                what="listening"):
+    """The port *process* says, in the file *log* past byte *offset*, that
+    its endpoint *description* listens on ("WHAT on DESCRIPTION at
+    HOST:PORT", as smtplatrine logs each listener, and the metrics port
+    with *what* "serving /metrics"); RuntimeError, with the log, if it ends
+    first or *timeout* seconds pass."""
+    pattern = re.compile(rf"{re.escape(what)} on {re.escape(description)} at \S*:(\d+)$",
+                         re.M)
+    deadline = time.monotonic() + timeout
+    while True:
+        text = log.read_bytes()[offset:].decode(errors="replace") if log.exists() else ""
+        found = pattern.search(text)
+        if found:
+            return int(found.group(1))
+        if process.poll() is not None:
+            raise RuntimeError(f"{name} exited: {text}")
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{name} did not say where {description} listens within"
+                               f" {timeout} s: {text}")
+        time.sleep(0.05)
+
+
+class ServerProcess(subprocess.Popen):
+    """A server in the background that cannot outlive us: beside it runs
+    tests/guard.py, which stops it once this process ends, even by SIGKILL,
+    or after GUARD_SECONDS."""
+
+    def __init__(self, args, **options):
+        super().__init__(args, **options)
+        self.guard = subprocess.Popen(
+            [sys.executable, str(GUARD), str(os.getpid()), str(self.pid), str(GUARD_SECONDS)],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, start_new_session=True)
+
+    def wait(self, timeout=None):
+        returncode = super().wait(timeout)
+        self.guard.wait()  # it ends with the server
+        return returncode
+
+    def stop(self, timeout=20):
+        """SIGTERM, and SIGKILL if it has not ended within *timeout* seconds."""
+        if self.poll() is None:
+            self.terminate()
+            try:
+                self.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        self.wait()
+
+
+def children(pid):
+    """The pids of *pid*'s child processes; none once it is gone."""
+    found = []
+    with contextlib.suppress(OSError):
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            with contextlib.suppress(OSError):
+                found += map(int, (task / "children").read_text().split())
+    return found
 
 
 def reachable_directory():
@@ -100,13 +210,18 @@ class Honeypot:
     """twistd running the honeypot with extra config sections.
 
     It listens on a plain port (``self.port``) and an implicit TLS port
-    (``self.tls_port``) on 127.0.0.1.
+    (``self.tls_port``) of 127.0.0.1 that the system chose and twistd
+    logged (new ones after each start).  It runs in *directory* if given (the
+    caller's to remove), else in a temporary one that :meth:`stop` removes.
+    Start-up waits until the readiness probe's session is stored, unless
+    *storing* is false (a database out of reach on purpose).
     """
 
-    def __init__(self, **sections):
-        self.directory = reachable_directory()
+    def __init__(self, *, directory=None, storing=True, **sections):
+        self.temporary = directory is None
+        self.directory = reachable_directory() if self.temporary else Path(directory)
         self.data = self.directory / "data"
-        self.port, self.tls_port = free_port(), free_port()
+        self.port = self.tls_port = None
         sections.setdefault("server", {})
         # Enrichers would ask the machine's DNS resolvers: only on request.
         sections.setdefault("meta", {"meta_enable": "false"})
@@ -127,20 +242,31 @@ class Honeypot:
                               user="root", password="", database=mysql["mysql_database"])
         self.log = self.directory / "twistd.log"
         self.stdout = self.directory / "stdout.log"
-        self.start()
-        # The readiness probe was a session too; tests see only their own.
-        self.ignored = {r["session"] for r in self.wait_for(self.sessions)}
+        self.process = None
+        self.ignored = set()
+        try:
+            self.start()
+            # The readiness probe was a session too; tests see only their own.
+            if storing:
+                self.ignored = {r["session"] for r in self.wait_for(self.sessions)}
+        except BaseException:
+            self.stop()
+            raise
 
     def start(self):
-        """Start twistd (again, after :meth:`kill`, on the same data)."""
+        """Start twistd (again, after :meth:`kill`, on the same data and
+        new ports); return once it greets."""
+        offset = self.log.stat().st_size if self.log.exists() else 0
         with open(self.stdout, "ab") as stdout:
-            self.process = subprocess.Popen(
+            self.process = ServerProcess(
                 TWISTD + ["-n", "--pidfile=", f"--logfile={self.log}", "smtplatrine",
                           "--config", str(self.directory / "etc"),
-                          "--listen", f"tcp:{self.port}:interface=127.0.0.1",
-                          "--listen", f"ssl:{self.tls_port}:interface=127.0.0.1"],
+                          "--listen", PLAIN_LISTENER, "--listen", TLS_LISTENER],
                 cwd=self.directory, env=environment(),
                 stdout=stdout, stderr=subprocess.STDOUT)
+        self.port, self.tls_port = (
+            logged_port(self.process, self.log, listener, offset)
+            for listener in (PLAIN_LISTENER, TLS_LISTENER))
         self.wait_ready()
 
     def kill(self):
@@ -149,17 +275,7 @@ class Honeypot:
         self.process.wait()
 
     def wait_ready(self, timeout=30):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError("twistd exited: " + self.output())
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), 1) as s:
-                    if s.recv(100).startswith(b"220 "):
-                        return
-            except OSError:
-                time.sleep(0.1)
-        raise RuntimeError("twistd did not answer: " + self.output())
+        wait_ready(self.process, self.port, timeout, self.output, "twistd")
 
     def output(self):
         """What twistd logged and printed so far."""
@@ -180,27 +296,38 @@ class Honeypot:
         return tuple(pids[1:])
 
     def stop(self):
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        shutil.rmtree(self.directory, ignore_errors=True)
+        if self.process:
+            self.process.stop()
+        if self.temporary:
+            shutil.rmtree(self.directory, ignore_errors=True)
+
+    def spooled(self, kind="messages"):
+        """The ids of the finished messages (or session records, *kind*
+        "sessions") waiting in the spool: those whose metadata is written;
+        files made ahead stay empty until used."""
+        spooled = set()
+        with contextlib.suppress(FileNotFoundError):
+            for entry in os.scandir(self.data / "spool" / kind):
+                with contextlib.suppress(FileNotFoundError):  # stored meanwhile
+                    if entry.name.endswith(".json") and entry.stat().st_size:
+                        spooled.add(entry.name.removesuffix(".json"))
+        return spooled
 
     def drained(self):
         """True once the spool holds nothing waiting to be stored."""
-        spool = self.data / "spool"
-        return not any(read_metadata(path) for path in
-                       [*(spool / "messages").glob("*.json"),
-                        *(spool / "sessions").glob("*.json")])
+        return not self.spooled("messages") and not self.spooled("sessions")
 
     def query(self, statement, *args):
         """Rows from the sensor's database (SQLite, or the MySQL its
-        configuration names) as dicts; none before its tables exist."""
+        configuration names) as dicts; none before it and its tables exist."""
         if self.mysql:
-            with closing(MySQLdb.connect(**self.mysql)) as db:
+            try:
+                connection = MySQLdb.connect(**self.mysql)
+            except MySQLdb.OperationalError as e:
+                if e.args[0] == UNKNOWN_DATABASE:  # twistd creates it on request
+                    return []
+                raise
+            with closing(connection) as db:
                 cursor = db.cursor(MySQLdb.cursors.DictCursor)
                 try:
                     cursor.execute(statement.replace("?", "%s"), args)
@@ -247,7 +374,7 @@ class Honeypot:
         where, args = client_filter("s", client, "AND")
         for row in self.query("SELECT * FROM honeypot_sessions s WHERE ended IS NOT NULL"
                               + where + " ORDER BY started", *args):
-            if row["session_id"] in getattr(self, "ignored", ()):
+            if row["session_id"] in self.ignored:
                 continue
             auth = self.query("SELECT * FROM honeypot_credentials WHERE session_id = ?"
                               " ORDER BY position", row["session_id"])
@@ -274,11 +401,10 @@ def _child(pid, command):
     """The first child of *pid* whose command line holds *command*, or None."""
     if pid is None:
         return None
-    with contextlib.suppress(OSError):
-        for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split():
-            with contextlib.suppress(OSError):
-                if command in Path(f"/proc/{child}/cmdline").read_bytes():
-                    return int(child)
+    for child in children(pid):
+        with contextlib.suppress(OSError):
+            if command in Path(f"/proc/{child}/cmdline").read_bytes():
+                return child
     return None
 
 

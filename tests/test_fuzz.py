@@ -53,13 +53,14 @@ class FuzzTests(unittest.TestCase):
         config = make_config(smtp={"smtp_compliant": compliant,
                                    "smtp_auth_accept": accept_auth,
                                    "line_length_limit": 512})
-        factory = make_factory(tempfile.mkdtemp(), config, object())
-        protocol, transport = connect(factory)
-        for chunk in data:
-            protocol.dataReceived(chunk)
-            settle(factory.clock)
-        factory.clock.advance(400)
-        protocol.connectionLost(None)
+        with tempfile.TemporaryDirectory() as directory:
+            factory = make_factory(directory, config, object())
+            protocol, transport = connect(factory)
+            for chunk in data:
+                protocol.dataReceived(chunk)
+                settle(factory.clock)
+            factory.clock.advance(400)
+            protocol.connectionLost(None)
         out = transport.value()
         self.assertEqual(REPLY.sub(b"", out), b"", out)
 
@@ -72,16 +73,17 @@ class FuzzTests(unittest.TestCase):
         body += b"\r\n"
         # What ends DATA is stuffed: a dot alone before CRs and LF.
         body = END_OF_DATA.sub(rb"\1.", b"\r\n" + body)[2:]
-        factory = make_factory(tempfile.mkdtemp())
-        protocol, transport = connect(factory)
-        stream = b"EHLO x\r\nMAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nDATA\r\n" + body + b".\r\n"
-        position = 0
-        for cut in cuts:
-            protocol.dataReceived(stream[position:position + cut])
+        with tempfile.TemporaryDirectory() as directory:
+            factory = make_factory(directory)
+            protocol, transport = connect(factory)
+            stream = b"EHLO x\r\nMAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nDATA\r\n" + body + b".\r\n"
+            position = 0
+            for cut in cuts:
+                protocol.dataReceived(stream[position:position + cut])
+                settle(factory.clock)
+                position += cut
+            protocol.dataReceived(stream[position:])
             settle(factory.clock)
-            position += cut
-        protocol.dataReceived(stream[position:])
-        settle(factory.clock)
-        self.assertIn(b"queued as", transport.value())
-        [(_, raw)] = spooled(factory.spool.messages)
+            self.assertIn(b"queued as", transport.value())
+            [(_, raw)] = spooled(factory.spool.messages)
         self.assertEqual(raw, unstuff(body))
