@@ -4,6 +4,8 @@ Every option has its default here; ``etc/*.ini`` documents the same options
 with the same defaults.  A section may appear in any ``*.ini`` file of the
 directory; an unknown section or key, or a value of the wrong kind, raises
 :class:`ConfigError` naming the file, the section, the key and what is allowed.
+Enricher plugins declare sections of their own, ``[enricher_NAME]``, by an
+attrs class (their ``settings``), read the same way into ``Config.plugins``.
 """
 
 import configparser
@@ -221,6 +223,10 @@ class Meta:
     otx_url: str = _url("https://otx.alienvault.com/api/v1")
     otx_per_minute: int = attrs.field(default=10, validator=_non_negative)
     otx_per_day: int = attrs.field(default=1000, validator=_non_negative)
+    sandbox_workers: int = attrs.field(default=2, validator=_positive)
+    sandbox_memory: int = attrs.field(default=1024, validator=v.ge(64))
+    sandbox_seconds: float = attrs.field(default=30.0, validator=_positive)
+    sandbox_files: int = attrs.field(default=64, validator=v.ge(16))
 
 
 @attrs.frozen
@@ -239,6 +245,8 @@ class Config:
     mysql: MySQL = MySQL()
     store: Store = Store()
     meta: Meta = Meta()
+    # [enricher_NAME] sections the enricher plugins declare: name -> settings.
+    plugins: dict = attrs.field(factory=dict)
 
     def data_path(self, path):
         """A path from the configuration, relative paths under data_dir."""
@@ -294,9 +302,20 @@ def _section(cls, filename, section, items):
     return values
 
 
+def plugin_sections():
+    """The sections enricher plugins declare: {``enricher_NAME``: class}."""
+    from twisted.plugin import getPlugins
+
+    from smtplatrine.interfaces import IEnricher
+    return {f"enricher_{plugin.name}": plugin.settings
+            for plugin in getPlugins(IEnricher) if getattr(plugin, "settings", None)}
+
+
 def load(directory=None):
     """Read every ``*.ini`` file in *directory* (defaults when None)."""
-    sections = {f.name: {} for f in attrs.fields(Config)}
+    classes = {f.name: f.type for f in attrs.fields(Config) if f.name != "plugins"}
+    classes.update(plugin_sections())
+    sections = {name: {} for name in classes}
     if directory is not None:
         directory = Path(directory)
         if not directory.is_dir():
@@ -314,11 +333,9 @@ def load(directory=None):
                         f"{path.name} [{name}]: unknown section;"
                         f" known sections are {', '.join(sections)}"
                     )
-                cls = attrs.fields_dict(Config)[name].type
                 sections[name].update(
-                    _section(cls, path.name, name, parser.items(name))
+                    _section(classes[name], path.name, name, parser.items(name))
                 )
-    return Config(**{
-        name: attrs.fields_dict(Config)[name].type(**values)
-        for name, values in sections.items()
-    })
+    values = {name: classes[name](**found) for name, found in sections.items()}
+    return Config(**{name: values.pop(name) for name in list(values)
+                     if name in attrs.fields_dict(Config)}, plugins=values)

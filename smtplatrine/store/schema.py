@@ -14,16 +14,18 @@ def statements(text):
 
 
 def upgrade(cursor, dialect, migrations, create):
-    """Bring the schema to the newest of *migrations* (in one interaction);
-    with *create* false only check that it is there."""
+    """Apply those of *migrations* not applied yet (in one interaction), in
+    order: numbers are handed out ahead, so a database may have 6 and not
+    yet 5; with *create* false only check that none is missing."""
     dialect.lock(cursor)
     try:
         cursor.execute("CREATE TABLE IF NOT EXISTS schema_version"
                        " (version INTEGER NOT NULL PRIMARY KEY,"
                        " applied VARCHAR(32) NOT NULL)")
-        cursor.execute("SELECT MAX(version) FROM schema_version")
-        current = cursor.fetchone()[0] or 0
-        pending = [m for m in migrations if m[0] > current]
+        cursor.execute("SELECT version FROM schema_version")
+        applied = {row[0] for row in cursor.fetchall()}
+        current = max(applied, default=0)
+        pending = [m for m in migrations if m[0] not in applied]
         if pending and not create:
             raise Rejected(
                 f"the schema is at version {current}, smtplatrine needs"
@@ -34,6 +36,6 @@ def upgrade(cursor, dialect, migrations, create):
                 cursor.execute(statement)
             cursor.execute(dialect.insert("schema_version", ["version", "applied"]),
                            (version, datetime.now(timezone.utc).isoformat()))
-        return (pending[-1][0] if pending else current), [m[0] for m in pending]
+        return max([current] + [m[0] for m in pending]), [m[0] for m in pending]
     finally:
         dialect.unlock(cursor)
