@@ -168,7 +168,8 @@ class DiscoveryTests(unittest.TestCase):
         off = configure(discover(), Context(Meta(geoip_main_file="/nonexistent",
                                                  geoip_asn_file="/nonexistent"),
                                             Clock(), None))
-        self.assertEqual([e.name for e in off if e.name in BUILT_IN], ["rdns"])
+        self.assertEqual([e.name for e in off if e.name in BUILT_IN],
+                         ["geoip_asn", "geoip_city", "rdns"])
 
     @defer.inlineCallbacks
     def test_readme_example(self):
@@ -226,11 +227,22 @@ class GeoIPTests(unittest.TestCase):
         self.assertIsNone(unknown.data)
 
     def test_missing_file(self):
-        """A missing file turns only its own enricher off."""
+        """Where a MaxMind file is missing, its enricher answers from the
+        offline data geoip2fast ships (Google's 8.8.8.8 is in the US, its
+        AS organisation GOOGLE); a file that is there takes precedence."""
         context = Context(settings(geoip_main_file="/nonexistent/City.mmdb",
                                    geoip_asn_file=self.files["geoip_asn_file"]), Clock(), None)
-        self.assertIsNone(GeoIPCity().configure(context))
-        self.assertIsNotNone(GeoIPASN().configure(context))
+        city = self.successResultOf(GeoIPCity().configure(context).lookup("ip", "8.8.8.8"))
+        self.assertEqual((city.data["country_code"], city.data["country_name"]),
+                         ("US", "United States"))
+        self.assertRegex(city.data["source"], r"^geoip2fast [0-9.]+ \(.*GeoLite2.*, 20\d\d-")
+        asn = self.successResultOf(GeoIPASN().configure(context).lookup("ip", "8.8.8.8"))
+        self.assertEqual(asn.data, {"asn": 15169, "organization": "GOOGLE"})
+        offline = Context(settings(geoip_asn_file=""), Clock(), None)
+        asn = self.successResultOf(GeoIPASN().configure(offline).lookup("ip", "8.8.8.8"))
+        self.assertEqual((asn.data["asn"], asn.data["organization"]), (None, "GOOGLE"))
+        nothing = self.successResultOf(GeoIPCity().configure(context).lookup("ip", "10.1.2.3"))
+        self.assertIsNone(nothing.data)
 
 
 class FakeResolver:
