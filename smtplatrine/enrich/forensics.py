@@ -219,8 +219,8 @@ class Document(_Analyser):
         properties = [(name, data.get(name)) for name in (
             "kind", "imphash", "compile_time", "machine", "target", "arguments",
             "machine_id", "format", "title")]
-        properties += [("form_action", f["action"]) for f in data.get("forms", [])
-                       if isinstance(f, dict) and f.get("action")]
+        forms = data.get("forms") if isinstance(data.get("forms"), list) else []
+        properties += [("form_action", f["action"]) for f in forms if f.get("action")]
         properties += [("embedded", e["name"]) for e in data.get("embedded", [])]
         store.save_findings(cursor, dialect, self.name, indicator, data.get("flags", []),
                             properties, data.get("urls", []))
@@ -245,7 +245,8 @@ class Yara(_Analyser):
             return None
         for path, error in bad:
             log.error("YARA rule file {path} does not compile ({error}); it is left"
-                      " out: fix it and restart", path=str(path), error=error)
+                      " out until it is fixed and smtplatrine restarted",
+                      path=str(path), error=error)
         if compiled is None:
             log.error("[enricher_yara] rules = {rules}: no rule file compiles; yara is"
                       " off", rules=options.rules)

@@ -32,6 +32,9 @@ MAX_ATTEMPTS = 3
 # Seconds a queued lookup is leased to the sensor running it: if that
 # sensor dies meanwhile, the lookup is due again after this.
 LEASE = 3600.0
+# Files inside files inside files...: none deeper than this become
+# attachments (each enricher that opens files has bounds of its own).
+MAX_DEPTH = 16
 
 
 def discover(package=None):
@@ -148,24 +151,28 @@ class EnrichmentService:
     def _enrich(self, enricher, sighting, identity, attempts=0):
         """Look *sighting* up with *enricher* (once at a time per
         indicator: a second sighting waits for the first lookup, then
-        takes its result from the cache)."""
+        takes its result from the cache); then the files found inside."""
         key = (enricher.name, sighting.indicator)
+        what = f"{enricher.name} {sighting.indicator}"
         if key in self._busy:
-            waiter = defer.Deferred()
-            self._busy[key].append(waiter)
-            waiter.addCallback(lambda _: defer.Deferred.fromCoroutine(
+            d = defer.Deferred()
+            self._busy[key].append(d)
+            d.addCallback(lambda _: defer.Deferred.fromCoroutine(
                 self._after(enricher, sighting, identity, None)))
-            waiter.addErrback(self._failed, f"{enricher.name} {sighting.indicator}")
-            return waiter
-        self._busy[key] = []
-        if len(self._limit.waiting) >= self._max_waiting:
+        elif len(self._limit.waiting) >= self._max_waiting:
             # Too much waiting in memory: the queue in the database keeps it.
             d = self._later(enricher, sighting, attempts, self._reactor.seconds())
+            d.addCallback(lambda _: None)
         else:
+            self._busy[key] = []
             d = self._limit.run(lambda: defer.Deferred.fromCoroutine(
                 self._one(enricher, sighting, identity, attempts)))
-        d.addErrback(self._failed, f"{enricher.name} {sighting.indicator}")
-        d.addBoth(self._release, key)
+            d.addErrback(self._failed, what)
+            d.addBoth(self._release, key)
+        # The files found inside are looked at once this lookup has let go
+        # of its place among the concurrent ones.
+        d.addCallback(self._follow, identity)
+        d.addErrback(self._failed, what)
         return d
 
     def _release(self, result, key):
@@ -173,13 +180,18 @@ class EnrichmentService:
             waiter.callback(None)
         return result
 
+    def _follow(self, work, identity):
+        if not work:
+            return None
+        return defer.DeferredList([self._enrich(enricher, sighting, identity)
+                                   for enricher, sighting in work])
+
     async def _one(self, enricher, sighting, identity, attempts):
         run, dialect, name = self._database.run, self._database.dialect, enricher.name
         kind, indicator, message = sighting.kind, sighting.indicator, sighting.message
         now = self._reactor.seconds()
         if await run(store.cached, dialect, name, indicator, now):
-            await self._after(enricher, sighting, identity, None)
-            return
+            return await self._after(enricher, sighting, identity, None)
         if name not in self._quota_ready:
             await run(store.prepare_quota, dialect, name)
             self._quota_ready.add(name)
@@ -218,16 +230,17 @@ class EnrichmentService:
             await run(store.hold, dialect, name, now + result.hold, "quota spent")
         self._emit("smtplatrine.enrichment", identity, enricher, kind, indicator,
                    message, found=result.data is not None, result=result.data)
-        await self._after(enricher, sighting, identity, result)
+        return await self._after(enricher, sighting, identity, result)
 
     async def _after(self, enricher, sighting, identity, result):
         """What depends on the sighting, once the indicator's *result* is
         known (None: it is in the database): the enricher's ``sighted``,
-        and the files found inside it, which become attachments of the
-        message and are looked at by every other enricher."""
+        and the files found inside, which become attachments of the
+        message; the lookups of those files by every other enricher, as
+        [(enricher, sighting)], for the caller to start."""
         sighted = getattr(enricher, "sighted", None)
         if sighting.kind != "sha256" and sighted is None:
-            return
+            return []
         run, dialect = self._database.run, self._database.dialect
         if result is None:
             data, files = await run(store.stored, dialect, enricher.name, sighting.indicator)
@@ -235,8 +248,8 @@ class EnrichmentService:
             data, files = result.data, result.files
         if sighted is not None and data is not None:
             await run(sighted, dialect, sighting, data)
-        if not files or sighting.attachment_id is None:
-            return
+        if not files or sighting.attachment_id is None or sighting.depth >= MAX_DEPTH:
+            return []
         members = await run(store.add_members, dialect, sighting, enricher.name, files,
                             self._sensor)
         for _, _, row in members:
@@ -245,12 +258,11 @@ class EnrichmentService:
                                   message=sighting.message,
                                   **dict(row, filename=printable(row["filename"])))
         # Enrichers with a quota see the message's first PER_KIND files only.
-        await defer.DeferredList([
-            self._enrich(other, member, identity) for member, position, _ in members
-            for other in self.enrichers.values()
-            if other is not enricher and "sha256" in other.kinds
-            and (not (other.per_minute or other.per_day)
-                 or position < indicators.PER_KIND)])
+        return [(other, member) for member, position, _ in members
+                for other in self.enrichers.values()
+                if other is not enricher and "sha256" in other.kinds
+                and (not (other.per_minute or other.per_day)
+                     or position < indicators.PER_KIND)]
 
     async def _lookup(self, enricher, sighting):
         """The enricher's Result, checked; anything else it does (raises,

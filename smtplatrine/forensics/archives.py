@@ -11,12 +11,14 @@ alone.  Encrypted members are tried with the passwords the message offers.
 """
 
 import bz2
+import contextlib
 import gzip
 import hashlib
 import io
 import lzma
 import struct
 
+from smtplatrine.forensics import preload
 from smtplatrine.files import keep
 from smtplatrine.forensics.filetype import detect
 
@@ -387,11 +389,12 @@ def prepare():
     """Import the archive libraries (before the sandbox forks)."""
     import ctypes
 
-    import libarchive.exception  # noqa: F401
     import libarchive.ffi as ffi
-    import py7zr  # noqa: F401
-    import py7zr.compressor  # noqa: F401
-    import tnefparse  # noqa: F401
+    preload("libarchive", "py7zr", "psutil", "resource", "multivolumefile", "pyppmd",
+            "bcj", "inflate64", "brotli", "Cryptodome.Cipher", "Cryptodome.Hash",
+            "Cryptodome.Protocol", "Cryptodome.Util", "tnefparse")
+    with contextlib.suppress(ImportError):
+        preload("backports.zstd")
     function = ffi.libarchive.archive_entry_is_data_encrypted
     function.argtypes, function.restype = [ctypes.c_void_p], ctypes.c_int
 

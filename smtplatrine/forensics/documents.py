@@ -2,7 +2,7 @@
 an HTML file or a shortcut, each by its own analyser; None for a file
 that is none of these."""
 
-from smtplatrine.forensics import filetype, html, lnk, office, pdf, pe
+from smtplatrine.forensics import archives, filetype, html, lnk, office, pdf, pe
 
 
 def prepare():
@@ -16,6 +16,9 @@ def analyse(path, params):
     attachment store ``params["store"]`` and listed in ``files``."""
     with open(path, "rb") as f:
         data = f.read()
+    if archives.sniff(data[:0x9010]):
+        # A container: what it holds is looked at on its own.
+        return None
     mime = filetype.detect(data)[0]
     if pe.is_pe(data):
         return pe.analyse(path, data)

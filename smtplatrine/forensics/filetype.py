@@ -4,6 +4,8 @@ import hashlib
 import math
 from collections import Counter
 
+from smtplatrine.forensics import preload
+
 # Files larger than this are not fuzzy-hashed (ssdeep is pure Python here,
 # about 5 MB a second).
 FUZZY_LIMIT = 64 * 2**20
@@ -13,8 +15,7 @@ _MAGIC = {}
 def prepare():
     """Load libmagic and the fuzzy hashing modules (before the sandbox forks)."""
     import magic
-    import ppdeep  # noqa: F401
-    import tlsh  # noqa: F401
+    preload("ppdeep", "tlsh")
     _MAGIC["mime"] = magic.Magic(mime=True)
     _MAGIC["text"] = magic.Magic()
 

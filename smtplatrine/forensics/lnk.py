@@ -3,6 +3,7 @@ icon and the machine that made it (LnkParse3)."""
 
 import re
 
+from smtplatrine.forensics import preload
 from smtplatrine.forensics.text import urls
 
 SIGNATURE = b"L\x00\x00\x00\x01\x14\x02\x00"
@@ -16,7 +17,7 @@ def is_lnk(data):
 
 
 def prepare():
-    import LnkParse3  # noqa: F401
+    preload("LnkParse3")
 
 
 def analyse(path, data):

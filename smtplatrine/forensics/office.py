@@ -5,6 +5,7 @@ external relationships of OOXML files."""
 import re
 import zipfile
 
+from smtplatrine.forensics import preload
 from smtplatrine.forensics.text import urls
 
 OLE = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
@@ -31,8 +32,8 @@ def is_office(data):
 
 
 def prepare():
-    import oletools.olevba  # noqa: F401
-    import oletools.thirdparty.xxxswf  # noqa: F401
+    preload("olefile", "oletools", "pcodedmp", "msoffcrypto", "cryptography.hazmat.backends",
+            "cryptography.hazmat.primitives")
 
 
 def analyse(path, data):
@@ -67,8 +68,8 @@ def analyse(path, data):
                         found["autoexec"].append(item)
                     elif kind == "Suspicious" and len(found["suspicious"]) < MAX_ITEMS:
                         found["suspicious"].append(item)
-                    elif kind == "IOC" and re.match(r"(?i)https?://", str(keyword)):
-                        found["urls"].append(str(keyword)[:2048])
+                    elif kind == "IOC":
+                        found["urls"].extend(urls(str(keyword)))
         finally:
             parser.close()
     if data.startswith(b"PK\x03\x04"):

@@ -4,6 +4,7 @@ keyword counts of the raw bytes, which a broken file still has."""
 
 import re
 
+from smtplatrine.forensics import preload
 from smtplatrine.forensics.text import urls
 
 # Raw keywords counted as pdfid does.
@@ -23,9 +24,7 @@ def is_pdf(data):
 
 
 def prepare():
-    import pypdf  # noqa: F401
-    import pypdf.filters  # noqa: F401
-    import pypdf.generic  # noqa: F401
+    preload("pypdf")
 
 
 def _counts(data):

@@ -3,6 +3,8 @@ signature, .NET, overlay (pefile)."""
 
 from datetime import datetime, timezone
 
+from smtplatrine.forensics import preload
+
 
 def is_pe(data):
     if data[:2] != b"MZ" or len(data) < 0x40:
@@ -12,8 +14,7 @@ def is_pe(data):
 
 
 def prepare():
-    import ordlookup  # noqa: F401  (pefile's, loaded lazily)
-    import pefile  # noqa: F401
+    preload("pefile", "ordlookup", "peutils")
 
 
 def analyse(path, data):

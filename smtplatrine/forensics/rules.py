@@ -1,6 +1,7 @@
 """YARA: the operator's rules, compiled once at start, matched in the
 sandbox."""
 
+import re
 from pathlib import Path
 
 # Rule files by their ending; matches kept of one file, strings of a match.
@@ -26,11 +27,10 @@ def compile_directory(directory):
         namespace = str(path.relative_to(root))
         try:
             yara.compile(filepath=str(path))
-        except yara.SyntaxError as e:
-            bad.append((path, str(e)))
-            continue
         except yara.Error as e:
-            bad.append((path, str(e)))
+            # yara says "PATH(LINE): error"; the path is said already.
+            where = re.match(r".*\((\d+)\): (.*)", str(e), re.S)
+            bad.append((path, f"line {where[1]}: {where[2]}" if where else str(e)))
             continue
         good[namespace] = str(path)
     return (yara.compile(filepaths=good) if good else None), len(good), bad
