@@ -351,23 +351,18 @@ def zip_bomb(megabytes=50):
 
 def listing_7z(data, password=None):
     """{name: size} of the files in the archive *data*, as ``7z l -slt``
-    lists them."""
+    lists them (directories left out)."""
     with tempfile.NamedTemporaryFile() as f:
         f.write(data)
         f.flush()
         text = run("7z", "l", "-slt", *([f"-p{password}"] if password else ["-p-"]),
                    f.name).decode()
-    found, current = {}, {}
-    for line in text.splitlines():
-        key, _, value = line.partition(" = ")
-        if key == "Path":
-            current = {"path": value}
-        elif key == "Size":
-            current["size"] = value
-        elif key == "Attributes" and current.get("size") not in (None, ""):
-            if "D" not in value.split(" ")[0]:
-                found[current["path"]] = int(current["size"])
-    found.pop(f.name, None)
+    found = {}
+    for block in text.split("----------\n", 1)[-1].split("\n\n"):
+        fields = dict(line.split(" = ", 1) for line in block.splitlines() if " = " in line)
+        directory = fields.get("Folder") == "+" or "D" in fields.get("Attributes", "")[:1]
+        if "Path" in fields and fields.get("Size", "") != "" and not directory:
+            found[fields["Path"]] = int(fields["Size"])
     return found
 
 

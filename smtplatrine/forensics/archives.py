@@ -315,8 +315,12 @@ class _Walk:
 
 def _encrypted(entry):
     """Whether libarchive says *entry*'s data is encrypted."""
+    import ctypes
+
     import libarchive.ffi as ffi
-    return ffi.libarchive.archive_entry_is_data_encrypted(entry._entry_p) == 1
+    function = ffi.libarchive.archive_entry_is_data_encrypted
+    function.argtypes, function.restype = [ctypes.c_void_p], ctypes.c_int
+    return function(entry._entry_p) == 1
 
 
 class _Collector:
@@ -387,16 +391,11 @@ def _strip_suffix(name, fmt):
 
 def prepare():
     """Import the archive libraries (before the sandbox forks)."""
-    import ctypes
-
-    import libarchive.ffi as ffi
     preload("libarchive", "py7zr", "psutil", "resource", "multivolumefile", "pyppmd",
             "bcj", "inflate64", "brotli", "Cryptodome.Cipher", "Cryptodome.Hash",
             "Cryptodome.Protocol", "Cryptodome.Util", "tnefparse")
     with contextlib.suppress(ImportError):
         preload("backports.zstd")
-    function = ffi.libarchive.archive_entry_is_data_encrypted
-    function.argtypes, function.restype = [ctypes.c_void_p], ctypes.c_int
 
 
 def analyse(path, params):

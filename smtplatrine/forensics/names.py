@@ -101,8 +101,9 @@ def flags(filename, declared, detected):
     if content and named and named != content and not _compatible(named, content):
         found.add("type_mismatch")
     said = mime_kind((declared or "").lower())
-    if content and said and said != content and not _compatible(said, content):
-        found.add("type_mismatch")
+    for one, other in ((said, content), (named, said)):
+        if one and other and one != other and not _compatible(one, other):
+            found.add("type_mismatch")
     if content in _DANGEROUS and named not in _DANGEROUS:
         found.add("executable_content")
     return sorted(found)

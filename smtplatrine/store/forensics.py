@@ -10,7 +10,7 @@ and the dashboard.
 
 import json
 
-from smtplatrine.forensics import names
+from smtplatrine.forensics import fuzzy, names
 from smtplatrine.forensics.text import host
 from smtplatrine.store.records import text, utc
 
@@ -19,7 +19,7 @@ MAX_ROWS = 200
 _VALUE, _FLAG, _HOST = 255, 64, 255
 # ssdeep's rolling window: two signatures share a 7-character piece or
 # score 0.
-NGRAM = 7
+NGRAM = fuzzy.ROLLING_WINDOW
 _B64 = {c: i for i, c in enumerate(
     "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/")}
 
@@ -61,7 +61,7 @@ def ngrams(signature):
         return []
     found = set()
     for size, part in ((blocksize, first), (2 * blocksize, second.split(",")[0])):
-        part = _collapse(part)
+        part = fuzzy.collapse(part)
         for i in range(len(part) - NGRAM + 1):
             piece = part[i:i + NGRAM]
             if all(c in _B64 for c in piece):
@@ -70,15 +70,6 @@ def ngrams(signature):
                     value = value * 64 + _B64[c]
                 found.add((size, value))
     return sorted(found)
-
-
-def _collapse(part):
-    out = []
-    for c in part:
-        if len(out) >= 3 and out[-1] == out[-2] == out[-3] == c:
-            continue
-        out.append(c)
-    return "".join(out)
 
 
 def save_file(cursor, dialect, sha256, data, now):
@@ -187,7 +178,6 @@ def similar(cursor, dialect, sha256, limit=50, threshold=30, distance=100,
     (0-100) against it, or whose TLSH lies within *distance* of it (among
     the ssdeep candidates and the latest *candidates* files of its MIME
     type), best first: [{sha256, mime, size, ssdeep_score, tlsh_distance}]."""
-    import ppdeep
     import tlsh
     cursor.execute(dialect.sql(
         "SELECT ssdeep, tlsh, mime FROM honeypot_files WHERE sha256 = ?"), (sha256,))
@@ -217,7 +207,7 @@ def similar(cursor, dialect, sha256, limit=50, threshold=30, distance=100,
     for other, other_signature, other_digest, other_mime, size in pool.values():
         if other == sha256:
             continue
-        score = (ppdeep.compare(signature, other_signature)
+        score = (fuzzy.compare(signature, other_signature)
                  if signature and other_signature else 0)
         apart = (tlsh.diff(digest, other_digest) if digest and other_digest else None)
         if score >= threshold or (apart is not None and apart <= distance):
@@ -226,3 +216,19 @@ def similar(cursor, dialect, sha256, limit=50, threshold=30, distance=100,
     found.sort(key=lambda f: (-f["ssdeep_score"], f["tlsh_distance"]
                               if f["tlsh_distance"] is not None else 10**6, f["sha256"]))
     return found[:limit]
+
+
+def names(cursor, dialect, digests):
+    """The names each file of *digests* was sent (or found) under:
+    {sha256: [name, ...]}, at most 10 each."""
+    found = {}
+    for start in range(0, len(digests), 500):
+        chunk = digests[start:start + 500]
+        marks = ", ".join("?" * len(chunk))
+        cursor.execute(dialect.sql(
+            "SELECT DISTINCT sha256, filename FROM honeypot_attachments"
+            f" WHERE sha256 IN ({marks}) AND filename IS NOT NULL"), chunk)
+        for digest, name in cursor.fetchall():
+            if len(found.setdefault(digest, [])) < 10:
+                found[digest].append(name)
+    return {digest: sorted(values) for digest, values in found.items()}
