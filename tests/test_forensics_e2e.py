@@ -281,8 +281,10 @@ class SandboxLimitsTests(HoneypotTestCase):
 
     def test_over_the_cpu_limit(self):
         """An attachment whose fuzzy hashing needs more than the second of
-        CPU it may have is flagged ``cpu``; the message is stored whole, the
-        attachment beside it is analysed, and the sandbox lives on."""
+        CPU it may have is flagged ``cpu`` (or ``timeout``, past three
+        seconds of wall-clock time on a busy machine); the message is stored
+        whole, the attachment beside it is analysed, and the sandbox lives
+        on."""
         # ssdeep (pure Python) takes about a second for each 5 MB.
         slow = os.urandom(20 * 2**20)
         mail = EmailMessage(policy=SMTP)
@@ -305,7 +307,7 @@ class SandboxLimitsTests(HoneypotTestCase):
             return {r["indicator"]: json.loads(r["result"]) for r in rows} \
                 if len(rows) == 2 else None
         found = self.honeypot.wait_for(results, timeout=60)
-        self.assertEqual(found[sha256(slow)]["flags"], ["cpu"])
+        self.assertIn(found[sha256(slow)]["flags"], (["cpu"], ["timeout"]))
         self.assertEqual(found[sha256(HTML)]["mime"], "text/html")
         self.assertEqual(self.honeypot.sandbox_pid(), sandbox)
         if os.getuid() == 0:
