@@ -3,8 +3,10 @@ tests build, checked against Debian's tools (7z, unzip, tnef, file,
 ssdeep, yara, pdfinfo, lnkinfo, pehash); the names' flags; the passwords
 a body offers; similar files by fuzzy hash, over SQLite and MariaDB."""
 
+import io
 import os
 import shutil
+import zipfile
 import tempfile
 from pathlib import Path
 
@@ -158,6 +160,18 @@ class ArchiveTests(_Files, unittest.TestCase):
         found = self.archive(nested, max_depth=2)
         self.assertEqual(len(found["files"]), 2)
         self.assertIn("depth_limit", found["flags"])
+
+    def test_names_not_utf8(self):
+        """A member named in a legacy code page (CP866 here, as a Russian
+        Windows zips it) keeps its bytes, as ``\\udcXX`` in the analysis."""
+        raw = "ФНС.js".encode("cp866")
+        buffer = io.BytesIO()
+        with zipfile.ZipFile(buffer, "w") as archive:
+            archive.writestr(raw.decode("cp437"), b"WScript.Echo(1)")
+        self.assertIn(raw, run("unzip", "-l", str(self.write(buffer.getvalue(), "r.zip"))))
+        [found] = self.archive(buffer.getvalue())["files"]
+        self.assertEqual(found["name"].encode("utf-8", "surrogateescape"), raw)
+        self.assertEqual(found["sha256"], sha256(b"WScript.Echo(1)"))
 
     def test_not_an_archive(self):
         """A document zip (OOXML) and a plain file are not opened."""

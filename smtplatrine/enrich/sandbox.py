@@ -85,6 +85,10 @@ class Sandbox:
         self._client = None
         self._pending = {}
         self._next = 0
+        # What the children used: analyses answered, CPU seconds in all,
+        # the largest resident size one reached (KB, what it shares with
+        # the zygote included).
+        self.stats = {"analyses": 0, "cpu": 0.0, "peak_kb": 0}
 
     def register(self, name, function):
         """Make ``function(path, params)`` runnable as *name*; before
@@ -154,6 +158,9 @@ class Sandbox:
             self._client.transport.loseConnection()
 
     def _answered(self, answer):
+        self.stats["analyses"] += 1
+        self.stats["cpu"] += answer.get("cpu") or 0.0
+        self.stats["peak_kb"] = max(self.stats["peak_kb"], answer.get("peak_kb") or 0)
         d = self._pending.pop(answer.get("id"), None)
         if d is None:
             return

@@ -165,6 +165,10 @@ class _Walk:
     def _entry(self, entry, position, parent, depth, is_encrypted, container):
         import libarchive.exception
         name = entry.pathname or f"member{position}"
+        if isinstance(name, bytes):
+            # Not UTF-8 (a zip from a Russian Windows, in CP866, say): kept
+            # exact, as the rest of the store keeps network text.
+            name = name.decode("utf-8", "surrogateescape")
         declared = entry.size
         flags = {"encrypted"} if is_encrypted else set()
         if declared is not None and declared > max(
