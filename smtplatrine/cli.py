@@ -98,7 +98,7 @@ def _sha256(text):
 def _similar(options, connection, dialect):
     cursor = connection.cursor()
     found = forensics.similar(cursor, dialect, options.sha256, options.limit)
-    names = forensics.names(cursor, dialect, [f["sha256"] for f in found])
+    names = forensics.file_names(cursor, dialect, [f["sha256"] for f in found])
     print("sha256\tssdeep_score\ttlsh_distance\tmime\tsize\tnames")
     for f in found:
         print("\t".join(printable(str(v if v is not None else "-")) for v in (

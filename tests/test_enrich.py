@@ -676,12 +676,12 @@ class FileEnricherTests(unittest.TestCase):
         harness = yield self.start([unpacker, recorder])
         first = message(harness.tmp, [b"archive"])
         second = message(harness.tmp, [b"archive"])
-        for prepared in (first, second):
-            yield harness.store(prepared)
-            yield harness.service.submit(prepared)
+        for sent in (first, second):
+            yield harness.store(sent)
+            yield harness.service.submit(sent)
         rows = yield self.attachments(harness)
-        for prepared in (first, second):
-            mine = [r for r in rows if r[0] == prepared.metadata["message"]]
+        for sent in (first, second):
+            mine = [r for r in rows if r[0] == sent.metadata["message"]]
             ids = {r[5]: r[2] for r in mine}
             self.assertEqual([(r[1], r[2], r[3], ids.get(r[6])) for r in mine], [
                 (0, "f0.bin", "attachment", None), (1, "inner.zip", "member", "f0.bin"),

@@ -3,10 +3,10 @@ tests build, checked against Debian's tools (7z, unzip, tnef, file,
 ssdeep, yara, pdfinfo, lnkinfo, pehash); the names' flags; the passwords
 a body offers; similar files by fuzzy hash, over SQLite and MariaDB."""
 
-import io
 import os
 import shutil
-import zipfile
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
@@ -22,6 +22,7 @@ from smtplatrine.store.database import Database
 from tests import samples
 from tests.corpus import corpus
 from tests.mariadb import shared_database
+from tests.process import environment
 from tests.samples import run, sha256
 
 LIMITS = {"max_members": 1000, "max_bytes": 256 * 2**20, "max_member_bytes": 64 * 2**20,
@@ -410,7 +411,36 @@ class SimilarTestsMixin:
 
 class SQLiteSimilarTests(SimilarTestsMixin, unittest.TestCase):
     def make_dialect(self):
-        return dialects.SQLite(Path(self.mktemp()).with_suffix(".sqlite"))
+        self.data = Path(self.mktemp())
+        self.data.mkdir()
+        return dialects.SQLite(self.data / "smtplatrine.sqlite")
+
+    @defer.inlineCallbacks
+    def test_command(self):
+        """``smtplatrine similar`` lists a variant with its score and the
+        name it came under, and refuses what is no SHA-256."""
+        base = os.urandom(40000)
+        variant = base[:20000] + b"XXXX" + base[20004:]
+        for data in (base, variant):
+            (self.data / "f").write_bytes(data)
+            yield defer.Deferred.fromCoroutine(self.database.run(
+                store.save_file, self.database.dialect, sha256(data),
+                filetype.analyse(self.data / "f", {}), 1767225600.0))
+        etc = self.data / "etc"
+        etc.mkdir()
+        (etc / "x.ini").write_text(f"[server]\ndata_dir = {self.data}\n")
+        command = [sys.executable, "-c", "from smtplatrine.cli import main; main()",
+                   "similar", "--config", str(etc)]
+        result = subprocess.run(command + [sha256(base)], capture_output=True, text=True,
+                                env=environment(), timeout=60)
+        [header, line] = result.stdout.splitlines()
+        self.assertEqual(header.split("\t")[:3], ["sha256", "ssdeep_score", "tlsh_distance"])
+        self.assertEqual(line.split("\t")[0], sha256(variant))
+        self.assertIn("1 similar file(s)", result.stderr)
+        refused = subprocess.run(command + ["abc"], capture_output=True, text=True,
+                                 env=environment(), timeout=60)
+        self.assertEqual(refused.returncode, 2)
+        self.assertIn("'abc' is not a SHA-256", refused.stderr)
 
 
 class MariaDBSimilarTests(SimilarTestsMixin, unittest.TestCase):

@@ -8,7 +8,6 @@ and from the bytes the test built."""
 import json
 import os
 import shutil
-import smtplib
 import subprocess
 import sys
 import tempfile

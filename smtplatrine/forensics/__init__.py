@@ -23,3 +23,8 @@ def preload(*names):
                                           onerror=lambda _: None):
             with contextlib.suppress(Exception):
                 importlib.import_module(info.name)
+
+
+def flags(**conditions):
+    """The names of *conditions* that hold, sorted: an analysis's flags."""
+    return sorted(name for name, holds in conditions.items() if holds)

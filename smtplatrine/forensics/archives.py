@@ -18,8 +18,8 @@ import io
 import lzma
 import struct
 
-from smtplatrine.forensics import preload
 from smtplatrine.files import keep
+from smtplatrine.forensics import preload
 from smtplatrine.forensics.filetype import detect
 
 # Signatures: (offset, bytes) -> format.

@@ -6,6 +6,7 @@ import re
 from html.parser import HTMLParser
 from urllib.parse import urljoin
 
+from smtplatrine.forensics import flags
 from smtplatrine.forensics.text import host, urls
 
 # Bytes of a file read as HTML, and items kept of each list.
@@ -43,26 +44,12 @@ def analyse(path, data):
              "data_uris": parser.data_uris, "urls": parser.urls[:MAX_ITEMS]}
     scripts_text = " ".join(parser.script_text)
     found["urls"] = list(dict.fromkeys(found["urls"] + urls(scripts_text)))[:MAX_ITEMS]
-    flags = set()
-    if parser.forms:
-        flags.add("form")
-    if any(f["password"] for f in parser.forms):
-        flags.add("password_form")
-    if any(host(f["action"]) for f in parser.forms):
-        flags.add("external_form_action")
-    if parser.scripts or parser.script_sources:
-        flags.add("script")
-    if parser.obfuscation:
-        flags.add("obfuscated_script")
-    if parser.iframes:
-        flags.add("iframe")
-    if parser.refresh:
-        flags.add("meta_refresh")
-    if parser.data_uris:
-        flags.add("data_uri")
-    if found["urls"]:
-        flags.add("urls")
-    found["flags"] = sorted(flags)
+    found["flags"] = flags(
+        form=parser.forms, password_form=any(f["password"] for f in parser.forms),
+        external_form_action=any(host(f["action"]) for f in parser.forms),
+        script=parser.scripts or parser.script_sources,
+        obfuscated_script=parser.obfuscation, iframe=parser.iframes,
+        meta_refresh=parser.refresh, data_uri=parser.data_uris, urls=found["urls"])
     return found
 
 

@@ -3,7 +3,7 @@ icon and the machine that made it (LnkParse3)."""
 
 import re
 
-from smtplatrine.forensics import preload
+from smtplatrine.forensics import flags, preload
 from smtplatrine.forensics.text import urls
 
 SIGNATURE = b"L\x00\x00\x00\x01\x14\x02\x00"
@@ -41,14 +41,8 @@ def analyse(path, data):
     command = " ".join(v for v in (found["target"], found["arguments"]) if v)
     found["commands"] = sorted({m.group(1).lower() for m in _COMMANDS.finditer(command)})
     found["urls"] = urls(command)
-    flags = {"lnk"}
-    if found["arguments"]:
-        flags.add("lnk_arguments")
-    if found["commands"]:
-        flags.add("suspicious_command")
-    if found["urls"]:
-        flags.add("urls")
-    found["flags"] = sorted(flags)
+    found["flags"] = flags(lnk=True, lnk_arguments=found["arguments"],
+                           suspicious_command=found["commands"], urls=found["urls"])
     return found
 
 

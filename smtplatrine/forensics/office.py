@@ -5,7 +5,7 @@ external relationships of OOXML files."""
 import re
 import zipfile
 
-from smtplatrine.forensics import preload
+from smtplatrine.forensics import flags, preload
 from smtplatrine.forensics.text import urls
 
 OLE = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
@@ -41,7 +41,6 @@ def analyse(path, data):
     found = {"kind": "office", "format": None, "macros": False, "xlm_macros": False,
              "encrypted": False, "autoexec": [], "suspicious": [], "modules": [],
              "urls": [], "external": [], "flags": []}
-    flags = set()
     try:
         parser = VBA_Parser(str(path), data=data, relaxed=True)
     except Exception as e:
@@ -77,23 +76,13 @@ def analyse(path, data):
     found["urls"] = list(dict.fromkeys(found["urls"] + [
         e["target"] for e in found["external"]
         if re.match(r"(?i)(https?|ftp)://|\\\\", e["target"])]))[:MAX_ITEMS]
-    if found["macros"]:
-        flags.add("vba_macros")
-    if found["xlm_macros"]:
-        flags.add("xlm_macros")
-    if found["autoexec"]:
-        flags.add("autoexec")
-    if found["suspicious"]:
-        flags.add("suspicious_keywords")
-    if found["encrypted"]:
-        flags.add("encrypted")
-    if found["external"]:
-        flags.add("external_relationship")
-    if any(e["type"].lower() == "attachedtemplate" for e in found["external"]):
-        flags.add("remote_template")
-    if found["urls"]:
-        flags.add("urls")
-    found["flags"] = sorted(flags)
+    found["flags"] = flags(
+        vba_macros=found["macros"], xlm_macros=found["xlm_macros"],
+        autoexec=found["autoexec"], suspicious_keywords=found["suspicious"],
+        encrypted=found["encrypted"], external_relationship=found["external"],
+        remote_template=any(e["type"].lower() == "attachedtemplate"
+                            for e in found["external"]),
+        urls=found["urls"])
     return found
 
 

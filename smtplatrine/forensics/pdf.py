@@ -4,7 +4,7 @@ keyword counts of the raw bytes, which a broken file still has."""
 
 import re
 
-from smtplatrine.forensics import preload
+from smtplatrine.forensics import flags, preload
 from smtplatrine.forensics.text import urls
 
 # Raw keywords counted as pdfid does.
@@ -61,32 +61,15 @@ def analyse(path, data, store, max_file):
     except Exception as e:
         found["error"] = e.__class__.__name__[:100]
     found["urls"] = list(dict.fromkeys(found["urls"]))[:MAX_ITEMS]
-    flags = set()
-    if found["javascript"] or counts["/JS"] or counts["/JavaScript"]:
-        flags.add("javascript")
-    if counts["/OpenAction"] or "OpenAction" in found["actions"]:
-        flags.add("openaction")
-    if counts["/AA"] or "AA" in found["actions"]:
-        flags.add("auto_action")
-    if found["launch"] or counts["/Launch"]:
-        flags.add("launch")
-    if found["embedded"] or counts["/EmbeddedFile"]:
-        flags.add("embedded_file")
-    if found["forms"]:
-        flags.add("form")
-    if found["xfa"]:
-        flags.add("xfa")
-    if counts["/SubmitForm"]:
-        flags.add("submit_form")
-    if counts["/RichMedia"]:
-        flags.add("richmedia")
-    if found["encrypted"]:
-        flags.add("encrypted")
-    if found["urls"]:
-        flags.add("urls")
-    if _HEX_NAME.search(data):
-        flags.add("obfuscated_names")
-    found["flags"] = sorted(flags)
+    found["flags"] = flags(
+        javascript=found["javascript"] or counts["/JS"] or counts["/JavaScript"],
+        openaction=counts["/OpenAction"] or "OpenAction" in found["actions"],
+        auto_action=counts["/AA"] or "AA" in found["actions"],
+        launch=found["launch"] or counts["/Launch"],
+        embedded_file=found["embedded"] or counts["/EmbeddedFile"],
+        form=found["forms"], xfa=found["xfa"], submit_form=counts["/SubmitForm"],
+        richmedia=counts["/RichMedia"], encrypted=found["encrypted"],
+        urls=found["urls"], obfuscated_names=_HEX_NAME.search(data))
     return found, files
 
 

@@ -3,7 +3,7 @@ signature, .NET, overlay (pefile)."""
 
 from datetime import datetime, timezone
 
-from smtplatrine.forensics import preload
+from smtplatrine.forensics import flags, preload
 
 
 def is_pe(data):
@@ -58,18 +58,9 @@ def analyse(path, data):
         }
     finally:
         pe.close()
-    flags = {"pe"}
-    if found["dll"]:
-        flags.add("dll")
-    if found["signed"]:
-        flags.add("signed")
-    if found["dotnet"]:
-        flags.add("dotnet")
-    if any(s["entropy"] > 7.2 and s["raw_size"] > 1024 for s in sections):
-        flags.add("packed")
-    if any(s["executable"] and s["writable"] for s in sections):
-        flags.add("writable_code")
-    if found["overlay"]:
-        flags.add("overlay")
-    found["flags"] = sorted(flags)
+    found["flags"] = flags(
+        pe=True, dll=found["dll"], signed=found["signed"], dotnet=found["dotnet"],
+        packed=any(s["entropy"] > 7.2 and s["raw_size"] > 1024 for s in sections),
+        writable_code=any(s["executable"] and s["writable"] for s in sections),
+        overlay=found["overlay"])
     return found

@@ -218,7 +218,7 @@ def similar(cursor, dialect, sha256, limit=50, threshold=30, distance=100,
     return found[:limit]
 
 
-def names(cursor, dialect, digests):
+def file_names(cursor, dialect, digests):
     """The names each file of *digests* was sent (or found) under:
     {sha256: [name, ...]}, at most 10 each."""
     found = {}
