@@ -8,14 +8,21 @@ process of its own, with its own reactor, does that work
 configuration on file descriptor 3, then one line per item on its input
 (``message ID`` or ``session ID``, as the spool finishes them), and finds
 the rest by scanning the spool at start and when idle.  Its log events come
-back as JSON lines on its output, and the server logs them as its own; its
-events (``events.jsonl``, syslog) it writes itself.
+back as JSON lines on its output, and the server logs them as its own.
+
+It also runs the event outputs (``smtplatrine.outputs``), for its own events
+and for those of the SMTP side, which come as ``event JSON`` lines on its
+input: outputs open connections to the outside (a broker, a search engine,
+a collector), which the process that talks to attackers must not, and
+their slowness must not take its CPU.  With metrics on, it serves
+``/metrics`` for every process of the sensor (``smtplatrine.metrics``).
 
 Run as ``python -m smtplatrine.storer [UID GID]``: started before the server
 drops its privileges, it prepares everything, then drops them itself.
 """
 
 import ctypes
+import json
 import os
 import pickle
 import select
@@ -25,17 +32,22 @@ import time
 from pathlib import Path
 
 from twisted.internet import defer, protocol
+from twisted.internet.interfaces import IPushProducer
+from twisted.internet.task import LoopingCall
 from twisted.logger import (FilteringLogObserver, Logger, LogLevel,
                             LogLevelFilterPredicate, eventFromJSON,
                             globalLogBeginner, globalLogPublisher,
                             jsonFileLogObserver)
-from twisted.protocols.basic import LineOnlyReceiver
 from twisted.python.threadpool import ThreadPool
+from zope.interface import implementer
 
-from smtplatrine.events import make_events, printable
+from smtplatrine import metrics
+from smtplatrine.events import Events, printable
+from smtplatrine.outputs import service as outputs
 from smtplatrine.parse import Limits
 from smtplatrine.pipeline import Pipeline
 from smtplatrine.store import dialects
+from smtplatrine.store import enrichment as enrichment_store
 from smtplatrine.store.database import Database
 
 # Named: run as ``python -m``, this module is __main__.
@@ -44,6 +56,11 @@ log = Logger(namespace="smtplatrine.storer")
 # Exit status of a child that can never start with this configuration.
 _FATAL = 3
 _PR_SET_PDEATHSIG = 1
+# The longest line on the process's input (an event, as JSON).
+MAX_LINE = 1024 * 1024
+# Bytes of events written to the process's input while it does not read
+# (a busy or restarting worker) before further events are dropped.
+MAX_WAITING = 1024 * 1024
 
 
 def store_dirs(config):
@@ -81,7 +98,10 @@ class Storing:
         dialect = dialects.from_config(config)
         self.database = Database(dialect, create=config.mysql.mysql_auto_create_db
                                  or dialect.name == "sqlite", grouped=True)
-        self.events = make_events(config, reactor)
+        self.outputs = outputs.configure(outputs.discover(), config, reactor)
+        self.metrics = metrics.EventMetrics() if config.metrics.listen else None
+        self.events = Events(reactor, [self.outputs, *filter(None, [self.metrics])],
+                             LogLevel.levelWithName(config.logger.level))
         store = config.store
         limits = Limits(seconds=store.parse_seconds, depth=store.parse_max_depth,
                         parts=store.parse_max_parts,
@@ -92,7 +112,15 @@ class Storing:
         self.pipeline = Pipeline(
             reactor, spool_root, self.database, self.events, limits, attachments,
             raw, self.threadpool, concurrency, store.retry_max_delay,
-            on_stored=self.enrichment.submit if self.enrichment else None)
+            on_stored=self._stored)
+        self.quota = {}
+        self._quota_watch = LoopingCall(
+            lambda: defer.Deferred.fromCoroutine(self._watch_quota()))
+        self._quota_watch.clock = reactor
+        self.metrics_port = None
+        if self.metrics is not None:
+            self.metrics_port = metrics.listen(reactor, config.metrics.listen, metrics.registry(
+                metrics.StateCollector(spool_root, self.outputs, self.quota)))
         log.info("storing into {db}", db=dialect.describe())
 
     def _enrichment(self):
@@ -108,9 +136,9 @@ class Storing:
                           files=meta.sandbox_files, file_size=meta.sandbox_memory * 2**20,
                           workers=meta.sandbox_workers)
         context = enrich.context(
-            meta, self.reactor, sandbox=sandbox, sections=self.config.plugins,
+            meta, self.reactor, sandbox=sandbox,
             files=FileStore(self.attachments) if self.attachments else None)
-        enrichers = enrich.configure(enrich.discover(), context)
+        enrichers = enrich.configure(enrich.discover(), context, self.config)
         if sandbox.needed:
             # Now, while this process has no thread and can read everything.
             sandbox.start(self.ids)
@@ -125,6 +153,24 @@ class Storing:
                  or "none")
         return enrichment
 
+    def _stored(self, prepared):
+        """After a message's commit: its storing latency, its enrichment."""
+        if self.metrics is not None and "received" in prepared.metadata:
+            self.metrics.stored(prepared.metadata["received"], self.reactor.seconds())
+        if self.enrichment is not None:
+            self.enrichment.submit(prepared)
+
+    async def _watch_quota(self):
+        """Read the enrichers' quotas and queue for the metrics."""
+        try:
+            used, waiting = await self.enrichment_database.run(
+                enrichment_store.usage, self.database.dialect, self.reactor.seconds())
+        except Exception as e:
+            log.debug("metrics: cannot read the enrichment quotas: {error}", error=str(e))
+            return
+        self.quota.update(waiting=waiting, left=metrics.quota_left(
+            used, self.enrichment.enrichers.values()))
+
     def start(self):
         self.threadpool.start()
         if self.sandbox is not None:
@@ -132,9 +178,20 @@ class Storing:
         self.pipeline.start()
         if self.enrichment is not None:
             self.enrichment.start()
+            if self.metrics is not None:
+                self._quota_watch.start(self.config.meta.meta_queue_interval)
+
+    def forward(self, event):
+        """An event of the SMTP side (logged and counted there): to the
+        outputs."""
+        self.outputs.write(event)
 
     def stop(self):
+        """Stop storing; the outputs have a few seconds to deliver what
+        they hold (a Deferred)."""
         self.pipeline.stop()
+        if self._quota_watch.running:
+            self._quota_watch.stop()
         if self.enrichment is not None:
             self.enrichment.stop()
             self.enrichment_database.close()
@@ -142,25 +199,37 @@ class Storing:
             self.sandbox.stop()
         self.threadpool.stop()
         self.database.close()
-        self.events.close()
+        return self.events.close()
 
 
+@implementer(IPushProducer)
 class StoringProcess(protocol.ProcessProtocol):
     """Runs the storing process for *config*, as *ids* (a (uid, gid), or
     None to stay who we are).  That process starts its worker again when
     the worker ends unasked; should it end itself, the spool keeps
-    everything until smtplatrine is restarted."""
+    everything until smtplatrine is restarted.
+
+    It is also the SMTP side's sink of events: each goes to the process as
+    a line.  While the process does not read (busy, or its worker starting
+    again), up to ``MAX_WAITING`` bytes of them wait; the rest are dropped,
+    and *lost* (a function of the number) is told once they flow again.
+    """
 
     STOP_SECONDS = 10
 
-    def __init__(self, reactor, config, ids):
+    def __init__(self, reactor, config, ids, lost=None):
         self._reactor = reactor
         self._config = pickle.dumps(config)
         self._ids = ids
+        self._lost = lost
         self._buffer = b""
         self._stopping = False
         self._kill = None
         self._ended = defer.Deferred()
+        # Bytes written since the pipe filled (None: it is not full), and
+        # events dropped meanwhile.
+        self._waiting = None
+        self._dropped = 0
 
     def spawn(self):
         """Start the process; it waits for :meth:`configure`."""
@@ -171,6 +240,41 @@ class StoringProcess(protocol.ProcessProtocol):
             env.pop(name, None)
         self._reactor.spawnProcess(self, sys.executable, args, env=env,
                                    childFDs={0: "w", 1: "r", 2: 2, 3: "w"})
+
+    def connectionMade(self):
+        self.transport.registerProducer(self, True)
+
+    def pauseProducing(self):
+        """The pipe is full: the process does not read for now."""
+        self._waiting = 0
+
+    def resumeProducing(self):
+        self._waiting = None
+        dropped, self._dropped = self._dropped, 0
+        if dropped and self._lost is not None:
+            self._lost(dropped)
+
+    def stopProducing(self):
+        self._waiting = None
+
+    def write(self, event):
+        """Hand *event* to the process, for the outputs."""
+        if self._stopping:
+            return
+        line = b"event " + json.dumps(event, sort_keys=True).encode("ascii") + b"\n"
+        if (self._ended.called or len(line) > MAX_LINE
+                or (self._waiting is not None and self._waiting + len(line) > MAX_WAITING)):
+            if not self._dropped:
+                log.warn("the storing process does not take events now: they are"
+                         " dropped, not given to the outputs, until it does")
+            self._dropped += 1
+            return
+        if self._waiting is not None:
+            self._waiting += len(line)
+        self.transport.write(line)
+
+    def close(self):
+        """The process ends with :meth:`stop`."""
 
     def configure(self):
         """Hand the process its configuration: it builds everything and
@@ -223,20 +327,40 @@ class StoringProcess(protocol.ProcessProtocol):
         return self._ended
 
 
-class _Commands(LineOnlyReceiver):
-    """The server's lines: items for the pipeline; end of input: stop."""
+class _Commands(protocol.Protocol):
+    """The server's lines: items for the pipeline (``message ID``,
+    ``session ID``), events for the outputs (``event JSON``); end of
+    input: stop.  A line longer than ``MAX_LINE`` is skipped."""
 
-    delimiter = b"\n"
-
-    def __init__(self, notify, ended):
+    def __init__(self, notify, forward, ended):
         self._notify = notify
+        self._forward = forward
         self._ended = ended
+        self._buffer = b""
+        self._skipping = False
 
-    def lineReceived(self, line):
+    def dataReceived(self, data):
+        *lines, self._buffer = (self._buffer + data).split(b"\n")
+        for line in lines:
+            if self._skipping:
+                self._skipping = False
+            else:
+                self._line(line)
+        if len(self._buffer) > MAX_LINE:
+            self._buffer, self._skipping = b"", True
+
+    def _line(self, line):
+        kind, _, item = line.partition(b" ")
+        if kind == b"event":
+            try:
+                event = json.loads(item)
+            except ValueError:
+                return
+            if isinstance(event, dict) and "eventid" in event:
+                self._forward(event)
         # A worker that died may have read part of a line: skip what is left.
-        kind, _, item = line.decode("ascii", "replace").partition(" ")
-        if kind in ("message", "session") and item:
-            self._notify(kind, item)
+        elif kind in (b"message", b"session") and item:
+            self._notify(kind.decode("ascii"), item.decode("ascii", "replace"))
 
     def connectionLost(self, reason):
         self._ended()
@@ -259,7 +383,8 @@ def _work(storing, reactor):
     """The worker: store until the server closes our input."""
     from twisted.internet import stdio
 
-    stdio.StandardIO(_Commands(storing.pipeline.notify, reactor.stop), reactor=reactor)
+    stdio.StandardIO(_Commands(storing.pipeline.notify, storing.forward, reactor.stop),
+                     reactor=reactor)
     reactor.callWhenRunning(storing.start)
     reactor.addSystemEventTrigger("before", "shutdown", storing.stop)
     reactor.run(installSignalHandlers=False)
@@ -301,6 +426,7 @@ def _supervise(storing, reactor, max_delay):
                 sys.stdout.flush()
                 os._exit(code)
         _, status = os.waitpid(pid, 0)
+        metrics.process_ended(pid)
         if os.waitstatus_to_exitcode(status) == 0:
             return
         if time.monotonic() - started >= max_delay:

@@ -13,7 +13,9 @@
 Each runs in the sandbox (smtplatrine.enrich.sandbox), never in the
 storing process; results go to honeypot_enrichment like any enricher's,
 and to tables of their own (smtplatrine.store.forensics) to search and
-join on.  Each has a section ``[enricher_NAME]`` (``enabled`` and more).
+join on.  Each has a section ``[enricher_NAME]`` (``enabled`` and more),
+declared by its ``options`` class; the configured enricher keeps the
+values read as ``settings``.
 """
 
 import functools
@@ -26,7 +28,7 @@ from zope.interface import implementer
 
 from smtplatrine.enrich.base import Enricher, cache_times
 from smtplatrine.enrich.sandbox import AnalysisFailed
-from smtplatrine.interfaces import IEnricher, LookupFailed, Member, Result
+from smtplatrine.interfaces import IEnricher, LookupFailed, Member, Result, option
 from smtplatrine.store import forensics as store
 
 log = Logger()
@@ -36,31 +38,34 @@ _MB = 2**20
 LISTED = 100
 
 
+_COUNT = "a whole number > 0"
+
+
 @attrs.frozen
-class FileTypeSettings:
+class FileTypeOptions:
     enabled: bool = True
 
 
 @attrs.frozen
-class ArchiveSettings:
+class ArchiveOptions:
     enabled: bool = True
-    max_members: int = attrs.field(default=1000, validator=v.gt(0))
-    max_expanded_mb: int = attrs.field(default=256, validator=v.gt(0))
-    max_member_mb: int = attrs.field(default=64, validator=v.gt(0))
-    max_ratio: int = attrs.field(default=100, validator=v.gt(1))
-    max_depth: int = attrs.field(default=5, validator=v.gt(0))
-    max_passwords: int = attrs.field(default=20, validator=v.ge(0))
+    max_members: int = option(1000, v.gt(0), _COUNT)
+    max_expanded_mb: int = option(256, v.gt(0), _COUNT)
+    max_member_mb: int = option(64, v.gt(0), _COUNT)
+    max_ratio: int = option(100, v.gt(1), "a whole number > 1")
+    max_depth: int = option(5, v.gt(0), _COUNT)
+    max_passwords: int = option(20, v.ge(0), "a whole number >= 0")
 
 
 @attrs.frozen
-class DocumentSettings:
+class DocumentOptions:
     enabled: bool = True
 
 
 @attrs.frozen
-class YaraSettings:
+class YaraOptions:
     enabled: bool = True
-    rules: str = ""
+    rules: str = option("", allowed="a directory of YARA rule files, or empty")
 
 
 @attrs.frozen
@@ -71,12 +76,12 @@ class _Analyser(Enricher):
     kinds = ("sha256",)
     files: object = None
     sandbox: object = None
-    options: object = None
+    settings: object = None
     clock: object = None
     timeout: float = 0.0
 
     def configure(self, context):
-        options = context.sections.get(f"enricher_{self.name}") or self.settings()
+        options = context.options or self.options()
         if not options.enabled:
             return None
         if context.files is None:
@@ -97,7 +102,7 @@ class _Analyser(Enricher):
         context.sandbox.register(self.name, function)
         seconds = context.settings.sandbox_seconds
         return attrs.evolve(self, files=context.files, sandbox=context.sandbox,
-                            options=options, clock=context.reactor, timeout=30 * seconds,
+                            settings=options, clock=context.reactor, timeout=30 * seconds,
                             **cache_times(context.settings))
 
     async def lookup(self, kind, indicator, sighting=None):
@@ -131,7 +136,7 @@ def _members(found):
 class FileType(_Analyser):
     """What the file is, by its content, and its fuzzy hashes."""
     name = "filetype"
-    settings = FileTypeSettings
+    options = FileTypeOptions
 
     def prepare(self, options):
         from smtplatrine.forensics import filetype
@@ -155,7 +160,7 @@ class FileType(_Analyser):
 class Archive(_Analyser):
     """The members of an archive, recursively, within the bounds."""
     name = "archive"
-    settings = ArchiveSettings
+    options = ArchiveOptions
     sightings = True
 
     def prepare(self, options):
@@ -166,7 +171,7 @@ class Archive(_Analyser):
 
     def params(self, sighting):
         from smtplatrine.forensics.passwords import candidates
-        o = self.options
+        o = self.settings
         passwords = candidates(sighting.body if sighting else "", o.max_passwords)
         return {"store": str(self.files.directory),
                 "passwords": passwords[:o.max_passwords + 3],
@@ -200,7 +205,7 @@ class Document(_Analyser):
     """What an Office file, a PDF, an executable, an HTML file or a
     shortcut does."""
     name = "document"
-    settings = DocumentSettings
+    options = DocumentOptions
 
     def prepare(self, options):
         from smtplatrine.forensics import documents
@@ -231,7 +236,7 @@ class Document(_Analyser):
 class Yara(_Analyser):
     """The operator's YARA rules that match the file."""
     name = "yara"
-    settings = YaraSettings
+    options = YaraOptions
 
     def prepare(self, options):
         from smtplatrine.forensics import rules
