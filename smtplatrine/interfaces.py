@@ -214,6 +214,9 @@ class IEnricher(Interface):
     #              called for every sighting once its result is known, new
     #              or cached, in a transaction: what depends on the message
     #              (the attachment's name, say) rather than on the indicator
+    #   summary(data)
+    #              flat fields (text, numbers, booleans) the enrichment
+    #              event of a new result carries beside ``found``
 
     def configure(context):
         """The enricher ready to look up with *context* (a :class:`Context`),

@@ -739,3 +739,24 @@ class FileEnricherTests(unittest.TestCase):
         [_, (_, _, later)] = unpacker.seen
         self.assertEqual((later.filename, later.source, later.body.strip()),
                          ("f1.bin", "attachment", "see http://bit.ly/x"))
+
+    @defer.inlineCallbacks
+    def test_summary_in_the_event(self):
+        """An enricher's summary adds flat fields to its enrichment event;
+        what would override the event's own fields, or is not flat, is
+        left out, and attacker text is escaped."""
+        @implementer(IPlugin, IEnricher)
+        @attrs.frozen
+        class Summarised(Recorder):
+            def summary(self, data):
+                return {"verdict": "bad\nline", "score": 7, "provider": "x",
+                        "format": "y", "nested": {"a": 1}}
+        harness = yield self.start([Summarised(kinds=("sha256",))])
+        prepared = message(harness.tmp, [b"file"])
+        yield harness.store(prepared)
+        yield harness.service.submit(prepared)
+        [event] = harness.events("smtplatrine.enrichment")
+        self.assertEqual((event["verdict"], event["score"], event["provider"]),
+                         ("bad\\nline", 7, "recorder"))
+        self.assertNotIn("format", event)
+        self.assertNotIn("nested", event)

@@ -227,13 +227,25 @@ class ForensicsTests(HoneypotTestCase):
         self.assertRegex(line, r"YARA rule file \S+/broken\.yar does not compile \(line 1:"
                                r" undefined string \"\$b\"\)")
 
-        # Events: members are attachments stored, each with its parent.
-        events = [json.loads(line) for line in
-                  (self.honeypot.data / "events.jsonl").read_text().splitlines()]
+        # Events: members are attachments stored, each with its parent; the
+        # analyses say what they found.
+        def events():
+            lines = (self.honeypot.data / "events.jsonl").read_text().splitlines()
+            found = [json.loads(line) for line in lines]
+            keys = {(e.get("provider"), e.get("indicator")) for e in found}
+            return found if {k for k in expected if k[0] != "document"} <= keys else None
+        events = self.honeypot.wait_for(events)
         stored = {e["sha256"]: e for e in events
                   if e["eventid"] == "smtplatrine.attachment.stored" and e.get("parent_id")}
         self.assertEqual(set(stored), set(members.values()))
-        self.assertIn("smtplatrine.enrichment", {e["eventid"] for e in events})
+        analysed = {(e["provider"], e["indicator"]): e for e in events
+                    if e["eventid"] == "smtplatrine.enrichment"}
+        self.assertEqual(analysed["filetype", sums["login.html"]]["mime"], "text/html")
+        self.assertIn("ratio_limit", analysed["archive", sums["bomb.zip"]]["flags"].split())
+        self.assertEqual(analysed["archive", sums["invoice.zip"]]["password"], PASSWORD)
+        self.assertEqual(analysed["yara", sums["login.html"]]["rules"], "phish_kit")
+        self.assertIn("vba_macros",
+                      analysed["document", members["invoice.doc"]]["flags"].split())
         self.export_shows(members)
 
     def stored(self, digest):

@@ -143,6 +143,10 @@ class FileType(_Analyser):
         filetype.prepare()
         return filetype.analyse
 
+    def summary(self, data):
+        return {"mime": data.get("mime"), "ssdeep": data.get("ssdeep"),
+                "tlsh": data.get("tlsh"), "error": data.get("error")}
+
     def save(self, cursor, dialect, kind, indicator, data):
         if "error" in data:
             store.save_findings(cursor, dialect, self.name, indicator, data["flags"])
@@ -192,6 +196,11 @@ class Archive(_Analyser):
         # Locked without a password: the next message may offer one.
         return Result(answer, ttl=0.0 if locked else None, files=_members(files))
 
+    def summary(self, data):
+        return {"archive": data.get("format"), "members": data.get("members"),
+                "extracted": data.get("extracted"), "password": data.get("password"),
+                "flags": " ".join(data.get("flags", []))}
+
     def save(self, cursor, dialect, kind, indicator, data):
         properties = [("format", f) for f in data.get("formats", [])]
         properties.append(("password", data.get("password")))
@@ -219,6 +228,11 @@ class Document(_Analyser):
         if answer is None:
             return Result(None)
         return Result(answer, files=_members(answer.pop("files", [])))
+
+    def summary(self, data):
+        return {"document": data.get("kind"), "imphash": data.get("imphash"),
+                "flags": " ".join(data.get("flags", [])),
+                "urls": len(data.get("urls", []))}
 
     def save(self, cursor, dialect, kind, indicator, data):
         properties = [(name, data.get(name)) for name in (
@@ -265,6 +279,9 @@ class Yara(_Analyser):
 
     def result(self, answer):
         return Result({"matches": answer} if answer else None)
+
+    def summary(self, data):
+        return {"rules": " ".join(sorted({m["rule"] for m in data.get("matches", [])}))}
 
     def save(self, cursor, dialect, kind, indicator, data):
         if "matches" in data:

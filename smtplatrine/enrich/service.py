@@ -228,7 +228,8 @@ class EnrichmentService:
         if result.hold > 0:
             await run(store.hold, dialect, name, now + result.hold, "quota spent")
         self._emit("smtplatrine.enrichment", identity, enricher, kind, indicator,
-                   message, found=result.data is not None)
+                   message, found=result.data is not None,
+                   **_summary(enricher, result.data))
         return await self._after(enricher, sighting, identity, result)
 
     async def _after(self, enricher, sighting, identity, result):
@@ -325,6 +326,29 @@ def _save(cursor, dialect, enricher, sighting, sensor, result, now, ttl):
     save = getattr(enricher, "save", None)
     if save is not None and result.data is not None:
         save(cursor, dialect, sighting.kind, sighting.indicator, result.data)
+
+
+# Fields of the enrichment event an enricher's summary may not take over
+# (its own, and the logger's).
+_RESERVED = {"eventid", "timestamp", "message", "provider", "kind", "indicator", "found",
+             "level", "format", *_IDENTITY}
+
+
+def _summary(enricher, data):
+    """The flat fields the enricher's optional ``summary(data)`` gives its
+    enrichment event (values text, numbers, booleans or null)."""
+    summary = getattr(enricher, "summary", None)
+    if summary is None or data is None:
+        return {}
+    try:
+        fields = summary(data) or {}
+    except Exception:
+        log.failure("enricher {name}: its summary failed", name=enricher.name)
+        return {}
+    return {str(k): (printable(v)[:1000] if isinstance(v, str) else v)
+            for k, v in fields.items()
+            if k not in _RESERVED and not str(k).startswith("log_")
+            and isinstance(v, (str, int, float, bool, type(None)))}
 
 
 def sightings(prepared):
