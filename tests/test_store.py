@@ -13,7 +13,7 @@ from twisted.trial import unittest
 from smtplatrine.config import MySQL as MySQLSettings
 from smtplatrine.parse import Limits
 from smtplatrine.pipeline import prepare
-from smtplatrine.store import dialects, records
+from smtplatrine.store import dialects, records, schema
 from smtplatrine.store.database import Database
 from smtplatrine.store.dialects import Rejected
 from tests.mariadb import shared_database
@@ -95,6 +95,33 @@ class StoreTestsMixin:
         yield defer.Deferred.fromCoroutine(self.database.open())
         rows = yield self.query("SELECT version FROM schema_version ORDER BY version")
         self.assertEqual(rows, [(1,), (2,), (3,), (6,)])
+
+    @defer.inlineCallbacks
+    def test_upgrade_applies_what_is_missing(self):
+        """A database at version 3 with a message gets 006 (numbers are
+        handed out ahead: 4 and 5 may come later, and are applied then);
+        its attachments keep their rows, with no parent."""
+        dialect = self.make_dialect()
+        database = Database(dialect)
+        self.addCleanup(database.close)
+
+        def run(*args):
+            return defer.Deferred.fromCoroutine(database.run(*args))
+        yield run(schema.upgrade, dialect, [m for m in dialect.migrations() if m[0] <= 3],
+                  True)
+        yield run(records.save_message, dialect, prepared(
+            self.tmp, "00000000-0000-4000-8000-000000000009", message_bytes()), time.time())
+        self.assertEqual((yield run(schema.upgrade, dialect, dialect.migrations(), True)),
+                         (6, [6]))
+        def parents(cursor):
+            cursor.execute("SELECT parent_id FROM honeypot_attachments")
+            return [tuple(row) for row in cursor.fetchall()]
+        found = yield run(parents)
+        self.assertTrue(found)
+        self.assertEqual(found, [(None,)] * len(found))
+        later = (5, "005_later.sql", "CREATE TABLE later_test (x INTEGER)")
+        self.assertEqual((yield run(schema.upgrade, dialect, [*dialect.migrations(), later],
+                                    True)), (6, [5]))
 
     @defer.inlineCallbacks
     def test_message_columns(self):
