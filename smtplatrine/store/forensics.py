@@ -178,7 +178,10 @@ def similar(cursor, dialect, sha256, limit=50, threshold=30, distance=100,
     (0-100) against it, or whose TLSH lies within *distance* of it (among
     the ssdeep candidates and the latest *candidates* files of its MIME
     type), best first: [{sha256, mime, size, ssdeep_score, tlsh_distance}]."""
-    import tlsh
+    try:
+        import tlsh
+    except ImportError:     # the forensics extra is not installed here
+        tlsh = None
     cursor.execute(dialect.sql(
         "SELECT ssdeep, tlsh, mime FROM honeypot_files WHERE sha256 = ?"), (sha256,))
     row = cursor.fetchone()
@@ -209,7 +212,8 @@ def similar(cursor, dialect, sha256, limit=50, threshold=30, distance=100,
             continue
         score = (fuzzy.compare(signature, other_signature)
                  if signature and other_signature else 0)
-        apart = (tlsh.diff(digest, other_digest) if digest and other_digest else None)
+        apart = (tlsh.diff(digest, other_digest)
+                 if tlsh and digest and other_digest else None)
         if score >= threshold or (apart is not None and apart <= distance):
             found.append({"sha256": other, "mime": other_mime, "size": size,
                           "ssdeep_score": score, "tlsh_distance": apart})
