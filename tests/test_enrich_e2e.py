@@ -9,7 +9,7 @@ import shutil
 import subprocess
 import sys
 
-from tests.mariadb import shared_database
+from tests.mariadb import mysql_sections
 from tests.mmdb import asn_database, city_database, city_record
 from tests.process import ROOT, environment, reachable_directory
 from tests.test_e2e import HoneypotTestCase
@@ -136,7 +136,4 @@ class MariaDBEnrichmentTests(EnrichmentTests):
     """The same with MariaDB, where sensors share cache, quotas and queue."""
 
     def database_sections(self):
-        settings = shared_database(self)
-        return {"engine": {"engine_backend": "mysql"},
-                "mysql": {"mysql_host": settings["host"], "mysql_port": settings["port"],
-                          "mysql_database": settings["database"]}}
+        return mysql_sections(self)

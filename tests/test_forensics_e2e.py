@@ -15,7 +15,7 @@ from email.message import EmailMessage
 from email.policy import SMTP
 
 from tests import samples
-from tests.mariadb import shared_database
+from tests.mariadb import mysql_sections
 from tests.process import environment, reachable_directory
 from tests.samples import run, sha256
 from tests.test_e2e import HoneypotTestCase
@@ -277,10 +277,7 @@ class MariaDBForensicsTests(ForensicsTests):
     """The same with MariaDB."""
 
     def database_sections(self):
-        settings = shared_database(self)
-        return {"engine": {"engine_backend": "mysql"},
-                "mysql": {"mysql_host": settings["host"], "mysql_port": settings["port"],
-                          "mysql_database": settings["database"]}}
+        return mysql_sections(self)
 
 
 class SandboxLimitsTests(HoneypotTestCase):
