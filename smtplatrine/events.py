@@ -38,6 +38,11 @@ EVENTS = {
     "smtplatrine.message.stored": (
         LogLevel.info, "message {message} stored: {attachments} attachment(s),"
                        " {urls} URL(s), {defects} defect(s)"),
+    "smtplatrine.message.parse_failed": (
+        LogLevel.warn, "message {message} stored unparsed (defect parse_failed): {reason}"),
+    "smtplatrine.message.reparsed": (
+        LogLevel.debug, "message {message} read again: {attachments} attachment(s),"
+                        " {urls} URL(s), {defects} defect(s)"),
     "smtplatrine.attachment.stored": (
         LogLevel.debug, "attachment {sha256} ({size} bytes, {content_type})"),
     "smtplatrine.message.quarantined": (

@@ -20,7 +20,8 @@ _CHILDREN = {
                      "disposition", "size", "md5", "sha1", "sha256", "stored_path"]),
 }
 _JSON_COLUMNS = {"mail_params", "session_flags", "defects", "flags", "envelopes"}
-_BOOLEANS = {"tls", "acknowledged", "truncated", "incomplete", "recovered", "accepted"}
+_BOOLEANS = {"tls", "acknowledged", "truncated", "incomplete", "recovered", "accepted",
+             "imported"}
 
 
 def _iso(value):

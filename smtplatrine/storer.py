@@ -85,15 +85,15 @@ class Storing:
     """The database, the pipeline that fills it from the spool, and the
     enrichment after each commit, built from *config* (files opened, heavy
     modules imported, the sandbox forked, becoming *ids* if given) while
-    everything can still be read."""
+    everything can still be read.  ``smtplatrine import`` and ``reparse``
+    use it without the pipeline."""
 
     def __init__(self, config, reactor, ids=None):
         self.config = config
         self.reactor = reactor
         self.ids = ids
         self.sandbox = None
-        attachments, raw = store_dirs(config)
-        self.attachments = attachments
+        self.attachments_dir, self.raw_dir = attachments, raw = store_dirs(config)
         spool_root = Path(config.server.data_dir) / "spool"
         dialect = dialects.from_config(config)
         self.database = Database(dialect, create=config.mysql.mysql_auto_create_db
@@ -103,9 +103,9 @@ class Storing:
         self.events = Events(reactor, [self.outputs, *filter(None, [self.metrics])],
                              LogLevel.levelWithName(config.logger.level))
         store = config.store
-        limits = Limits(seconds=store.parse_seconds, depth=store.parse_max_depth,
-                        parts=store.parse_max_parts,
-                        header_bytes=store.parse_max_header_bytes)
+        self.limits = limits = Limits(
+            seconds=store.parse_seconds, depth=store.parse_max_depth,
+            parts=store.parse_max_parts, header_bytes=store.parse_max_header_bytes)
         self.threadpool = ThreadPool(1, 2, name="smtplatrine-parse")
         concurrency = config.mysql.mysql_connections if dialect.name == "mysql" else 2
         self.enrichment = self._enrichment()
@@ -137,7 +137,7 @@ class Storing:
                           workers=meta.sandbox_workers)
         context = enrich.context(
             meta, self.reactor, sandbox=sandbox,
-            files=FileStore(self.attachments) if self.attachments else None)
+            files=FileStore(self.attachments_dir) if self.attachments_dir else None)
         enrichers = enrich.configure(enrich.discover(), context, self.config)
         if sandbox.needed:
             # Now, while this process has no thread and can read everything.
@@ -171,10 +171,15 @@ class Storing:
         self.quota.update(waiting=waiting, left=metrics.quota_left(
             used, self.enrichment.enrichers.values()))
 
-    def start(self):
-        self.threadpool.start()
+    def connect_sandbox(self):
+        """Open this process's conversation with the sandbox (if there is
+        one): the worker, or an import, before it enriches."""
         if self.sandbox is not None:
             self.sandbox.connect(self.reactor)
+
+    def start(self):
+        self.threadpool.start()
+        self.connect_sandbox()
         self.pipeline.start()
         if self.enrichment is not None:
             self.enrichment.start()

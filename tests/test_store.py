@@ -7,11 +7,12 @@ import tempfile
 import time
 from pathlib import Path
 
+import attrs
 from twisted.internet import defer
 from twisted.trial import unittest
 
 from smtplatrine.config import MySQL as MySQLSettings
-from smtplatrine.parse import Limits
+from smtplatrine.parse import Limits, unparsed
 from smtplatrine.pipeline import prepare
 from smtplatrine.store import dialects, records, schema
 from smtplatrine.store.database import Database
@@ -89,39 +90,113 @@ class StoreTestsMixin:
 
     @defer.inlineCallbacks
     def test_schema_version(self):
-        """The schema is created with every upgrade (002 the enrichment, 003
-        the block list, 006 attachment forensics), and opening again keeps
-        it."""
+        """The schema is created at version 6 (002 the enrichment, 003 the
+        block list, 005 imports and parse failures, 006 attachment
+        forensics), and opening again keeps it."""
         yield defer.Deferred.fromCoroutine(self.database.open())
         rows = yield self.query("SELECT version FROM schema_version ORDER BY version")
-        self.assertEqual(rows, [(1,), (2,), (3,), (6,)])
+        self.assertEqual(rows, [(1,), (2,), (3,), (5,), (6,)])
 
     @defer.inlineCallbacks
-    def test_upgrade_applies_what_is_missing(self):
-        """A database at version 3 with a message gets 006 (numbers are
-        handed out ahead: 4 and 5 may come later, and are applied then);
-        its attachments keep their rows, with no parent."""
-        dialect = self.make_dialect()
-        database = Database(dialect)
+    def test_upgrade_in_any_order(self):
+        """A database at version 3 is upgraded with 005; a file numbered
+        below the newest applied (004, merged later) is applied all the
+        same, and only once."""
+        database = Database(self.make_dialect())
         self.addCleanup(database.close)
+        dialect = database.dialect
+        older = [m for m in dialect.migrations() if m[0] <= 3]
+        run = lambda migrations: defer.Deferred.fromCoroutine(database.run(
+            schema.upgrade, dialect, migrations, True))
+        self.assertEqual((yield run(older)), (3, [1, 2, 3]))
+        self.assertEqual((yield run(dialect.migrations())), (6, [5, 6]))
+        later = (4, "004_later.sql", "CREATE TABLE later_four (x INTEGER)")
+        self.assertEqual((yield run(sorted([*dialect.migrations(), later]))), (6, [4]))
+        self.assertEqual((yield run(sorted([*dialect.migrations(), later]))), (6, []))
+
+        def columns(cursor):
+            cursor.execute("SELECT imported, import_file, import_index, parse_error,"
+                           " (SELECT COUNT(*) FROM later_four) FROM honeypot_emails")
+            return cursor.fetchall()
+        self.assertEqual(list((yield defer.Deferred.fromCoroutine(database.run(columns)))), [])
+
+    @defer.inlineCallbacks
+    def test_forensics_upgrade_keeps_attachments(self):
+        """A database at version 3 with a message gets 006: its attachment
+        rows stay, each with no parent (they are MIME parts)."""
+        database = Database(self.make_dialect())
+        self.addCleanup(database.close)
+        dialect = database.dialect
 
         def run(*args):
             return defer.Deferred.fromCoroutine(database.run(*args))
         yield run(schema.upgrade, dialect, [m for m in dialect.migrations() if m[0] <= 3],
                   True)
-        yield run(records.save_message, dialect, prepared(
-            self.tmp, "00000000-0000-4000-8000-000000000009", message_bytes()), time.time())
+
+        def old_columns(cursor):
+            # What 001's honeypot_emails has: the message as version 3 kept it.
+            item = prepared(self.tmp, "00000000-0000-4000-8000-000000000009",
+                            message_bytes())
+            cursor.execute(dialect.insert("honeypot_attachments", [
+                "attachment_id", "message_id", "position", "sensor", "filename",
+                "content_type", "disposition", "size", "md5", "sha1", "sha256"]),
+                ("00000000-0000-5000-8000-000000000001", item.metadata["message"], 0, "s",
+                 "a.txt", "text/plain", "attachment", 1, "0" * 32, "0" * 40, "0" * 64))
+        yield run(old_columns)
         self.assertEqual((yield run(schema.upgrade, dialect, dialect.migrations(), True)),
-                         (6, [6]))
+                         (6, [5, 6]))
+
         def parents(cursor):
-            cursor.execute("SELECT parent_id FROM honeypot_attachments")
+            cursor.execute("SELECT filename, parent_id FROM honeypot_attachments")
             return [tuple(row) for row in cursor.fetchall()]
-        found = yield run(parents)
-        self.assertTrue(found)
-        self.assertEqual(found, [(None,)] * len(found))
-        later = (5, "005_later.sql", "CREATE TABLE later_test (x INTEGER)")
-        self.assertEqual((yield run(schema.upgrade, dialect, [*dialect.migrations(), later],
-                                    True)), (6, [5]))
+        self.assertEqual((yield run(parents)), [("a.txt", None)])
+
+    @defer.inlineCallbacks
+    def test_unparsed_message(self):
+        """A message that could not be parsed is stored with its envelope,
+        raw bytes and hashes, flagged parse_failed with the reason."""
+        raw = message_bytes()
+        item = prepared(self.tmp, "00000000-0000-4000-8000-00000000000b", raw)
+        item = attrs.evolve(item, parsed=unparsed("the parser failed: boom"),
+                            attachment_paths=())
+        self.assertTrue((yield self.save(item)))
+        rows = yield self.query("SELECT mail_from, raw, sha256, defects, parse_error,"
+                                " header_subject, imported FROM honeypot_emails")
+        self.assertEqual(rows, [("alice@example.net", raw, hashlib.sha256(raw).hexdigest(),
+                                 '["parse_failed"]', "the parser failed: boom", None, 0)])
+        rows = yield self.query("SELECT COUNT(*) FROM honeypot_email_headers")
+        self.assertEqual(rows, [(0,)])
+
+    @defer.inlineCallbacks
+    def test_update_reading(self):
+        """Reading a stored message again replaces its rows in place, counts
+        recipients it newly carries once, and a second time changes nothing."""
+        message_id = "00000000-0000-4000-8000-00000000000c"
+        item = prepared(self.tmp, message_id, message_bytes())
+        yield self.save(attrs.evolve(item, parsed=unparsed("old parser"),
+                                     attachment_paths=()))
+        update = lambda i: defer.Deferred.fromCoroutine(self.database.run(
+            records.update_reading, self.database.dialect, i))
+        self.assertTrue((yield update(item)))
+        self.assertFalse((yield update(item)))
+        rows = yield self.query("SELECT header_subject, defects, parse_error FROM honeypot_emails")
+        self.assertEqual(rows, [("Invoice 42", "[]", None)])
+        rows = yield self.query("SELECT sha256, attachment_id FROM honeypot_attachments")
+        self.assertEqual(rows, [(hashlib.sha256(PDF).hexdigest(),
+                                 records.attachment_id(message_id, 0))])
+        for table, count in [("honeypot_email_headers", 9), ("honeypot_email_received", 1),
+                             ("honeypot_email_urls", 1), ("honeypot_email_recipients", 4)]:
+            rows = yield self.query(f"SELECT COUNT(*) FROM {table}")
+            self.assertEqual(rows, [(count,)], table)
+        rows = yield self.query("SELECT address, seen FROM honeypot_recipients ORDER BY address")
+        self.assertEqual(rows, [("bob+sales@example.org", 1), ("carol@example.org", 1),
+                                ("dave@example.org", 1)])
+        # Read as unparsed again: the Cc is gone, and its count with it.
+        self.assertTrue((yield update(attrs.evolve(item, parsed=unparsed("x")))))
+        rows = yield self.query("SELECT address, seen FROM honeypot_recipients ORDER BY address")
+        self.assertEqual(rows, [("bob+sales@example.org", 1), ("dave@example.org", 1)])
+        rows = yield self.query("SELECT COUNT(*) FROM honeypot_attachments")
+        self.assertEqual(rows, [(0,)])
 
     @defer.inlineCallbacks
     def test_message_columns(self):

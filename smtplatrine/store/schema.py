@@ -14,9 +14,9 @@ def statements(text):
 
 
 def upgrade(cursor, dialect, migrations, create):
-    """Apply those of *migrations* not applied yet (in one interaction), in
-    order: numbers are handed out ahead, so a database may have 6 and not
-    yet 5; with *create* false only check that none is missing."""
+    """Apply the *migrations* not applied yet (in one interaction); with
+    *create* false only check that there are none.  The newest version and
+    the versions applied now."""
     dialect.lock(cursor)
     try:
         cursor.execute("CREATE TABLE IF NOT EXISTS schema_version"
@@ -24,18 +24,19 @@ def upgrade(cursor, dialect, migrations, create):
                        " applied VARCHAR(32) NOT NULL)")
         cursor.execute("SELECT version FROM schema_version")
         applied = {row[0] for row in cursor.fetchall()}
-        current = max(applied, default=0)
+        # Every file not applied yet, in order, also one numbered below the
+        # newest applied (files from branches merged in another order).
         pending = [m for m in migrations if m[0] not in applied]
         if pending and not create:
             raise Rejected(
-                f"the schema is at version {current}, smtplatrine needs"
-                f" {pending[-1][0]}: apply {', '.join(name for _, name, _ in pending)}"
+                f"the schema is at version {max(applied, default=0)}, smtplatrine"
+                f" needs {', '.join(name for _, name, _ in pending)}: apply them"
                 f" from sql/{dialect.name}/ or set mysql_auto_create_db = true")
         for version, _, text in pending:
             for statement in statements(text):
                 cursor.execute(statement)
             cursor.execute(dialect.insert("schema_version", ["version", "applied"]),
                            (version, datetime.now(timezone.utc).isoformat()))
-        return max([current] + [m[0] for m in pending]), [m[0] for m in pending]
+        return max(applied | {m[0] for m in pending}, default=0), [m[0] for m in pending]
     finally:
         dialect.unlock(cursor)
