@@ -281,6 +281,9 @@ def listen(reactor, description, registry):
     if not results or not hasattr(results[0], "getHost"):
         error = results[0].value if results else "it did not bind at once"
         raise SystemExit(_listen_error(description, error))
+    host = results[0].getHost()
+    log.info("metrics: serving /metrics on {endpoint} at {host}:{port}",
+             endpoint=description, host=host.host, port=host.port)
     return results[0]
 
 

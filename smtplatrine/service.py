@@ -54,6 +54,15 @@ def _listen_error(description, error):
     return f"smtplatrine: cannot listen on {description}: {why}"
 
 
+def address_of(port):
+    """Where a listening *port* is: ``host:port`` (``[host]:port`` for
+    IPv6), or the path of a Unix socket."""
+    host = port.getHost()
+    if not hasattr(host, "port"):
+        return os.fsdecode(host.name)
+    return f"[{host.host}]:{host.port}" if ":" in host.host else f"{host.host}:{host.port}"
+
+
 def unprivileged_ids(user, group):
     """The (uid, gid) to become when running as root, else None."""
     if os.getuid() != 0:
@@ -275,13 +284,19 @@ class HoneypotService(Service):
         d = endpoint.listen(factory)
         d.addBoth(results.append)
         if not results:
-            d.addCallback(self.ports.append)
+            d.addCallback(self._listening, description)
             d.addErrback(self._late_failure, description)
         elif isinstance(results[0], Failure):
             raise SystemExit(_listen_error(description, results[0].value))
         else:
-            self.ports.append(results[0])
-            log.info("listening on {endpoint}", endpoint=description)
+            self._listening(results[0], description)
+
+    def _listening(self, port, description):
+        """Keep *port*, and say where it listens (the port the system chose
+        for ``tcp:0``, or the one systemd handed over)."""
+        self.ports.append(port)
+        log.info("listening on {endpoint} at {address}", endpoint=description,
+                 address=address_of(port))
 
     def _late_failure(self, failure, description):
         log.critical(_listen_error(description, failure.value))

@@ -4,6 +4,7 @@ and for the benchmark (bench/), which starts its servers with these too."""
 import contextlib
 import json
 import os
+import re
 import shutil
 import socket
 import sqlite3
@@ -16,25 +17,36 @@ from pathlib import Path
 
 import MySQLdb
 import MySQLdb.cursors
-from twisted.trial import unittest
+
+from tests.ci import unavailable
 
 ROOT = Path(__file__).resolve().parent.parent
 TWISTD = [sys.executable, "-c", "from twisted.scripts.twistd import run; run()"]
 GUARD = Path(__file__).resolve().parent / "guard.py"
 GUARD_SECONDS = 3600    # the longest a server started here may live
+# The honeypot's listeners: ports the system chooses, logged by twistd.
+PLAIN_LISTENER, TLS_LISTENER = "tcp:0:interface=127.0.0.1", "ssl:0:interface=127.0.0.1"
 UNKNOWN_DATABASE = 1049  # MariaDB's ER_BAD_DB_ERROR
 
 
 def require(command):
     """Skip a test whose tool is missing, except in CI, where that fails."""
     if shutil.which(command) is None:
-        message = f"{command} is not installed (Debian package; see .ci/run)"
-        if os.environ.get("CI"):
-            raise AssertionError(message)
-        raise unittest.SkipTest(message)
+        raise unavailable(f"{command} is not installed (Debian package; see .ci/run)")
+
+
+def require_root(what):
+    """Skip a test of *what* unless it runs as root, except in CI, where
+    that fails (``.ci/run`` runs as root)."""
+    if os.geteuid() != 0:
+        raise unavailable(f"{what} needs a test run as root")
 
 
 def free_port(family=socket.AF_INET, host="127.0.0.1"):
+    """A port that was free a moment ago, for a server that cannot say
+    which port it bound (the benchmark's baselines); another process may
+    take it meanwhile.  Servers of ours bind port 0 and say which port the
+    system chose (:func:`logged_port`)."""
     with socket.socket(family) as s:
         s.bind((host, 0))
         return s.getsockname()[1]
@@ -76,6 +88,38 @@ def wait_ready(process, port, timeout=30, output=lambda: "", name=None):
             pass
         time.sleep(0.1)
     raise RuntimeError(f"nothing greeted on port {port} within {timeout} s: {output()}")
+
+
+def refusing_port(testcase):
+    """A port of 127.0.0.1 that refuses connections while *testcase* runs:
+    bound by it and not listening, so that nothing else can take it."""
+    closed = socket.socket()
+    testcase.addCleanup(closed.close)
+    closed.bind(("127.0.0.1", 0))
+    return closed.getsockname()[1]
+
+
+def logged_port(process, log, description, offset=0, timeout=30, name="twistd",
+                what="listening"):
+    """The port *process* says, in the file *log* past byte *offset*, that
+    its endpoint *description* listens on ("WHAT on DESCRIPTION at
+    HOST:PORT", as smtplatrine logs each listener, and the metrics port
+    with *what* "serving /metrics"); RuntimeError, with the log, if it ends
+    first or *timeout* seconds pass."""
+    pattern = re.compile(rf"{re.escape(what)} on {re.escape(description)} at \S*:(\d+)$",
+                         re.M)
+    deadline = time.monotonic() + timeout
+    while True:
+        text = log.read_bytes()[offset:].decode(errors="replace") if log.exists() else ""
+        found = pattern.search(text)
+        if found:
+            return int(found.group(1))
+        if process.poll() is not None:
+            raise RuntimeError(f"{name} exited: {text}")
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{name} did not say where {description} listens within"
+                               f" {timeout} s: {text}")
+        time.sleep(0.05)
 
 
 class ServerProcess(subprocess.Popen):
@@ -136,7 +180,8 @@ class Honeypot:
     """twistd running the honeypot with extra config sections.
 
     It listens on a plain port (``self.port``) and an implicit TLS port
-    (``self.tls_port``) on 127.0.0.1.  It runs in *directory* if given (the
+    (``self.tls_port``) of 127.0.0.1 that the system chose and twistd
+    logged (new ones after each start).  It runs in *directory* if given (the
     caller's to remove), else in a temporary one that :meth:`stop` removes.
     Start-up waits until the readiness probe's session is stored, unless
     *storing* is false (a database out of reach on purpose).
@@ -146,7 +191,7 @@ class Honeypot:
         self.temporary = directory is None
         self.directory = reachable_directory() if self.temporary else Path(directory)
         self.data = self.directory / "data"
-        self.port, self.tls_port = free_port(), free_port()
+        self.port = self.tls_port = None
         sections.setdefault("server", {})
         # Enrichers would ask the machine's DNS resolvers: only on request.
         sections.setdefault("meta", {"meta_enable": "false"})
@@ -178,15 +223,19 @@ class Honeypot:
             raise
 
     def start(self):
-        """Start twistd (again, after :meth:`kill`, on the same data)."""
+        """Start twistd (again, after :meth:`kill`, on the same data and
+        new ports); return once it greets."""
+        offset = self.log.stat().st_size if self.log.exists() else 0
         with open(self.stdout, "ab") as stdout:
             self.process = ServerProcess(
                 TWISTD + ["-n", "--pidfile=", f"--logfile={self.log}", "smtplatrine",
                           "--config", str(self.directory / "etc"),
-                          "--listen", f"tcp:{self.port}:interface=127.0.0.1",
-                          "--listen", f"ssl:{self.tls_port}:interface=127.0.0.1"],
+                          "--listen", PLAIN_LISTENER, "--listen", TLS_LISTENER],
                 cwd=self.directory, env=environment(),
                 stdout=stdout, stderr=subprocess.STDOUT)
+        self.port, self.tls_port = (
+            logged_port(self.process, self.log, listener, offset)
+            for listener in (PLAIN_LISTENER, TLS_LISTENER))
         self.wait_ready()
 
     def kill(self):

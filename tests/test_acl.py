@@ -154,6 +154,28 @@ class BlockListTests(GateTestCase):
         for ip in ("192.0.2.6", "198.51.101.0", "2001:db8::2", "unix", ""):
             self.assertIsNone(guard.blocked(ip), ip)
 
+    def test_ipv4_mapped_edges(self):
+        """An IPv4-mapped entry (RFC 4291 2.5.5.2: 96 bits, then the IPv4
+        address) is the IPv4 network of its last prefix bits, and matches
+        clients of either form up to its edges and not past them."""
+        for entry, network in (("::ffff:0.0.0.0/96", "0.0.0.0/0"),
+                               ("::ffff:192.0.2.128/121", "192.0.2.128/25"),
+                               ("::ffff:192.0.2.6/127", "192.0.2.6/31"),
+                               ("::ffff:192.0.2.7", "192.0.2.7/32")):
+            self.assertEqual(str(acl.network(entry)), network, entry)
+        guard = self.make().guard
+        guard.replace(["::ffff:192.0.2.128/121", "::ffff:198.51.100.7"], [])
+        for ip in ("192.0.2.128", "192.0.2.255", "::ffff:192.0.2.128", "::ffff:192.0.2.255",
+                   "198.51.100.7", "::ffff:198.51.100.7"):
+            self.assertIsNotNone(guard.blocked(ip), ip)
+        for ip in ("192.0.2.127", "192.0.3.0", "::ffff:192.0.2.127", "198.51.100.6",
+                   "198.51.100.8", "::192.0.2.128", "::ffff:0:c000:280"):
+            self.assertIsNone(guard.blocked(ip), ip)
+        guard.replace(["::ffff:0.0.0.0/96"], [])
+        for ip in ("0.0.0.0", "255.255.255.255", "::ffff:255.255.255.255"):
+            self.assertIsNotNone(guard.blocked(ip), ip)
+        self.assertIsNone(guard.blocked("::1"))
+
     def test_replace(self):
         """A new list takes the place of the old one."""
         guard = self.make().guard

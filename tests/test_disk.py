@@ -1,13 +1,18 @@
 """The disk worker child process: it creates, syncs and writes on request."""
 
+import io
 import json
+import signal
+import sys
 from pathlib import Path
 
 from twisted.internet import reactor
 from twisted.trial import unittest
 
+from smtplatrine import disk
 from smtplatrine.disk import DiskWorker
 from smtplatrine.spool import Spool
+from tests.durability import DurabilityRecorder
 
 
 class DiskWorkerTests(unittest.TestCase):
@@ -28,10 +33,12 @@ class DiskWorkerTests(unittest.TestCase):
         self.assertEqual({p.stat().st_size for p in (self.root / "messages").iterdir()}, {0})
 
     async def test_session_and_sync(self):
-        """Session records are written whole; a sync answers when done."""
+        """The child writes a session record whole and answers a sync
+        without an error (what the sync does: DiskProgramTests)."""
         record = {"session": "abc", "transcript": [[1.0, "C", "EHLO x"]]}
         await self.worker.request(op="session", record=record)
-        await self.worker.request(op="sync")
+        answer = await self.worker.request(op="sync")
+        self.assertNotIn("errno", answer)
         path = self.root / "sessions" / "abc.json"
         self.assertEqual(json.loads(path.read_text()), record)
 
@@ -43,3 +50,54 @@ class DiskWorkerTests(unittest.TestCase):
         self.assertEqual(caught.exception.errno, 2)
         answer = await self.worker.request(op="create", count=1)
         self.assertEqual(len(answer["ids"]), 1)
+
+
+class DiskProgramTests(unittest.TestCase):
+    """The child's program run in this process on requests in its input,
+    with its syncs recorded (tests/durability.py)."""
+
+    def setUp(self):
+        self.root = Path(self.mktemp())
+        Spool(self.root, None)
+        self.recorder = DurabilityRecorder(self, self.root)
+        # A message written as the server writes one, not synced yet.
+        self.message = self.root / "messages" / "m.eml"
+        self.message.write_bytes(b"Subject: kept\r\n\r\nbody\r\n")
+
+    def run_program(self, *requests):
+        """Run the program on *requests*; each answer joins the recorder's
+        log as it is written."""
+        log = self.recorder.log
+
+        class Output:
+            def write(self, text):
+                log.append(("answer", json.loads(text)))
+
+            def flush(self):
+                pass
+
+        lines = "".join(json.dumps(dict(request, id=number)) + "\n"
+                        for number, request in enumerate(requests, 1))
+        self.patch(sys, "stdin", io.StringIO(lines))
+        self.patch(sys, "stdout", Output())
+        self.patch(signal, "signal", lambda *args: None)  # trial keeps its handlers
+        disk.main([str(self.root)])
+
+    def test_sync_answered_once_durable(self):
+        """A sync is answered only after syncfs(2) of the spool's file
+        system has returned: the message written before it, and its name,
+        would then survive a crash."""
+        self.assertIsNone(self.recorder.durable(self.message))
+        self.run_program({"op": "sync"})
+        self.assertEqual(self.recorder.log, [("syncfs",), ("answer", {"id": 1})])
+        self.assertEqual(self.recorder.durable(self.message),
+                         b"Subject: kept\r\n\r\nbody\r\n")
+
+    def test_failed_sync_answered(self):
+        """A sync that fails is answered with its errno, and nothing more
+        counts as durable."""
+        self.recorder.fail_syncs = True
+        self.run_program({"op": "sync"})
+        self.assertEqual(self.recorder.log, [
+            ("answer", {"errno": 5, "error": "[Errno 5] Input/output error", "id": 1})])
+        self.assertIsNone(self.recorder.durable(self.message))

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from twisted.trial import unittest
 
-from tests.process import (TWISTD, Honeypot, environment, free_port,
+from tests.process import (TWISTD, Honeypot, children, environment, require_root,
                            reachable_directory, require, run_twistd, write_config)
 
 MESSAGE = (b"From: Alice <alice@example.org>\r\nTo: bob@example.net\r\n"
@@ -26,6 +26,17 @@ def tls_context():
     context.check_hostname = False
     context.verify_mode = ssl.CERT_NONE
     return context
+
+
+def read_until(sock, marker, received=b""):
+    """Read from *sock* until what came after *received* holds *marker* and
+    ends a line; all of it, *received* first."""
+    while not (marker in received and received.endswith(b"\r\n")):
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        received += chunk
+    return received
 
 
 def talk(port, data, read_until=b"", timeout=10):
@@ -153,6 +164,8 @@ class SMTPLibTests(HoneypotTestCase):
         records = self.honeypot.wait_for(lambda: len(self.honeypot.sessions()) == 3
                                          and self.honeypot.sessions())
         attempts = {r["auth"][0]["mechanism"]: r["auth"][0] for r in records}
+        self.assertEqual({m: a["accepted"] for m, a in attempts.items()},
+                         {"PLAIN": 0, "LOGIN": 0, "CRAM-MD5": 0})
         self.assertEqual(attempts["PLAIN"]["password"], "s3cret")
         self.assertEqual(attempts["LOGIN"]["username"], "user-LOGIN")
         cram = attempts["CRAM-MD5"]
@@ -204,12 +217,16 @@ class AcceptingAuthTests(HoneypotTestCase):
     sections = {"smtp": {"smtp_auth_accept": "true"}}
 
     def test_login_accepted(self):
-        """With smtp_auth_accept, smtplib's login succeeds and mail is captured."""
+        """With smtp_auth_accept, smtplib's login succeeds, mail is captured
+        and the attempt is stored as accepted."""
         client = self.smtp()
         client.login("admin", "admin")
         client.sendmail("a@example.org", ["b@example.net"], MESSAGE)
         client.quit()
         self.assertEqual(len(self.honeypot.messages()), 1)
+        [record] = self.honeypot.wait_for(self.honeypot.sessions)
+        self.assertEqual([(a["username"], a["accepted"]) for a in record["auth"]],
+                         [("admin", 1)])
 
 
 class RawSocketTests(HoneypotTestCase):
@@ -219,19 +236,14 @@ class RawSocketTests(HoneypotTestCase):
         replies = talk(self.honeypot.port, b"EHLO x\r\n")
         self.assertIn(b"250 CHUNKING", replies)
         with socket.create_connection(("127.0.0.1", self.honeypot.port), 10) as s:
-            s.recv(1000)
+            read_until(s, b"220 ")
             s.sendall(b"EHLO x\r\n")
-            time.sleep(0.2)
-            s.recv(1000)
+            read_until(s, b"250 CHUNKING\r\n")
             s.sendall(b"MAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nRCPT TO:<e@f>\r\nDATA\r\n")
-            time.sleep(0.2)
+            # RFC 2920: the message follows once DATA has its 354.
+            received = read_until(s, b"354 ")
             s.sendall(b"Subject: p\r\n\r\nbody\r\n.\r\nNOOP\r\nQUIT\r\n")
-            received = b""
-            while not received.endswith(b"221 2.0.0 Bye\r\n"):
-                chunk = s.recv(1000)
-                if not chunk:
-                    break
-                received += chunk
+            received = read_until(s, b"221 2.0.0 Bye\r\n", received)
         self.assertRegex(received, rb"\A250 2\.1\.0 Ok\r\n250 2\.1\.5 Ok\r\n250 2\.1\.5 Ok\r\n"
                                    rb"354 [^\r]+\r\n250 2\.0\.0 Ok: queued as \w+\r\n"
                                    rb"250 2\.0\.0 Ok\r\n221 2\.0\.0 Bye\r\n\Z")
@@ -309,10 +321,17 @@ class NeverRelaysTests(HoneypotTestCase):
         client = self.smtp()
         client.sendmail("a@example.org", ["relay@[127.0.0.1]", "x@example.net"], MESSAGE)
         client.quit()
-        time.sleep(0.5)
-        pid = self.honeypot.process.pid
+        # Once the message and the session are stored, everything they
+        # set off has run (enrichment is off).
+        self.assertEqual(len(self.honeypot.messages()), 1)
+        self.honeypot.wait_for(self.honeypot.sessions)
+        pids, found = set(), [self.honeypot.process.pid]
+        while found:  # the server, the disk worker and the storing processes
+            pids.update(found)
+            found = [child for pid in found for child in children(pid)]
         out = subprocess.run(["ss", "-tnpH"], capture_output=True).stdout.decode()
-        mine = [line for line in out.splitlines() if f"pid={pid}," in line]
+        mine = [line for line in out.splitlines()
+                if any(f"pid={pid}," in line for pid in pids)]
         listening = {self.honeypot.port, self.honeypot.tls_port}
         for line in mine:
             local_port = int(line.split()[3].rsplit(":", 1)[1])
@@ -349,7 +368,7 @@ class StartupTests(unittest.TestCase):
         config = self.config_dir({"server": {"tls_certificate": "/nonexistent/mx.crt",
                                              "tls_private_key": "/nonexistent/mx.key"}})
         code, out = run_twistd("smtplatrine", "--config", config, "--listen",
-                               f"tcp:{free_port()}:interface=127.0.0.1",
+                               "tcp:0:interface=127.0.0.1",
                                cwd=self.mktemp_dir())
         self.assertNotEqual(code, 0)
         self.assertIn("smtplatrine: cannot use TLS certificate /nonexistent/mx.crt with key"
@@ -380,8 +399,7 @@ class StartupTests(unittest.TestCase):
 class PrivilegeTests(HoneypotTestCase):
 
     def setUp(self):
-        if os.getuid() != 0:
-            raise unittest.SkipTest("privilege drop needs a test run as root")
+        require_root("the privilege drop")
         super().setUp()
 
     def test_runs_unprivileged(self):
@@ -402,29 +420,29 @@ class PrivilegeTests(HoneypotTestCase):
 class SocketActivationTests(unittest.TestCase):
 
     def activate(self, endpoint):
-        """Start the honeypot under systemd-socket-activate; its port."""
+        """Start the honeypot under systemd-socket-activate on a listening
+        socket of port 0 made here; its port.  systemd-socket-activate takes
+        the socket as systemd hands sockets over (fd 3, LISTEN_FDS and
+        LISTEN_PID), names it and starts twistd at the first connection."""
         require("systemd-socket-activate")
         directory = reachable_directory()
         self.addCleanup(shutil.rmtree, directory, ignore_errors=True)
         write_config(directory / "etc", {"server": {"data_dir": directory / "data"}})
-        port = free_port()
+        listener = socket.socket()
+        self.addCleanup(listener.close)
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        fd = listener.fileno()
         process = subprocess.Popen(
-            ["systemd-socket-activate", "-E", "PYTHONPATH", "--fdname=smtp",
-             "-l", f"127.0.0.1:{port}", *TWISTD, "-n", "--pidfile=",
-             f"--logfile={directory}/twistd.log", "smtplatrine",
+            ["sh", "-c", f'exec 3<&{fd} {fd}<&-; LISTEN_PID=$$ LISTEN_FDS=1 exec "$@"', "sh",
+             "systemd-socket-activate", "-E", "PYTHONPATH", "--fdname=smtp",
+             *TWISTD, "-n", "--pidfile=", f"--logfile={directory}/twistd.log", "smtplatrine",
              "--config", f"{directory}/etc", "--listen", endpoint],
-            env=environment(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            env=environment(), pass_fds=[fd], stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL)
         self.addCleanup(process.wait)
         self.addCleanup(process.terminate)
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), 2).close()
-                return port
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.1)
+        return listener.getsockname()[1]
 
     def test_systemd_endpoint(self):
         """With a socket handed over by systemd, the honeypot serves on it."""

@@ -5,7 +5,6 @@ holds, timeouts and the queue with a Clock over a real SQLite database."""
 
 import base64
 import hashlib
-import tempfile
 from pathlib import Path
 
 import attrs
@@ -415,7 +414,8 @@ class Harness:
     @defer.inlineCallbacks
     def start(cls, testcase, enrichers, database_path=None, **options):
         self = cls()
-        self.tmp = Path(tempfile.mkdtemp())
+        self.tmp = Path(testcase.mktemp())
+        self.tmp.mkdir()
         self.clock = Clock()
         self.clock.advance(MIDNIGHT)
         self.output = ListOutput()

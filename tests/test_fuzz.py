@@ -51,12 +51,13 @@ class FuzzTests(unittest.TestCase):
         config = make_config(smtp={"smtp_compliant": compliant,
                                    "smtp_auth_accept": accept_auth,
                                    "line_length_limit": 512})
-        factory = make_factory(tempfile.mkdtemp(), config, object())
-        protocol, transport = connect(factory)
-        for chunk in data:
-            protocol.dataReceived(chunk)
-        factory.clock.advance(400)
-        protocol.connectionLost(None)
+        with tempfile.TemporaryDirectory() as directory:
+            factory = make_factory(directory, config, object())
+            protocol, transport = connect(factory)
+            for chunk in data:
+                protocol.dataReceived(chunk)
+            factory.clock.advance(400)
+            protocol.connectionLost(None)
         out = transport.value()
         self.assertEqual(REPLY.sub(b"", out), b"", out)
 
@@ -71,14 +72,15 @@ class FuzzTests(unittest.TestCase):
             body = body.replace(b"\r\n.\r\n", b"\r\n..\r\n")
         if body.startswith(b".\r\n"):
             body = b"." + body
-        factory = make_factory(tempfile.mkdtemp())
-        protocol, transport = connect(factory)
-        stream = b"EHLO x\r\nMAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nDATA\r\n" + body + b".\r\n"
-        position = 0
-        for cut in cuts:
-            protocol.dataReceived(stream[position:position + cut])
-            position += cut
-        protocol.dataReceived(stream[position:])
-        self.assertIn(b"queued as", transport.value())
-        [(_, raw)] = spooled(factory.spool.messages)
+        with tempfile.TemporaryDirectory() as directory:
+            factory = make_factory(directory)
+            protocol, transport = connect(factory)
+            stream = b"EHLO x\r\nMAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nDATA\r\n" + body + b".\r\n"
+            position = 0
+            for cut in cuts:
+                protocol.dataReceived(stream[position:position + cut])
+                position += cut
+            protocol.dataReceived(stream[position:])
+            self.assertIn(b"queued as", transport.value())
+            [(_, raw)] = spooled(factory.spool.messages)
         self.assertEqual(raw, unstuff(body))

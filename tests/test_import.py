@@ -34,7 +34,7 @@ from smtplatrine import config as config_module
 from smtplatrine.store.dialects import Rejected
 from tests.mariadb import shared_database
 from tests.mmdb import city_database, city_record
-from tests.process import environment, free_port, write_config
+from tests.process import environment, refusing_port, write_config
 from tests.test_e2e import HoneypotTestCase
 
 CLI = [sys.executable, "-c", "from smtplatrine.cli import main; main()"]
@@ -469,7 +469,7 @@ class MariaDBCommandTests(CommandTestsMixin, unittest.TestCase):
         write_config(self.directory / "etc", {
             "server": {"data_dir": self.data}, "meta": {"meta_enable": "false"},
             "engine": {"engine_backend": "mysql"},
-            "mysql": {"mysql_host": "127.0.0.1", "mysql_port": free_port()}})
+            "mysql": {"mysql_host": "127.0.0.1", "mysql_port": refusing_port(self)}})
         self.write("a.eml", message(b"a"))
         code, output = self.run_cli("import", str(self.mail), check=False)
         self.assertEqual(code, 1)

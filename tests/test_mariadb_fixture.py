@@ -7,7 +7,7 @@ import MySQLdb
 from twisted.trial import unittest
 
 from tests import mariadb
-from tests.process import free_port
+from tests.process import refusing_port
 
 
 class Cleanups:
@@ -46,6 +46,7 @@ def databases():
 class SharedDatabaseTests(unittest.TestCase):
 
     def test_usable_then_dropped(self):
+        """A shared database takes utf8mb4 text and is dropped at cleanup."""
         cleanups = Cleanups()
         self.addCleanup(cleanups.run)
         settings = mariadb.shared_database(cleanups)
@@ -61,12 +62,15 @@ class SharedDatabaseTests(unittest.TestCase):
         self.assertNotIn(settings["database"], databases())
 
     def test_each_call_is_a_new_database(self):
+        """Each call gives a new, empty database."""
         first, second = mariadb.shared_database(self), mariadb.shared_database(self)
         self.assertNotEqual(first["database"], second["database"])
         self.assertEqual(query(first, "SHOW TABLES"), ())
 
     def unreachable(self, ci):
-        self.patch(mariadb, "PORT", free_port())
+        """What shared_database raises, with *ci* as CI (None: unset), when
+        MariaDB's port refuses connections."""
+        self.patch(mariadb, "PORT", refusing_port(self))
         environ = dict(os.environ)
         environ.pop("CI", None)
         if ci:
@@ -77,12 +81,14 @@ class SharedDatabaseTests(unittest.TestCase):
         return raised.exception
 
     def test_unreachable_skips(self):
+        """Outside CI an unreachable MariaDB skips, saying how to start it."""
         error = self.unreachable(None)
         self.assertIsInstance(error, unittest.SkipTest)
         self.assertIn("MariaDB not reachable at 127.0.0.1:", str(error))
         self.assertIn("start-stop-daemon", str(error))
 
     def test_unreachable_fails_in_ci(self):
+        """Under CI an unreachable MariaDB fails the test."""
         error = self.unreachable("true")
         self.assertNotIsInstance(error, unittest.SkipTest)
         self.assertIn("MariaDB not reachable at 127.0.0.1:", str(error))
@@ -103,6 +109,7 @@ class PrivateMariaDBTests(unittest.TestCase):
         self.assertIn(raised.exception.args[0], (2002, 2003))
 
     def test_settings(self):
+        """The private server is root without a password on its own port, utf8mb4."""
         self.assertEqual(self.settings,
                          {"host": "127.0.0.1", "port": self.server.port, "user": "root",
                           "password": "", "database": "app"})
@@ -111,12 +118,14 @@ class PrivateMariaDBTests(unittest.TestCase):
                          (("utf8mb4",),))
 
     def test_rows_survive_stop_and_start(self):
+        """Stopped, it refuses connections; started again, its rows are there."""
         self.server.stop()
         self.assertDown()
         self.server.start()
         self.assertEqual(query(self.settings, "SELECT n FROM t ORDER BY n"), ((1,), (2,)))
 
     def test_rows_survive_kill_and_start(self):
+        """Killed, it refuses connections; started again, committed rows are there."""
         query(self.settings, "INSERT INTO t VALUES (3)")
         self.server.kill()
         self.assertDown()
@@ -125,6 +134,7 @@ class PrivateMariaDBTests(unittest.TestCase):
                          ((1,), (2,), (3,)))
 
     def test_cleanup_kills_and_removes(self):
+        """Cleanup kills the server and removes its directory."""
         process = self.server.process
         self.server.cleanup()
         self.assertIsNotNone(process.poll())
@@ -132,6 +142,7 @@ class PrivateMariaDBTests(unittest.TestCase):
         self.assertDown()
 
     def test_start_failure_shows_log(self):
+        """A start that fails (its port taken) says so with the server's log."""
         self.server.stop()
         with socket.socket() as taken:
             # The stopped server's port may be in TIME_WAIT.
@@ -144,3 +155,18 @@ class PrivateMariaDBTests(unittest.TestCase):
         self.assertIn(str(self.server.port), str(raised.exception))
         self.server.start()
         self.assertEqual(query(self.settings, "SELECT COUNT(*) FROM t"), ((2,),))
+
+
+class PrivateMariaDBPortTests(unittest.TestCase):
+
+    def test_port_taken_before_first_start(self):
+        """A port another process took before the first start is traded
+        for a new one; the server is then its own on that one."""
+        server = mariadb.PrivateMariaDB(self)
+        with socket.socket() as taken:
+            taken.bind((mariadb.HOST, server.port))
+            taken.listen()
+            port = server.port
+            server.start()
+        self.assertNotEqual(server.port, port)
+        self.assertEqual(query(server.create_database("app"), "SELECT 1"), ((1,),))

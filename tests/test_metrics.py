@@ -15,7 +15,6 @@ from twisted.trial import unittest
 from smtplatrine import metrics
 from smtplatrine.metrics import EventMetrics, quota_left, spool_backlog
 from smtplatrine.testing import make_config
-from tests.process import free_port
 
 
 def value(name, **labels):
@@ -110,10 +109,10 @@ class ExposeTests(unittest.TestCase):
         [metrics] listen with one call; scrapes are plain HTTP GETs."""
         self.patch(os, "environ", {k: v for k, v in os.environ.items()
                                    if k != "PROMETHEUS_MULTIPROC_DIR"})
-        port_number = free_port()
-        config = make_config(metrics={"listen": f"tcp:{port_number}:interface=127.0.0.1"})
+        config = make_config(metrics={"listen": "tcp:0:interface=127.0.0.1"})
         port = metrics.expose(config, reactor)
         self.addCleanup(port.stopListening)
+        port_number = port.getHost().port
         EventMetrics().write({"eventid": "smtplatrine.session.connect"})
 
         def get():
@@ -129,6 +128,6 @@ class ExposeTests(unittest.TestCase):
         """Started by twistd smtplatrine (the shared directory inherited),
         a process serves nothing: its values join the sensor's /metrics."""
         self.patch(os, "environ", dict(os.environ, PROMETHEUS_MULTIPROC_DIR="/nonexistent"))
-        config = make_config(metrics={"listen": f"tcp:{free_port()}:interface=127.0.0.1"})
+        config = make_config(metrics={"listen": "tcp:0:interface=127.0.0.1"})
         self.assertIsNone(metrics.expose(config, reactor))
         self.assertIsNone(metrics.expose(make_config(), reactor))

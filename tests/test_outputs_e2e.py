@@ -15,7 +15,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from twisted.trial import unittest
 
 from smtplatrine.events import FLAT
-from tests.process import free_port, run_twistd, reachable_directory, write_config
+from tests.process import logged_port, run_twistd, reachable_directory, write_config
 from tests.receivers import RFC5424
 from tests.test_e2e import HoneypotTestCase, tls_context
 
@@ -102,9 +102,11 @@ def scrape(port):
 class MetricsTests(HoneypotTestCase):
 
     def setUp(self):
-        self.metrics_port = free_port()
-        self.sections = {"metrics": {"listen": f"tcp:{self.metrics_port}:interface=127.0.0.1"}}
+        listen = "tcp:0:interface=127.0.0.1"
+        self.sections = {"metrics": {"listen": listen}}
         super().setUp()
+        self.metrics_port = logged_port(self.honeypot.process, self.honeypot.log, listen,
+                                        what="serving /metrics")
 
     def scrape(self):
         return scrape(self.metrics_port)
@@ -216,7 +218,7 @@ class MetricsPortTakenTests(unittest.TestCase):
                 "meta": {"meta_enable": "false"},
                 "metrics": {"listen": f"tcp:{port}:interface=127.0.0.1"}})
             code, output = run_twistd("smtplatrine", "--config", str(directory / "etc"),
-                                      "--listen", f"tcp:{free_port()}:interface=127.0.0.1",
+                                      "--listen", "tcp:0:interface=127.0.0.1",
                                       cwd=directory)
         self.assertIn(f"smtplatrine: cannot serve metrics on tcp:{port}:interface=127.0.0.1:"
                       f" the address is already in use; change [metrics] listen", output)

@@ -9,6 +9,7 @@ RFC 2046 5.1.1 gives to the delimiter; for those munpack's files (one byte
 shorter) are the reference.
 """
 
+import email.utils
 import hashlib
 
 import attrs
@@ -462,6 +463,19 @@ class HostileTests(ParseTestCase):
         self.assertEqual(parsed.attachments[0].payload, b"ABC")
         self.assertEqual(parsed.defects, ("base64_error",))
 
+    def test_base64_padding(self):
+        """RFC 2045 6.8: the last group is padded with "=" to four digits;
+        without it (or with too much) the payload decodes but is flagged."""
+        flagged = ("base64_error",)
+        for body, payload, defects in (
+                (b"SGVsbG8gd29ybGQ=", b"Hello world", ()), (b"SGk=", b"Hi", ()),
+                (b"SA==", b"H", ()), (b"SGVsbG8gd29ybGQ", b"Hello world", flagged),
+                (b"SGk", b"Hi", flagged), (b"SA", b"H", flagged), (b"SGk==", b"Hi", flagged)):
+            parsed = self.parse(b"Content-Type: application/octet-stream\r\n"
+                                b"Content-Transfer-Encoding: base64\r\n\r\n" + body + b"\r\n")
+            self.assertEqual((parsed.attachments[0].payload, parsed.defects),
+                             (payload, defects), body)
+
     def test_broken_quoted_printable(self):
         """Invalid escapes stay as written; valid ones are decoded."""
         raw = (b"Content-Type: text/plain; charset=iso-8859-1\r\n"
@@ -781,6 +795,23 @@ class StructureTests(ParseTestCase):
         self.assertEqual((third.from_host, third.by_host, third.protocol, third.date),
                          (None, "z.example", "LMTP", None))
         self.assertEqual(third.raw, "by z.example with LMTP")
+
+    def test_nested_comments(self):
+        """Comments nest (RFC 5322 3.2.2): words inside are skipped in To and Received alike."""
+        to = "(sales (team) <decoy@x.example>) alice@example.com (Alice (A.) ), bob@example.org"
+        raw = (b"To: " + to.encode() + b"\r\n"
+               b"Received: from relay.example (helo (unverified) by decoy.example [192.0.2.7])\r\n"
+               b"\tby mx.example.net (Postfix (3.7)) with ESMTP id 4Abc;"
+               b" Wed, 31 Jan 2024 13:00:00 +0100\r\n\r\n")
+        parsed = self.parse(raw)
+        # Python's own address parser, which also reads nested comments.
+        self.assertEqual(parsed.addresses,
+                         tuple(("to", address) for _, address in email.utils.getaddresses([to])))
+        hop, = parsed.received
+        self.assertEqual(
+            (hop.from_host, hop.from_ip, hop.by_host, hop.protocol, hop.id, hop.date),
+            ("relay.example", "192.0.2.7", "mx.example.net", "ESMTP", "4Abc",
+             "2024-01-31T12:00:00+00:00"))
 
     def test_urls(self):
         """Text URLs and www. hosts, href/src unescaped, distinct, in order."""

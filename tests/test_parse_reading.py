@@ -21,7 +21,8 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from smtplatrine.parse import Limits, _codec
+from smtplatrine.parse import Limits
+from smtplatrine.parse.text import _codec
 from tests.process import require
 from tests.test_parse import ParseTestCase, multipart
 

@@ -2,9 +2,11 @@
 
 ``data/postfix_replies.json`` was recorded by ``data/record_postfix.py`` from
 a private Postfix 3.7.11 (Debian 12) on loopback: variant A is a stock
-smtpd, B has ``smtpd_helo_required = yes``, C has Dovecot SASL.  Each probe
-is replayed to the honeypot in memory and its replies must be Postfix's,
-byte for byte, except where the honeypot differs on purpose (``DIFFERENT``).
+smtpd, B has ``smtpd_helo_required = yes``, C has Dovecot SASL, D has
+``message_size_limit = 1000``.  Each probe is replayed to the honeypot in
+memory and its replies must be Postfix's, byte for byte.  Where the
+honeypot answers otherwise on purpose (``DELIBERATE``), the test asserts
+the reply it gives instead; no probe is skipped.
 """
 
 import json
@@ -17,31 +19,82 @@ from smtplatrine.testing import connect, make_config, make_factory
 
 PROBES = json.loads((Path(__file__).parent / "data" / "postfix_replies.json").read_text())
 
-# Probes where the honeypot answers otherwise on purpose, and why.
-DIFFERENT = {
-    # An open relay: every recipient is accepted where Postfix refused.
-    "full_session": "accepts every recipient",
-    "data_after_rejected_rcpt_only": "accepts every recipient",
-    "vrfy_unknown_user": "VRFY confirms every address",
-    "vrfy_outside": "VRFY confirms every address",
-    "unauth_relay_C": "accepts every recipient",
-    "pipelined_mail_rcpt_rcpt_data": "accepts every recipient",
-    "pipelined_no_valid_rcpt": "accepts every recipient",
-    "nmap_open_relay_default_domain": "accepts every recipient",
-    "nmap_open_relay_domain_mail.example.com": "accepts every recipient",
-    # smtp_compliant = true wants HELO/EHLO first, like variant B.
-    "mail_before_helo_A": "compliant mode wants HELO first",
-    "auth_before_ehlo": "compliant mode wants HELO first",
-    "error_sleep_after_delivery": "compliant mode wants HELO first",
-    # Only CRLF.CRLF ends DATA: no SMTP smuggling (Postfix 3.7 takes bare LF).
-    "data_smuggling_combined": "only CRLF.CRLF ends DATA",
-    "data_smuggling_lf_dot_lf": "only CRLF.CRLF ends DATA",
-    "data_smuggling_crlf_dot_lf": "only CRLF.CRLF ends DATA",
-    "data_smuggling_lf_dot_crlf": "only CRLF.CRLF ends DATA",
-    "bare_lf_command": "recorded with a bare LF that the probe tool drained oddly",
-    # Dovecot delays failures and checks passwords; the honeypot does neither.
-    "auth_plain_ir_equals": "smtp_auth_accept decides, not a password",
+# Postfix's own replies to what it accepts, recorded in other probes
+# (helo_session, vrfy_postmaster, data_empty_message).
+RCPT_OK = "250 2.1.5 Ok\r\n"
+DATA_GO = "354 End data with <CR><LF>.<CR><LF>\r\n"
+QUEUED = "250 2.0.0 Ok: queued as QUEUEID\r\n"
+NEED_HELO = "503 5.5.1 Error: send HELO/EHLO first\r\n"
+NEED_MAIL = "503 5.5.1 Error: need MAIL command\r\n"
+# How Postfix refused the recipients of the relay probes.
+REFUSED_RCPT = re.compile(r"^(?:454 4\.7\.1 <[^>]*>: Relay access denied"
+                          r"|550 5\.1\.1 <[^>]*>: Recipient address rejected:"
+                          r" User unknown in local recipient table)\r\n", re.M)
+RELAY = "accepts every recipient (scanners conclude: open relay)"
+VRFY = "VRFY confirms every address"
+SMUGGLING = "only CRLF.CRLF ends DATA: what Postfix took for commands stays in the message"
+
+
+def accept_recipients(exchange, **replies):
+    """Postfix's *exchange* with every refused recipient accepted, and the
+    replies of some steps (``step_N=reply``) replaced."""
+    exchange = [[sent, REFUSED_RCPT.sub(RCPT_OK, reply)] for sent, reply in exchange]
+    return replace(exchange, **replies)
+
+
+def replace(exchange, **replies):
+    """*exchange* with the reply of step N replaced by ``step_N=reply``."""
+    exchange = [list(step) for step in exchange]
+    for key, reply in replies.items():
+        exchange[int(key.removeprefix("step_"))][1] = reply
+    return exchange
+
+
+def first_line(exchange, step):
+    """*exchange* with only the first line of step *step*'s reply."""
+    reply = exchange[step][1]
+    return replace(exchange, **{f"step_{step}": reply[:reply.index("\r\n") + 2]})
+
+
+# Probes the honeypot answers otherwise on purpose: why, its exchange made
+# from Postfix's, and whether it has closed the connection at the end.
+DELIBERATE = {
+    "full_session": (RELAY, accept_recipients, True),
+    "unauth_relay_C": (RELAY, accept_recipients, True),
+    "pipelined_mail_rcpt_rcpt_data": (RELAY, accept_recipients, True),
+    "nmap_open_relay_default_domain": (RELAY, accept_recipients, True),
+    "nmap_open_relay_domain_mail.example.com": (RELAY, accept_recipients, True),
+    # DATA is taken, so the QUIT after it is message text.
+    "data_after_rejected_rcpt_only": (
+        RELAY, lambda ex: accept_recipients(ex, step_4=DATA_GO, step_5=""), False),
+    # DATA is taken, so the message is queued (Postfix read its first line
+    # as a forbidden command and hung up).
+    "pipelined_no_valid_rcpt": (
+        RELAY, lambda ex: accept_recipients(
+            ex, step_2="250 2.1.0 Ok\r\n" + RCPT_OK * 2 + DATA_GO, step_3=QUEUED), False),
+    "vrfy_unknown_user": (
+        VRFY, lambda ex: replace(ex, step_2="252 2.0.0 nosuchuser\r\n"), True),
+    "vrfy_outside": (VRFY, lambda ex: replace(ex, step_2="252 2.0.0 c@d.example\r\n"), True),
+    "data_smuggling_combined": (SMUGGLING, lambda ex: first_line(ex, 5), False),
+    "data_smuggling_lf_dot_lf": (SMUGGLING, lambda ex: first_line(ex, 5), False),
+    "data_smuggling_crlf_dot_lf": (SMUGGLING, lambda ex: first_line(ex, 5), False),
+    "data_smuggling_lf_dot_crlf": (SMUGGLING, lambda ex: first_line(ex, 5), False),
 }
+
+# Stock Postfix (A, C) takes MAIL and AUTH before HELO; with smtp_compliant
+# = true the honeypot wants HELO first, as smtpd_helo_required = yes does
+# (variant B).  These probes are replayed with smtp_compliant = false, which
+# takes them as stock Postfix does, and the first two also in compliant
+# mode, where the replies are variant B's.
+HELO_FIRST = {
+    "mail_before_helo_A": lambda ex: replace(ex, step_1=NEED_HELO, step_2=NEED_MAIL),
+    "auth_before_ehlo": lambda ex: replace(ex, step_1=NEED_HELO),
+    "error_sleep_after_delivery": None,
+}
+
+# Variant C probes where Dovecot refused the credentials: the honeypot
+# checks no password, smtp_auth_accept = false refuses them all.
+REFUSED_LOGINS = {"auth_plain_ir_badpass", "auth_login_badpass", "auth_plain_ir_equals"}
 
 _DYNAMIC = [
     (re.compile(r"queued as [0-9A-F]{10,12}"), "queued as QUEUEID"),
@@ -55,19 +108,23 @@ def normalise(text):
     return text
 
 
-def config_for(probe):
+def config_for(probe, compliant=True):
     """The honeypot settings that match the probe's Postfix variant."""
     variant = probe["port_variant"]
     auth = variant == "C"
-    accept = auth and "badpass" not in probe["name"]
-    return make_config(smtp={"smtp_compliant": True, "smtp_auth_accept": accept},
-                       smtp_features={"auth": auth})
+    smtp = {"smtp_compliant": compliant,
+            "smtp_auth_accept": auth and probe["name"] not in REFUSED_LOGINS}
+    if variant == "D":
+        smtp["message_size_limit"] = 1000
+    return make_config(smtp=smtp, smtp_features={"auth": auth})
 
 
-def replay(testcase, probe):
-    factory = make_factory(testcase.mktemp(), config_for(probe), tls_options=object())
+def replay(testcase, probe, exchange, closed, compliant=True):
+    """Replay *probe*'s client side; the replies must be *exchange*'s and
+    the connection closed at the end if *closed*."""
+    factory = make_factory(testcase.mktemp(), config_for(probe, compliant),
+                           tls_options=object())
     protocol, transport = connect(factory)
-    exchange = probe["exchange"]
     testcase.assertEqual(transport.value().decode("latin-1"), exchange[0][1])
     for sent, expected in exchange[1:]:
         transport.clear()
@@ -81,23 +138,45 @@ def replay(testcase, probe):
                              normalise(expected), (probe["name"], sent))
         if transport.tls is not None:
             return  # The TLS handshake is for the end-to-end tests.
-    testcase.assertEqual(transport.disconnecting, bool(probe["server_closed"]),
-                         probe["name"])
+    testcase.assertEqual(transport.disconnecting, closed, probe["name"])
 
 
 class PostfixPersonaTests(unittest.TestCase):
     """One test per probe recorded from the real Postfix."""
 
 
-def _make_test(probe):
+def _make_tests(probe):
+    """The tests of *probe*: {name suffix: test}."""
+    name, variant = probe["name"], probe["port_variant"]
+    exchange, closed = probe["exchange"], bool(probe["server_closed"])
+    if name in DELIBERATE:
+        why, ours, closed = DELIBERATE[name]
+
+        def test(self):
+            replay(self, probe, ours(exchange), closed)
+        test.__doc__ = f"Probe {name} (variant {variant}) as Postfix, except: {why}."
+        return {"": test}
+    if name in HELO_FIRST:
+        def test(self):
+            replay(self, probe, exchange, closed, compliant=False)
+        test.__doc__ = (f"Probe {name} (variant {variant}) as Postfix, with"
+                        f" smtp_compliant = false.")
+        tests = {"": test}
+        if HELO_FIRST[name] is not None:
+            def test_compliant(self):
+                replay(self, probe, HELO_FIRST[name](exchange), closed)
+            test_compliant.__doc__ = (f"Probe {name} (variant {variant}) with"
+                                      f" smtp_compliant = true: HELO first, as variant B.")
+            tests["_compliant"] = test_compliant
+        return tests
+
     def test(self):
-        replay(self, probe)
-    test.__doc__ = f"Probe {probe['name']} (variant {probe['port_variant']}) as Postfix."
-    if probe["name"] in DIFFERENT:
-        test.skip = "differs on purpose: " + DIFFERENT[probe["name"]]
-    return test
+        replay(self, probe, exchange, closed)
+    test.__doc__ = f"Probe {name} (variant {variant}) as Postfix."
+    return {"": test}
 
 
 for _probe in PROBES:
-    _name = "test_" + re.sub(r"\W", "_", _probe["name"])
-    setattr(PostfixPersonaTests, _name, _make_test(_probe))
+    for _suffix, _test in _make_tests(_probe).items():
+        setattr(PostfixPersonaTests, "test_" + re.sub(r"\W", "_", _probe["name"]) + _suffix,
+                _test)

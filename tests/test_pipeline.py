@@ -2,7 +2,6 @@
 
 import json
 import sqlite3
-import tempfile
 from pathlib import Path
 
 from twisted.internet import defer, reactor, task
@@ -72,7 +71,7 @@ async def until(predicate, timeout=10.0):
 
 class PipelineTests(unittest.TestCase):
     def setUp(self):
-        self.root = Path(tempfile.mkdtemp())
+        self.root = Path(self.mktemp())
         self.spool = self.root / "spool"
         for name in ("messages", "sessions"):
             (self.spool / name).mkdir(parents=True)
@@ -124,6 +123,9 @@ class PipelineTests(unittest.TestCase):
         yield defer.Deferred.fromCoroutine(until(lambda: len(self.left()) == 2))
         self.assertEqual(self.left(), ["00000000-0000-4000-8000-00000000000b.eml",
                                        "00000000-0000-4000-8000-00000000000b.json"])
+        # The events follow the removal of the spool files, on the reactor.
+        yield defer.Deferred.fromCoroutine(
+            until(lambda: "smtplatrine.message.stored" in self.output.ids()))
         self.assertEqual(self.output.ids(), ["smtplatrine.attachment.stored",
                                              "smtplatrine.message.stored"])
 

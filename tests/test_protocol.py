@@ -246,14 +246,43 @@ class TransactionTests(SessionTestCase):
         self.assertEqual(self.send(b"MAIL FROM:<a@b> SIZE=10240001\r\n"),
                          b"552 5.3.4 Message size exceeds fixed limit\r\n")
 
+    def test_size_at_limit(self):
+        """SIZE= exactly at the limit is taken: RFC 1870 refuses only a size
+        that exceeds it, and so did Postfix (probes mail_size_at_limit,
+        mail_size_edges_D)."""
+        self.connect(make_config(smtp={"message_size_limit": 1000}))
+        self.send(EHLO)
+        self.assertEqual(self.send(b"MAIL FROM:<a@b> SIZE=1000\r\n"), b"250 2.1.0 Ok\r\n")
+        self.assertEqual(self.send(b"RSET\r\nMAIL FROM:<a@b> SIZE=1001\r\n"),
+                         b"250 2.0.0 Ok\r\n552 5.3.4 Message size exceeds fixed limit\r\n")
+
+    def test_message_at_limit(self):
+        """A message of exactly the limit is queued whole, not truncated;
+        one byte more is refused (RFC 1870; Postfix: probes data_at_limit_D,
+        data_over_limit_D)."""
+        self.connect(make_config(smtp={"message_size_limit": 1000}))
+        self.send(EHLO)
+        body = (b"x" * 98 + b"\r\n") * 10
+        self.assertRegex(self.transaction(body + b".\r\n"),
+                         rb"250 2\.0\.0 Ok: queued as \w+\r\n\Z")
+        self.clock.advance(1)
+        self.assertRegex(self.transaction(b"y" + body + b".\r\n"),
+                         rb"552 5\.3\.4 Error: message file too big\r\n\Z")
+        [(at_limit, raw), (over, cut)] = self.spooled()
+        self.assertEqual((raw, at_limit["truncated"], at_limit["acknowledged"]),
+                         (body, False, True))
+        self.assertEqual((cut, over["truncated"], over["acknowledged"]),
+                         ((b"y" + body)[:1000], True, False))
+
     def test_oversized_data(self):
-        """An oversized DATA is read to its end, answered 552, kept truncated."""
+        """An oversized DATA is read to its end, answered 552 as Postfix
+        does (probe data_over_limit_D), kept truncated."""
         self.connect(make_config(smtp={"message_size_limit": 1000}))
         self.send(EHLO)
         body = b"x" * 998 + b"\r\n"
         reply = self.transaction(body * 5 + b".\r\nNOOP\r\n")
         self.assertTrue(reply.endswith(
-            b"552 5.3.4 Message size exceeds fixed limit\r\n250 2.0.0 Ok\r\n"))
+            b"552 5.3.4 Error: message file too big\r\n250 2.0.0 Ok\r\n"))
         [(meta, raw)] = self.spooled()
         self.assertEqual(raw, body[:1000])
         self.assertEqual((meta["truncated"], meta["acknowledged"]), (True, False))
@@ -262,8 +291,13 @@ class TransactionTests(SessionTestCase):
         """Recipients past the limit get 452 and are not kept."""
         self.connect(make_config(smtp={"recipient_limit": 2}))
         self.send(EHLO + b"MAIL FROM:<a@b>\r\n")
-        reply = self.send(b"RCPT TO:<1@x>\r\nRCPT TO:<2@x>\r\nRCPT TO:<3@x>\r\n")
+        reply = self.send(b"RCPT TO:<1@x>\r\nRCPT TO:<2@x>\r\nRCPT TO:<3@x>\r\n"
+                          b"DATA\r\nhi\r\n.\r\n")
         self.assertEqual(reply.split(b"\r\n")[2], b"452 4.5.3 Error: too many recipients")
+        # RFC 5321 4.5.3.1.8: a recipient refused with 452 is no recipient.
+        [(meta, _)] = self.spooled()
+        self.assertEqual(meta["rcpts"], ["1@x", "2@x"])
+        self.assertEqual(self.close()["envelopes"][0]["rcpts"], ["1@x", "2@x"])
 
     def test_recipient_overshoot(self):
         """As Postfix's smtpd_recipient_overshoot_limit (postconf(5), 1000):
@@ -370,6 +404,48 @@ class ChunkingTests(SessionTestCase):
                          b"521 5.5.4 Syntax: BDAT count [LAST]\r\n")
         self.assertTrue(self.transport.disconnecting)
 
+    def test_rset_between_chunks(self):
+        """RSET between chunks discards the message begun (RFC 3030 section
+        2: RSET clears all message data); the next one is only its own
+        bytes (Postfix: probe bdat_rset_between_chunks)."""
+        self.assertEqual(self.send(b"BDAT 5\r\nHello"), b"250 2.0.0 Ok: 5 bytes\r\n")
+        self.assertEqual(self.send(b"RSET\r\n"), b"250 2.0.0 Ok\r\n")
+        reply = self.send(b"MAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nBDAT 7 LAST\r\nWorld\r\n")
+        self.assertRegex(reply, rb"250 2\.0\.0 Ok: 7 bytes queued as \w+\r\n\Z")
+        [(meta, raw)] = self.spooled()
+        self.assertEqual((raw, meta["size"]), (b"World\r\n", 7))
+        # Nothing of the discarded message is left in the spool.
+        self.assertEqual([p.read_bytes() for p in self.factory.spool.messages.glob("*.eml")
+                          if p.stat().st_size], [b"World\r\n"])
+
+    def test_chunk_at_limit(self):
+        """A BDAT message of exactly the limit is queued whole (Postfix:
+        probe bdat_at_limit_D)."""
+        self.connect(make_config(smtp={"message_size_limit": 1000}))
+        body = (b"x" * 98 + b"\r\n") * 10
+        reply = self.send(EHLO + b"MAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\n"
+                          b"BDAT 600\r\n" + body[:600] + b"BDAT 400 LAST\r\n" + body[600:])
+        self.assertRegex(reply, rb"250 2\.0\.0 Ok: 600 bytes\r\n"
+                                rb"250 2\.0\.0 Ok: 1000 bytes queued as \w+\r\n\Z")
+        [(meta, raw)] = self.spooled()
+        self.assertEqual((raw, meta["truncated"], meta["acknowledged"]), (body, False, True))
+
+    def test_chunk_over_limit_not_last(self):
+        """A chunk, not the last, that takes the message over the limit is
+        refused at once, and the message is not acknowledged (Postfix:
+        probe bdat_chunk_over_limit_D)."""
+        self.connect(make_config(smtp={"message_size_limit": 1000}))
+        self.send(EHLO + b"MAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\n")
+        self.assertEqual(self.send(b"BDAT 500\r\n" + b"x" * 500),
+                         b"250 2.0.0 Ok: 500 bytes\r\n")
+        self.assertEqual(self.send(b"BDAT 501\r\n" + b"y" * 501),
+                         b"552 5.3.4 Chunk exceeds message size limit\r\n")
+        self.assertEqual(self.send(b"BDAT 3 LAST\r\nzzz"),
+                         b"551 5.0.0 Discarded 3 bytes after earlier error\r\n")
+        [(meta, raw)] = self.spooled()
+        self.assertEqual((raw, meta["truncated"], meta["acknowledged"]),
+                         (b"x" * 500 + b"y" * 500, True, False))
+
     def test_data_after_bdat(self):
         """DATA in a BDAT transaction is refused."""
         self.send(b"BDAT 2\r\nab")
@@ -415,6 +491,32 @@ class AuthTests(SessionTestCase):
     def test_login_initial_response(self):
         """AUTH LOGIN with the username given at once asks only the password."""
         self.assertEqual(self.send(b"AUTH LOGIN Ym9i\r\n"), b"334 UGFzc3dvcmQ6\r\n")
+        self.send(base64.b64encode(b"hunter2") + b"\r\n")
+        [attempt] = self.attempts()
+        self.assertEqual((attempt["mechanism"], attempt["username"], attempt["password"]),
+                         ("LOGIN", "bob", "hunter2"))
+
+    def test_outcome_recorded_as_answered(self):
+        """Each attempt is recorded, and emitted, as accepted exactly when
+        it was answered 235."""
+        token = base64.b64encode(b"\0u\0p")
+        for accept, answer in ((False, b"535 "), (True, b"235 ")):
+            self.connect(make_config(smtp={"smtp_auth_accept": accept}))
+            self.send(EHLO)
+            self.assertTrue(self.send(b"AUTH PLAIN " + token + b"\r\n").startswith(answer))
+            [event] = [e for e in self.factory.output.events
+                       if e["eventid"] == "smtplatrine.login.attempt"]
+            [attempt] = self.attempts()
+            self.assertEqual((attempt["accepted"], event["accepted"]), (accept, accept))
+
+    def test_cram_md5_user_name_with_space(self):
+        """RFC 2195: the response is the user name, a space and 32 hex
+        digits; a user name holding spaces is kept whole."""
+        challenge = base64.b64decode(self.send(b"AUTH CRAM-MD5\r\n")[4:-2])
+        digest = hmac.new(b"pw", challenge, "md5").hexdigest()
+        self.send(base64.b64encode(b"tim o brien " + digest.encode()) + b"\r\n")
+        [attempt] = self.attempts()
+        self.assertEqual((attempt["username"], attempt["response"]), ("tim o brien", digest))
 
     def test_cram_md5(self):
         """CRAM-MD5 keeps the challenge and response for offline cracking."""

@@ -3,7 +3,6 @@
 import base64
 import hashlib
 import json
-import tempfile
 import time
 from pathlib import Path
 
@@ -73,7 +72,8 @@ class StoreTestsMixin:
 
     @defer.inlineCallbacks
     def setUp(self):
-        self.tmp = Path(tempfile.mkdtemp())
+        self.tmp = Path(self.mktemp())
+        self.tmp.mkdir()
         self.database = Database(self.make_dialect())
         self.addCleanup(self.database.close)
         yield defer.Deferred.fromCoroutine(self.database.open())
@@ -370,7 +370,9 @@ class StoreTestsMixin:
 
 class SQLiteStoreTests(StoreTestsMixin, unittest.TestCase):
     def make_dialect(self):
-        return dialects.SQLite(Path(tempfile.mkdtemp()) / "store.sqlite")
+        directory = Path(self.mktemp())
+        directory.mkdir()
+        return dialects.SQLite(directory / "store.sqlite")
 
 
 class MariaDBStoreTests(StoreTestsMixin, unittest.TestCase):

@@ -30,12 +30,13 @@ def numbered(i, sensor=""):
 
 
 class Sender(threading.Thread):
-    """Sends numbered messages to *port*, reconnecting after any failure,
-    and keeps the subjects the server answered 250 to."""
+    """Sends numbered messages to *honeypot*, reconnecting (to the port it
+    has then: a restarted honeypot gets a new one) after any failure, and
+    keeps the subjects the server answered 250 to."""
 
-    def __init__(self, port, count, sensor=""):
+    def __init__(self, honeypot, count, sensor=""):
         super().__init__(daemon=True)
-        self.port, self.count, self.sensor = port, count, sensor
+        self.honeypot, self.count, self.sensor = honeypot, count, sensor
         self.acknowledged = []
         self.failures = 0
 
@@ -44,7 +45,7 @@ class Sender(threading.Thread):
         for i in range(self.count):
             try:
                 if client is None:
-                    client = smtplib.SMTP("127.0.0.1", self.port, timeout=10)
+                    client = smtplib.SMTP("127.0.0.1", self.honeypot.port, timeout=10)
                     client.ehlo("sender.example")
                 client.sendmail("bot@example.net", [f"victim{i % 7}@example.org"],
                                 numbered(i, self.sensor))
@@ -161,7 +162,7 @@ class CrashTests(HoneypotTestCase):
     def test_kill_9_loses_and_duplicates_nothing(self):
         """twistd killed with SIGKILL mid-run and started again: every message
         answered 250 is stored once; nothing is stored twice."""
-        sender = Sender(self.honeypot.port, 150)
+        sender = Sender(self.honeypot, 150)
         sender.start()
         self.honeypot.wait_for(lambda: len(sender.acknowledged) >= 40, timeout=30)
         self.honeypot.kill()
@@ -236,12 +237,13 @@ class MariaDBOutageTests(unittest.TestCase):
                 database.start()
             elif not running:
                 database.stop()
-            sender = Sender(honeypot.port, 40, sensor=f"batch {batch} ")
+            sender = Sender(honeypot, 40, sensor=f"batch {batch} ")
             sender.run()
             self.assertEqual((len(sender.acknowledged), sender.failures), (40, 0))
             acknowledged += sender.acknowledged
             if not running:
-                time.sleep(1)
+                # Once storing has found the database away, the batch waits.
+                honeypot.wait_for(lambda: " unavailable (" in honeypot.output())
                 self.assertFalse(honeypot.drained())
         honeypot.wait_for(honeypot.drained, timeout=60)
         subjects = [r[0] for r in _count(settings, "SELECT header_subject FROM"
@@ -266,7 +268,7 @@ class StoringProcessTests(unittest.TestCase):
         # Held still, the supervisor cannot start a new worker yet.
         os.kill(supervisor, signal.SIGSTOP)
         os.kill(killed, signal.SIGKILL)
-        sender = Sender(honeypot.port, 40)
+        sender = Sender(honeypot, 40)
         sender.run()
         self.assertEqual((len(sender.acknowledged), sender.failures), (40, 0))
         self.assertFalse(honeypot.drained())
@@ -296,7 +298,7 @@ class TwoSensorTests(unittest.TestCase):
         for name in ("sensor-a", "sensor-b"):
             honeypot = Honeypot(server={"sensor_name": name}, **_mysql_sections(settings))
             self.addCleanup(honeypot.stop)
-            senders.append((honeypot, Sender(honeypot.port, 40, sensor=name + " ")))
+            senders.append((honeypot, Sender(honeypot, 40, sensor=name + " ")))
         for _, sender in senders:
             sender.start()
         for honeypot, sender in senders:

@@ -360,11 +360,20 @@ class SMTPSession(Protocol):
             self.record.close_reason = "bdat_syntax"
             self._reply("bdat_syntax", then=self._close)
             return
-        self._chunk_left = int(words[0])
+        self._chunk_left = size = int(words[0])
         self._chunk_last = len(words) == 2
         self._chunk_error = self._transaction_error()
         if self._chunk_error is None and self._file is None:
             self._chunk_error = self._open_message("BDAT")
+        self._chunk_refusal = None
+        if self._chunk_error is None:
+            # As Postfix: a chunk that would take the message over the
+            # limit is refused, and every later chunk of it discarded.
+            if self._oversized:
+                self._chunk_refusal = "chunk_discarded", {"size": size}
+            elif self._file.size + size > self.config.message_size_limit:
+                self._oversized = True
+                self._chunk_refusal = "chunk_too_big", {}
         if self._envelope is not None:
             self._envelope.chunks += 1
         self._mode = BDAT
@@ -519,6 +528,7 @@ class SMTPSession(Protocol):
         self._envelope.queue_id = message_id.hex[:11].upper()
         self._data_start = self.clock.seconds()
         self._data_bytes = 0
+        self._oversized = False
         self._line_length = 0
         self._bare_lf = 0
         self._last_byte = b""
@@ -597,9 +607,10 @@ class SMTPSession(Protocol):
         if self._chunk_error:
             self._reply(self._chunk_error)
         elif self._chunk_last:
-            self._finish_message()
-        elif self._file.truncated:
-            self._reply("too_big")
+            self._finish_message(self._chunk_refusal)
+        elif self._chunk_refusal:
+            key, values = self._chunk_refusal
+            self._reply(key, **values)
         else:
             self._reply("chunk_ok", size=self._file.size)
         return True
@@ -614,13 +625,16 @@ class SMTPSession(Protocol):
             helo=self.record.helo,
             tls=self.record.tls, flags=sorted(self.record.flags), **status)
 
-    def _finish_message(self):
+    def _finish_message(self, refusal=None):
+        """Commit the message; answer *refusal* (key, values) if given,
+        else what the commit and the size limit make of it."""
         spool_file, self._file = self._file, None
         # Postfix counts a BDAT message in lines that end in CRLF, the last
         # one completed: a bare LF counts two bytes, a last partial line two more.
         lines_size = (spool_file.size + self._bare_lf
                       + (2 if self._last_byte not in (b"", b"\n") else 0))
-        accepted = not spool_file.truncated
+        accepted = (refusal is None and not spool_file.truncated
+                    and lines_size <= self.config.message_size_limit)
         metadata = self._metadata(acknowledged=accepted, incomplete=False)
         envelope_ = self._envelope
         self._envelope = None
@@ -634,7 +648,7 @@ class SMTPSession(Protocol):
                 size=spool_file.size, sha256=spool_file.sha256,
                 acknowledged=accepted, truncated=spool_file.truncated)
             if not accepted:
-                return "too_big", {}
+                return refusal or ("message_too_big", {})
             self.record.messages += 1
             # As in Postfix, a delivered message forgives earlier errors.
             self.record.errors = 0

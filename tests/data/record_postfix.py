@@ -20,6 +20,8 @@ Variants (ports are configurable on the command line):
   B  as A plus smtpd_helo_required=yes              (default 127.0.0.1:10026)
   C  as A plus Dovecot SASL (PLAIN LOGIN CRAM-MD5)  (default 127.0.0.1:10027)
      test credentials testuser / testpass
+  D  as A plus message_size_limit = 1000            (default 127.0.0.1:10028)
+     (in master.cf: ``-o message_size_limit=1000`` on its smtpd line)
 A main.cf for A that answers as recorded (Debian's main.cf, then):
   myhostname = mail.example.com, mydestination = mail.example.com, localhost,
   mynetworks = a range that does not hold the client, inet_interfaces =
@@ -371,9 +373,34 @@ def probes():
     add("data_after_bdat_chunk", "A",
         [E, M, RC_OK, R(b"BDAT 5\r\nHi th", 1), L("DATA"), Q])
     add("bdat_no_arg", "A", [E, M, RC_OK, R(b"BDAT\r\n", None), L("NOOP"), Q])
+    add("bdat_rset_between_chunks", "A",
+        [E, M, RC_OK, R(b"BDAT 5\r\nHello", 1), L("RSET"), M, RC_OK,
+         R(b"BDAT 7 LAST\r\nWorld\r\n", 1), Q],
+        "RSET between two chunks, then a new transaction")
     add("bdat_after_helo", "A",
         [L("HELO client.example.org"), M, RC_OK,
          R(b"BDAT 10 LAST\r\nHi there\r\n", None), Q])
+
+    # --- size limits at their edges (D: message_size_limit = 1000) -------------
+    line = b"x" * 98 + b"\r\n"
+    add("mail_size_at_limit", "A", [E, L("MAIL FROM:<a@b> SIZE=10240000"), Q])
+    add("mail_size_edges_D", "D", [E, L("MAIL FROM:<a@b> SIZE=1000"), L("RSET"),
+                                   L("MAIL FROM:<a@b> SIZE=1001"), Q])
+    add("data_at_limit_D", "D", [E, M, RC_OK, L("DATA"), R(line * 10 + b".\r\n", 1), Q],
+        "a message of exactly message_size_limit bytes")
+    add("data_over_limit_D", "D",
+        [E, M, RC_OK, L("DATA"), R(line * 9 + b"y" * 99 + b"\r\n.\r\n", 1), L("NOOP"), M, Q],
+        "one byte over the limit")
+    add("bdat_at_limit_D", "D", [E, M, RC_OK, R(b"BDAT 1000 LAST\r\n" + line * 10, 1), Q])
+    add("bdat_partial_line_at_limit_D", "D",
+        [E, M, RC_OK, R(b"BDAT 1000 LAST\r\n" + b"z" * 1000, 1), L("NOOP"), Q],
+        "1000 bytes without a line end: Postfix counts the last line with its CRLF")
+    add("bdat_chunk_over_limit_D", "D",
+        [E, M, RC_OK, R(b"BDAT 500\r\n" + line * 5, 1), R(b"BDAT 501\r\n" + line * 5 + b"z", 1),
+         R(b"BDAT 5\r\nzzzzz", 1), M, R(b"BDAT 0 LAST\r\n", 1), M, Q],
+        "a chunk that is not the last takes the message over the limit")
+    add("bdat_last_chunk_over_limit_D", "D",
+        [E, M, RC_OK, R(b"BDAT 1001 LAST\r\n" + line * 10 + b"z", 1), M, Q])
 
     # --- pipelining ---------------------------------------------------------------
     add("pipelined_mail_rcpt_rcpt_data", "A",
@@ -590,11 +617,12 @@ def main():
     ap.add_argument("--port-a", type=int, default=10025)
     ap.add_argument("--port-b", type=int, default=10026)
     ap.add_argument("--port-c", type=int, default=10027)
+    ap.add_argument("--port-d", type=int, default=10028)
     ap.add_argument("--skip-c", action="store_true", help="no SASL instance")
     ap.add_argument("--only", help="comma-separated probe names")
-    ap.add_argument("--out", default="/work/main/tests/data/postfix_replies.json")
+    ap.add_argument("--out", required=True, help="the JSON file to write")
     a = ap.parse_args()
-    ports = {"A": a.port_a, "B": a.port_b, "C": a.port_c}
+    ports = {"A": a.port_a, "B": a.port_b, "C": a.port_c, "D": a.port_d}
     results = []
     only = set(a.only.split(",")) if a.only else None
     for p in probes():
