@@ -7,6 +7,7 @@
     smtplatrine acl add [--config DIR] [--reason TEXT] ENTRY...
     smtplatrine acl remove [--config DIR] ENTRY...
     smtplatrine acl list [--config DIR]
+    smtplatrine similar [--config DIR] [--limit N] SHA256
 
 import stores the messages of .eml files, directories of them, mbox files
 and Maildirs as if the sensor had received them; reparse reads stored (and
@@ -16,6 +17,9 @@ progress bar on a terminal and end with a summary.
 An ACL ENTRY is an IPv4 or IPv6 address or network (192.0.2.7,
 2001:db8::/32) or a country code (CN).  A running sensor applies changes
 within [protection] acl_reload_interval, or at once on SIGHUP.
+
+``similar`` lists the stored files like the one of SHA256 (ssdeep score,
+TLSH distance), with the names they were sent under.
 """
 
 import argparse
@@ -28,10 +32,11 @@ from pathlib import Path
 from smtplatrine import acl
 from smtplatrine import config as config_module
 from smtplatrine import export, mailfiles
+from smtplatrine.enrich import indicators
 from smtplatrine.events import printable
 from smtplatrine.parse import DEFECTS
 from smtplatrine.store import acl as acl_store
-from smtplatrine.store import dialects, schema
+from smtplatrine.store import dialects, forensics, schema
 from smtplatrine.store.records import utc
 
 
@@ -103,7 +108,30 @@ def _parser():
                            help="192.0.2.7, 192.0.2.0/24, 2001:db8::/32 or CN")
         if action == "add":
             a.add_argument("--reason", help="kept with the entries")
+    p = commands.add_parser("similar", help="files like an attachment (fuzzy hashes)")
+    p.add_argument("--config", metavar="DIR", help="configuration directory (etc/)")
+    p.add_argument("--limit", type=int, default=50, metavar="N", help="at most N (50)")
+    p.add_argument("sha256", type=_sha256, metavar="SHA256", help="an attachment's SHA-256")
     return parser
+
+
+def _sha256(text):
+    value = indicators.sha256(text.strip())
+    if value is None:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a SHA-256 (64 hex digits)")
+    return value
+
+
+def _similar(options, connection, dialect):
+    cursor = connection.cursor()
+    found = forensics.similar(cursor, dialect, options.sha256, options.limit)
+    names = forensics.file_names(cursor, dialect, [f["sha256"] for f in found])
+    print("sha256\tssdeep_score\ttlsh_distance\tmime\tsize\tnames")
+    for f in found:
+        print("\t".join(printable(str(v if v is not None else "-")) for v in (
+            f["sha256"], f["ssdeep_score"], f["tlsh_distance"], f["mime"], f["size"],
+            " | ".join(names.get(f["sha256"], [])))))
+    print(f"smtplatrine: {len(found)} similar file(s)", file=sys.stderr)
 
 
 def _export(options, connection, dialect):
@@ -259,6 +287,8 @@ def main(argv=None):
     try:
         if options.command == "export":
             _export(options, dialect.connect(), dialect)
+        elif options.command == "similar":
+            _similar(options, dialect.connect(), dialect)
         elif options.command in ("import", "reparse"):
             sys.exit(_store_run(options, config, dialect))
         else:

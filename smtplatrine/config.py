@@ -219,6 +219,10 @@ class Meta:
     otx_url: str = _url("https://otx.alienvault.com/api/v1")
     otx_per_minute: int = attrs.field(default=10, validator=_non_negative)
     otx_per_day: int = attrs.field(default=1000, validator=_non_negative)
+    sandbox_workers: int = attrs.field(default=2, validator=_positive)
+    sandbox_memory: int = attrs.field(default=1024, validator=v.ge(64))
+    sandbox_seconds: float = attrs.field(default=30.0, validator=_positive)
+    sandbox_files: int = attrs.field(default=64, validator=v.ge(16))
 
 
 @attrs.frozen

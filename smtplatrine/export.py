@@ -1,12 +1,13 @@
 """``smtplatrine export``: stored messages as JSON lines, one per message,
-with their session, headers, Received chain, URLs, attachments,
-recipients and enrichment results, for SIEM ingestion and scripts."""
+with their session, headers, Received chain, URLs, attachments (with the
+members found inside them, and what the analysis found), recipients and
+enrichment results, for SIEM ingestion and scripts."""
 
 import base64
 import json
 
 from smtplatrine.enrich import indicators
-from smtplatrine.store import enrichment
+from smtplatrine.store import enrichment, forensics
 
 _CHILDREN = {
     "headers": ("honeypot_email_headers", ["name", "value"]),
@@ -15,8 +16,8 @@ _CHILDREN = {
                   "for_address", "date", "raw"]),
     "urls": ("honeypot_email_urls", ["url", "host", "source"]),
     "attachments": ("honeypot_attachments",
-                    ["attachment_id", "filename", "content_type", "disposition",
-                     "size", "md5", "sha1", "sha256", "stored_path"]),
+                    ["attachment_id", "parent_id", "filename", "content_type",
+                     "disposition", "size", "md5", "sha1", "sha256", "stored_path"]),
 }
 _JSON_COLUMNS = {"mail_params", "session_flags", "defects", "flags", "envelopes"}
 _BOOLEANS = {"tls", "acknowledged", "truncated", "incomplete", "recovered", "accepted",
@@ -70,6 +71,7 @@ def messages(connection, dialect, since=None, until=None, sensor=None, raw=True)
             if raw and data is not None:
                 message["raw_base64"] = base64.b64encode(bytes(data)).decode("ascii")
             _add_related(cursor, sql, message)
+            _add_analysis(cursor, dialect, message)
             _add_enrichment(cursor, dialect, message)
             yield message
 
@@ -94,6 +96,20 @@ def _add_related(cursor, sql, message):
                        (message["session_id"],))
         session["credentials"] = [_clean(r) for r in _rows(cursor)]
         message["session"] = _clean(session)
+
+
+def _add_analysis(cursor, dialect, message):
+    """Each attachment's flags (from its name against its content) and what
+    the analysis found in its file (type, fuzzy hashes, flags, URLs, YARA,
+    members)."""
+    flags = forensics.attachment_flags(cursor, dialect, message["message_id"])
+    known = {}
+    for attachment in message["attachments"]:
+        attachment["flags"] = flags.get(attachment["attachment_id"], [])
+        digest = attachment["sha256"]
+        if digest not in known:
+            known[digest] = forensics.file_analysis(cursor, dialect, digest)
+        attachment["analysis"] = known[digest]
 
 
 def _add_enrichment(cursor, dialect, message):

@@ -84,12 +84,15 @@ def store_dirs(config):
 class Storing:
     """The database, the pipeline that fills it from the spool, and the
     enrichment after each commit, built from *config* (files opened, heavy
-    modules imported) while everything can still be read.  ``smtplatrine
-    import`` and ``reparse`` use it without the pipeline."""
+    modules imported, the sandbox forked, becoming *ids* if given) while
+    everything can still be read.  ``smtplatrine import`` and ``reparse``
+    use it without the pipeline."""
 
-    def __init__(self, config, reactor):
+    def __init__(self, config, reactor, ids=None):
         self.config = config
         self.reactor = reactor
+        self.ids = ids
+        self.sandbox = None
         self.attachments_dir, self.raw_dir = attachments, raw = store_dirs(config)
         spool_root = Path(config.server.data_dir) / "spool"
         dialect = dialects.from_config(config)
@@ -127,8 +130,19 @@ class Storing:
         if not meta.meta_enable:
             return None
         from smtplatrine.enrich import service as enrich
-        enrichers = enrich.configure(enrich.discover(), enrich.context(meta, self.reactor),
-                                     self.config)
+        from smtplatrine.enrich.sandbox import Sandbox
+        from smtplatrine.files import FileStore
+        sandbox = Sandbox(memory=meta.sandbox_memory * 2**20, seconds=meta.sandbox_seconds,
+                          files=meta.sandbox_files, file_size=meta.sandbox_memory * 2**20,
+                          workers=meta.sandbox_workers)
+        context = enrich.context(
+            meta, self.reactor, sandbox=sandbox,
+            files=FileStore(self.attachments_dir) if self.attachments_dir else None)
+        enrichers = enrich.configure(enrich.discover(), context, self.config)
+        if sandbox.needed:
+            # Now, while this process has no thread and can read everything.
+            sandbox.start(self.ids)
+            self.sandbox = sandbox
         # Its own connections: lookups never wait for, or hold up, storage.
         self.enrichment_database = Database(self.database.dialect, create=False)
         enrichment = enrich.EnrichmentService(
@@ -157,8 +171,15 @@ class Storing:
         self.quota.update(waiting=waiting, left=metrics.quota_left(
             used, self.enrichment.enrichers.values()))
 
+    def connect_sandbox(self):
+        """Open this process's conversation with the sandbox (if there is
+        one): the worker, or an import, before it enriches."""
+        if self.sandbox is not None:
+            self.sandbox.connect(self.reactor)
+
     def start(self):
         self.threadpool.start()
+        self.connect_sandbox()
         self.pipeline.start()
         if self.enrichment is not None:
             self.enrichment.start()
@@ -179,6 +200,8 @@ class Storing:
         if self.enrichment is not None:
             self.enrichment.stop()
             self.enrichment_database.close()
+        if self.sandbox is not None:
+            self.sandbox.stop()
         self.threadpool.stop()
         self.database.close()
         return self.events.close()
@@ -447,9 +470,10 @@ def main(argv):
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
         service.load_codecs()
-        storing = Storing(config, reactor)
-        if argv:
-            service.drop_privileges(int(argv[0]), int(argv[1]))
+        ids = (int(argv[0]), int(argv[1])) if argv else None
+        storing = Storing(config, reactor, ids)
+        if ids:
+            service.drop_privileges(*ids)
     except SystemExit as e:
         log.critical("{message}", message=str(e))
         sys.exit(_FATAL)

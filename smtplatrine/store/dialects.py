@@ -51,6 +51,9 @@ class Rejected(Exception):
 class _Dialect:
     name = ""
     placeholder = "?"
+    # Appended to a SELECT to lock its rows until the commit (SQLite has
+    # one writer at a time anyway).
+    for_update = ""
 
     def sql(self, statement):
         return statement.replace("?", self.placeholder)
@@ -162,6 +165,7 @@ class SQLite(_Dialect):
 class MySQL(_Dialect):
     name = "mysql"
     placeholder = "%s"
+    for_update = " FOR UPDATE"
     _insert_ignore = "INSERT IGNORE"
     _new_value, _greatest, _least = "VALUES({})", "GREATEST", "LEAST"
 
