@@ -22,7 +22,7 @@ from smtplatrine import config as config_module
 from smtplatrine import export
 from smtplatrine.events import printable
 from smtplatrine.store import acl as acl_store
-from smtplatrine.store import dialects, schema
+from smtplatrine.store import dialects, queries, schema
 from smtplatrine.store.records import utc
 
 
@@ -80,8 +80,9 @@ def _parser():
 
 
 def _export(options, connection, dialect):
-    records = export.messages(connection, dialect, options.since, options.until,
-                              options.sensor, options.raw)
+    records = export.messages(
+        connection, dialect, queries.Scope(options.since, options.until, options.sensor),
+        options.raw)
     with (open(options.output, "w", encoding="utf-8") if options.output
           else nullcontext(sys.stdout)) as stream:
         count = export.write(stream, records)
@@ -123,7 +124,7 @@ def main(argv=None):
     dialect = dialects.from_config(config)
     try:
         if options.command == "export":
-            _export(options, dialect.connect(), dialect)
+            _export(options, dialect.connect(readonly=True), dialect)
         else:
             _acl(options, dialect.connect(create=True), dialect, config)
     except dialects.Rejected as e:

@@ -21,6 +21,7 @@ from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from smtplatrine.enrich.indicators import of_message
 from smtplatrine.events import printable
 from smtplatrine.parse import parse
 from smtplatrine.spool import read_metadata
@@ -55,12 +56,14 @@ def prepare(eml, limits, attachments_dir, raw_dir):
         return None
     raw = eml.read_bytes()
     sha256 = hashlib.sha256(raw).hexdigest()
-    metadata = dict(metadata, size=len(raw), sha256=sha256)
+    metadata = dict(metadata, size=len(raw), sha256=sha256,
+                    md5=hashlib.md5(raw).hexdigest())
     parsed = parse(raw, limits)
     paths = tuple(store_file(attachments_dir, a.sha256, a.payload)
                   if attachments_dir else None for a in parsed.attachments)
     raw_path = store_file(raw_dir, sha256, raw) if raw_dir else None
-    return Prepared(metadata, parsed, None if raw_dir else raw, raw_path, paths)
+    return Prepared(metadata, parsed, None if raw_dir else raw, raw_path, paths,
+                    tuple(of_message(metadata, parsed)))
 
 
 def _settle(sync, paths):

@@ -89,11 +89,11 @@ class StoreTestsMixin:
 
     @defer.inlineCallbacks
     def test_schema_version(self):
-        """The schema is created at version 3 (002 the enrichment, 003 the
-        block list), and opening again keeps it."""
+        """The schema is created at version 4 (002 the enrichment, 003 the
+        block list, 004 the dashboard), and opening again keeps it."""
         yield defer.Deferred.fromCoroutine(self.database.open())
         rows = yield self.query("SELECT version FROM schema_version ORDER BY version")
-        self.assertEqual(rows, [(1,), (2,), (3,)])
+        self.assertEqual(rows, [(1,), (2,), (3,), (4,)])
 
     @defer.inlineCallbacks
     def test_message_columns(self):

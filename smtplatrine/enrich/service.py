@@ -15,7 +15,6 @@ from twisted.logger import Logger
 from twisted.plugin import getPlugins
 from twisted.python.failure import Failure
 
-from smtplatrine.enrich import indicators
 from smtplatrine.events import printable
 from smtplatrine.interfaces import (Context, IEnricher, LookupFailed, RateLimited,
                                     Result)
@@ -105,7 +104,7 @@ class EnrichmentService:
         try:
             metadata = prepared.metadata
             identity = {k: metadata.get(k) for k in _IDENTITY}
-            found = indicators.of_prepared(prepared)
+            found = prepared.indicators
             work = [self._enrich(enricher, i.kind, i.value, identity, metadata["message"])
                     for enricher in self.enrichers.values() for i in found
                     if i.kind in enricher.kinds]

@@ -7,6 +7,7 @@ Statements elsewhere are written once with ``?`` placeholders;
 
 import functools
 import importlib
+import ipaddress
 import os
 import pkgutil
 import sqlite3
@@ -46,6 +47,15 @@ class Unavailable(Exception):
 
 class Rejected(Exception):
     """The database will never take this data; the message says why."""
+
+
+def inet6_aton(text):
+    """MySQL's INET6_ATON for SQLite: the address *text* as 4 or 16 bytes
+    (None when it is none), so that a network is a range of them."""
+    try:
+        return ipaddress.ip_address(text).packed
+    except (TypeError, ValueError):
+        return None
 
 
 class _Dialect:
@@ -93,30 +103,63 @@ class SQLite(_Dialect):
     def __init__(self, path):
         self.path = Path(path)
 
-    def pool(self, grouped=False):
+    def pool(self, grouped=False, readonly=False):
         """The connection; *grouped*: its commits are made durable in groups,
-        by :meth:`sync`, rather than one by one."""
+        by :meth:`sync`, rather than one by one.  *readonly*: connections
+        that can only read (several, since WAL lets readers work at once)."""
+        if readonly:
+            return _pool("sqlite3", self._uri("ro"), uri=True, check_same_thread=False,
+                         timeout=30, cp_min=1, cp_max=3, cp_openfun=self._functions)
         setup = functools.partial(self._setup, synchronous="NORMAL" if grouped else "FULL")
         return _pool("sqlite3", str(self.path), check_same_thread=False, timeout=30,
                      cp_min=1, cp_max=1, cp_openfun=setup)
 
-    def connect(self, create=False):
+    def _uri(self, mode):
+        return self.path.resolve().as_uri() + "?mode=" + mode
+
+    def connect(self, create=False, readonly=False):
         """A plain DB-API connection (for the command line tools); with
-        *create*, the file (and its directory) is made if missing."""
+        *create*, the file (and its directory) is made if missing; with
+        *readonly*, it cannot write."""
         if create:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-        mode = "rwc" if create else "rw"
-        connection = sqlite3.connect(self.path.resolve().as_uri() + "?mode=" + mode,
-                                     uri=True, timeout=30)
-        self._setup(connection)
+        mode = "ro" if readonly else "rwc" if create else "rw"
+        connection = sqlite3.connect(self._uri(mode), uri=True, timeout=30)
+        if readonly:
+            self._functions(connection)
+        else:
+            self._setup(connection)
         return connection
 
-    @staticmethod
-    def _setup(connection, synchronous="FULL"):
+    @classmethod
+    def _setup(cls, connection, synchronous="FULL"):
         # WAL lets readers (export, analysts) work while we write.  FULL syncs
         # the log at each commit; NORMAL only at checkpoints (and sync()).
         connection.execute("PRAGMA journal_mode=WAL")
         connection.execute(f"PRAGMA synchronous={synchronous}")
+        cls._functions(connection)
+
+    @staticmethod
+    def _functions(connection):
+        """What MySQL has and the searches use."""
+        connection.create_function("inet6_aton", 1, inet6_aton, deterministic=True)
+
+    def index_text(self, cursor, message_id, subject, sender, body):
+        """Add a message's text to the full-text index."""
+        cursor.execute("INSERT INTO honeypot_email_text_ids (message_id) VALUES (?)",
+                       (message_id,))
+        cursor.execute("INSERT INTO honeypot_email_text (rowid, subject, sender, body)"
+                       " VALUES (?, ?, ?, ?)", (cursor.lastrowid, subject, sender, body))
+
+    @staticmethod
+    def text_match(columns, words):
+        """SQL selecting the message_id of the messages whose *columns*
+        hold the phrase *words* (a list of words), and its arguments."""
+        phrase = '"' + " ".join(words) + '"'
+        return ("SELECT k.message_id FROM honeypot_email_text t"
+                " JOIN honeypot_email_text_ids k ON k.doc = t.rowid"
+                " WHERE honeypot_email_text MATCH ?",
+                ["{" + " ".join(columns) + "} : " + phrase])
 
     def sync(self):
         """fsync(2) the write-ahead log: with it, every transaction
@@ -185,15 +228,16 @@ class MySQL(_Dialect):
             args["database"] = s.mysql_database
         return args
 
-    def pool(self, grouped=False):
-        """The connections; InnoDB makes each commit durable, *grouped* or not."""
+    def pool(self, grouped=False, readonly=False):
+        """The connections; InnoDB makes each commit durable, *grouped* or
+        not.  *readonly*: the account needs no more than SELECT."""
         return _pool("MySQLdb", cp_min=1, cp_max=self.settings.mysql_connections,
                      cp_reconnect=True, cp_openfun=self._setup, **self._connect_args())
 
-    def connect(self, create=False):
+    def connect(self, create=False, readonly=False):
         """A plain DB-API connection (for the command line tools); with
         *create*, the database is made if missing and mysql_auto_create_db
-        allows."""
+        allows.  *readonly*: the account needs no more than SELECT."""
         import MySQLdb
         if create:
             self.prepare()
@@ -210,6 +254,20 @@ class MySQL(_Dialect):
 
     def _on_conflict(self, key):
         return " ON DUPLICATE KEY UPDATE "
+
+    def index_text(self, cursor, message_id, subject, sender, body):
+        """Add a message's text to the full-text index."""
+        cursor.execute(self.insert("honeypot_email_text",
+                                   ["message_id", "subject", "sender", "body"]),
+                       (message_id, subject, sender, body))
+
+    @staticmethod
+    def text_match(columns, words):
+        """SQL selecting the message_id of the messages whose *columns*
+        hold the phrase *words* (a list of words), and its arguments."""
+        return (f"SELECT message_id FROM honeypot_email_text WHERE"
+                f" MATCH({', '.join(columns)}) AGAINST (? IN BOOLEAN MODE)",
+                ['+"' + " ".join(words) + '"'])
 
     def prepare(self):
         """Create the database when asked to (blocking; run in a thread)."""

@@ -6,7 +6,9 @@ JSON columns keep them exact as ``\\udcXX``.  Indexed columns are clipped
 to their width, so no value an attacker chooses can fail a whole message.
 """
 
+import html
 import json
+import re
 import uuid
 from datetime import datetime, timezone
 
@@ -25,6 +27,8 @@ class Prepared:
     raw: bytes | None
     raw_path: str | None
     attachment_paths: tuple
+    # enrich.indicators.Indicator of the message, kept with it.
+    indicators: tuple = ()
 
 
 def utc(seconds):
@@ -97,7 +101,7 @@ def save_message(cursor, dialect, prepared, now):
         "truncated": metadata.get("truncated", False),
         "incomplete": metadata.get("incomplete", False),
         "recovered": metadata.get("recovered", False),
-        "size": metadata["size"], "sha256": metadata["sha256"],
+        "size": metadata["size"], "sha256": metadata["sha256"], "md5": metadata.get("md5"),
         "raw": prepared.raw, "raw_path": prepared.raw_path,
         **{f"header_{name}": fields.get(name) for name in _FIELDS},
         "body_text": parsed.body_text, "body_html": parsed.body_html,
@@ -128,8 +132,23 @@ def save_message(cursor, dialect, prepared, now):
             a.content_type[:255], a.disposition, a.size, a.md5, a.sha1, a.sha256, path)
            for i, (a, path) in enumerate(zip(parsed.attachments,
                                              prepared.attachment_paths))])
+    _many(cursor, dialect, "honeypot_email_indicators",
+          ["message_id", "kind", "indicator", "source", "sensor"],
+          [(message_id, i.kind, i.value[:255], i.source, sensor)
+           for i in prepared.indicators])
+    dialect.index_text(cursor, message_id, fields.get("subject") or "",
+                       f"{fields.get('from') or ''} {columns['mail_from'] or ''}",
+                       f"{parsed.body_text}\n{html_text(parsed.body_html)}")
     _save_recipients(cursor, dialect, metadata, parsed, now)
     return True
+
+
+_TAG = re.compile(r"<!--.*?-->|<(script|style)\b.*?</\1\s*>|<[^>]*>", re.S | re.I)
+
+
+def html_text(markup):
+    """The words of an HTML body, for the full-text index."""
+    return html.unescape(_TAG.sub(" ", markup))
 
 
 def attachment_id(message_id, position):

@@ -13,6 +13,25 @@ def statements(text):
     return [s.strip() for s in text.split(";") if s.strip()]
 
 
+def check(cursor, dialect, migrations):
+    """Make sure, by reading only, that the schema is at least the newest
+    of *migrations*; its version."""
+    needed = migrations[-1][0]
+    try:
+        cursor.execute("SELECT MAX(version) FROM schema_version")
+        current = cursor.fetchone()[0] or 0
+    except Exception as e:
+        if dialect.classify(e) is None:
+            raise
+        current = 0
+    if current < needed:
+        raise Rejected(
+            f"the schema is at version {current}, this needs {needed}: start"
+            f" twistd smtplatrine (or smtplatrine user list) once with a database"
+            f" account that may create tables")
+    return current
+
+
 def upgrade(cursor, dialect, migrations, create):
     """Bring the schema to the newest of *migrations* (in one interaction);
     with *create* false only check that it is there."""
