@@ -5,6 +5,8 @@
     smtplatrine acl add [--config DIR] [--reason TEXT] ENTRY...
     smtplatrine acl remove [--config DIR] ENTRY...
     smtplatrine acl list [--config DIR]
+    smtplatrine search [--config DIR] [--since TIME] [--until TIME]
+                       [--sensor NAME] [--page N] [--json] QUERY...
 
 An ACL ENTRY is an IPv4 or IPv6 address or network (192.0.2.7,
 2001:db8::/32) or a country code (CN).  A running sensor applies changes
@@ -12,31 +14,27 @@ within [protection] acl_reload_interval, or at once on SIGHUP.
 """
 
 import argparse
+import json
 import sys
 import time
 from contextlib import nullcontext
-from datetime import datetime, timezone
 
 from smtplatrine import acl
 from smtplatrine import config as config_module
 from smtplatrine import export
 from smtplatrine.events import printable
 from smtplatrine.store import acl as acl_store
-from smtplatrine.store import dialects, queries, schema
-from smtplatrine.store.records import utc
+from smtplatrine.store import dialects, queries, schema, search
 
 
 def _time(text):
     """ISO 8601 (a date, or a date and time; UTC unless it says otherwise)."""
     try:
-        moment = datetime.fromisoformat(text)
+        return search.moment(text)
     except ValueError:
         raise argparse.ArgumentTypeError(
             f"{text!r} is not an ISO 8601 time such as 2026-11-28 or"
             f" 2026-11-28T10:00:00Z") from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
-    return utc(moment.timestamp())
 
 
 def _entry(text):
@@ -65,6 +63,16 @@ def _parser():
     p.add_argument("--no-raw", dest="raw", action="store_false",
                    help="leave out the raw message (raw_base64)")
     p.add_argument("--output", metavar="FILE", help="write here instead of stdout")
+    p = commands.add_parser("search", help="stored messages matching a query (README:"
+                                           " Search)")
+    p.add_argument("--config", metavar="DIR", help="configuration directory (etc/)")
+    p.add_argument("--since", type=_time, metavar="TIME", help="received at or after")
+    p.add_argument("--until", type=_time, metavar="TIME", help="received before")
+    p.add_argument("--sensor", metavar="NAME", help="only this sensor's messages")
+    p.add_argument("--page", type=int, default=1, metavar="N", help="page N of 100 (1)")
+    p.add_argument("--json", action="store_true", help="JSON lines instead of columns")
+    p.add_argument("query", nargs="+", metavar="QUERY",
+                   help="e.g. invoice from:paypal.com -has:attachment")
     p = commands.add_parser("acl", help="the block list: add, remove, list")
     actions = p.add_subparsers(dest="action", required=True)
     for action, text in [("add", "block addresses, networks or countries"),
@@ -87,6 +95,25 @@ def _export(options, connection, dialect):
           else nullcontext(sys.stdout)) as stream:
         count = export.write(stream, records)
     print(f"smtplatrine: exported {count} message(s)", file=sys.stderr)
+
+
+def _search(options, connection, dialect):
+    try:
+        query = search.parse(" ".join(options.query))
+    except search.SearchError as e:
+        sys.exit(f"smtplatrine: search: {e}")
+    scope = queries.Scope(options.since, options.until, options.sensor)
+    page = queries.messages(connection.cursor(), dialect, scope, query, options.page, 100)
+    for row in page.rows:
+        if options.json:
+            print(json.dumps(row, ensure_ascii=False, sort_keys=True))
+        else:
+            print("\t".join(printable(str(row[name] if row[name] is not None else "-"))
+                            for name in ("received", "message_id", "sensor", "client_ip",
+                                         "mail_from", "header_subject")))
+    total = f"more than {queries.COUNT_LIMIT}" if page.capped else str(page.total)
+    print(f"smtplatrine: {total} message(s) match; page {page.number} shows"
+          f" {len(page.rows)}{' (--page for more)' if page.more else ''}", file=sys.stderr)
 
 
 def _acl(options, connection, dialect, config):
@@ -125,6 +152,8 @@ def main(argv=None):
     try:
         if options.command == "export":
             _export(options, dialect.connect(readonly=True), dialect)
+        elif options.command == "search":
+            _search(options, dialect.connect(readonly=True), dialect)
         else:
             _acl(options, dialect.connect(create=True), dialect, config)
     except dialects.Rejected as e:

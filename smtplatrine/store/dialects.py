@@ -97,6 +97,8 @@ class _Dialect:
 
 class SQLite(_Dialect):
     name = "sqlite"
+    # Text compared without regard to case, as MySQL's collation does.
+    nocase = " COLLATE NOCASE"
     _insert_ignore = "INSERT OR IGNORE"
     _new_value, _greatest, _least = "excluded.{}", "MAX", "MIN"
 
@@ -113,6 +115,11 @@ class SQLite(_Dialect):
         setup = functools.partial(self._setup, synchronous="NORMAL" if grouped else "FULL")
         return _pool("sqlite3", str(self.path), check_same_thread=False, timeout=30,
                      cp_min=1, cp_max=1, cp_openfun=setup)
+
+    @staticmethod
+    def json_value(column, key):
+        """SQL for the value of *key* in the JSON object of *column*."""
+        return f"json_extract({column}, '$.{key}')"
 
     def _uri(self, mode):
         return self.path.resolve().as_uri() + "?mode=" + mode
@@ -204,6 +211,7 @@ class SQLite(_Dialect):
 
 class MySQL(_Dialect):
     name = "mysql"
+    nocase = ""
     placeholder = "%s"
     _insert_ignore = "INSERT IGNORE"
     _new_value, _greatest, _least = "VALUES({})", "GREATEST", "LEAST"
@@ -254,6 +262,11 @@ class MySQL(_Dialect):
 
     def _on_conflict(self, key):
         return " ON DUPLICATE KEY UPDATE "
+
+    @staticmethod
+    def json_value(column, key):
+        """SQL for the value of *key* in the JSON object of *column*."""
+        return f"JSON_VALUE({column}, '$.{key}')"
 
     def index_text(self, cursor, message_id, subject, sender, body):
         """Add a message's text to the full-text index."""

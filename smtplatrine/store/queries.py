@@ -121,16 +121,15 @@ def _where(clauses):
     return (" WHERE " + " AND ".join(clauses)) if clauses else ""
 
 
-def _page(cursor, dialect, select, order, clauses, args, number, size):
-    """Run *select* (FROM included) narrowed by *clauses* for page *number*."""
+def _page(cursor, dialect, columns, table, order, clauses, args, number, size):
+    """SELECT *columns* FROM *table* narrowed by *clauses*: page *number*."""
     number = max(1, number)
     where = _where(clauses)
-    cursor.execute(dialect.sql(f"{select}{where} ORDER BY {order}"
+    cursor.execute(dialect.sql(f"SELECT {columns} FROM {table}{where} ORDER BY {order}"
                                f" LIMIT {int(size) + 1} OFFSET {(number - 1) * int(size)}"),
                    args)
     rows = _rows(cursor)
-    table = select[select.index(" FROM "):]
-    cursor.execute(dialect.sql(f"SELECT COUNT(*) FROM (SELECT 1{table}{where}"
+    cursor.execute(dialect.sql(f"SELECT COUNT(*) FROM (SELECT 1 FROM {table}{where}"
                                f" LIMIT {COUNT_LIMIT + 1}) counted"), args)
     total = cursor.fetchone()[0]
     return Page(rows[:size], number, size, len(rows) > size, total)
@@ -157,8 +156,8 @@ def messages(cursor, dialect, scope, search=None, page=1, size=50):
         more, more_args = search.where(dialect)
         clauses += more
         args += more_args
-    select = (
-        "SELECT m.message_id, m.received, m.sensor, m.client_ip, m.mail_from,"
+    columns = (
+        "m.message_id, m.received, m.sensor, m.client_ip, m.mail_from,"
         " m.header_from, m.header_subject, m.size, m.tls, m.truncated, m.incomplete,"
         " m.defects,"
         " (SELECT COUNT(*) FROM honeypot_email_recipients r"
@@ -168,9 +167,8 @@ def messages(cursor, dialect, scope, search=None, page=1, size=50):
         " (SELECT s.auth_attempts FROM honeypot_sessions s"
         "  WHERE s.session_id = m.session_id) AS auth_attempts,"
         " (SELECT e.result FROM honeypot_enrichment e WHERE e.provider = 'geoip_city'"
-        "  AND e.indicator = m.client_ip) AS geo"
-        " FROM honeypot_emails m")
-    found = _page(cursor, dialect, select, _row_order(dialect, "m", "received"),
+        "  AND e.indicator = m.client_ip) AS geo")
+    found = _page(cursor, dialect, columns, "honeypot_emails m", _row_order(dialect, "m", "received"),
                   clauses, args, page, size)
     for row in found.rows:
         geo = json.loads(row.pop("geo")) if row.get("geo") else {}
@@ -241,10 +239,10 @@ def sessions(cursor, dialect, scope, page=1, size=50, client=None):
         clauses.append("s.client_ip = ?")
         args.append(client)
     columns = [c for c in _SESSION_COLUMNS if c != "envelopes"]
-    select = (f"SELECT {', '.join('s.' + c for c in columns)},"
-              " (SELECT e.result FROM honeypot_enrichment e WHERE e.provider = 'geoip_city'"
-              "  AND e.indicator = s.client_ip) AS geo FROM honeypot_sessions s")
-    found = _page(cursor, dialect, select, _row_order(dialect, "s", "started"),
+    columns = (f"{', '.join('s.' + c for c in columns)},"
+               " (SELECT e.result FROM honeypot_enrichment e WHERE e.provider = 'geoip_city'"
+               "  AND e.indicator = s.client_ip) AS geo")
+    found = _page(cursor, dialect, columns, "honeypot_sessions s", _row_order(dialect, "s", "started"),
                   clauses, args, page, size)
     for row in found.rows:
         geo = json.loads(row.pop("geo")) if row.get("geo") else {}
