@@ -8,12 +8,20 @@
     smtplatrine search [--config DIR] [--since TIME] [--until TIME]
                        [--sensor NAME] [--page N] [--json] QUERY...
 
+    smtplatrine user add [--config DIR] NAME --role ROLE [--password-stdin]
+    smtplatrine user passwd [--config DIR] NAME [--password-stdin]
+    smtplatrine user remove|list [--config DIR] [NAME]
+    smtplatrine token add [--config DIR] NAME --role ROLE
+    smtplatrine token remove|list [--config DIR] [NAME]
+
+A ROLE is statistical, forensic or admin (README: Users and roles).
 An ACL ENTRY is an IPv4 or IPv6 address or network (192.0.2.7,
 2001:db8::/32) or a country code (CN).  A running sensor applies changes
 within [protection] acl_reload_interval, or at once on SIGHUP.
 """
 
 import argparse
+import getpass
 import json
 import sys
 import time
@@ -24,7 +32,7 @@ from smtplatrine import config as config_module
 from smtplatrine import export
 from smtplatrine.events import printable
 from smtplatrine.store import acl as acl_store
-from smtplatrine.store import dialects, queries, schema, search
+from smtplatrine.store import dialects, queries, schema, search, users
 
 
 def _time(text):
@@ -84,7 +92,91 @@ def _parser():
                            help="192.0.2.7, 192.0.2.0/24, 2001:db8::/32 or CN")
         if action == "add":
             a.add_argument("--reason", help="kept with the entries")
+    for noun, text in [("user", "the dashboard's users: add, passwd, remove, list"),
+                       ("token", "API tokens for scripts: add, remove, list")]:
+        p = commands.add_parser(noun, help=text)
+        actions = p.add_subparsers(dest="action", required=True)
+        for action in (["add", "passwd", "remove", "list"] if noun == "user"
+                       else ["add", "remove", "list"]):
+            a = actions.add_parser(action)
+            a.add_argument("--config", metavar="DIR", help="configuration directory (etc/)")
+            if action != "list":
+                a.add_argument("name", type=_name, metavar="NAME")
+            if action == "add":
+                a.add_argument("--role", required=True, choices=users.ROLES)
+            if noun == "user" and action in ("add", "passwd"):
+                a.add_argument("--password-stdin", action="store_true",
+                               help="read the password from the first line of standard"
+                                    " input (default: ask on the terminal)")
     return parser
+
+
+def _name(text):
+    try:
+        return users.check_name(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def _password(options):
+    """The new password, from standard input or asked twice on the terminal."""
+    if options.password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        password = getpass.getpass(f"New password for {options.name}: ")
+        if getpass.getpass("Again: ") != password:
+            sys.exit("smtplatrine: the passwords differ; nothing changed")
+    try:
+        return users.check_password(password)
+    except ValueError as e:
+        sys.exit(f"smtplatrine: {e}; nothing changed")
+
+
+def _users(options, connection, dialect, config):
+    """smtplatrine user|token ACTION: one transaction, one line said."""
+    cursor = connection.cursor()
+    _upgrade(cursor, dialect, config)
+    now, name = time.time(), getattr(options, "name", None)
+    if options.action == "list":
+        rows = (users.listing if options.command == "user" else users.tokens)(cursor, dialect)
+        for row in rows:
+            print("\t".join(str(value) for value in row.values()))
+        connection.commit()
+        return
+    if options.command == "user" and options.action in ("add", "passwd"):
+        # Hashed before the transaction starts: it takes a while, on purpose.
+        hashed = users.hash_password(_password(options))
+    if (options.command, options.action) == ("user", "add"):
+        done = users.add(cursor, dialect, name, options.role, hashed, now)
+        said = f"added user {name} ({options.role})" if done else f"user {name} exists"
+    elif options.action == "passwd":
+        done = users.change(cursor, dialect, name, now, password_hash=hashed)
+        said = f"changed the password of {name}" if done else f"no user {name}"
+    elif options.command == "user":
+        done = users.remove(cursor, dialect, name)
+        said = f"removed user {name}" if done else f"no user {name}"
+    elif options.action == "add":
+        token = users.new_token()
+        done = users.add_token(cursor, dialect, name, options.role, token, now)
+        said = f"token {name} exists" if not done else (
+            f"added token {name} ({options.role}); send it as 'Authorization: Bearer"
+            f" TOKEN'; it is shown only now")
+        if done:
+            print(token)
+    else:
+        done = users.remove_token(cursor, dialect, name)
+        said = f"removed token {name}" if done else f"no token {name}"
+    connection.commit()
+    if not done:
+        sys.exit(f"smtplatrine: {said}; nothing changed")
+    print(f"smtplatrine: {said}", file=sys.stderr)
+
+
+def _upgrade(cursor, dialect, config):
+    """Create or upgrade the schema where the configuration allows, so that
+    the tools work before the first start too."""
+    schema.upgrade(cursor, dialect, dialect.migrations(),
+                   config.mysql.mysql_auto_create_db or dialect.name == "sqlite")
 
 
 def _export(options, connection, dialect):
@@ -118,8 +210,7 @@ def _search(options, connection, dialect):
 
 def _acl(options, connection, dialect, config):
     cursor = connection.cursor()
-    schema.upgrade(cursor, dialect, dialect.migrations(),
-                   config.mysql.mysql_auto_create_db or dialect.name == "sqlite")
+    _upgrade(cursor, dialect, config)
     if options.action == "list":
         for row in acl_store.entries(cursor, dialect):
             print("\t".join(printable(str(row[name] if row[name] is not None else "-"))
@@ -154,6 +245,8 @@ def main(argv=None):
             _export(options, dialect.connect(readonly=True), dialect)
         elif options.command == "search":
             _search(options, dialect.connect(readonly=True), dialect)
+        elif options.command in ("user", "token"):
+            _users(options, dialect.connect(create=True), dialect, config)
         else:
             _acl(options, dialect.connect(create=True), dialect, config)
     except dialects.Rejected as e:
