@@ -5,34 +5,27 @@ message); in the listening process they would slow every session, and a
 crash or a stall of theirs would take the sockets with it.  So a child
 process of its own, with its own reactor, does that work
 (:class:`StoringProcess` starts it and keeps it running).  It gets the
-configuration on file descriptor 3, then one line per item on its input
+configuration, then one line per item on its input
 (``message ID`` or ``session ID``, as the spool finishes them), and finds
 the rest by scanning the spool at start and when idle.  Its log events come
 back as JSON lines on its output, and the server logs them as its own; its
 events (``events.jsonl``, syslog) it writes itself.
 
-Run as ``python -m smtplatrine.storer [UID GID]``: started before the server
-drops its privileges, it prepares everything, then drops them itself.
+Run as ``python -m smtplatrine.storer [UID GID]`` (see smtplatrine.child):
+started before the server drops its privileges, it prepares everything,
+then drops them itself.
 """
 
-import ctypes
-import os
-import pickle
-import select
-import signal
 import sys
-import time
 from pathlib import Path
 
-from twisted.internet import defer, protocol
-from twisted.logger import (FilteringLogObserver, Logger, LogLevel,
-                            LogLevelFilterPredicate, eventFromJSON,
-                            globalLogBeginner, globalLogPublisher,
-                            jsonFileLogObserver)
+from twisted.internet import stdio
+from twisted.logger import Logger
 from twisted.protocols.basic import LineOnlyReceiver
 from twisted.python.threadpool import ThreadPool
 
-from smtplatrine.events import make_events, printable
+from smtplatrine import child
+from smtplatrine.events import make_events
 from smtplatrine.parse import Limits
 from smtplatrine.pipeline import Pipeline
 from smtplatrine.store import dialects
@@ -40,11 +33,6 @@ from smtplatrine.store.database import Database
 
 # Named: run as ``python -m``, this module is __main__.
 log = Logger(namespace="smtplatrine.storer")
-
-# Exit status of a child that can never start with this configuration.
-_FATAL = 3
-_PR_SET_PDEATHSIG = 1
-
 
 def store_dirs(config):
     """The attachment and raw-message directories (None: not kept on
@@ -125,82 +113,21 @@ class Storing:
         self.events.close()
 
 
-class StoringProcess(protocol.ProcessProtocol):
+class StoringProcess(child.ChildProcess):
     """Runs the storing process for *config*, as *ids* (a (uid, gid), or
-    None to stay who we are).  That process starts its worker again when
-    the worker ends unasked; should it end itself, the spool keeps
+    None to stay who we are); should it end itself, the spool keeps
     everything until smtplatrine is restarted."""
 
-    STOP_SECONDS = 10
-
     def __init__(self, reactor, config, ids):
-        self._reactor = reactor
-        self._config = pickle.dumps(config)
-        self._ids = ids
-        self._buffer = b""
-        self._stopping = False
-        self._kill = None
-        self._ended = defer.Deferred()
-
-    def spawn(self):
-        """Start the process; it waits for :meth:`configure`."""
-        args = [sys.executable, "-m", "smtplatrine.storer", *map(str, self._ids or ())]
-        # The child imports this very module, from wherever the server found it.
-        env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
-        for name in ("LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES"):
-            env.pop(name, None)
-        self._reactor.spawnProcess(self, sys.executable, args, env=env,
-                                   childFDs={0: "w", 1: "r", 2: 2, 3: "w"})
-
-    def configure(self):
-        """Hand the process its configuration: it builds everything and
-        starts (the server calls this once the data directory is the
-        unprivileged user's)."""
-        if not self._ended.called:
-            self.transport.writeToChild(3, self._config)
-            self.transport.closeChildFD(3)
+        super().__init__(reactor, config, ids, "smtplatrine.storer", "the storing process",
+                         ": captured mail stays in the spool until smtplatrine is"
+                         " restarted")
 
     def notify(self, kind, item):
         """Tell the process that the spool holds *kind* (message or
         session) *item*; what it misses, its scans find."""
         if not self._ended.called:
             self.transport.write(f"{kind} {item}\n".encode("ascii"))
-
-    def outReceived(self, data):
-        *lines, self._buffer = (self._buffer + data).split(b"\n")
-        for line in lines:
-            try:
-                event = eventFromJSON(line.strip(b"\x1e").decode("utf-8"))
-            except ValueError:
-                log.warn("the storing process printed {line}", line=printable(line))
-                continue
-            globalLogPublisher(event)
-
-    def processEnded(self, reason):
-        self._ended.callback(None)
-        if self._stopping:
-            if self._kill is not None and self._kill.active():
-                self._kill.cancel()
-            return
-        if reason.value.exitCode == _FATAL:
-            log.critical("smtplatrine: the storing process cannot start (see above);"
-                         " stopping")
-            self._reactor.stop()
-        else:
-            log.error("the storing process ended ({reason}): captured mail stays in"
-                      " the spool until smtplatrine is restarted", reason=str(reason.value))
-
-    def stop(self):
-        """Let the process end (it stops on end of input, once what it is
-        storing is stored); fires when it has, killing it after
-        ``STOP_SECONDS`` (what it had not stored stays in the spool)."""
-        self._stopping = True
-        if self._ended.called or self.transport is None:
-            return defer.succeed(None)
-        self.transport.closeStdin()
-        self._kill = self._reactor.callLater(
-            self.STOP_SECONDS, lambda: self.transport.signalProcess("KILL"))
-        return self._ended
 
 
 class _Commands(LineOnlyReceiver):
@@ -222,77 +149,12 @@ class _Commands(LineOnlyReceiver):
         self._ended()
 
 
-def _read_all(fd):
-    chunks = []
-    while chunk := os.read(fd, 65536):
-        chunks.append(chunk)
-    os.close(fd)
-    return b"".join(chunks)
-
-
-def _die_with_parent():
-    """SIGKILL when the parent ends (a privilege drop clears this)."""
-    ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
-
-
 def _work(storing, reactor):
     """The worker: store until the server closes our input."""
-    from twisted.internet import stdio
-
     stdio.StandardIO(_Commands(storing.pipeline.notify, reactor.stop), reactor=reactor)
     reactor.callWhenRunning(storing.start)
     reactor.addSystemEventTrigger("before", "shutdown", storing.stop)
     reactor.run(installSignalHandlers=False)
-
-
-def _input_ended(seconds):
-    """Wait up to *seconds* for the server to close our input; whether it
-    did (what it sent meanwhile, the next worker's scan finds)."""
-    deadline = time.monotonic() + seconds
-    while (left := deadline - time.monotonic()) > 0:
-        if select.select([0], [], [], left)[0]:
-            try:
-                if not os.read(0, 65536):
-                    return True
-            except BlockingIOError:
-                pass
-    return False
-
-
-def _supervise(storing, reactor, max_delay):
-    """Run the worker in a fork of this process, and again, after 1 s
-    doubling up to *max_delay*, each time it ends unasked.  A fork, not a
-    new program: everything is loaded already, and the Python library may
-    be out of reach now."""
-    delay = 0.0
-    while True:
-        started, parent = time.monotonic(), os.getpid()
-        pid = os.fork()
-        if pid == 0:
-            code = 1
-            try:
-                _die_with_parent()
-                if os.getppid() == parent:
-                    _work(storing, reactor)
-                code = 0
-            except BaseException:
-                log.failure("the storing process failed")
-            finally:
-                sys.stdout.flush()
-                os._exit(code)
-        _, status = os.waitpid(pid, 0)
-        if os.waitstatus_to_exitcode(status) == 0:
-            return
-        if time.monotonic() - started >= max_delay:
-            delay = 0.0
-        delay = min(max(1.0, delay * 2), max_delay)
-        how = (f"signal {os.WTERMSIG(status)}" if os.WIFSIGNALED(status)
-               else f"exit code {os.WEXITSTATUS(status)}")
-        log.error("the storing process {pid} ended ({how}): captured mail stays in"
-                  " the spool; starting it again in {delay:.0f} s",
-                  pid=pid, how=how, delay=delay)
-        if _input_ended(delay):
-            return
 
 
 def main(argv):
@@ -302,35 +164,24 @@ def main(argv):
     pollreactor.install()
     from twisted.internet import reactor
 
-    from smtplatrine import service
+    from smtplatrine import privileges
 
-    data = _read_all(3)
-    if not data:
+    config = child.take_configuration()
+    if config is None:
         return  # the server ended before it could start
-    config = pickle.loads(data)
-    # Every log event goes to the server, which logs it as its own.
-    level = LogLevel.levelWithName(config.logger.level)
-    globalLogBeginner.beginLoggingTo([FilteringLogObserver(
-        jsonFileLogObserver(sys.stdout), [LogLevelFilterPredicate(level)])],
-        redirectStandardIO=False)
-    # The server stops this process by closing its input, once the last
-    # session has ended; a signal to the whole process group must not.
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
-        service.load_codecs()
+        privileges.load_codecs()
         storing = Storing(config, reactor)
         if argv:
-            service.drop_privileges(int(argv[0]), int(argv[1]))
+            privileges.drop_privileges(int(argv[0]), int(argv[1]))
     except SystemExit as e:
         log.critical("{message}", message=str(e))
-        sys.exit(_FATAL)
+        sys.exit(child.FATAL)
     except Exception:
         log.failure("smtplatrine: cannot prepare the storing process")
-        sys.exit(_FATAL)
-    _die_with_parent()
-    if os.getppid() != 1:
-        _supervise(storing, reactor, config.store.retry_max_delay)
+        sys.exit(child.FATAL)
+    child.supervise(lambda: _work(storing, reactor), "the storing process",
+                    config.store.retry_max_delay, ": captured mail stays in the spool")
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ import attrs
 COUNT_LIMIT = 10_000
 
 _JSON_COLUMNS = {"mail_params", "session_flags", "defects", "flags", "envelopes",
-                 "transcript", "result"}
+                 "transcript", "result", "geo"}
 _BOOLEANS = {"tls", "acknowledged", "truncated", "incomplete", "recovered", "accepted",
              "found", "tls_implicit"}
 _TIMES = {"received", "stored", "started", "ended", "time", "looked_up", "first_seen",
@@ -171,7 +171,7 @@ def messages(cursor, dialect, scope, search=None, page=1, size=50):
     found = _page(cursor, dialect, columns, "honeypot_emails m", _row_order(dialect, "m", "received"),
                   clauses, args, page, size)
     for row in found.rows:
-        geo = json.loads(row.pop("geo")) if row.get("geo") else {}
+        geo = row.pop("geo") or {}
         row["country"] = geo.get("country_code")
         row["defects"] = len(row["defects"])
         row["auth"] = bool(row.pop("auth_attempts"))
@@ -245,7 +245,7 @@ def sessions(cursor, dialect, scope, page=1, size=50, client=None):
     found = _page(cursor, dialect, columns, "honeypot_sessions s", _row_order(dialect, "s", "started"),
                   clauses, args, page, size)
     for row in found.rows:
-        geo = json.loads(row.pop("geo")) if row.get("geo") else {}
+        geo = row.pop("geo") or {}
         row["country"] = geo.get("country_code")
     return found
 
