@@ -13,6 +13,7 @@ import hmac
 import re
 import secrets
 
+from smtplatrine.store.queries import iso
 from smtplatrine.store.records import utc
 
 ROLES = ("statistical", "forensic", "admin")
@@ -114,8 +115,8 @@ def remove(cursor, dialect, name):
 def listing(cursor, dialect):
     """Every user: [{name, role, created, changed}], by name."""
     cursor.execute("SELECT name, role, created, changed FROM web_users ORDER BY name")
-    return [dict(zip(("name", "role", "created", "changed"), row))
-            for row in cursor.fetchall()]
+    return [{"name": name, "role": role, "created": iso(created), "changed": iso(changed)}
+            for name, role, created, changed in cursor.fetchall()]
 
 
 def find(cursor, dialect, name):
@@ -145,7 +146,8 @@ def remove_token(cursor, dialect, name):
 def tokens(cursor, dialect):
     """Every token: [{name, role, created}] (never the token), by name."""
     cursor.execute("SELECT name, role, created FROM web_tokens ORDER BY name")
-    return [dict(zip(("name", "role", "created"), row)) for row in cursor.fetchall()]
+    return [{"name": name, "role": role, "created": iso(created)}
+            for name, role, created in cursor.fetchall()]
 
 
 def find_token(cursor, dialect, token):

@@ -106,7 +106,10 @@ class Dashboard(resource.Resource):
                           else self._login_form(request, args.get("next", "")))
         identity = await self._identify(request)
         if path == "/logout" and method == "POST":
-            return await self._logout(request, identity, args)
+            try:
+                return self._logout(request, identity, args)
+            except HTTPError as e:
+                return await self._error(request, None, api, e.status, e.message, identity)
         if identity is None:
             if api:
                 request.setHeader(b"WWW-Authenticate", b'Bearer realm="smtplatrine"')
@@ -249,11 +252,11 @@ class Dashboard(resource.Resource):
         self._event(request, "smtplatrine.web.login", user=name, role=found[0])
         return _redirect(request, _local(args.get("next", "")) or "/messages")
 
-    async def _logout(self, request, identity, args):
+    def _logout(self, request, identity, args):
         if identity is not None:
             self._check_csrf(request, identity, args)
             self.sessions.end((request.getCookie(SESSION_COOKIE) or b"").decode("ascii"))
-        request.addCookie(SESSION_COOKIE, b"", path=b"/", httpOnly=True, max_age=0,
+        request.addCookie(SESSION_COOKIE, b"", path=b"/", httpOnly=True, max_age=b"0",
                           sameSite=b"strict", secure=self._secure(request))
         return _redirect(request, "/login")
 
