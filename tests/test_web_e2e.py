@@ -459,11 +459,15 @@ class MoreDashboardTestsMixin:
         self.assertEqual(frame.get_attribute("sandbox"), "")
         self.driver.switch_to.frame(frame)
         self.wait(lambda d: d.find_element(By.ID, "marker").text == "Hostile newsletter")
+        self.driver.switch_to.default_content()
+        self.driver.execute_script("arguments[0].scrollIntoView()",
+                                   self.find("section:has(#html)"))
+        self.shot("message-html")
+        self.driver.switch_to.frame(frame)
         for link in ("javascript-link", "tracking-link", "form-button"):
             with contextlib.suppress(Exception):
                 self.driver.find_element(By.ID, link).click()
         self.driver.switch_to.default_content()
-        self.shot("message-html")
         # Let whatever the clicks started end: the page loads again, and
         # the preview with it.
         self.open(f"/messages/{hostile}")

@@ -40,6 +40,12 @@ class WebService(Service):
         except ImportError as e:
             raise SystemExit(f"smtplatrine: engine_backend = mysql needs {e.name}:"
                              f" pip install 'smtplatrine[mysql]'") from None
+        data_dir = Path(config.server.data_dir)
+        try:
+            data_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise SystemExit(f"smtplatrine: cannot create data_dir {data_dir}:"
+                             f" {e.strerror}; set [server] data_dir") from None
         self.reader = Database(dialect, readonly=True)
         self.writer = Database(dialect, create=False)
         self.events = make_events(config, self.reactor)

@@ -416,7 +416,7 @@ def session(ctx, record, forensic):
                        for m in record["message_list"]]) if record["message_list"]
              else tags.p("No message.", class_="muted")]
     if forensic:
-        lines = [_step(step) for step in record.get("transcript") or []]
+        lines = [line for step in record.get("transcript") or [] for line in _step(step)]
         body += [tags.h2("Transcript"),
                  tags.pre("\n".join(lines) or "(empty)", class_="source transcript")]
     else:
@@ -426,12 +426,14 @@ def session(ctx, record, forensic):
 
 
 def _step(step):
-    """A transcript line ([time, "C" or "S", text]) as "C: text", controls escaped."""
+    """A transcript step ([time, "C" or "S", text]) as lines "C: text",
+    controls escaped (a multi-line reply: one line each)."""
     try:
         _, direction, text = step
     except (TypeError, ValueError):
-        return printable(str(step))
-    return f"{direction}: {printable(str(text))}"
+        return [printable(str(step))]
+    lines = str(text).removesuffix("\r\n").split("\r\n")
+    return [f"{direction}: {printable(line)}" for line in lines]
 
 
 def _json(value):
