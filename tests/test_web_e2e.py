@@ -20,7 +20,6 @@ import socket
 import subprocess
 import sys
 import tempfile
-import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -332,7 +331,7 @@ class DashboardMixin:
         cases = [("verify password", ["Your account is limited"]),
                  ("from:paypal", ["Your account is limited"]),
                  ("has:attachment", [HOSTILE_SUBJECT]),
-                 (f"filename:onerror", [HOSTILE_SUBJECT]),
+                 ("filename:onerror", [HOSTILE_SUBJECT]),
                  ("-has:attachment -from:paypal", ["Weekly newsletter"]),
                  ("helo:<b>bold-helo</b> newsletter", ["Weekly newsletter"]),
                  ("invoice after:2000-01-01 ip:127.0.0.0/8", [HOSTILE_SUBJECT]),
