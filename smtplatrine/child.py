@@ -1,7 +1,7 @@
 """Child processes of the server (storing, dashboard): how the server
 starts one and keeps an eye on it (:class:`ChildProcess`), and what the
 child does to take its configuration, send its log back and keep a worker
-running (:func:`take_configuration`, :func:`supervise`).
+running (:func:`main`).
 
 A child is ``python -m MODULE [UID GID]``, started before the server drops
 its privileges.  It gets the pickled configuration on file descriptor 3,
@@ -19,12 +19,13 @@ import signal
 import sys
 import time
 
-from twisted.internet import defer, protocol
+from twisted.internet import defer, protocol, stdio
 from twisted.logger import (FilteringLogObserver, Logger, LogLevel,
                             LogLevelFilterPredicate, eventFromJSON,
                             globalLogBeginner, globalLogPublisher,
                             jsonFileLogObserver)
 
+from smtplatrine import privileges
 from smtplatrine.events import printable
 
 log = Logger()
@@ -183,3 +184,42 @@ def supervise(work, name, max_delay, consequence=""):
                   consequence=consequence)
         if _input_ended(delay):
             return
+
+
+def main(argv, name, prepare, consequence=""):
+    """The child's program: take the configuration, ``prepare(config,
+    reactor)`` its worker while root (bind, open files, import what it
+    needs), become the user and group *argv* names (if any), then
+    :func:`supervise` the worker.  The worker has ``start()``, ``stop()``
+    and ``commands(ended)``: the protocol of the server's lines on standard
+    input, which calls *ended* when the server closes it."""
+    # poll(2) keeps no state in the kernel, so each fork of this process
+    # gets a reactor of its own (a shared epoll set would not be).
+    from twisted.internet import pollreactor
+    pollreactor.install()
+    from twisted.internet import reactor
+
+    config = take_configuration()
+    if config is None:
+        return  # the server ended before it could start
+    try:
+        privileges.load_codecs()
+        worker = prepare(config, reactor)
+        if argv:
+            privileges.drop_privileges(int(argv[0]), int(argv[1]))
+    except SystemExit as e:
+        log.critical("{message}", message=str(e))
+        sys.exit(FATAL)
+    except Exception:
+        log.failure("smtplatrine: cannot prepare {name}", name=name)
+        sys.exit(FATAL)
+    supervise(lambda: _work(worker, reactor), name, config.store.retry_max_delay,
+              consequence)
+
+
+def _work(worker, reactor):
+    """The worker: run until the server closes our input."""
+    stdio.StandardIO(worker.commands(reactor.stop), reactor=reactor)
+    reactor.callWhenRunning(worker.start)
+    reactor.addSystemEventTrigger("before", "shutdown", worker.stop)
+    reactor.run(installSignalHandlers=False)

@@ -136,11 +136,7 @@ class HoneypotService(Service):
         *spool*; and the database of the block list (the storing process
         creates and upgrades the schema)."""
         config = self.config
-        try:
-            dialect = dialects.from_config(config)
-        except ImportError as e:
-            raise SystemExit(f"smtplatrine: engine_backend = mysql needs {e.name}:"
-                             f" pip install 'smtplatrine[mysql]'") from None
+        dialect = dialects.from_config(config)
         self.database = Database(dialect, create=False)
         self.storer = storer.StoringProcess(self.reactor, config, ids)
         spool.ready = self.storer.notify

@@ -19,7 +19,6 @@ then drops them itself.
 import sys
 from pathlib import Path
 
-from twisted.internet import stdio
 from twisted.logger import Logger
 from twisted.protocols.basic import LineOnlyReceiver
 from twisted.python.threadpool import ThreadPool
@@ -97,6 +96,10 @@ class Storing:
                  or "none")
         return enrichment
 
+    def commands(self, ended):
+        """The server's lines on our input: items for the pipeline."""
+        return _Commands(self.pipeline.notify, ended)
+
     def start(self):
         self.threadpool.start()
         self.pipeline.start()
@@ -149,39 +152,8 @@ class _Commands(LineOnlyReceiver):
         self._ended()
 
 
-def _work(storing, reactor):
-    """The worker: store until the server closes our input."""
-    stdio.StandardIO(_Commands(storing.pipeline.notify, reactor.stop), reactor=reactor)
-    reactor.callWhenRunning(storing.start)
-    reactor.addSystemEventTrigger("before", "shutdown", storing.stop)
-    reactor.run(installSignalHandlers=False)
-
-
 def main(argv):
-    # poll(2) keeps no state in the kernel, so each fork of this process
-    # gets a reactor of its own (a shared epoll set would not be).
-    from twisted.internet import pollreactor
-    pollreactor.install()
-    from twisted.internet import reactor
-
-    from smtplatrine import privileges
-
-    config = child.take_configuration()
-    if config is None:
-        return  # the server ended before it could start
-    try:
-        privileges.load_codecs()
-        storing = Storing(config, reactor)
-        if argv:
-            privileges.drop_privileges(int(argv[0]), int(argv[1]))
-    except SystemExit as e:
-        log.critical("{message}", message=str(e))
-        sys.exit(child.FATAL)
-    except Exception:
-        log.failure("smtplatrine: cannot prepare the storing process")
-        sys.exit(child.FATAL)
-    child.supervise(lambda: _work(storing, reactor), "the storing process",
-                    config.store.retry_max_delay, ": captured mail stays in the spool")
+    child.main(argv, "the storing process", Storing, ": captured mail stays in the spool")
 
 
 if __name__ == "__main__":

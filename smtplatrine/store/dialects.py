@@ -324,7 +324,12 @@ class MySQL(_Dialect):
 
 
 def from_config(config):
-    """The dialect *config* asks for."""
+    """The dialect *config* asks for; SystemExit with one line if its
+    driver is missing."""
     if config.engine.engine_backend == "mysql":
-        return MySQL(config.mysql)
+        try:
+            return MySQL(config.mysql)
+        except ImportError as e:
+            raise SystemExit(f"smtplatrine: engine_backend = mysql needs {e.name}:"
+                             f" pip install 'smtplatrine[mysql]'") from None
     return SQLite(config.data_path(config.sqlite.sqlite_path))

@@ -166,16 +166,26 @@ def messages(cursor, dialect, scope, search=None, page=1, size=50):
         "  WHERE a.message_id = m.message_id) AS attachments,"
         " (SELECT s.auth_attempts FROM honeypot_sessions s"
         "  WHERE s.session_id = m.session_id) AS auth_attempts,"
-        " (SELECT e.result FROM honeypot_enrichment e WHERE e.provider = 'geoip_city'"
-        "  AND e.indicator = m.client_ip) AS geo")
+        f" {_geo('m')}")
     found = _page(cursor, dialect, columns, "honeypot_emails m", _row_order(dialect, "m", "received"),
                   clauses, args, page, size)
-    for row in found.rows:
-        geo = row.pop("geo") or {}
-        row["country"] = geo.get("country_code")
+    for row in _with_country(found.rows):
         row["defects"] = len(row["defects"])
         row["auth"] = bool(row.pop("auth_attempts"))
     return found
+
+
+def _geo(alias):
+    """A column: what GeoIP says of the client of the row *alias*."""
+    return (f"(SELECT e.result FROM honeypot_enrichment e WHERE e.provider = 'geoip_city'"
+            f" AND e.indicator = {alias}.client_ip) AS geo")
+
+
+def _with_country(rows):
+    """*rows*, their ``geo`` column turned into ``country`` (a code or None)."""
+    for row in rows:
+        row["country"] = (row.pop("geo") or {}).get("country_code")
+    return rows
 
 
 def message(cursor, dialect, message_id):
@@ -239,14 +249,10 @@ def sessions(cursor, dialect, scope, page=1, size=50, client=None):
         clauses.append("s.client_ip = ?")
         args.append(client)
     columns = [c for c in _SESSION_COLUMNS if c != "envelopes"]
-    columns = (f"{', '.join('s.' + c for c in columns)},"
-               " (SELECT e.result FROM honeypot_enrichment e WHERE e.provider = 'geoip_city'"
-               "  AND e.indicator = s.client_ip) AS geo")
+    columns = f"{', '.join('s.' + c for c in columns)}, {_geo('s')}"
     found = _page(cursor, dialect, columns, "honeypot_sessions s", _row_order(dialect, "s", "started"),
                   clauses, args, page, size)
-    for row in found.rows:
-        geo = row.pop("geo") or {}
-        row["country"] = geo.get("country_code")
+    _with_country(found.rows)
     return found
 
 

@@ -35,11 +35,7 @@ class WebService(Service):
         """Build the dashboard and listen (as root, for ports below 1024);
         SystemExit with one line for what cannot be."""
         config = self.config
-        try:
-            dialect = dialects.from_config(config)
-        except ImportError as e:
-            raise SystemExit(f"smtplatrine: engine_backend = mysql needs {e.name}:"
-                             f" pip install 'smtplatrine[mysql]'") from None
+        dialect = dialects.from_config(config)
         data_dir = Path(config.server.data_dir)
         try:
             data_dir.mkdir(parents=True, exist_ok=True)
