@@ -251,8 +251,25 @@ class DashboardMixin:
         self.open("/login")
         self.visible("input[name=user]").send_keys(name)
         self.find("input[name=password]").send_keys(password or self.users[name])
-        self.find("form.login button").click()
+        self.submit(self.find("form.login button"))
         return self.visible("main")
+
+    def submit(self, element, keys=None):
+        """Click *element* (or type *keys* into it) and wait for the next page."""
+        from selenium.common.exceptions import WebDriverException
+        if keys is None:
+            element.click()
+        else:
+            element.send_keys(keys)
+
+        def gone(driver):
+            # chromedriver says "stale", or that the node is in no document.
+            try:
+                element.is_enabled()
+                return False
+            except WebDriverException:
+                return True
+        self.wait(gone)
 
     def shot(self, name):
         self.driver.save_screenshot(str(self.shots / f"{name}.png"))
@@ -289,7 +306,7 @@ class DashboardMixin:
         password = line.split("with password ")[1].split()[0]
         self.assertIn("smtplatrine user passwd admin", line)
         self.login("admin", password)
-        self.find("header nav a[href='/users']").click()
+        self.submit(self.find("header nav a[href='/users']"))
         self.visible("table.plain")
         self.assertEqual(sorted(td.text for td in self.find_all("table.plain tr td:first-child")),
                          ["admin", "ana", "fred"])
@@ -339,9 +356,7 @@ class DashboardMixin:
         for query, subjects in cases:
             box = self.find("form.search input[name=q]")
             box.clear()
-            box.send_keys(query + "\n")
-            self.wait(lambda d: urllib.parse.quote_plus(query) in d.current_url
-                      or urllib.parse.quote(query) in d.current_url)
+            self.submit(box, query + "\n")
             self.visible("main h1")
             self.assertEqual(self.subjects(), subjects, query)
             api = json.loads(self.http("/api/messages?" + urllib.parse.urlencode({"q": query}),
@@ -367,7 +382,7 @@ class MoreDashboardTestsMixin:
         self.login("fred")
         self.assertEqual(self.find("h1").text, "Messages")
         self.assertEqual(self.find(".who .user").text, "fred")
-        self.find("form.logout button").click()
+        self.submit(self.find("form.logout button"))
         self.visible("form.login")
         self.open("/messages")
         self.visible("form.login")
@@ -493,12 +508,12 @@ class MoreDashboardTestsMixin:
         """Sessions without a message are listed with their HELO; the
         forensic role reads the transcript and the password tried."""
         self.login("fred")
-        self.find("header nav a[href='/sessions']").click()
+        self.submit(self.find("header nav a[href='/sessions']"))
         self.visible("table.list")
         row = next(r for r in self.find_all("table.list tbody tr")
                    if "stuffer.example" in r.text)
         self.shot("sessions")
-        row.find_element("css selector", "a").click()
+        self.submit(row.find_element("css selector", "a"))
         self.visible("pre.transcript")
         self.assertIn("C: EHLO stuffer.example", self.find("pre.transcript").text)
         self.assertIn("hunter2", self.find("main").text)

@@ -121,6 +121,12 @@ class SQLite(_Dialect):
         """SQL for the value of *key* in the JSON object of *column*."""
         return f"json_extract({column}, '$.{key}')"
 
+    @staticmethod
+    def prefix_match(column, prefix):
+        """SQL (and its arguments) for text of *column* that starts with
+        *prefix*, which an index on it finds: a range, in byte order."""
+        return f"({column} >= ? AND {column} < ?)", [prefix, prefix[:-1] + chr(ord(prefix[-1]) + 1)]
+
     def _uri(self, mode):
         return self.path.resolve().as_uri() + "?mode=" + mode
 
@@ -267,6 +273,12 @@ class MySQL(_Dialect):
     def json_value(column, key):
         """SQL for the value of *key* in the JSON object of *column*."""
         return f"JSON_VALUE({column}, '$.{key}')"
+
+    @staticmethod
+    def prefix_match(column, prefix):
+        """SQL (and its arguments) for text of *column* that starts with
+        *prefix* (no % or _ in it), which an index on it finds."""
+        return f"{column} LIKE ?", [prefix + "%"]
 
     def index_text(self, cursor, message_id, subject, sender, body):
         """Add a message's text to the full-text index."""

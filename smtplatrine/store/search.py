@@ -211,17 +211,50 @@ def _to(dialect, value):
 
 
 def _ip(dialect, value):
+    """The messages whose client or a Received hop is in the network
+    *value*, found through the address indexes as the text prefixes of its
+    addresses (10.1.16.0/20 is 10.1.16. to 10.1.31.; 2001:db8::/32 is
+    2001:db8:), or, for what cannot be read so, by comparing every address."""
     network = ipaddress.ip_network(value, strict=False)
-    if network.num_addresses == 1:
-        address = str(network.network_address)
-        return ("(m.client_ip = ? OR m.message_id IN (SELECT message_id FROM"
-                " honeypot_email_received WHERE from_ip = ?))", [address, address])
-    low, high = network.network_address.packed, network.broadcast_address.packed
-    width = len(low)
-    within = "LENGTH(inet6_aton({0})) = ? AND inet6_aton({0}) BETWEEN ? AND ?"
-    return (f"(({within.format('m.client_ip')}) OR m.message_id IN (SELECT message_id"
-            f" FROM honeypot_email_received WHERE {within.format('from_ip')}))",
-            [width, low, high, width, low, high])
+    prefixes = _prefixes(network)
+    if prefixes is not None:
+        pieces = [dialect.prefix_match("{0}", prefix) for prefix in prefixes]
+        clause = "(" + " OR ".join(piece for piece, _ in pieces) + ")"
+        args = [arg for _, more in pieces for arg in more]
+    elif network.num_addresses == 1:
+        clause, args = "{0} = ?", [str(network.network_address)]
+    else:
+        low, high = network.network_address.packed, network.broadcast_address.packed
+        clause = "LENGTH(inet6_aton({0})) = ? AND inet6_aton({0}) BETWEEN ? AND ?"
+        args = [len(low), low, high]
+    return (f"m.message_id IN (SELECT message_id FROM honeypot_emails WHERE"
+            f" {clause.format('client_ip')} UNION SELECT message_id FROM"
+            f" honeypot_email_received WHERE {clause.format('from_ip')})", args + args)
+
+
+def _prefixes(network):
+    """The text prefixes (at most 256) that the addresses of *network*
+    start with as stored (Python's and Twisted's text form), or None when
+    its text form does not allow that (a prefix under 8 bits; an IPv6
+    prefix holding a zero group, which the text form may drop; a single
+    address)."""
+    if network.version == 4:
+        bits, separator, form = 8, ".", str
+    else:
+        bits, separator, form = 16, ":", lambda group: f"{group:x}"
+    width = network.max_prefixlen
+    groups = -(-network.prefixlen // bits)
+    count = 1 << (groups * bits - network.prefixlen)
+    if not network.prefixlen >= 8 or groups * bits == width or count > 256:
+        return None
+    found = []
+    for i in range(count):
+        start = int(network.network_address) + (i << (width - groups * bits))
+        parts = [(start >> (width - bits * (n + 1))) & ((1 << bits) - 1) for n in range(groups)]
+        if network.version == 6 and 0 in parts:
+            return None
+        found.append(separator.join(form(part) for part in parts) + separator)
+    return found
 
 
 def _geo(provider, key, convert):
@@ -250,8 +283,9 @@ def _like(text):
 def _hash(field):
     def clause(dialect, value):
         value = value.lower()
-        return (f"(m.{field} = ? OR m.message_id IN (SELECT message_id FROM"
-                f" honeypot_attachments WHERE {field} = ?))", [value, value])
+        return (f"m.message_id IN (SELECT message_id FROM honeypot_emails WHERE {field} = ?"
+                f" UNION SELECT message_id FROM honeypot_attachments WHERE {field} = ?)",
+                [value, value])
     return clause
 
 
