@@ -290,3 +290,53 @@ class CommandLineSearchTests(unittest.TestCase):
         error = self.assertRaises(SystemExit, cli_main,
                                   ["search", "--config", str(etc), "ip:nowhere"])
         self.assertIn("ip:nowhere is not", str(error))
+
+
+class UpgradeTestsMixin:
+    """A database of version 3 with a message in it, upgraded to version 4."""
+
+    @defer.inlineCallbacks
+    def test_upgrade_fills_index_and_indicators(self):
+        """Upgrading indexes the words and keeps the indicators of the
+        messages stored before, so that search and enrichment find them."""
+        dialect = self.make_dialect()
+        old = Database(dialect)
+        old._migrations = [m for m in old._migrations if m[0] <= 3]
+        self.addCleanup(old.close)
+        yield defer.Deferred.fromCoroutine(old.open())
+
+        def insert(cursor):
+            cursor.execute(dialect.insert("honeypot_emails", [
+                "message_id", "session_id", "sensor", "received", "stored", "client_ip",
+                "client_port", "server_ip", "server_port", "tls", "mail_from", "mail_params",
+                "acknowledged", "truncated", "incomplete", "recovered", "size", "sha256",
+                "header_subject", "body_text", "body_html", "session_flags", "defects"]),
+                (M1, SESSION_3, "old", "2025-12-01 10:00:00.000000",
+                 "2025-12-01 10:00:01.000000", "45.155.205.9", 1, "192.0.2.1", 25, False,
+                 "bot@Old.Example", "{}", True, False, False, False, 10, "0" * 64,
+                 "Antique offer", "plain words", "<p>grandfather clock</p>", "[]", "[]"))
+        yield defer.Deferred.fromCoroutine(old.run(insert))
+        new = Database(dialect)
+        self.addCleanup(new.close)
+        version = yield defer.Deferred.fromCoroutine(new.open())
+        self.assertEqual(version, 4)
+        for text in ("antique", "grandfather", "from:old.example"):
+            page = yield defer.Deferred.fromCoroutine(new.run(
+                queries.messages, dialect, queries.Scope(), search.parse(text), 1, 50))
+            self.assertEqual([r["message_id"] for r in page.rows], [M1], text)
+
+        def indicators(cursor):
+            cursor.execute("SELECT kind, indicator, source FROM honeypot_email_indicators"
+                           " ORDER BY kind")
+            return [tuple(row) for row in cursor.fetchall()]
+        found = yield defer.Deferred.fromCoroutine(new.run(indicators))
+        self.assertEqual(found, [("domain", "old.example", "sender"),
+                                 ("ip", "45.155.205.9", "client")])
+
+
+class SQLiteUpgradeTests(UpgradeTestsMixin, unittest.TestCase):
+    make_dialect = sqlite_dialect
+
+
+class MariaDBUpgradeTests(UpgradeTestsMixin, unittest.TestCase):
+    make_dialect = mariadb_dialect
