@@ -82,10 +82,11 @@ class Dashboard(resource.Resource):
 
     def render(self, request):
         _headers(request)
+        lost = []
+        request.notifyFinish().addErrback(lost.append)
         d = defer.Deferred.fromCoroutine(self._serve(request))
         d.addErrback(self._failed, request)
-        d.addBoth(lambda _: None if request.finished or request._disconnected
-                  else request.finish())
+        d.addBoth(lambda _: None if request.finished or lost else request.finish())
         return server.NOT_DONE_YET
 
     async def _serve(self, request):
