@@ -231,8 +231,13 @@ def message(ctx, record, forensic, raw_text=""):
         sections += [("urls", "URLs"), ("attachments", "Attachments"), ("raw", "Raw")]
     else:
         sections.append(("attachments", "Attachments"))
+    actions = [tags.a("Download .eml", href=message_link(mid, "/raw"), class_="button"), " ",
+               tags.a("Zip (password: infected)", href=message_link(mid, "/zip"),
+                      class_="button"), " "] if forensic else []
+    actions.append(tags.a("JSON", href="/api" + message_link(mid), class_="button"))
     body = [
-        tags.h1(record["header_subject"] or "(no subject)", class_="subject"),
+        tags.div(tags.h1(record["header_subject"] or "(no subject)", class_="subject"),
+                 tags.div(*actions, class_="actions"), class_="title"),
         tags.nav(*[tags.a(name, href=f"#{anchor}") for anchor, name in sections],
                  class_="tabs"),
         tags.section(
