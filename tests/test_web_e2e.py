@@ -300,7 +300,8 @@ class DashboardMixin:
 
     def test_first_admin(self):
         """At first start an admin is made, its password written once to
-        the log; it logs in and manages users."""
+        the log; it logs in and adds a user who can then log in, and
+        removes it."""
         [line] = [line for line in self.honeypot.output().splitlines()
                   if "created user admin with password" in line]
         password = line.split("with password ")[1].split()[0]
@@ -311,6 +312,20 @@ class DashboardMixin:
         self.assertEqual(sorted(td.text for td in self.find_all("table.plain tr td:first-child")),
                          ["admin", "ana", "fred"])
         self.shot("users")
+        from selenium.webdriver.support.ui import Select
+        self.find("form.filters input[name=name]").send_keys("zoe")
+        Select(self.find("form.filters select[name=role]")).select_by_value("forensic")
+        self.find("form.filters input[name=password]").send_keys("zoe-password-1")
+        self.submit(self.find("form.filters button[value=add]"))
+        self.assertEqual(self.visible(".notice").text, "Added zoe.")
+        self.submit(self.find("form.logout button"))
+        self.assertEqual(self.login("zoe", "zoe-password-1").find_element(
+            "css selector", "h1").text, "Messages")
+        self.login("admin", password)
+        self.open("/users")
+        row = next(r for r in self.find_all("table.plain tbody tr") if r.text.startswith("zoe"))
+        self.submit(row.find_element("css selector", "button"))
+        self.assertEqual(self.visible(".notice").text, "Removed zoe.")
 
     def test_statistical_limits(self):
         """The statistical role lists messages and sessions but sees no
