@@ -5,6 +5,7 @@ HOW TO RUN
     python3 bench/dashboard.py                 # SQLite and MariaDB, 100,000 messages
     python3 bench/dashboard.py --only sqlite   # one database (sqlite or mariadb)
     python3 bench/dashboard.py --messages 20000 --keep /tmp/dash-bench
+    python3 bench/dashboard.py --keep /tmp/dash-bench --reuse   # measure again
 
     MariaDB: 127.0.0.1:3306 as root without a password, database
     smtplatrine_bench_dashboard (made, and dropped at the end unless --keep).
@@ -140,26 +141,31 @@ def generate(base, count, seed=7):
                            indicators=tuple(of_message(metadata, new_parsed)))
 
 
-def fill(dialect, base, count):
-    """Store *count* messages; (seconds, a sample of what to search for)."""
+def fill(dialect, base, count, reuse):
+    """Store *count* messages (with *reuse*, unless the database holds
+    them already, from an earlier run with --keep); (seconds or None, a
+    sample of what to search for, an API token)."""
     connection = dialect.connect(create=True)
     cursor = connection.cursor()
     schema.upgrade(cursor, dialect, dialect.migrations(), True)
     connection.commit()
+    cursor.execute("SELECT COUNT(*) FROM honeypot_emails")
+    store = not (reuse and cursor.fetchone()[0] >= count)
     started, sample = time.monotonic(), []
     for n, prepared in enumerate(generate(base, count), 1):
-        save_message(cursor, dialect, prepared, time.time())
+        if store:
+            save_message(cursor, dialect, prepared, time.time())
         if n % 997 == 0:
             sample.append(prepared)
-        if n % 500 == 0:
+        if store and n % 500 == 0:
             connection.commit()
-        if n % 10_000 == 0:
+        if store and n % 10_000 == 0:
             say(f"  {n:,} stored ({n / (time.monotonic() - started):,.0f}/s)")
     token = users.new_token()
-    users.add_token(cursor, dialect, "bench", "forensic", token, time.time())
+    users.add_token(cursor, dialect, f"bench-{token[-8:]}", "forensic", token, time.time())
     connection.commit()
     connection.close()
-    return time.monotonic() - started, sample, token
+    return (time.monotonic() - started) if store else None, sample, token
 
 
 def say(text):
@@ -245,8 +251,11 @@ def run_dashboard(directory, sections, port):
 
 
 def report(name, fill_seconds, count, rows, memory):
-    say(f"\n{name}: {count:,} messages stored in {fill_seconds:.0f} s"
-        f" ({count / fill_seconds:,.0f}/s through save_message)")
+    if fill_seconds is None:
+        say(f"\n{name}: {count:,} messages, stored by an earlier run")
+    else:
+        say(f"\n{name}: {count:,} messages stored in {fill_seconds:.0f} s"
+            f" ({count / fill_seconds:,.0f}/s through save_message)")
     say(f"  {'request':26} {'median':>9} {'worst':>9}  target")
     for label, target, median, worst in rows:
         verdict = "" if target is None else (
@@ -263,6 +272,8 @@ def main():
     parser.add_argument("--messages", type=int, default=100_000)
     parser.add_argument("--only", choices=["sqlite", "mariadb"], action="append")
     parser.add_argument("--keep", metavar="DIR", help="work (and keep everything) here")
+    parser.add_argument("--reuse", action="store_true",
+                        help="measure the databases an earlier --keep run filled")
     options = parser.parse_args()
     only = options.only or ["sqlite", "mariadb"]
     directory = Path(options.keep or tempfile.mkdtemp(prefix="smtplatrine-dash-bench-"))
@@ -282,7 +293,7 @@ def main():
                 sections = {"engine": {"engine_backend": "mysql"},
                             "mysql": {"mysql_host": "127.0.0.1", "mysql_database": MYSQL_DB}}
             say(f"\nfilling {dialect.describe()} with {options.messages:,} messages...")
-            seconds, sample, token = fill(dialect, base, options.messages)
+            seconds, sample, token = fill(dialect, base, options.messages, options.reuse)
             subprocess.run(["chmod", "-R", "a+rwX", str(directory)], check=True)
             port = _free_port()
             process = run_dashboard(directory, sections, port)

@@ -289,10 +289,20 @@ class MySQL(_Dialect):
     @staticmethod
     def text_match(columns, words):
         """SQL selecting the message_id of the messages whose *columns*
-        hold the phrase *words* (a list of words), and its arguments."""
-        return (f"SELECT message_id FROM honeypot_email_text WHERE"
-                f" MATCH({', '.join(columns)}) AGAINST (? IN BOOLEAN MODE)",
-                ['+"' + " ".join(words) + '"'])
+        hold the phrase *words* (a list of words), and its arguments.
+        InnoDB finds each word (three letters or more) faster than the
+        phrase; a LIKE on what it found keeps them in order."""
+        indexed = [w for w in words if len(w) >= 3]
+        pattern = "%" + "%".join(words) + "%"
+        clauses, args = [], []
+        if indexed:
+            clauses.append(f"MATCH({', '.join(columns)}) AGAINST (? IN BOOLEAN MODE)")
+            args.append(" ".join("+" + w for w in indexed))
+        if len(words) > len(indexed) or len(words) > 1:
+            clauses.append("(" + " OR ".join(f"{c} LIKE ?" for c in columns) + ")")
+            args += [pattern] * len(columns)
+        return (f"SELECT message_id FROM honeypot_email_text WHERE {' AND '.join(clauses)}",
+                args)
 
     def prepare(self):
         """Create the database when asked to (blocking; run in a thread)."""

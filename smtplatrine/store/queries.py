@@ -121,13 +121,20 @@ def _where(clauses):
     return (" WHERE " + " AND ".join(clauses)) if clauses else ""
 
 
-def _page(cursor, dialect, columns, table, order, clauses, args, number, size):
-    """SELECT *columns* FROM *table* narrowed by *clauses*: page *number*."""
+def _page(cursor, dialect, columns, table, alias, time_column, clauses, args, number,
+          size):
+    """SELECT *columns* FROM *table* (as *alias*) narrowed by *clauses*,
+    newest first by *time_column*: page *number*.  The page's keys are
+    found first, from the time index alone, and only its rows are read
+    (a deep page does not read every row before it)."""
     number = max(1, number)
     where = _where(clauses)
-    cursor.execute(dialect.sql(f"SELECT {columns} FROM {table}{where} ORDER BY {order}"
-                               f" LIMIT {int(size) + 1} OFFSET {(number - 1) * int(size)}"),
-                   args)
+    key = _key(dialect, alias)
+    order = f"{alias}.{time_column} DESC, {alias}.{key} DESC"
+    cursor.execute(dialect.sql(
+        f"SELECT {columns} FROM {table} JOIN (SELECT {alias}.{key} AS page_key FROM {table}"
+        f"{where} ORDER BY {order} LIMIT {int(size) + 1} OFFSET {(number - 1) * int(size)})"
+        f" found ON found.page_key = {alias}.{key} ORDER BY {order}"), args)
     rows = _rows(cursor)
     cursor.execute(dialect.sql(f"SELECT COUNT(*) FROM (SELECT 1 FROM {table}{where}"
                                f" LIMIT {COUNT_LIMIT + 1}) counted"), args)
@@ -135,17 +142,18 @@ def _page(cursor, dialect, columns, table, order, clauses, args, number, size):
     return Page(rows[:size], number, size, len(rows) > size, total)
 
 
+def _key(dialect, alias):
+    """What orders rows of equal time, as the time indexes do: SQLite's
+    indexes end with the rowid, InnoDB's with the primary key."""
+    if dialect.name == "sqlite":
+        return "rowid"
+    return "message_id" if alias == "m" else "session_id"
+
+
 def sensors(cursor, dialect):
     """The names of the sensors that stored something, sorted."""
     cursor.execute("SELECT DISTINCT sensor FROM honeypot_sessions ORDER BY sensor")
     return [row[0] for row in cursor.fetchall()]
-
-
-def _row_order(dialect, alias, time_column):
-    """Newest first, in the order of the (time) index: SQLite's indexes end
-    with the rowid, InnoDB's with the primary key."""
-    key = "rowid" if dialect.name == "sqlite" else "message_id" if alias == "m" else "session_id"
-    return f"{alias}.{time_column} DESC, {alias}.{key} DESC"
 
 
 def messages(cursor, dialect, scope, search=None, page=1, size=50):
@@ -167,8 +175,8 @@ def messages(cursor, dialect, scope, search=None, page=1, size=50):
         " (SELECT s.auth_attempts FROM honeypot_sessions s"
         "  WHERE s.session_id = m.session_id) AS auth_attempts,"
         f" {_geo('m')}")
-    found = _page(cursor, dialect, columns, "honeypot_emails m", _row_order(dialect, "m", "received"),
-                  clauses, args, page, size)
+    found = _page(cursor, dialect, columns, "honeypot_emails m", "m", "received", clauses,
+                  args, page, size)
     for row in _with_country(found.rows):
         row["defects"] = len(row["defects"])
         row["auth"] = bool(row.pop("auth_attempts"))
@@ -250,8 +258,8 @@ def sessions(cursor, dialect, scope, page=1, size=50, client=None):
         args.append(client)
     columns = [c for c in _SESSION_COLUMNS if c != "envelopes"]
     columns = f"{', '.join('s.' + c for c in columns)}, {_geo('s')}"
-    found = _page(cursor, dialect, columns, "honeypot_sessions s", _row_order(dialect, "s", "started"),
-                  clauses, args, page, size)
+    found = _page(cursor, dialect, columns, "honeypot_sessions s", "s", "started", clauses,
+                  args, page, size)
     _with_country(found.rows)
     return found
 
