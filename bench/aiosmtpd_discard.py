@@ -1,10 +1,11 @@
 """Baseline SMTP server for the benchmark: aiosmtpd that accepts and discards.
 
-Usage: python3 bench/aiosmtpd_discard.py PORT
+Usage: python3 bench/aiosmtpd_discard.py PORT SIZE_LIMIT
 
-Listens on 127.0.0.1:PORT only, accepts every message (up to 200 MB) and
-throws it away.  On SIGUSR1 it prints "accepted N messages" (the harness's
-sanity check); on SIGTERM / SIGINT it prints the same line and exits.
+Listens on 127.0.0.1:PORT only, accepts every message of up to SIZE_LIMIT
+bytes (bench/servers.py gives the honeypot's limit) and throws it away.  On
+SIGUSR1 it prints "accepted N messages" (the harness's sanity check); on
+SIGTERM / SIGINT it prints the same line and exits.
 """
 
 import asyncio
@@ -13,7 +14,6 @@ import sys
 
 from aiosmtpd.smtp import SMTP
 
-DATA_SIZE_LIMIT = 200 * 1024 * 1024  # large enough for the 50 MB test
 BACKLOG = 4096                       # same order as the kernel's somaxconn
 
 
@@ -28,11 +28,11 @@ class DiscardHandler:
         return "250 OK"
 
 
-async def serve(port):
+async def serve(port, size_limit):
     loop = asyncio.get_running_loop()
     handler = DiscardHandler()
     server = await loop.create_server(
-        lambda: SMTP(handler, data_size_limit=DATA_SIZE_LIMIT,
+        lambda: SMTP(handler, data_size_limit=size_limit,
                      hostname="aiosmtpd.bench.local"),
         host="127.0.0.1", port=port, backlog=BACKLOG)
     stop = asyncio.Event()
@@ -49,9 +49,9 @@ def report(handler):
 
 
 def main():
-    if len(sys.argv) != 2:
+    if len(sys.argv) != 3:
         sys.exit(__doc__)
-    asyncio.run(serve(int(sys.argv[1])))
+    asyncio.run(serve(int(sys.argv[1]), int(sys.argv[2])))
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from smtplatrine.config import Protection  # noqa: E402
-from tests.process import Honeypot  # noqa: E402
+from tests.process import Honeypot, banner  # noqa: E402
 
 BANNER = b"220 mail.example.com ESMTP Postfix (Debian/GNU)\r\n"
 LIMITED = b"421 4.7.0 mail.example.com Error: too many connections from 127.0.0.1\r\n"
@@ -28,19 +28,14 @@ LIMITED = b"421 4.7.0 mail.example.com Error: too many connections from 127.0.0.
 
 def greeting(sock):
     """The first reply line, and (after a 421) whether the server then closed."""
-    data = b""
-    while not data.endswith(b"\r\n"):
-        chunk = sock.recv(200)
-        if not chunk:
-            break
-        data += chunk
+    line = banner(sock)
     closed = False
-    if data.startswith(b"421"):
+    if line.startswith(b"421"):
         try:
             closed = sock.recv(1) == b""
         except socket.timeout:
             pass
-    return data, closed
+    return line, closed
 
 
 def main():

@@ -2,19 +2,26 @@
 
     smtplatrine export [--config DIR] [--since TIME] [--until TIME]
                        [--sensor NAME] [--no-raw] [--output FILE]
+    smtplatrine import [--config DIR] PATH...
+    smtplatrine reparse [--config DIR] [--since TIME] [--defect NAME]
     smtplatrine acl add [--config DIR] [--reason TEXT] ENTRY...
     smtplatrine acl remove [--config DIR] ENTRY...
     smtplatrine acl list [--config DIR]
     smtplatrine search [--config DIR] [--since TIME] [--until TIME]
                        [--sensor NAME] [--page N] [--json] QUERY...
-
     smtplatrine user add [--config DIR] NAME --role ROLE [--password-stdin]
     smtplatrine user passwd [--config DIR] NAME [--password-stdin]
     smtplatrine user remove|list [--config DIR] [NAME]
     smtplatrine token add [--config DIR] NAME --role ROLE
     smtplatrine token remove|list [--config DIR] [NAME]
 
+import stores the messages of .eml files, directories of them, mbox files
+and Maildirs as if the sensor had received them; reparse reads stored (and
+quarantined) messages again with this version's parser.  Both show a
+progress bar on a terminal and end with a summary.
+
 A ROLE is statistical, forensic or admin (README: Users and roles).
+
 An ACL ENTRY is an IPv4 or IPv6 address or network (192.0.2.7,
 2001:db8::/32) or a country code (CN).  A running sensor applies changes
 within [protection] acl_reload_interval, or at once on SIGHUP.
@@ -26,23 +33,38 @@ import json
 import sys
 import time
 from contextlib import nullcontext
+from datetime import datetime, timezone
+from pathlib import Path
 
 from smtplatrine import acl
 from smtplatrine import config as config_module
-from smtplatrine import export
+from smtplatrine import export, mailfiles
 from smtplatrine.events import printable
+from smtplatrine.parse import DEFECTS
 from smtplatrine.store import acl as acl_store
 from smtplatrine.store import dialects, queries, schema, search, users
+from smtplatrine.store.records import utc
 
 
 def _time(text):
-    """ISO 8601 (a date, or a date and time; UTC unless it says otherwise)."""
+    """ISO 8601 (a date, or a date and time; UTC unless it says otherwise),
+    as epoch seconds."""
     try:
-        return search.moment(text)
+        moment = datetime.fromisoformat(text)
     except ValueError:
         raise argparse.ArgumentTypeError(
             f"{text!r} is not an ISO 8601 time such as 2026-11-28 or"
             f" 2026-11-28T10:00:00Z") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    return moment.timestamp()
+
+
+def _defect(text):
+    if text not in DEFECTS:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is no defect; the defects are {', '.join(sorted(DEFECTS))}")
+    return text
 
 
 def _entry(text):
@@ -81,6 +103,16 @@ def _parser():
     p.add_argument("--json", action="store_true", help="JSON lines instead of columns")
     p.add_argument("query", nargs="+", metavar="QUERY",
                    help="e.g. invoice from:paypal.com -has:attachment")
+    p = commands.add_parser(
+        "import", help="store messages from .eml files, directories, mbox files, Maildirs")
+    p.add_argument("--config", metavar="DIR", help="configuration directory (etc/)")
+    p.add_argument("paths", nargs="+", metavar="PATH", help="a file or directory")
+    p = commands.add_parser(
+        "reparse", help="read stored and quarantined messages again, with this parser")
+    p.add_argument("--config", metavar="DIR", help="configuration directory (etc/)")
+    p.add_argument("--since", type=_time, metavar="TIME", help="received at or after")
+    p.add_argument("--defect", type=_defect, metavar="NAME",
+                   help="only messages with this defect (not the quarantined)")
     p = commands.add_parser("acl", help="the block list: add, remove, list")
     actions = p.add_subparsers(dest="action", required=True)
     for action, text in [("add", "block addresses, networks or countries"),
@@ -180,9 +212,9 @@ def _upgrade(cursor, dialect, config):
 
 
 def _export(options, connection, dialect):
-    records = export.messages(
-        connection, dialect, queries.Scope(options.since, options.until, options.sensor),
-        options.raw)
+    since, until = (None if t is None else utc(t) for t in (options.since, options.until))
+    records = export.messages(connection, dialect, queries.Scope(since, until, options.sensor),
+                              options.raw)
     with (open(options.output, "w", encoding="utf-8") if options.output
           else nullcontext(sys.stdout)) as stream:
         count = export.write(stream, records)
@@ -194,7 +226,8 @@ def _search(options, connection, dialect):
         query = search.parse(" ".join(options.query))
     except search.SearchError as e:
         sys.exit(f"smtplatrine: search: {e}")
-    scope = queries.Scope(options.since, options.until, options.sensor)
+    since, until = (None if t is None else utc(t) for t in (options.since, options.until))
+    scope = queries.Scope(since, until, options.sensor)
     page = queries.messages(connection.cursor(), dialect, scope, query, options.page, 100)
     for row in page.rows:
         if options.json:
@@ -233,6 +266,113 @@ def _acl(options, connection, dialect, config):
           f" on SIGHUP", file=sys.stderr)
 
 
+class Progress:
+    """A progress bar on *stream*, if it is a terminal, redrawn at most
+    five times a second: the share done, messages so far, and the rate."""
+
+    def __init__(self, stream):
+        self._stream = stream
+        self._shown = stream.isatty()
+        self._start = self._last = time.monotonic()
+        self._drawn = False
+
+    def __call__(self, done, total, count):
+        now = time.monotonic()
+        if not self._shown or now - self._last < 0.2:
+            return
+        self._last = now
+        share = min(done / total, 1.0) if total else 1.0
+        bar = "#" * int(share * 30)
+        rate = count / max(now - self._start, 1e-9)
+        self._stream.write(f"\r[{bar:<30}] {share:4.0%}  {count:,} messages"
+                           f"  {rate:,.0f}/s ")
+        self._stream.flush()
+        self._drawn = True
+
+    def close(self):
+        if self._drawn:
+            self._stream.write("\r" + " " * 70 + "\r")
+            self._stream.flush()
+
+
+def _log_warnings():
+    """Warnings and errors of the storing side (a message stored unparsed,
+    an enricher that cannot start) to stderr, as lines."""
+    from twisted.logger import (FilteringLogObserver, LogLevel,
+                                LogLevelFilterPredicate, globalLogBeginner,
+                                textFileLogObserver)
+    globalLogBeginner.beginLoggingTo([FilteringLogObserver(
+        textFileLogObserver(sys.stderr), [LogLevelFilterPredicate(LogLevel.warn)])],
+        redirectStandardIO=False)
+
+
+def _report(summary, seconds, what):
+    """The summary of an import or reparse, on stderr; the exit status."""
+    for where, reason in summary.unreadable:
+        print(f"smtplatrine: cannot read {printable(str(where))}: {printable(reason)}",
+              file=sys.stderr)
+    for where, reason in summary.refused:
+        print(f"smtplatrine: the database refused {printable(str(where))}:"
+              f" {printable(reason)}", file=sys.stderr)
+    rate = summary.read / seconds if seconds else 0
+    if what == "import":
+        line = (f"imported {summary.read:,} message(s) from {summary.files:,} file(s)"
+                f" in {seconds:.1f} s ({rate:,.0f}/s): {summary.stored:,} new,"
+                f" {summary.known:,} already stored")
+        if summary.skipped:
+            line += f", {summary.skipped:,} file(s) skipped as no mail"
+    else:
+        line = (f"read {summary.read:,} message(s) again in {seconds:.1f} s"
+                f" ({rate:,.0f}/s): {summary.changed:,} read differently now,"
+                f" {summary.stored:,} quarantined stored")
+    line += (f", {summary.unparsed:,} stored unparsed (parse_failed),"
+             f" {len(summary.refused):,} refused, {len(summary.unreadable):,} unreadable")
+    print(f"smtplatrine: {line}", file=sys.stderr)
+    return 1 if summary.refused or summary.unreadable else 0
+
+
+def _store_run(options, config, dialect):
+    """Run import or reparse on a reactor; the exit status."""
+    from twisted.internet import defer, task
+
+    from smtplatrine import batch
+
+    if options.command == "import":
+        try:
+            found = mailfiles.find(options.paths)
+        except OSError as e:
+            sys.exit(f"smtplatrine: {e.filename}: {e.strerror}")
+    Path(config.server.data_dir).mkdir(parents=True, exist_ok=True)
+    _log_warnings()
+    progress = Progress(sys.stderr)
+    started = time.monotonic()
+    outcome = {}
+
+    async def run(reactor):
+        try:
+            if options.command == "import":
+                outcome["summary"] = await batch.import_files(config, reactor, found, progress)
+            else:
+                outcome["summary"] = await batch.reparse(config, reactor, options.since,
+                                                         options.defect, progress)
+        except (dialects.Unavailable, dialects.Rejected) as e:
+            outcome["error"] = (f"cannot use {dialect.describe()}: {e}; check"
+                                f" etc/database.ini (--config DIR)")
+        except SystemExit as e:
+            outcome["error"] = str(e.code).removeprefix("smtplatrine: ")
+
+    try:
+        task.react(lambda reactor: defer.Deferred.fromCoroutine(run(reactor)))
+    except SystemExit as e:
+        if e.code:
+            raise
+    finally:
+        progress.close()
+    if "error" in outcome:
+        sys.exit(f"smtplatrine: {outcome['error']}")
+    return _report(outcome["summary"], time.monotonic() - started, options.command)
+
+
 def main(argv=None):
     options = _parser().parse_args(argv)
     try:
@@ -247,6 +387,8 @@ def main(argv=None):
             _search(options, dialect.connect(readonly=True), dialect)
         elif options.command in ("user", "token"):
             _users(options, dialect.connect(create=True), dialect, config)
+        elif options.command in ("import", "reparse"):
+            sys.exit(_store_run(options, config, dialect))
         else:
             _acl(options, dialect.connect(create=True), dialect, config)
     except dialects.Rejected as e:

@@ -1,9 +1,12 @@
 """Configuration: INI files in one directory, read into frozen attrs objects.
 
-Every option has its default here; ``etc/*.ini`` documents the same options
-with the same defaults.  A section may appear in any ``*.ini`` file of the
-directory; an unknown section or key, or a value of the wrong kind, raises
-:class:`ConfigError` naming the file, the section, the key and what is allowed.
+Every option has its default here, or, for the sections of plugins
+(``[output_NAME]``, ``[enricher_NAME]``), in the options class the plugin
+declares; ``etc/*.ini`` documents the same options with the same defaults.
+A section may appear in any ``*.ini`` file of the directory; an unknown
+section or key, a value of the wrong kind or a required value missing
+raises :class:`ConfigError`, one line for each, naming the file, the
+section, the key and what is allowed.
 """
 
 import configparser
@@ -114,13 +117,15 @@ class Features:
 
 
 _LEVELS = ["debug", "info", "warn", "error"]
-_FACILITIES = ["kern", "user", "mail", "daemon", "auth", "syslog", "lpr", "news",
-               "uucp", "cron", "authpriv", *(f"local{i}" for i in range(8))]
+# Syslog facilities by name.
+FACILITIES = ["kern", "user", "mail", "daemon", "auth", "syslog", "lpr", "news",
+              "uucp", "cron", "authpriv", *(f"local{i}" for i in range(8))]
 
 
-def _facility(default):
-    return attrs.field(default=default, validator=v.in_(_FACILITIES),
-                       metadata=_allowed(", ".join(_FACILITIES)))
+def facility(default):
+    """A field naming a syslog facility."""
+    return attrs.field(default=default, validator=v.in_(FACILITIES),
+                       metadata=_allowed(", ".join(FACILITIES)))
 
 
 @attrs.frozen
@@ -130,19 +135,12 @@ class Logger:
     )
     file: str = "smtplatrine.log"
     syslog: bool = False
-    syslog_facility: str = _facility("mail")
+    syslog_facility: str = facility("mail")
 
 
 @attrs.frozen
-class OutputFile:
-    enabled: bool = True
-    path: str = "events.jsonl"
-
-
-@attrs.frozen
-class OutputSyslog:
-    enabled: bool = False
-    facility: str = _facility("local0")
+class Metrics:
+    listen: str = ""
 
 
 @attrs.frozen
@@ -245,18 +243,36 @@ class Config:
     smtp: SMTP = SMTP()
     smtp_features: Features = Features()
     logger: Logger = Logger()
-    output_file: OutputFile = OutputFile()
-    output_syslog: OutputSyslog = OutputSyslog()
+    metrics: Metrics = Metrics()
     engine: Engine = Engine()
     sqlite: SQLite = SQLite()
     mysql: MySQL = MySQL()
     store: Store = Store()
     meta: Meta = Meta()
     web: Web = Web()
+    # The options of the plugins' sections, by section name.
+    plugins: dict = attrs.Factory(dict)
 
     def data_path(self, path):
         """A path from the configuration, relative paths under data_dir."""
         return Path(self.server.data_dir) / path
+
+    def options(self, section, cls):
+        """The options of the plugin section *section*, an instance of
+        *cls* (its defaults when the section was not read)."""
+        return self.plugins.get(section) or cls()
+
+
+def plugin_sections():
+    """{section: options class} of the installed plugins:
+    ``[output_NAME]`` of every output, ``[enricher_NAME]`` of every
+    enricher that declares options.  Of two plugins with one name the
+    first found counts, as when they are run."""
+    from smtplatrine.interfaces import IEnricher, IEventOutput, discover
+    return {f"{kind}_{plugin.name}": attrs.resolve_types(plugin.options)
+            for kind, interface in (("output", IEventOutput), ("enricher", IEnricher))
+            for plugin in discover(interface)
+            if getattr(plugin, "options", None) is not None}
 
 
 _TRUE = {"1", "true", "yes", "on"}
@@ -287,30 +303,62 @@ def _describe(field):
     return text
 
 
-def _section(cls, filename, section, items):
+def _section(cls, filename, section, items, errors):
+    """The values of *items* for the options class *cls*; a line in
+    *errors* for each that is not one."""
     fields = {f.name: f for f in attrs.fields(cls)}
     values = {}
     for key, raw in items:
         if key not in fields:
-            raise ConfigError(
-                f"{filename} [{section}] {key}: unknown option;"
-                f" known options are {', '.join(fields)}"
-            )
+            errors.append(f"{filename} [{section}] {key}: unknown option;"
+                          f" known options are {', '.join(fields)}")
+            continue
         field = fields[key]
         try:
-            values[key] = _parse(field, raw.strip())
-            attrs.validate(attrs.evolve(cls(), **{key: values[key]}))
+            value = _parse(field, raw.strip())
+            attrs.validate(attrs.evolve(cls(), **{key: value}))
         except (ValueError, TypeError):
-            raise ConfigError(
-                f"{filename} [{section}] {key} = {raw.strip()!r}:"
-                f" expected {_describe(field)}"
-            ) from None
+            errors.append(f"{filename} [{section}] {key} = {raw.strip()!r}:"
+                          f" expected {_describe(field)}")
+            continue
+        values[key] = value
     return values
 
 
-def load(directory=None):
-    """Read every ``*.ini`` file in *directory* (defaults when None)."""
-    sections = {f.name: {} for f in attrs.fields(Config)}
+def _unknown_section(filename, name, known, plugins):
+    for kind in ("output", "enricher"):
+        if name.startswith(kind + "_"):
+            installed = sorted(s[len(kind) + 1:] for s in plugins if s.startswith(kind + "_"))
+            what = "output" if kind == "output" else "enricher with options"
+            return (f"{filename} [{name}]: no {what} named {name[len(kind) + 1:]!r}"
+                    f" is installed; installed: {', '.join(installed) or 'none'}")
+    return (f"{filename} [{name}]: unknown section; known sections are"
+            f" {', '.join([*known, *plugins])}")
+
+
+def _missing(options, section, filename):
+    """Lines for the required options of *options* left empty while it is
+    on (or has no switch)."""
+    if not getattr(options, "enabled", True):
+        return []
+    return [f"{filename} [{section}] {f.name}: required"
+            f"{' when enabled = true' if hasattr(options, 'enabled') else ''};"
+            f" expected {_describe(f)}"
+            for f in attrs.fields(type(options))
+            if f.metadata.get("required") and getattr(options, f.name) in ("", ())]
+
+
+def load(directory=None, plugins=None):
+    """Read every ``*.ini`` file in *directory* (defaults when None), with
+    the plugin sections *plugins* ({section: options class}; by default
+    those of the installed plugins, :func:`plugin_sections`)."""
+    if plugins is None:
+        plugins = plugin_sections()
+    known = {f.name: f.type for f in attrs.fields(Config) if f.name != "plugins"}
+    classes = dict(known, **plugins)
+    sections = {name: {} for name in classes}
+    where = dict.fromkeys(classes, "the configuration")
+    errors = []
     if directory is not None:
         directory = Path(directory)
         if not directory.is_dir():
@@ -323,16 +371,16 @@ def load(directory=None):
             except (configparser.Error, UnicodeDecodeError) as e:
                 raise ConfigError(f"{path.name}: cannot be read: {e}") from None
             for name in parser.sections():
-                if name not in sections:
-                    raise ConfigError(
-                        f"{path.name} [{name}]: unknown section;"
-                        f" known sections are {', '.join(sections)}"
-                    )
-                cls = attrs.fields_dict(Config)[name].type
-                sections[name].update(
-                    _section(cls, path.name, name, parser.items(name))
-                )
-    return Config(**{
-        name: attrs.fields_dict(Config)[name].type(**values)
-        for name, values in sections.items()
-    })
+                if name not in classes:
+                    errors.append(_unknown_section(path.name, name, known, plugins))
+                    continue
+                where[name] = path.name
+                sections[name].update(_section(classes[name], path.name, name,
+                                               parser.items(name), errors))
+    built = {name: classes[name](**values) for name, values in sections.items()}
+    for name in plugins:
+        errors.extend(_missing(built[name], name, where[name]))
+    if errors:
+        raise ConfigError("\n".join(errors))
+    return Config(**{name: built[name] for name in known},
+                  plugins={name: built[name] for name in plugins})

@@ -3,16 +3,19 @@
 Every event is a flat dict with a dotted ``eventid`` (listed in ``EVENTS``
 with the text the human log shows for it), the session's identity (session,
 sensor, src_ip, src_port, dst_ip, dst_port) and an ISO 8601 ``timestamp``.
-Values that came from the network are text with unprintable characters
-escaped (see :func:`printable`), so neither a JSON reader, a terminal nor a
-log format ever sees raw attacker bytes.
+Flat: its values are text, numbers, booleans or null, never lists or
+objects; large text stays on disk and in the database, and events carry
+ids and hashes.  Values that came from the network are text with
+unprintable characters escaped (see :func:`printable`), so neither a JSON
+reader, a terminal nor a log format ever sees raw attacker bytes.
+
+The SMTP side hands its events to the storing process, which runs the
+outputs (``smtplatrine.outputs``) for its own events and for those.
 """
 
-import json
-import os
-import syslog
 from datetime import datetime, timezone
 
+from twisted.internet import defer
 from twisted.logger import Logger, LogLevel
 
 log = Logger()
@@ -35,6 +38,11 @@ EVENTS = {
     "smtplatrine.message.stored": (
         LogLevel.info, "message {message} stored: {attachments} attachment(s),"
                        " {urls} URL(s), {defects} defect(s)"),
+    "smtplatrine.message.parse_failed": (
+        LogLevel.warn, "message {message} stored unparsed (defect parse_failed): {reason}"),
+    "smtplatrine.message.reparsed": (
+        LogLevel.debug, "message {message} read again: {attachments} attachment(s),"
+                        " {urls} URL(s), {defects} defect(s)"),
     "smtplatrine.attachment.stored": (
         LogLevel.debug, "attachment {sha256} ({size} bytes, {content_type})"),
     "smtplatrine.message.quarantined": (
@@ -58,7 +66,12 @@ EVENTS = {
                        " (after waiting {delayed:.0f} s)"),
     "smtplatrine.session.closed": (
         LogLevel.info, "closed after {duration:.1f}s, {messages} message(s)"),
+    "smtplatrine.events.lost": (
+        LogLevel.warn, "{count} event(s) could not reach the outputs: {reason}"),
 }
+
+# What a value of a flat event may be.
+FLAT = (str, int, float, bool, type(None))
 
 _ESCAPES = {i: f"\\x{i:02x}" for i in [*range(0x20), 0x7F, *range(0x80, 0xA0)]}
 _ESCAPES.update({ord("\\"): "\\\\", ord("\r"): "\\r", ord("\n"): "\\n",
@@ -79,91 +92,43 @@ def _timestamp(seconds):
         timespec="microseconds").replace("+00:00", "Z")
 
 
-class JSONLinesOutput:
-    """Append each event as one JSON object per line.
-
-    Lines are kept and written out within a second (*clock* schedules
-    that), so that a busy sensor does not pay a write per event; each
-    batch is one write(2) to a file opened O_APPEND, so the server and its
-    storing process, both appending, never interleave their lines.
-    """
-
-    def __init__(self, path, clock):
-        self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
-        self._clock = clock
-        self._lines = []
-        self._flush = None
-
-    def write(self, event):
-        self._lines.append(json.dumps(event, sort_keys=True) + "\n")
-        if self._flush is None:
-            self._flush = self._clock.callLater(1, self._flush_now)
-
-    def _flush_now(self):
-        self._flush = None
-        data, self._lines = "".join(self._lines).encode("ascii"), []
-        while data:
-            data = data[os.write(self._fd, data):]
-
-    def close(self):
-        if self._flush is not None:
-            self._flush.cancel()
-            self._flush_now()
-        os.close(self._fd)
-
-
-class SyslogOutput:
-    """Send each event as a JSON line to the local syslog."""
-
-    def __init__(self, facility):
-        self._facility = getattr(syslog, "LOG_" + facility.upper())
-
-    def write(self, event):
-        syslog.syslog(self._facility | syslog.LOG_INFO,
-                      json.dumps(event, sort_keys=True))
-
-    def close(self):
-        pass
-
-
 class Events:
-    """Stamp events with identity and time, and hand them to the outputs.
+    """Stamp events with identity and time, and hand them to the *sinks*.
 
-    Events at *log_level* or above also go to the human log.  One output
-    failing is logged once and never disturbs the others.
+    A sink has ``write(event)``, which must not block, and ``close()``: the
+    outputs, the metrics, the hand-over to the storing process.  Events at
+    *log_level* or above also go to the human log.  One sink failing is
+    logged once and never disturbs the others.
     """
 
-    def __init__(self, clock, outputs=(), log_level=LogLevel.debug):
+    def __init__(self, clock, sinks=(), log_level=LogLevel.debug):
         self._clock = clock
-        self.outputs = list(outputs)
+        self.sinks = list(sinks)
         self._log_level = log_level
         self._broken = set()
 
     def emit(self, eventid, identity, **fields):
+        """The event *eventid* (of the catalogue) of the session *identity*
+        with *fields* (flat values), stamped and handed on."""
+        level, text = EVENTS[eventid]
+        for key, value in fields.items():
+            if not isinstance(value, FLAT):
+                raise TypeError(f"{eventid}: {key} is a {type(value).__name__};"
+                                f" events are flat")
         event = dict(identity, eventid=eventid,
                      timestamp=_timestamp(self._clock.seconds()), **fields)
-        level, text = EVENTS[eventid]
         if level >= self._log_level:
             log.emit(level, "[{session}] " + text, **event)
-        for output in self.outputs:
+        for sink in self.sinks:
             try:
-                output.write(event)
+                sink.write(event)
             except Exception:
-                if output not in self._broken:
-                    self._broken.add(output)
-                    log.failure("event output {output!r} failed", output=output)
+                if sink not in self._broken:
+                    self._broken.add(sink)
+                    log.failure("event sink {sink!r} failed", sink=sink)
         return event
 
     def close(self):
-        for output in self.outputs:
-            output.close()
-
-
-def make_events(config, clock):
-    """The events with the outputs and the log level *config* asks for."""
-    outputs = []
-    if config.output_file.enabled:
-        outputs.append(JSONLinesOutput(config.data_path(config.output_file.path), clock))
-    if config.output_syslog.enabled:
-        outputs.append(SyslogOutput(config.output_syslog.facility))
-    return Events(clock, outputs, LogLevel.levelWithName(config.logger.level))
+        """Close every sink; a Deferred that fires when they are closed."""
+        return defer.gatherResults([defer.maybeDeferred(sink.close)
+                                    for sink in self.sinks], consumeErrors=True)

@@ -2,14 +2,27 @@
 
 An enricher learns something about an indicator of a stored message (an IP
 address, an attachment's SHA-256, a domain) after the message's transaction
-has committed.  Enrichers are plugins: objects providing :class:`IEnricher`
-(and ``twisted.plugin.IPlugin``) at the top level of a module in a
-``twisted/plugins/`` directory on the Python path; see README.rst,
-"Writing an enricher".
+has committed.  An event output delivers every event (see
+``smtplatrine.events``) somewhere: a file, syslog, a broker, a search
+engine.  Both are plugins: objects providing :class:`IEnricher` or
+:class:`IEventOutput` (and ``twisted.plugin.IPlugin``) at the top level of
+a module in a ``twisted/plugins/`` directory on the Python path; see
+README.rst, "Writing an enricher" and "Writing an output".
+
+A plugin declares its own options as an attrs class of simple fields
+(bool, int, float, str, tuple[str, ...]), read from its own section of the
+configuration (``[output_NAME]``, ``[enricher_NAME]``) and validated at
+start with the rest of it.
 """
 
+from pathlib import Path
+
 import attrs
+from attrs import validators as v
+from twisted.logger import Logger
 from zope.interface import Attribute, Interface
+
+log = Logger()
 
 # What an enricher may look at: a public IP address (the client's, or one
 # of the message's Received chain), the SHA-256 of an attachment, or a
@@ -17,14 +30,63 @@ from zope.interface import Attribute, Interface
 KINDS = ("ip", "sha256", "domain")
 
 
+def option(default, validator=None, allowed=None, required=False):
+    """A field of a plugin's options class: its *default*, an attrs
+    *validator*, the text that tells an operator what is *allowed* (for a
+    bad value), and whether it is *required* (not empty) when the plugin
+    is enabled."""
+    metadata = {"required": required}
+    if allowed is not None:
+        metadata["allowed"] = allowed
+    return attrs.field(default=default, validator=validator, metadata=metadata)
+
+
+@attrs.frozen
+class OutputOptions:
+    """The options every output has; an output's options class derives
+    from this one (and may change the default of ``enabled``)."""
+    enabled: bool = False
+    queue_size: int = option(10000, v.gt(0), "a whole number > 0")
+    retry_max_delay: float = option(60.0, v.gt(0), "a number of seconds > 0")
+
+
+def discover(interface, package=None):
+    """Every plugin providing *interface* in *package* (``twisted.plugins``
+    by default), in the order of their names; of two with one name the
+    first found is kept, the other said in a warning."""
+    from twisted.plugin import getPlugins
+    found = {}
+    for plugin in getPlugins(interface, package):
+        if plugin.name in found:
+            log.warn("two plugins are named {name}; {plugin!r} is ignored",
+                     name=plugin.name, plugin=plugin)
+            continue
+        found[plugin.name] = plugin
+    return [found[name] for name in sorted(found)]
+
+
 @attrs.frozen
 class Context:
     """What :meth:`IEnricher.configure` gets: the ``[meta]`` settings
-    (:class:`smtplatrine.config.Meta`), the reactor (clock included) and an
-    HTTP client with treq's API (``treq.testing.StubTreq`` in tests)."""
+    (:class:`smtplatrine.config.Meta`), the reactor (clock included), an
+    HTTP client with treq's API (``treq.testing.StubTreq`` in tests), and
+    the enricher's own options (an instance of its ``options`` class, read
+    from ``[enricher_NAME]``; None when it declares none)."""
     settings: object
     reactor: object
     http: object
+    options: object = None
+
+
+@attrs.frozen
+class OutputContext:
+    """What :meth:`IEventOutput.configure` gets: its options (read from
+    ``[output_NAME]``), the reactor, the sensor's name and the data
+    directory (relative paths of its options are under it)."""
+    options: object
+    reactor: object
+    sensor: str
+    data_dir: Path
 
 
 @attrs.frozen
@@ -61,6 +123,10 @@ class IEnricher(Interface):
     after the commit, never in the SMTP path; the service caches results in
     the database, keeps the provider's quota, applies a timeout and
     isolates failures, so an enricher needs none of that itself.
+
+    An enricher with options of its own declares them as ``options``, an
+    attrs class (see :func:`option`); it gets them, read from
+    ``[enricher_NAME]``, as ``context.options``.
     """
 
     name = Attribute("The provider's key in the database and in events:"
@@ -81,3 +147,40 @@ class IEnricher(Interface):
         """A Deferred (or coroutine) firing with a :class:`Result` for
         *indicator* of *kind*, validated already; it may fail with
         :class:`RateLimited` or :class:`LookupFailed`."""
+
+
+class IEventOutput(Interface):
+    """Delivers events somewhere, in batches.
+
+    The plugin object is the output unconfigured; the storing process calls
+    :meth:`configure` once at start, when its section says ``enabled``,
+    and uses what it returns.  The service gives it events through a
+    bounded queue of its own, calls :meth:`send` with one batch at a time,
+    waits for it (with a timeout), retries a failed batch with back-off and
+    counts what the queue had to drop, so an output needs none of that
+    itself; it must never block the reactor.
+    """
+
+    name = Attribute("Its section is [output_NAME]: lower case letters,"
+                     " digits and _, at most 32.")
+    options = Attribute("Its options: an attrs class deriving from"
+                        " OutputOptions.")
+    batch_size = Attribute("The most events one send gets.")
+    flush_interval = Attribute("Seconds an event may wait for others to"
+                               " fill a batch (0: send at once).")
+
+    def configure(context):
+        """The output ready to send with *context* (an
+        :class:`OutputContext`), or None when it cannot run (say why in
+        one line).  Files are opened (created) and heavy modules imported
+        here, never at plugin import."""
+
+    def send(events):
+        """Deliver *events* (a list of flat dicts); a Deferred (or
+        coroutine) that fires once they are delivered, with the number of
+        them the receiver refused for good (None: none), or fails when
+        they were not (they are sent again later; a connection is opened
+        again then)."""
+
+    def close():
+        """Let go of connections and files (a Deferred, or None)."""

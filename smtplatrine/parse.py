@@ -9,17 +9,25 @@ delimiter lines with one regular expression per boundary and reads each
 part's header block itself, so a deep or wide message costs time in
 proportion to its size, never stack.  It is CPU-bound: run it in a thread.
 
+It reads a message as mail clients do: a UTF-8 byte order mark or an mbox
+``From`` line before the first header field is skipped; any media type
+made of RFC 2045 tokens is taken, and a multipart of an unknown subtype is
+read as multipart/mixed; base64 ends at its padding; UTF-16 and UTF-32
+without a byte order mark are little-endian.
+
 A leaf part is body text (``body_text``, ``body_html``) when it is
 text/plain or text/html, has no filename, is not ``Content-Disposition:
-attachment`` and is not inside an attached message/rfc822; every other leaf
-is an :class:`Attachment`.  Attached messages are walked into, and all their
-leaves are attachments.
+attachment`` and is not inside an attached message; every other leaf is an
+:class:`Attachment`.  Attached messages (message/rfc822 and message/global,
+however they are transfer-encoded) are walked into, and all their leaves
+are attachments.  A file uuencoded in a text/plain part (``begin 644 name``
+to ``end``) is an attachment of its own, and leaves the body text.
 
 Every ``str`` it returns is valid UTF-8 without NUL, ready for SQLite and
 MariaDB ``utf8mb4`` columns.
 
-Defect flags (``Parsed.defects``; the ``email`` package is not used to parse,
-so all are this module's own):
+Defect flags (``Parsed.defects``, all listed in :data:`DEFECTS`; the
+``email`` package is not used to parse, so all are this module's own):
 
 ``header_block_limit``
     a header block was longer than ``Limits.header_bytes``; the lines that
@@ -49,11 +57,16 @@ so all are this module's own):
     a multipart or attached message nested deeper than ``Limits.depth`` was
     skipped; parts after the first ``Limits.parts`` were not read.
 ``encoding_unknown``
-    a Content-Transfer-Encoding other than base64, quoted-printable, 7bit,
-    8bit or binary; the payload is kept as it came.
-``base64_error``, ``quoted_printable_error``
-    a payload or encoded word that was not valid; what could be decoded
-    is kept.
+    a Content-Transfer-Encoding other than base64, quoted-printable,
+    x-uuencode (``uuencode``, ``x-uue``, ``uue``), 7bit, 8bit or binary;
+    the payload is kept as it came.
+``base64_error``, ``quoted_printable_error``, ``uuencode_error``
+    a payload or encoded word that was not valid (for uuencode: no
+    ``begin`` line, no ``end`` line, or characters out of place); what
+    could be decoded is kept.
+``base64_trailing_text``
+    text that is no base64 followed the padding that ends a base64 payload
+    (a footer a list server appended); it is not decoded.
 ``charset_unknown``
     a charset Python has no safe codec for; the text was read as UTF-8.
 ``decode_error``
@@ -67,6 +80,10 @@ so all are this module's own):
     ``Limits.body_chars``; URLs after the first ``Limits.urls`` were dropped.
 ``time_limit``
     ``Limits.seconds`` ran out; the record holds what was read by then.
+``parse_failed``
+    never set by :func:`parse`: :func:`unparsed` stands for a message whose
+    parsing raised (a bug), so that it is stored all the same, with
+    ``Parsed.error`` saying why.
 """
 
 import binascii
@@ -156,6 +173,25 @@ class Parsed:
     attachments: tuple
     addresses: tuple
     defects: tuple
+    error: str | None = None  # why parsing failed (see unparsed)
+
+
+DEFECTS = frozenset({
+    "header_block_limit", "header_separator_missing", "orphan_continuation",
+    "content_type_invalid", "boundary_missing", "close_boundary_missing",
+    "boundary_reused", "multipart_encoding_invalid", "depth_limit", "part_limit",
+    "encoding_unknown", "base64_error", "quoted_printable_error", "uuencode_error",
+    "base64_trailing_text", "charset_unknown", "decode_error", "nul",
+    "encoded_word_limit", "body_limit", "url_limit", "time_limit", "parse_failed",
+})
+
+
+def unparsed(reason):
+    """The record of a message that could not be parsed, for *reason*: no
+    field, body or part read, the defect ``parse_failed``."""
+    return Parsed(fields=dict.fromkeys(_FIELD_KEYS.values()), headers=(), received=(),
+                  body_text="", body_html="", urls=(), attachments=(), addresses=(),
+                  defects=("parse_failed",), error=reason)
 
 
 # The header fields kept in Parsed.fields: header name -> key.
@@ -172,7 +208,7 @@ _FIELD_KEYS = {
 def parse(raw, limits=Limits()):
     """Read the message *raw* (bytes) into a :class:`Parsed`; never raises."""
     ctx = _Context(limits)
-    block, start = _header_block(ctx, raw, 0)
+    block, start = _header_block(ctx, raw, _message_start(raw, 0))
     fields = _fields(ctx, block)
     headers = tuple(
         Header(ctx.clean(name), ctx.clean(_decode_words(ctx, value).strip()))
@@ -185,13 +221,14 @@ def parse(raw, limits=Limits()):
     addresses = _addresses(ctx, fields)
     texts = {"text/plain": [], "text/html": []}
     attachments = []
-    walker = _Walker(ctx, raw)
-    for part, body in walker.leaves(_part(ctx, fields, 0, False), start):
-        if ctx.out_of_time():
-            break
-        payload = _transfer_decode(ctx, body, part.encoding)
+    for part, payload in _leaves(ctx, raw, _part(ctx, fields, 0, False), start):
+        charset = part.params.get("charset") or "utf-8"
+        files = ()
+        if part.content_type == "text/plain" and part.filename is None:
+            text, files = _uu_blocks(ctx, payload, part, charset)
+            if part.is_body:
+                payload = text
         if part.is_body:
-            charset = part.params.get("charset") or "utf-8"
             # No charset takes more than four bytes a character: decode no
             # more than the body could keep.
             cut = len(payload) > 4 * ctx.limits.body_chars
@@ -201,6 +238,7 @@ def parse(raw, limits=Limits()):
             texts[part.content_type].append(ctx.decode(payload, charset, final=not cut))
         else:
             attachments.append(_attachment(part, payload))
+        attachments.extend(files)
     body_text = _join(ctx, texts["text/plain"])
     body_html = _join(ctx, texts["text/html"])
     urls = _urls(ctx, body_text, body_html)
@@ -217,12 +255,38 @@ def parse(raw, limits=Limits()):
     )
 
 
+def _leaves(ctx, raw, top, start):
+    """Yield (part, payload) for every leaf of the message, its transfer
+    encoding undone; an attached message that is itself encoded (base64,
+    say) is decoded and walked into like any other."""
+    walks = [_Walker(ctx, raw).leaves(top, start)]
+    while walks:
+        item = next(walks[-1], None)
+        if item is None:
+            walks.pop()
+            continue
+        if ctx.out_of_time():
+            return
+        part, body = item
+        if part.encoding in _UUENCODINGS:
+            payload, name = _uudecode(ctx, body)
+            if part.filename is None and name:
+                part = attrs.evolve(part, filename=ctx.decode(name, "utf-8"))
+        else:
+            payload = _transfer_decode(ctx, body, part.encoding)
+        if part.content_type in _MESSAGE_TYPES:
+            walks.append(_Walker(ctx, payload).leaves(attrs.evolve(part, encoding=""), 0))
+            continue
+        yield part, payload
+
+
 class _Context:
     """The limits, the defects found so far, and text decoding."""
 
     def __init__(self, limits):
         self.limits = limits
         self.flags = set()
+        self.parts = 0  # MIME parts walked so far
         self._deadline = time.monotonic() + limits.seconds
 
     def flag(self, name):
@@ -242,10 +306,11 @@ class _Context:
         if codec is None:
             self.flag("charset_unknown")
             codec = "utf-8"
+        codec, data = _byte_order(codec, data)
         decoder = codecs.getincrementaldecoder(codec)
         try:
             text = decoder().decode(data, final)
-        except UnicodeDecodeError:
+        except UnicodeError:
             self.flag("decode_error")
             text = decoder("replace").decode(data, final)
         return self.clean(text)
@@ -267,6 +332,25 @@ _CHARSET = re.compile(r"[a-z0-9][a-z0-9_.:+-]{0,63}")
 _UNSAFE_CODECS = frozenset({"idna", "punycode", "unicode-escape", "raw-unicode-escape"})
 # Mailers label GBK text GB2312; GBK is a superset.
 _CODEC_ALIASES = {"gb2312": "gbk"}
+# UTF-16 and UTF-32 without a byte order mark are little-endian, as mail
+# clients and browsers read them (the WHATWG Encoding Standard); Python's
+# own decoders of these labels refuse text without a mark.
+_BYTE_ORDER_MARKS = {
+    "utf-16": ((codecs.BOM_UTF16_BE, "utf-16-be"), (codecs.BOM_UTF16_LE, "utf-16-le")),
+    "utf-32": ((codecs.BOM_UTF32_BE, "utf-32-be"), (codecs.BOM_UTF32_LE, "utf-32-le")),
+}
+
+
+def _byte_order(codec, data):
+    """The codec of fixed byte order for *data* in *codec*, and *data*
+    without its byte order mark."""
+    marks = _BYTE_ORDER_MARKS.get(codec)
+    if marks is None:
+        return codec, data
+    for mark, name in marks:
+        if data.startswith(mark):
+            return name, data[len(mark):]
+    return marks[1][1], data
 
 
 @functools.lru_cache(maxsize=256)
@@ -297,6 +381,20 @@ _FIELD = rb"^(%s)[ \t]*:([^\n]*(?:\n[ \t][^\n]*)*)"
 _ANY_FIELD = re.compile(_FIELD % rb"[^\s:]+", re.M)
 _MIME_FIELD = re.compile(_FIELD % rb"content-(?:type|disposition|transfer-encoding)", re.M | re.I)
 _LINE_BREAK = re.compile(rb"\r*\n")
+
+
+# An mbox "From " line, as forwarded .eml files often begin; not a field
+# named "From" with space before its colon.
+_FROM_LINE = re.compile(rb"From (?![ \t]*:)[^\n]*(?:\n|\Z)")
+
+
+def _message_start(data, pos):
+    """Where the header block of the message at *pos* begins: after a UTF-8
+    byte order mark and an mbox From line, as mail clients skip them."""
+    if data.startswith(codecs.BOM_UTF8, pos):
+        pos += len(codecs.BOM_UTF8)
+    line = _FROM_LINE.match(data, pos)
+    return line.end() if line else pos
 
 
 def _header_block(ctx, data, pos):
@@ -398,9 +496,28 @@ def _decode_words(ctx, text):
 
 _BASE64_ALPHABET = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
 _NOT_BASE64 = bytes(sorted(set(range(256)) - set(_BASE64_ALPHABET)))
-_BASE64_LAYOUT = b"=\r\n\t "
+_WHITESPACE = b"\r\n\t "
+_BASE64_LAYOUT = b"=" + _WHITESPACE
 _BAD_QUOTED_PRINTABLE = re.compile(rb"=(?![0-9A-Fa-f]{2}|\r?\n|\Z)")
 _IDENTITY_ENCODINGS = ("", "7bit", "8bit", "binary")
+# Up to the first "=" that pads a group of four base64 digits (after two or
+# three of them); stray characters are skipped, as is an "=" in a place
+# where it pads nothing.
+_BASE64_PADDED = re.compile(
+    rb"(?:{other}*{digit}{other}*{digit}{nopad}*{digit}{nopad}*{digit})*+"
+    rb"{other}*{digit}{other}*{digit}{nopad}*(?:{digit}{nopad}*)?=+".replace(
+        b"{digit}", rb"[A-Za-z0-9+/]").replace(
+        b"{other}", rb"[^A-Za-z0-9+/]").replace(b"{nopad}", rb"[^A-Za-z0-9+/=]"))
+# Base64 made of pieces padded one by one, and one such piece.
+_BASE64_PIECES = re.compile(rb"(?:[A-Za-z0-9+/]{4}|[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)*+")
+_BASE64_PIECE = re.compile(rb"(?:[A-Za-z0-9+/]{4})*+(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?")
+# Space between characters of one line: text, not base64.
+_BASE64_TEXT_IN_LINE = re.compile(rb"[^\s][ \t]+[^\s]")
+_UUENCODINGS = frozenset({"x-uuencode", "uuencode", "x-uue", "uue"})
+_UU_BEGIN = re.compile(rb"^begin[ \t]+[0-7]{3,4}[ \t]+([^\r\n]*?)[ \t]*\r?$", re.M)
+# The line after a begin line that starts a uuencoded block.
+_UU_DATA_LINE = re.compile(rb"[!-`][ -`]*\r?(?:\n|\Z)")
+_UU_END = re.compile(rb"end[ \t]*")
 
 
 def _transfer_decode(ctx, body, encoding):
@@ -415,7 +532,44 @@ def _transfer_decode(ctx, body, encoding):
 
 
 def _base64(ctx, data):
-    """Decode base64 leniently: skip stray characters, mend the padding."""
+    """Decode base64 leniently, up to the padding that ends it (RFC 2045
+    6.8): what follows is decoded only if it is more base64 (pieces padded
+    one by one); other text there (a footer a list server appended) is not."""
+    end = _base64_padding_end(data)
+    if end is None:
+        return _base64_piece(ctx, data)
+    first = _base64_piece(ctx, data[:end])
+    rest = data[end:]
+    if not rest.translate(None, _BASE64_LAYOUT):
+        return first
+    pieces = rest.translate(None, _WHITESPACE)
+    stray = rest.translate(None, _BASE64_ALPHABET + _BASE64_LAYOUT)
+    if stray or _BASE64_TEXT_IN_LINE.search(rest) or not _BASE64_PIECES.fullmatch(pieces):
+        ctx.flag("base64_trailing_text")
+        return first
+    return first + b"".join(binascii.a2b_base64(piece.group())
+                            for piece in _BASE64_PIECE.finditer(pieces) if piece.group())
+
+
+def _base64_padding_end(data):
+    """Where the padding that ends the first piece of base64 in *data* ends,
+    or None if there is none."""
+    first = data.find(b"=")
+    if first < 0:
+        return None
+    if len(data[:first].translate(None, _NOT_BASE64)) % 4 in (2, 3):
+        # The first "=" pads (as nearly always): found without the regex.
+        end = first + 1
+        while data.startswith(b"=", end):
+            end += 1
+        return end
+    padding = _BASE64_PADDED.match(data)
+    return padding.end() if padding else None
+
+
+def _base64_piece(ctx, data):
+    """Decode one piece of base64 leniently: skip stray characters, mend
+    the padding."""
     digits = data.translate(None, _NOT_BASE64)
     stray = data.translate(None, _BASE64_ALPHABET + _BASE64_LAYOUT)
     tail = data.rstrip(b"\r\n\t ")
@@ -428,6 +582,89 @@ def _base64(ctx, data):
     return binascii.a2b_base64(digits + b"=" * (-len(digits) % 4))
 
 
+def _uudecode(ctx, data):
+    """The payload of a uuencoded body, and the file name of its begin line
+    (bytes, or None)."""
+    begin = _UU_BEGIN.search(data)
+    if begin is None:
+        ctx.flag("uuencode_error")
+        return _uu_lines(ctx, data, 0)[0], None
+    payload, _ = _uu_lines(ctx, data, begin.end())
+    return payload, begin.group(1) or None
+
+
+def _uu_blocks(ctx, payload, part, charset):
+    """The text *payload* of *part* without its uuencoded blocks ("begin 644
+    name" to "end", as old mailers put files in a text body), and those
+    files as attachments."""
+    kept, files, pos = [], [], 0
+    while (begin := _UU_BEGIN.search(payload, pos)) is not None:
+        if not _UU_DATA_LINE.match(payload, min(begin.end() + 1, len(payload))):
+            kept.append(payload[pos:begin.end()])
+            pos = begin.end()
+            continue
+        ctx.parts += 1
+        if ctx.parts > ctx.limits.parts:
+            ctx.flag("part_limit")
+            break
+        data, end = _uu_lines(ctx, payload, begin.end())
+        kept.append(payload[pos:begin.start()])
+        name = ctx.decode(begin.group(1), charset) if begin.group(1) else None
+        files.append(_attachment(_Part(
+            content_type="application/octet-stream", params={}, encoding="x-uuencode",
+            disposition="attachment", filename=name, depth=part.depth,
+            attached=part.attached), data))
+        pos = end
+    if not files:
+        return payload, ()
+    kept.append(payload[pos:])
+    return b"".join(kept), files
+
+
+def _uu_lines(ctx, data, pos):
+    """Decode the uuencoded lines from *pos* to an "end" line (flagged if
+    there is none) or the end of *data*; the bytes, and where they end.
+    Short lines decode to their length in zeros (trailing spaces may have
+    been stripped), but never to more bytes in all than were read."""
+    decoded = []
+    lines = size = 0
+    start = pos
+    while pos < len(data):
+        newline = data.find(b"\n", pos)
+        stop = len(data) if newline < 0 else newline + 1
+        line = data[pos:stop].rstrip(b"\r\n")
+        pos = stop
+        if _UU_END.fullmatch(line):
+            return b"".join(decoded), pos
+        lines += 1
+        if lines % 4096 == 0 and ctx.out_of_time():
+            break
+        if line:
+            try:
+                decoded.append(binascii.a2b_uu(line))
+            except binascii.Error:
+                ctx.flag("uuencode_error")
+                decoded.append(_uu_lenient(line))
+            size += len(decoded[-1])
+            if size > pos - start:
+                break
+    ctx.flag("uuencode_error")
+    return b"".join(decoded), pos
+
+
+def _uu_lenient(line):
+    """A uuencoded line whatever its characters: each taken modulo 64, and
+    those past the length its first one says ignored."""
+    length = (line[0] - 32) & 63
+    values = [(c - 32) & 63 for c in line[1:1 + 4 * ((length + 2) // 3)]]
+    values += [0] * (-len(values) % 4)
+    data = bytearray()
+    for i in range(0, len(values), 4):
+        a, b, c, d = values[i:i + 4]
+        data += bytes(((a << 2 | b >> 4) & 255, (b << 4 | c >> 2) & 255, (c << 6 | d) & 255))
+    return bytes(data[:length])
+
+
 def _quoted_printable(ctx, data, header=False):
     """Decode quoted-printable; an invalid escape is kept as written."""
     if _BAD_QUOTED_PRINTABLE.search(data):
@@ -437,7 +674,9 @@ def _quoted_printable(ctx, data, header=False):
 
 # MIME parts
 
-_MIME_TYPE = re.compile(r"[\w.+-]+/[\w.+-]+", re.ASCII)
+_MESSAGE_TYPES = ("message/rfc822", "message/global")
+# type "/" subtype, each an RFC 2045 token: printable ASCII but tspecials.
+_MIME_TYPE = re.compile(r"[!#$%&'*+.^_`{|}~0-9a-z-]+/[!#$%&'*+.^_`{|}~0-9a-z-]+")
 _PARAMETER_TOKEN = re.compile(r'"(?:[^"\\]|\\.)*"?|[^";]+|;', re.S)
 _EXTENDED_NAME = re.compile(r"([^*]+)\*(?:(\d{1,4})(\*)?)?")
 _QUOTED_PAIR = re.compile(r'\\([\\"])')
@@ -605,7 +844,6 @@ class _Walker:
         """Yield (part, body bytes) for every leaf, in MIME order."""
         ctx, data = self.ctx, self.data
         pos = self._enter(top, start)
-        count = 0
         while self.open:
             if ctx.out_of_time():
                 return
@@ -623,8 +861,8 @@ class _Walker:
             if hit.group(1):
                 yield from self._close(index, cut)
                 continue
-            count += 1
-            if count > ctx.limits.parts:
+            ctx.parts += 1
+            if ctx.parts > ctx.limits.parts:
                 ctx.flag("part_limit")
                 return
             multipart = self.open[index]
@@ -642,11 +880,11 @@ class _Walker:
         """Begin reading *part*, whose body begins at *start*; return where
         its content begins (after the header of an attached message)."""
         ctx = self.ctx
-        while part.content_type == "message/rfc822" and part.encoding in _IDENTITY_ENCODINGS:
+        while part.content_type in _MESSAGE_TYPES and part.encoding in _IDENTITY_ENCODINGS:
             if part.depth >= ctx.limits.depth:
                 ctx.flag("depth_limit")
                 return start
-            block, start = _header_block(ctx, self.data, start)
+            block, start = _header_block(ctx, self.data, _message_start(self.data, start))
             part = _part(ctx, _mime_fields(block), part.depth + 1, True)
         if part.content_type.startswith("multipart/"):
             boundary = part.params.get("boundary", "").encode("utf-8", "surrogateescape")
@@ -831,13 +1069,28 @@ def _strip_comments(text):
 
 _TEXT_URL = re.compile(r"""(?:(?:https?|ftp)://|www\.)[^\s<>"'`]+""", re.I)
 _URL_TRAILER = ".,;:!?)]}'\""
+# Attributes whose value is a URL (or, for srcset and ping, several; for
+# content, a meta refresh's "0; url=...").
 _HTML_URL = re.compile(
-    r"""(?<![\w-])(?:href|src)\s*=\s*(?:"([^"]*)"|'([^']*)'|([^\s"'>]+))""", re.I)
+    r"""(?<![\w:-])(href|src|background|action|formaction|poster|cite|longdesc|"""
+    r"""lowsrc|dynsrc|codebase|data|xlink:href|srcset|ping|content)"""
+    r"""\s*=\s*(?:"([^"]*)"|'([^']*)'|([^\s"'>]+))""", re.I)
+_CSS_URL = re.compile(
+    r"""(?:url\(\s*(?:"([^"]*)"|'([^']*)'|([^)"'\s]*))\s*\)|@import\s+(?:"([^"]*)"|'([^']*)'))""",
+    re.I)
+_REFRESH_URL = re.compile(r"""url\s*=\s*['"]?([^'"\s]+)""", re.I)
+_ABSOLUTE_URL = re.compile(r"\s*(?:https?|ftp)://", re.I)
+_TAG = re.compile(r"<[^<>]*>")
+# What a browser drops from a URL: tab and newline anywhere, and control
+# characters and space at either end (the WHATWG URL Standard).
+_URL_TAB_OR_NEWLINE = re.compile(r"[\t\n\r]")
+_URL_ENDS = "".join(map(chr, range(0x21)))
 _AUTHORITY = re.compile(r"(?:[a-z][a-z0-9+.-]*:)?//([^/?#\\\s]*)|(www\.[^/?#\\\s]*)", re.I)
 
 
 def _urls(ctx, text, markup):
-    """The distinct URLs of the body text and of href/src in the HTML."""
+    """The distinct URLs of the body text and of the HTML (attributes, CSS,
+    and its text)."""
     found = {}
     for source, urls in (("text", _text_urls(text)), ("html", _html_urls(markup))):
         for url in urls:
@@ -859,11 +1112,35 @@ def _text_urls(text):
 
 
 def _html_urls(markup):
-    """The values of href and src attributes, entities decoded."""
+    """The URLs of HTML: in attributes (entities decoded), in CSS url() and
+    @import, and written in its text; each as a browser would follow it."""
     for match in _HTML_URL.finditer(markup):
-        url = html.unescape(match.group(match.lastindex)).strip()
+        name = match.group(1).lower()
+        value = html.unescape(match.group(match.lastindex))
+        if name == "srcset":
+            values = [candidate.split()[0] for candidate in value.split(",")
+                      if candidate.split()]
+        elif name == "ping":
+            values = value.split()
+        elif name == "content":
+            refresh = _REFRESH_URL.search(value)
+            values = ([refresh.group(1)] if refresh
+                      else [value] if _ABSOLUTE_URL.match(value) else [])
+        else:
+            values = [value]
+        yield from filter(None, map(_as_followed, values))
+    # Entities are decoded before CSS is read in an attribute; CSS in a
+    # style element holds none that matter.
+    for match in _CSS_URL.finditer(html.unescape(markup)):
+        url = _as_followed(match.group(match.lastindex) or "")
         if url:
             yield url
+    yield from _text_urls(html.unescape(_TAG.sub(" ", markup)))
+
+
+def _as_followed(url):
+    """*url* as a browser reads it from an attribute."""
+    return _URL_TAB_OR_NEWLINE.sub("", url).strip(_URL_ENDS)
 
 
 def _host(url):

@@ -7,15 +7,21 @@ committed while the last one ran); only then do their spool files go, so a
 crash loses no message: what was not synced is still spooled, and storing
 it again is idempotent.  While the database is away the pipeline waits,
 one second and doubling up to ``retry_max_delay``, and the spool keeps
-everything.  A message the database will never take, or that
-cannot be read, moves to ``spool/quarantine/`` with a ``.reason`` file
-beside it, and the others go on.
+everything.  A message whose parsing fails, or whose parsed rows the
+database refuses, is stored all the same, unparsed, flagged ``parse_failed``
+with the reason.  A message the database will never take even so (over
+its packet limit), or whose spool file cannot be read, moves to
+``spool/quarantine/`` with a ``.reason`` file beside it, and the others go
+on.  :func:`prepare_raw` (:func:`parse_safely` and :func:`keep`),
+:func:`store_message` and :func:`announce` are the steps of storing one
+message, also for ``smtplatrine import`` and ``reparse``.
 """
 
 import hashlib
 import os
 from collections import deque
 
+import attrs
 from twisted.internet import defer, threads
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
@@ -23,7 +29,7 @@ from twisted.python.failure import Failure
 
 from smtplatrine.enrich.indicators import of_message
 from smtplatrine.events import printable
-from smtplatrine.parse import parse
+from smtplatrine.parse import parse, unparsed
 from smtplatrine.spool import read_metadata
 from smtplatrine.store.dialects import Rejected, Unavailable
 from smtplatrine.store.records import Prepared, save_message, save_session
@@ -54,16 +60,95 @@ def prepare(eml, limits, attachments_dir, raw_dir):
     metadata = read_metadata(eml.with_suffix(".json"))
     if metadata is None:
         return None
-    raw = eml.read_bytes()
+    return prepare_raw(eml.read_bytes(), metadata, limits, attachments_dir, raw_dir)
+
+
+def prepare_raw(raw, metadata, limits, attachments_dir, raw_dir):
+    """Parse the message *raw* with its *metadata*, and write out its files
+    (see :func:`keep`)."""
+    return keep(raw, metadata, parse_safely(raw, limits), attachments_dir, raw_dir)
+
+
+def parse_safely(raw, limits):
+    """:func:`~smtplatrine.parse.parse`; should it raise, the record of a
+    message that could not be parsed (:func:`~smtplatrine.parse.unparsed`),
+    saying why."""
+    try:
+        return parse(raw, limits)
+    except Exception as e:
+        log.failure("pipeline: the parser failed")
+        return unparsed(f"the parser failed: {_reason(e)}")
+
+
+def keep(raw, metadata, parsed, attachments_dir, raw_dir):
+    """The message *raw* with its *metadata* and what was read from it,
+    *parsed*, ready to store: its attachments written under
+    *attachments_dir*, the raw message under *raw_dir* (None: not on disk,
+    and the raw message in the database)."""
     sha256 = hashlib.sha256(raw).hexdigest()
     metadata = dict(metadata, size=len(raw), sha256=sha256,
                     md5=hashlib.md5(raw).hexdigest())
-    parsed = parse(raw, limits)
     paths = tuple(store_file(attachments_dir, a.sha256, a.payload)
                   if attachments_dir else None for a in parsed.attachments)
     raw_path = store_file(raw_dir, sha256, raw) if raw_dir else None
     return Prepared(metadata, parsed, None if raw_dir else raw, raw_path, paths,
                     tuple(of_message(metadata, parsed)))
+
+
+def _reason(error):
+    return f"{type(error).__name__}: {error}"[:1000]
+
+
+async def store_message(database, prepared, now):
+    """Store *prepared* in one transaction: (True, what was stored), or
+    (False, it) if it was stored already.  Should the database refuse its
+    parsed rows (or storing them raise), the message is stored unparsed.
+    Raises Unavailable (try again later) or Rejected (not even unparsed)."""
+    try:
+        database.check_size(prepared)
+        return await database.run(save_message, database.dialect, prepared, now), prepared
+    except Unavailable:
+        raise
+    except Exception as e:
+        if prepared.parsed.error is not None:
+            raise
+        if not isinstance(e, Rejected):
+            log.failure("pipeline: cannot store message {message}",
+                        message=prepared.metadata["message"])
+        reason = f"the database refused the parsed message: {_reason(e)}"
+    parsed = unparsed(reason)
+    fallback = attrs.evolve(prepared, parsed=parsed, attachment_paths=(),
+                            indicators=tuple(of_message(prepared.metadata, parsed)))
+    database.check_size(fallback)
+    return await database.run(save_message, database.dialect, fallback, now), fallback
+
+
+def announce(events, prepared, on_stored=None):
+    """Emit the events of the message *prepared*, just stored, and hand it
+    to *on_stored* (the enrichment), whose failure is only logged."""
+    metadata, parsed = prepared.metadata, prepared.parsed
+    identity = {k: metadata.get(k) for k in _IDENTITY}
+    for attachment, path in zip(parsed.attachments, prepared.attachment_paths):
+        events.emit(
+            "smtplatrine.attachment.stored", identity, message=metadata["message"],
+            sha256=attachment.sha256, size=attachment.size,
+            content_type=printable(attachment.content_type),
+            filename=attachment.filename and printable(attachment.filename),
+            stored_path=path)
+    if parsed.error is not None:
+        events.emit("smtplatrine.message.parse_failed", identity,
+                    message=metadata["message"], reason=printable(parsed.error))
+    events.emit(
+        "smtplatrine.message.stored", identity, message=metadata["message"],
+        size=metadata["size"], sha256=metadata["sha256"],
+        attachments=len(parsed.attachments), urls=len(parsed.urls),
+        defects=len(parsed.defects), imported=bool(metadata.get("imported")))
+    if on_stored is not None:
+        try:
+            on_stored(prepared)
+        except Exception:
+            log.failure("pipeline: after message {message} was stored",
+                        message=metadata["message"])
 
 
 def _settle(sync, paths):
@@ -211,14 +296,14 @@ class Pipeline:
                 self._reactor, self._threadpool, prepare, eml,
                 self._limits, self._attachments_dir, self._raw_dir)
         except Exception as e:
-            self._quarantine_message(eml, f"cannot be read or parsed: {e!r}")
+            self._quarantine_message(
+                eml, f"cannot be read, or its files cannot be written: {e!r}")
             return
         if prepared is None:
             return
         try:
-            self._database.check_size(prepared)
-            stored = await self._database.run(
-                save_message, self._database.dialect, prepared, self._reactor.seconds())
+            stored, prepared = await store_message(
+                self._database, prepared, self._reactor.seconds())
         except Rejected as e:
             self._quarantine_message(eml, str(e))
             return
@@ -230,12 +315,13 @@ class Pipeline:
             self._quarantine_message(eml, f"cannot be stored: {e!r}")
             return
         self._settle((eml, eml.with_suffix(".json")),
-                     (lambda: self._emit_stored(prepared)) if stored else None)
+                     (lambda: announce(self._events, prepared, self.on_stored))
+                     if stored else None)
 
-    def _settle(self, paths, announce):
+    def _settle(self, paths, then):
         """Remove the spool files *paths* of what was just committed, and
-        then call *announce* (if any), once the commit is durable."""
-        self._committed.append((paths, announce))
+        then call *then* (if any), once the commit is durable."""
+        self._committed.append((paths, then))
         if not self._settling:
             self._settle_next()
 
@@ -255,36 +341,14 @@ class Pipeline:
                 # for those the database kept) and retries this.
                 log.failure("pipeline: cannot make stored messages durable", result)
             else:
-                for _, announce in group:
-                    if announce is not None:
-                        announce()
+                for _, then in group:
+                    if then is not None:
+                        then()
             self._settle_next()
 
         threads.deferToThreadPool(
             self._reactor, self._threadpool, _settle, self._database.dialect.sync,
             [path for paths, _ in group for path in paths]).addBoth(settled)
-
-    def _emit_stored(self, prepared):
-        metadata, parsed = prepared.metadata, prepared.parsed
-        identity = {k: metadata.get(k) for k in _IDENTITY}
-        for attachment, path in zip(parsed.attachments, prepared.attachment_paths):
-            self._events.emit(
-                "smtplatrine.attachment.stored", identity, message=metadata["message"],
-                sha256=attachment.sha256, size=attachment.size,
-                content_type=printable(attachment.content_type),
-                filename=attachment.filename and printable(attachment.filename),
-                stored_path=path)
-        self._events.emit(
-            "smtplatrine.message.stored", identity, message=metadata["message"],
-            size=metadata["size"], sha256=metadata["sha256"],
-            attachments=len(parsed.attachments), urls=len(parsed.urls),
-            defects=len(parsed.defects))
-        if self.on_stored is not None:
-            try:
-                self.on_stored(prepared)
-            except Exception:
-                log.failure("pipeline: after message {message} was stored",
-                            message=metadata["message"])
 
     def _quarantine_message(self, eml, reason):
         metadata = read_metadata(eml.with_suffix(".json")) or {}

@@ -21,10 +21,10 @@ from twisted.logger import (FilteringLogObserver, LogLevel,
 from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.python.failure import Failure
 
-from smtplatrine import acl, child, geoip, safety, storer, tls
+from smtplatrine import acl, child, geoip, metrics, safety, storer, tls
 from smtplatrine.blocklist import BlockList
 from smtplatrine.disk import DiskWorker
-from smtplatrine.events import make_events
+from smtplatrine.events import Events
 from smtplatrine.persona import PERSONAS
 from smtplatrine.privileges import drop_privileges, load_codecs, unprivileged_ids
 from smtplatrine.smtp.factory import HoneypotFactory
@@ -104,9 +104,12 @@ class HoneypotService(Service):
         spool = Spool(spool_dir, self.disk)
         spool.recover(config.server.sensor_name)
         store_dirs = storer.store_dirs(config)
-        self.events = make_events(config, self.reactor)
-        self.reactor.addSystemEventTrigger("after", "shutdown", self._stop_outputs)
+        counting = metrics.prepare(config)
         self._prepare_storing(spool, ids)
+        self.events = Events(self.reactor, [self.storer, *([metrics.EventMetrics()]
+                                                          if counting else [])],
+                             LogLevel.levelWithName(config.logger.level))
+        self.reactor.addSystemEventTrigger("after", "shutdown", self._after_shutdown)
         self.factory = HoneypotFactory(
             config, PERSONAS[config.smtp.persona], self.reactor, spool,
             self.events, tls_options, self._guard())
@@ -138,13 +141,20 @@ class HoneypotService(Service):
         config = self.config
         dialect = dialects.from_config(config)
         self.database = Database(dialect, create=False)
-        self.storer = storer.StoringProcess(self.reactor, config, ids)
+        self.storer = storer.StoringProcess(self.reactor, config, ids, self._events_lost)
         spool.ready = self.storer.notify
         self.children = [self.storer]
         if config.web.enabled:
             self.children.append(child.ChildProcess(
                 self.reactor, config, ids, "smtplatrine.web.process", "the dashboard",
                 " (the SMTP side goes on)"))
+
+    def _events_lost(self, count):
+        """Say that *count* events could not reach the outputs (to them too)."""
+        identity = dict.fromkeys(("session", "src_ip", "src_port", "dst_ip", "dst_port"))
+        identity["sensor"] = self.config.server.sensor_name
+        self.events.emit("smtplatrine.events.lost", identity, count=count, reason="the storing process did not take them"
+                         " in time (busy, or starting again)")
 
     def _open_database(self, delay=1.0):
         """Open the block list's database, trying again after *delay*
@@ -218,11 +228,10 @@ class HoneypotService(Service):
         for observer in self.observers:
             globalLogPublisher.addObserver(observer)
 
-    def _stop_outputs(self):
-        """After the last session has ended: close the event outputs, let
-        the disk worker finish its work and end, and stop logging to the
-        human log."""
-        self.events.close()
+    def _after_shutdown(self):
+        """After the last session has ended: let the disk worker finish
+        its work and end, and stop logging to the human log (the event
+        outputs run in the storing process)."""
         self.disk.stop()
         for observer in self.observers:
             globalLogPublisher.removeObserver(observer)

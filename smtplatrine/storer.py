@@ -5,33 +5,63 @@ message); in the listening process they would slow every session, and a
 crash or a stall of theirs would take the sockets with it.  So a child
 process of its own, with its own reactor, does that work
 (:class:`StoringProcess` starts it and keeps it running).  It gets the
-configuration, then one line per item on its input
+configuration on file descriptor 3, then one line per item on its input
 (``message ID`` or ``session ID``, as the spool finishes them), and finds
 the rest by scanning the spool at start and when idle.  Its log events come
-back as JSON lines on its output, and the server logs them as its own; its
-events (``events.jsonl``, syslog) it writes itself.
+back as JSON lines on its output, and the server logs them as its own.
 
-Run as ``python -m smtplatrine.storer [UID GID]`` (see smtplatrine.child):
-started before the server drops its privileges, it prepares everything,
-then drops them itself.
+It also runs the event outputs (``smtplatrine.outputs``), for its own events
+and for those of the SMTP side, which come as ``event JSON`` lines on its
+input: outputs open connections to the outside (a broker, a search engine,
+a collector), which the process that talks to attackers must not, and
+their slowness must not take its CPU.  With metrics on, it serves
+``/metrics`` for every process of the sensor (``smtplatrine.metrics``).
+
+Run as ``python -m smtplatrine.storer [UID GID]``: started before the server
+drops its privileges, it prepares everything, then drops them itself.
 """
 
+import ctypes
+import json
+import os
+import pickle
+import select
+import signal
 import sys
+import time
 from pathlib import Path
 
-from twisted.logger import Logger
-from twisted.protocols.basic import LineOnlyReceiver
+from twisted.internet import defer, protocol
+from twisted.internet.interfaces import IPushProducer
+from twisted.internet.task import LoopingCall
+from twisted.logger import (FilteringLogObserver, Logger, LogLevel,
+                            LogLevelFilterPredicate, eventFromJSON,
+                            globalLogBeginner, globalLogPublisher,
+                            jsonFileLogObserver)
 from twisted.python.threadpool import ThreadPool
+from zope.interface import implementer
 
-from smtplatrine import child
-from smtplatrine.events import make_events
+from smtplatrine import metrics
+from smtplatrine.events import Events, printable
+from smtplatrine.outputs import service as outputs
 from smtplatrine.parse import Limits
 from smtplatrine.pipeline import Pipeline
 from smtplatrine.store import dialects
+from smtplatrine.store import enrichment as enrichment_store
 from smtplatrine.store.database import Database
 
 # Named: run as ``python -m``, this module is __main__.
 log = Logger(namespace="smtplatrine.storer")
+
+# Exit status of a child that can never start with this configuration.
+_FATAL = 3
+_PR_SET_PDEATHSIG = 1
+# The longest line on the process's input (an event, as JSON).
+MAX_LINE = 1024 * 1024
+# Bytes of events written to the process's input while it does not read
+# (a busy or restarting worker) before further events are dropped.
+MAX_WAITING = 1024 * 1024
+
 
 def store_dirs(config):
     """The attachment and raw-message directories (None: not kept on
@@ -54,28 +84,40 @@ def store_dirs(config):
 class Storing:
     """The database, the pipeline that fills it from the spool, and the
     enrichment after each commit, built from *config* (files opened, heavy
-    modules imported) while everything can still be read."""
+    modules imported) while everything can still be read.  ``smtplatrine
+    import`` and ``reparse`` use it without the pipeline."""
 
     def __init__(self, config, reactor):
         self.config = config
         self.reactor = reactor
-        attachments, raw = store_dirs(config)
+        self.attachments_dir, self.raw_dir = attachments, raw = store_dirs(config)
         spool_root = Path(config.server.data_dir) / "spool"
         dialect = dialects.from_config(config)
         self.database = Database(dialect, create=config.mysql.mysql_auto_create_db
                                  or dialect.name == "sqlite", grouped=True)
-        self.events = make_events(config, reactor)
+        self.outputs = outputs.configure(outputs.discover(), config, reactor)
+        self.metrics = metrics.EventMetrics() if config.metrics.listen else None
+        self.events = Events(reactor, [self.outputs, *filter(None, [self.metrics])],
+                             LogLevel.levelWithName(config.logger.level))
         store = config.store
-        limits = Limits(seconds=store.parse_seconds, depth=store.parse_max_depth,
-                        parts=store.parse_max_parts,
-                        header_bytes=store.parse_max_header_bytes)
+        self.limits = limits = Limits(
+            seconds=store.parse_seconds, depth=store.parse_max_depth,
+            parts=store.parse_max_parts, header_bytes=store.parse_max_header_bytes)
         self.threadpool = ThreadPool(1, 2, name="smtplatrine-parse")
         concurrency = config.mysql.mysql_connections if dialect.name == "mysql" else 2
         self.enrichment = self._enrichment()
         self.pipeline = Pipeline(
             reactor, spool_root, self.database, self.events, limits, attachments,
             raw, self.threadpool, concurrency, store.retry_max_delay,
-            on_stored=self.enrichment.submit if self.enrichment else None)
+            on_stored=self._stored)
+        self.quota = {}
+        self._quota_watch = LoopingCall(
+            lambda: defer.Deferred.fromCoroutine(self._watch_quota()))
+        self._quota_watch.clock = reactor
+        self.metrics_port = None
+        if self.metrics is not None:
+            self.metrics_port = metrics.listen(reactor, config.metrics.listen, metrics.registry(
+                metrics.StateCollector(spool_root, self.outputs, self.quota)))
         log.info("storing into {db}", db=dialect.describe())
 
     def _enrichment(self):
@@ -85,7 +127,8 @@ class Storing:
         if not meta.meta_enable:
             return None
         from smtplatrine.enrich import service as enrich
-        enrichers = enrich.configure(enrich.discover(), enrich.context(meta, self.reactor))
+        enrichers = enrich.configure(enrich.discover(), enrich.context(meta, self.reactor),
+                                     self.config)
         # Its own connections: lookups never wait for, or hold up, storage.
         self.enrichment_database = Database(self.database.dialect, create=False)
         enrichment = enrich.EnrichmentService(
@@ -96,35 +139,132 @@ class Storing:
                  or "none")
         return enrichment
 
-    def commands(self, ended):
-        """The server's lines on our input: items for the pipeline."""
-        return _Commands(self.pipeline.notify, ended)
+    def _stored(self, prepared):
+        """After a message's commit: its storing latency, its enrichment."""
+        if self.metrics is not None and "received" in prepared.metadata:
+            self.metrics.stored(prepared.metadata["received"], self.reactor.seconds())
+        if self.enrichment is not None:
+            self.enrichment.submit(prepared)
+
+    async def _watch_quota(self):
+        """Read the enrichers' quotas and queue for the metrics."""
+        try:
+            used, waiting = await self.enrichment_database.run(
+                enrichment_store.usage, self.database.dialect, self.reactor.seconds())
+        except Exception as e:
+            log.debug("metrics: cannot read the enrichment quotas: {error}", error=str(e))
+            return
+        self.quota.update(waiting=waiting, left=metrics.quota_left(
+            used, self.enrichment.enrichers.values()))
 
     def start(self):
         self.threadpool.start()
         self.pipeline.start()
         if self.enrichment is not None:
             self.enrichment.start()
+            if self.metrics is not None:
+                self._quota_watch.start(self.config.meta.meta_queue_interval)
+
+    def forward(self, event):
+        """An event of the SMTP side (logged and counted there): to the
+        outputs."""
+        self.outputs.write(event)
 
     def stop(self):
+        """Stop storing; the outputs have a few seconds to deliver what
+        they hold (a Deferred)."""
         self.pipeline.stop()
+        if self._quota_watch.running:
+            self._quota_watch.stop()
         if self.enrichment is not None:
             self.enrichment.stop()
             self.enrichment_database.close()
         self.threadpool.stop()
         self.database.close()
-        self.events.close()
+        return self.events.close()
 
 
-class StoringProcess(child.ChildProcess):
+@implementer(IPushProducer)
+class StoringProcess(protocol.ProcessProtocol):
     """Runs the storing process for *config*, as *ids* (a (uid, gid), or
-    None to stay who we are); should it end itself, the spool keeps
-    everything until smtplatrine is restarted."""
+    None to stay who we are).  That process starts its worker again when
+    the worker ends unasked; should it end itself, the spool keeps
+    everything until smtplatrine is restarted.
 
-    def __init__(self, reactor, config, ids):
-        super().__init__(reactor, config, ids, "smtplatrine.storer", "the storing process",
-                         ": captured mail stays in the spool until smtplatrine is"
-                         " restarted")
+    It is also the SMTP side's sink of events: each goes to the process as
+    a line.  While the process does not read (busy, or its worker starting
+    again), up to ``MAX_WAITING`` bytes of them wait; the rest are dropped,
+    and *lost* (a function of the number) is told once they flow again.
+    """
+
+    STOP_SECONDS = 10
+
+    def __init__(self, reactor, config, ids, lost=None):
+        self._reactor = reactor
+        self._config = pickle.dumps(config)
+        self._ids = ids
+        self._lost = lost
+        self._buffer = b""
+        self._stopping = False
+        self._kill = None
+        self._ended = defer.Deferred()
+        # Bytes written since the pipe filled (None: it is not full), and
+        # events dropped meanwhile.
+        self._waiting = None
+        self._dropped = 0
+
+    def spawn(self):
+        """Start the process; it waits for :meth:`configure`."""
+        args = [sys.executable, "-m", "smtplatrine.storer", *map(str, self._ids or ())]
+        # The child imports this very module, from wherever the server found it.
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
+        for name in ("LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES"):
+            env.pop(name, None)
+        self._reactor.spawnProcess(self, sys.executable, args, env=env,
+                                   childFDs={0: "w", 1: "r", 2: 2, 3: "w"})
+
+    def connectionMade(self):
+        self.transport.registerProducer(self, True)
+
+    def pauseProducing(self):
+        """The pipe is full: the process does not read for now."""
+        self._waiting = 0
+
+    def resumeProducing(self):
+        self._waiting = None
+        dropped, self._dropped = self._dropped, 0
+        if dropped and self._lost is not None:
+            self._lost(dropped)
+
+    def stopProducing(self):
+        self._waiting = None
+
+    def write(self, event):
+        """Hand *event* to the process, for the outputs."""
+        if self._stopping:
+            return
+        line = b"event " + json.dumps(event, sort_keys=True).encode("ascii") + b"\n"
+        if (self._ended.called or len(line) > MAX_LINE
+                or (self._waiting is not None and self._waiting + len(line) > MAX_WAITING)):
+            if not self._dropped:
+                log.warn("the storing process does not take events now: they are"
+                         " dropped, not given to the outputs, until it does")
+            self._dropped += 1
+            return
+        if self._waiting is not None:
+            self._waiting += len(line)
+        self.transport.write(line)
+
+    def close(self):
+        """The process ends with :meth:`stop`."""
+
+    def configure(self):
+        """Hand the process its configuration: it builds everything and
+        starts (the server calls this once the data directory is the
+        unprivileged user's)."""
+        if not self._ended.called:
+            self.transport.writeToChild(3, self._config)
+            self.transport.closeChildFD(3)
 
     def notify(self, kind, item):
         """Tell the process that the spool holds *kind* (message or
@@ -132,28 +272,193 @@ class StoringProcess(child.ChildProcess):
         if not self._ended.called:
             self.transport.write(f"{kind} {item}\n".encode("ascii"))
 
+    def outReceived(self, data):
+        *lines, self._buffer = (self._buffer + data).split(b"\n")
+        for line in lines:
+            try:
+                event = eventFromJSON(line.strip(b"\x1e").decode("utf-8"))
+            except ValueError:
+                log.warn("the storing process printed {line}", line=printable(line))
+                continue
+            globalLogPublisher(event)
 
-class _Commands(LineOnlyReceiver):
-    """The server's lines: items for the pipeline; end of input: stop."""
+    def processEnded(self, reason):
+        self._ended.callback(None)
+        if self._stopping:
+            if self._kill is not None and self._kill.active():
+                self._kill.cancel()
+            return
+        if reason.value.exitCode == _FATAL:
+            log.critical("smtplatrine: the storing process cannot start (see above);"
+                         " stopping")
+            self._reactor.stop()
+        else:
+            log.error("the storing process ended ({reason}): captured mail stays in"
+                      " the spool until smtplatrine is restarted", reason=str(reason.value))
 
-    delimiter = b"\n"
+    def stop(self):
+        """Let the process end (it stops on end of input, once what it is
+        storing is stored); fires when it has, killing it after
+        ``STOP_SECONDS`` (what it had not stored stays in the spool)."""
+        self._stopping = True
+        if self._ended.called or self.transport is None:
+            return defer.succeed(None)
+        self.transport.closeStdin()
+        self._kill = self._reactor.callLater(
+            self.STOP_SECONDS, lambda: self.transport.signalProcess("KILL"))
+        return self._ended
 
-    def __init__(self, notify, ended):
+
+class _Commands(protocol.Protocol):
+    """The server's lines: items for the pipeline (``message ID``,
+    ``session ID``), events for the outputs (``event JSON``); end of
+    input: stop.  A line longer than ``MAX_LINE`` is skipped."""
+
+    def __init__(self, notify, forward, ended):
         self._notify = notify
+        self._forward = forward
         self._ended = ended
+        self._buffer = b""
+        self._skipping = False
 
-    def lineReceived(self, line):
+    def dataReceived(self, data):
+        *lines, self._buffer = (self._buffer + data).split(b"\n")
+        for line in lines:
+            if self._skipping:
+                self._skipping = False
+            else:
+                self._line(line)
+        if len(self._buffer) > MAX_LINE:
+            self._buffer, self._skipping = b"", True
+
+    def _line(self, line):
+        kind, _, item = line.partition(b" ")
+        if kind == b"event":
+            try:
+                event = json.loads(item)
+            except ValueError:
+                return
+            if isinstance(event, dict) and "eventid" in event:
+                self._forward(event)
         # A worker that died may have read part of a line: skip what is left.
-        kind, _, item = line.decode("ascii", "replace").partition(" ")
-        if kind in ("message", "session") and item:
-            self._notify(kind, item)
+        elif kind in (b"message", b"session") and item:
+            self._notify(kind.decode("ascii"), item.decode("ascii", "replace"))
 
     def connectionLost(self, reason):
         self._ended()
 
 
+def _read_all(fd):
+    chunks = []
+    while chunk := os.read(fd, 65536):
+        chunks.append(chunk)
+    os.close(fd)
+    return b"".join(chunks)
+
+
+def _die_with_parent():
+    """SIGKILL when the parent ends (a privilege drop clears this)."""
+    ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+def _work(storing, reactor):
+    """The worker: store until the server closes our input."""
+    from twisted.internet import stdio
+
+    stdio.StandardIO(_Commands(storing.pipeline.notify, storing.forward, reactor.stop),
+                     reactor=reactor)
+    reactor.callWhenRunning(storing.start)
+    reactor.addSystemEventTrigger("before", "shutdown", storing.stop)
+    reactor.run(installSignalHandlers=False)
+
+
+def _input_ended(seconds):
+    """Wait up to *seconds* for the server to close our input; whether it
+    did (what it sent meanwhile, the next worker's scan finds)."""
+    deadline = time.monotonic() + seconds
+    while (left := deadline - time.monotonic()) > 0:
+        if select.select([0], [], [], left)[0]:
+            try:
+                if not os.read(0, 65536):
+                    return True
+            except BlockingIOError:
+                pass
+    return False
+
+
+def _supervise(storing, reactor, max_delay):
+    """Run the worker in a fork of this process, and again, after 1 s
+    doubling up to *max_delay*, each time it ends unasked.  A fork, not a
+    new program: everything is loaded already, and the Python library may
+    be out of reach now."""
+    delay = 0.0
+    while True:
+        started, parent = time.monotonic(), os.getpid()
+        pid = os.fork()
+        if pid == 0:
+            code = 1
+            try:
+                _die_with_parent()
+                if os.getppid() == parent:
+                    _work(storing, reactor)
+                code = 0
+            except BaseException:
+                log.failure("the storing process failed")
+            finally:
+                sys.stdout.flush()
+                os._exit(code)
+        _, status = os.waitpid(pid, 0)
+        metrics.process_ended(pid)
+        if os.waitstatus_to_exitcode(status) == 0:
+            return
+        if time.monotonic() - started >= max_delay:
+            delay = 0.0
+        delay = min(max(1.0, delay * 2), max_delay)
+        how = (f"signal {os.WTERMSIG(status)}" if os.WIFSIGNALED(status)
+               else f"exit code {os.WEXITSTATUS(status)}")
+        log.error("the storing process {pid} ended ({how}): captured mail stays in"
+                  " the spool; starting it again in {delay:.0f} s",
+                  pid=pid, how=how, delay=delay)
+        if _input_ended(delay):
+            return
+
+
 def main(argv):
-    child.main(argv, "the storing process", Storing, ": captured mail stays in the spool")
+    # poll(2) keeps no state in the kernel, so each fork of this process
+    # gets a reactor of its own (a shared epoll set would not be).
+    from twisted.internet import pollreactor
+    pollreactor.install()
+    from twisted.internet import reactor
+
+    from smtplatrine import service
+
+    data = _read_all(3)
+    if not data:
+        return  # the server ended before it could start
+    config = pickle.loads(data)
+    # Every log event goes to the server, which logs it as its own.
+    level = LogLevel.levelWithName(config.logger.level)
+    globalLogBeginner.beginLoggingTo([FilteringLogObserver(
+        jsonFileLogObserver(sys.stdout), [LogLevelFilterPredicate(level)])],
+        redirectStandardIO=False)
+    # The server stops this process by closing its input, once the last
+    # session has ended; a signal to the whole process group must not.
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        service.load_codecs()
+        storing = Storing(config, reactor)
+        if argv:
+            service.drop_privileges(int(argv[0]), int(argv[1]))
+    except SystemExit as e:
+        log.critical("{message}", message=str(e))
+        sys.exit(_FATAL)
+    except Exception:
+        log.failure("smtplatrine: cannot prepare the storing process")
+        sys.exit(_FATAL)
+    _die_with_parent()
+    if os.getppid() != 1:
+        _supervise(storing, reactor, config.store.retry_max_delay)
 
 
 if __name__ == "__main__":

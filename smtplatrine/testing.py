@@ -1,4 +1,5 @@
-"""Fakes shared by the tests: a session driven in memory, a list output."""
+"""Fakes shared by the tests: a session driven in memory, a list output,
+the log events of a test."""
 
 from pathlib import Path
 
@@ -7,6 +8,7 @@ from twisted.internet import defer
 from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
+from twisted.logger import globalLogPublisher
 
 from smtplatrine import config as config_module
 from smtplatrine.disk import LocalDisk
@@ -100,3 +102,11 @@ def connect(factory, peer=("192.0.2.7", 40000), server=("198.51.100.1", 25)):
     protocol = factory.buildProtocol(transport.getPeer())
     protocol.makeConnection(transport)
     return protocol, transport
+
+
+def logged(testcase):
+    """The log events published from now on, until *testcase* ends."""
+    events = []
+    globalLogPublisher.addObserver(events.append)
+    testcase.addCleanup(globalLogPublisher.removeObserver, events.append)
+    return events

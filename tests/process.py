@@ -1,10 +1,10 @@
-"""A real ``twistd -n smtplatrine`` on a loopback port, for end-to-end tests."""
+"""A real ``twistd -n smtplatrine`` on a loopback port, for end-to-end tests
+and for the benchmark (bench/), which starts its servers with these too."""
 
 import contextlib
 import json
 import os
 import shutil
-import signal
 import socket
 import sqlite3
 import subprocess
@@ -18,10 +18,11 @@ import MySQLdb
 import MySQLdb.cursors
 from twisted.trial import unittest
 
-from smtplatrine.spool import read_metadata
-
 ROOT = Path(__file__).resolve().parent.parent
 TWISTD = [sys.executable, "-c", "from twisted.scripts.twistd import run; run()"]
+GUARD = Path(__file__).resolve().parent / "guard.py"
+GUARD_SECONDS = 3600    # the longest a server started here may live
+UNKNOWN_DATABASE = 1049  # MariaDB's ER_BAD_DB_ERROR
 
 
 def require(command):
@@ -45,6 +46,75 @@ def environment():
     return env
 
 
+def banner(sock, limit=1000):
+    """The first line the server sends on *sock*, its line end included, or
+    what came before it closed; at most *limit* bytes.  (A server says
+    nothing more before the client speaks.)"""
+    received = b""
+    while b"\n" not in received and len(received) < limit:
+        chunk = sock.recv(limit)
+        if not chunk:
+            break
+        received += chunk
+    line, end, _ = received.partition(b"\n")
+    return line + end
+
+
+def wait_ready(process, port, timeout=30, output=lambda: "", name=None):
+    """Return once 127.0.0.1:*port* greets with a 220 banner; RuntimeError,
+    with *output()*, if *process* (*name*) ends first or *timeout* seconds
+    pass."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{name or Path(process.args[0]).name} exited: {output()}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), 1) as s:
+                if banner(s).startswith(b"220 "):
+                    return
+        except OSError:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError(f"nothing greeted on port {port} within {timeout} s: {output()}")
+
+
+class ServerProcess(subprocess.Popen):
+    """A server in the background that cannot outlive us: beside it runs
+    tests/guard.py, which stops it once this process ends, even by SIGKILL,
+    or after GUARD_SECONDS."""
+
+    def __init__(self, args, **options):
+        super().__init__(args, **options)
+        self.guard = subprocess.Popen(
+            [sys.executable, str(GUARD), str(os.getpid()), str(self.pid), str(GUARD_SECONDS)],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, start_new_session=True)
+
+    def wait(self, timeout=None):
+        returncode = super().wait(timeout)
+        self.guard.wait()  # it ends with the server
+        return returncode
+
+    def stop(self, timeout=20):
+        """SIGTERM, and SIGKILL if it has not ended within *timeout* seconds."""
+        if self.poll() is None:
+            self.terminate()
+            try:
+                self.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        self.wait()
+
+
+def children(pid):
+    """The pids of *pid*'s child processes; none once it is gone."""
+    found = []
+    with contextlib.suppress(OSError):
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            with contextlib.suppress(OSError):
+                found += map(int, (task / "children").read_text().split())
+    return found
+
+
 def reachable_directory():
     """A new directory that the server can still reach once it runs as nobody
     (started as root, it drops privileges); the caller removes it."""
@@ -66,11 +136,15 @@ class Honeypot:
     """twistd running the honeypot with extra config sections.
 
     It listens on a plain port (``self.port``) and an implicit TLS port
-    (``self.tls_port``) on 127.0.0.1.
+    (``self.tls_port``) on 127.0.0.1.  It runs in *directory* if given (the
+    caller's to remove), else in a temporary one that :meth:`stop` removes.
+    Start-up waits until the readiness probe's session is stored, unless
+    *storing* is false (a database out of reach on purpose).
     """
 
-    def __init__(self, **sections):
-        self.directory = reachable_directory()
+    def __init__(self, *, directory=None, storing=True, **sections):
+        self.temporary = directory is None
+        self.directory = reachable_directory() if self.temporary else Path(directory)
         self.data = self.directory / "data"
         self.port, self.tls_port = free_port(), free_port()
         sections.setdefault("server", {})
@@ -94,14 +168,21 @@ class Honeypot:
                               user="root", password="", database=mysql["mysql_database"])
         self.log = self.directory / "twistd.log"
         self.stdout = self.directory / "stdout.log"
-        self.start()
-        # The readiness probe was a session too; tests see only their own.
-        self.ignored = {r["session"] for r in self.wait_for(self.sessions)}
+        self.process = None
+        self.ignored = set()
+        try:
+            self.start()
+            # The readiness probe was a session too; tests see only their own.
+            if storing:
+                self.ignored = {r["session"] for r in self.wait_for(self.sessions)}
+        except BaseException:
+            self.stop()
+            raise
 
     def start(self):
         """Start twistd (again, after :meth:`kill`, on the same data)."""
         with open(self.stdout, "ab") as stdout:
-            self.process = subprocess.Popen(
+            self.process = ServerProcess(
                 TWISTD + ["-n", "--pidfile=", f"--logfile={self.log}", "smtplatrine",
                           "--config", str(self.directory / "etc"),
                           "--listen", f"tcp:{self.port}:interface=127.0.0.1",
@@ -116,17 +197,7 @@ class Honeypot:
         self.process.wait()
 
     def wait_ready(self, timeout=30):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError("twistd exited: " + self.output())
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), 1) as s:
-                    if s.recv(100).startswith(b"220 "):
-                        return
-            except OSError:
-                time.sleep(0.1)
-        raise RuntimeError("twistd did not answer: " + self.output())
+        wait_ready(self.process, self.port, timeout, self.output, "twistd")
 
     def output(self):
         """What twistd logged and printed so far."""
@@ -147,27 +218,38 @@ class Honeypot:
         return tuple(pids[1:])
 
     def stop(self):
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        shutil.rmtree(self.directory, ignore_errors=True)
+        if self.process:
+            self.process.stop()
+        if self.temporary:
+            shutil.rmtree(self.directory, ignore_errors=True)
+
+    def spooled(self, kind="messages"):
+        """The ids of the finished messages (or session records, *kind*
+        "sessions") waiting in the spool: those whose metadata is written;
+        files made ahead stay empty until used."""
+        spooled = set()
+        with contextlib.suppress(FileNotFoundError):
+            for entry in os.scandir(self.data / "spool" / kind):
+                with contextlib.suppress(FileNotFoundError):  # stored meanwhile
+                    if entry.name.endswith(".json") and entry.stat().st_size:
+                        spooled.add(entry.name.removesuffix(".json"))
+        return spooled
 
     def drained(self):
         """True once the spool holds nothing waiting to be stored."""
-        spool = self.data / "spool"
-        return not any(read_metadata(path) for path in
-                       [*(spool / "messages").glob("*.json"),
-                        *(spool / "sessions").glob("*.json")])
+        return not self.spooled("messages") and not self.spooled("sessions")
 
     def query(self, statement, *args):
         """Rows from the sensor's database (SQLite, or the MySQL its
-        configuration names) as dicts; none before its tables exist."""
+        configuration names) as dicts; none before it and its tables exist."""
         if self.mysql:
-            with closing(MySQLdb.connect(**self.mysql)) as db:
+            try:
+                connection = MySQLdb.connect(**self.mysql)
+            except MySQLdb.OperationalError as e:
+                if e.args[0] == UNKNOWN_DATABASE:  # twistd creates it on request
+                    return []
+                raise
+            with closing(connection) as db:
                 cursor = db.cursor(MySQLdb.cursors.DictCursor)
                 try:
                     cursor.execute(statement.replace("?", "%s"), args)
@@ -214,7 +296,7 @@ class Honeypot:
         where, args = client_filter("s", client, "AND")
         for row in self.query("SELECT * FROM honeypot_sessions s WHERE ended IS NOT NULL"
                               + where + " ORDER BY started", *args):
-            if row["session_id"] in getattr(self, "ignored", ()):
+            if row["session_id"] in self.ignored:
                 continue
             auth = self.query("SELECT * FROM honeypot_credentials WHERE session_id = ?"
                               " ORDER BY position", row["session_id"])
@@ -241,11 +323,10 @@ def _child(pid, command):
     """The first child of *pid* whose command line holds *command*, or None."""
     if pid is None:
         return None
-    with contextlib.suppress(OSError):
-        for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split():
-            with contextlib.suppress(OSError):
-                if command in Path(f"/proc/{child}/cmdline").read_bytes():
-                    return int(child)
+    for child in children(pid):
+        with contextlib.suppress(OSError):
+            if command in Path(f"/proc/{child}/cmdline").read_bytes():
+                return child
     return None
 
 

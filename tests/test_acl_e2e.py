@@ -11,7 +11,7 @@ from pathlib import Path
 from twisted.trial import unittest
 
 from tests.mariadb import shared_database
-from tests.process import Honeypot, environment, write_config
+from tests.process import Honeypot, banner, environment, write_config
 
 REJECTED = b"554 5.7.1 <unknown[127.0.0.1]>: Client host rejected: Access denied\r\n"
 BANNER = b"220 mail.example.com ESMTP Postfix (Debian/GNU)\r\n"
@@ -37,7 +37,7 @@ class ACLCommandTestsMixin:
 
     def greeting(self):
         with socket.create_connection(("127.0.0.1", self.honeypot.port), 5) as s:
-            return s.recv(200)
+            return banner(s)
 
     def acl(self, *args):
         code, out, err = smtplatrine("acl", *args, "--config", self.config)

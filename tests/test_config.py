@@ -2,9 +2,12 @@
 
 from pathlib import Path
 
+import attrs
+from attrs import validators as v
 from twisted.trial import unittest
 
 from smtplatrine import config
+from smtplatrine.interfaces import OutputOptions, option
 
 ETC = Path(__file__).resolve().parent.parent / "etc"
 
@@ -27,12 +30,17 @@ class ConfigTests(unittest.TestCase):
         self.assertEqual(config.load(ETC), config.load())
 
     def test_every_option_documented(self):
-        """Each option of every section appears, commented, in etc/."""
+        """Each option of every section, the built-in plugins' sections
+        too, appears in etc/, under its section."""
         text = "".join(path.read_text() for path in ETC.glob("*.ini"))
-        for section in config.attrs.fields(config.Config):
-            self.assertIn(f"[{section.name}]", text)
-            for option in config.attrs.fields(section.type):
-                self.assertRegex(text, rf"(?m)^{option.name} =")
+        sections = {f.name: f.type for f in attrs.fields(config.Config) if f.name != "plugins"}
+        sections.update(config.plugin_sections())
+        self.assertIn("output_elasticsearch", sections)
+        for name, cls in sections.items():
+            self.assertIn(f"[{name}]", text)
+            block = text.split(f"[{name}]", 1)[1].split("\n[", 1)[0]
+            for field in attrs.fields(cls):
+                self.assertRegex(block, rf"(?m)^{field.name} =", f"[{name}] {field.name}")
 
     def test_values_read(self):
         """Values of every kind are read from the files."""
@@ -80,3 +88,71 @@ class ConfigTests(unittest.TestCase):
         """A --config that is not a directory is said so."""
         with self.assertRaises(config.ConfigError):
             config.load(self.mktemp())
+
+
+@attrs.frozen
+class _Options(OutputOptions):
+    url: str = option("", v.or_(v.in_([""]), v.matches_re(r"https?://.+")),
+                      "an http:// or https:// URL", required=True)
+    level: int = option(3, v.le(5), "a whole number <= 5")
+
+
+class PluginSectionsTests(unittest.TestCase):
+    """Sections the plugins declare: [output_NAME], [enricher_NAME]."""
+
+    PLUGINS = {"output_demo": _Options}
+
+    def load(self, text):
+        directory = Path(self.mktemp())
+        directory.mkdir()
+        (directory / "outputs.ini").write_text(text)
+        return config.load(directory, self.PLUGINS)
+
+    def refused(self, text):
+        with self.assertRaises(config.ConfigError) as caught:
+            self.load(text)
+        return str(caught.exception).splitlines()
+
+    def test_values_read(self):
+        """A plugin's options are read from its section, defaults kept."""
+        loaded = self.load("[output_demo]\nenabled = yes\nurl = https://example.net\n")
+        self.assertEqual(loaded.options("output_demo", _Options),
+                         _Options(enabled=True, url="https://example.net", level=3))
+
+    def test_one_line_per_bad_value(self):
+        """Every bad value is said, one line each, not only the first."""
+        self.assertEqual(self.refused(
+            "[output_demo]\nenabled = maybe\nlevel = 9\nurl = ftp://x\ncolour = red\n"
+            "[smtp]\ntimeout = soon\n"), [
+            "outputs.ini [output_demo] enabled = 'maybe': expected true or false",
+            "outputs.ini [output_demo] level = '9': expected a whole number <= 5",
+            "outputs.ini [output_demo] url = 'ftp://x': expected an http:// or https:// URL",
+            "outputs.ini [output_demo] colour: unknown option; known options are enabled,"
+            " queue_size, retry_max_delay, url, level",
+            "outputs.ini [smtp] timeout = 'soon': expected a number > 0"])
+
+    def test_required_when_enabled(self):
+        """A required option left empty is refused only when the output is on."""
+        self.load("[output_demo]\nlevel = 1\n")
+        self.assertEqual(self.refused("[output_demo]\nenabled = true\n"), [
+            "outputs.ini [output_demo] url: required when enabled = true;"
+            " expected an http:// or https:// URL"])
+
+    def test_unknown_output(self):
+        """A section of an output that is not installed says which are."""
+        self.assertEqual(self.refused("[output_kafka]\nenabled = true\n"), [
+            "outputs.ini [output_kafka]: no output named 'kafka' is installed;"
+            " installed: demo"])
+
+    def test_defaults_without_section(self):
+        """Without its section, a plugin's options are its defaults."""
+        self.assertEqual(config.Config().options("output_demo", _Options), _Options())
+
+    def test_built_in_outputs(self):
+        """The outputs shipped declare their sections; only jsonlines is on."""
+        loaded = config.load()
+        on = sorted(name for name, options in loaded.plugins.items() if options.enabled)
+        self.assertEqual(on, ["output_jsonlines"])
+        self.assertEqual(sorted(loaded.plugins), [
+            "output_elasticsearch", "output_hpfeeds", "output_jsonlines",
+            "output_splunk", "output_syslog"])

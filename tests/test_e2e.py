@@ -188,7 +188,7 @@ class ConfiguredCertificateTests(HoneypotTestCase):
 
 
 class NoOutputsTests(HoneypotTestCase):
-    sections = {"logger": {"file": ""}, "output_file": {"enabled": "false"}}
+    sections = {"logger": {"file": ""}, "output_jsonlines": {"enabled": "false"}}
 
     def test_capture_without_outputs(self):
         """With the human log file and the event file off, mail is still captured."""

@@ -5,8 +5,6 @@ holds, timeouts and the queue with a Clock over a real SQLite database."""
 
 import base64
 import hashlib
-import re
-import sys
 import tempfile
 from pathlib import Path
 
@@ -20,8 +18,7 @@ from twisted.trial import unittest
 from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
-import twisted.plugins
-from smtplatrine.config import Meta
+from smtplatrine.config import Meta, load
 from smtplatrine.enrich import indicators
 from smtplatrine.enrich.geoip import GeoIPASN, GeoIPCity
 from smtplatrine.enrich.providers import OTX, AbuseIPDB, VirusTotal
@@ -35,6 +32,7 @@ from smtplatrine.store.database import Database
 from smtplatrine.testing import ListOutput
 from tests import providers
 from tests.mmdb import asn_database, city_database, city_record
+from tests.readme import install_example
 from tests.test_store import prepared
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -173,26 +171,23 @@ class DiscoveryTests(unittest.TestCase):
     @defer.inlineCallbacks
     def test_readme_example(self):
         """The guide's example enricher, dropped into a twisted/plugins
-        directory on the path, is found and flags a shortener URL end to end."""
-        text = (ROOT / "README.rst").read_text()
-        block = text.split("``twisted/plugins/shortener.py``", 1)[1]
-        block = block.split(".. code-block:: python\n\n", 1)[1]
-        code = "\n".join(line[4:] for line in re.match(r"((?:    .*\n|\n)+)", block)
-                         .group(1).splitlines())
-        plugins = Path(self.mktemp()) / "twisted" / "plugins"
-        plugins.mkdir(parents=True)
-        (plugins / "shortener.py").write_text(code)
-        # What Twisted does at import for each twisted/plugins on sys.path.
-        self.patch(twisted.plugins, "__path__", [*twisted.plugins.__path__, str(plugins)])
-        self.addCleanup(sys.modules.pop, "twisted.plugins.shortener", None)
+        directory on the path, is found, gets its options from its section
+        and flags shortener URLs end to end."""
+        install_example(self, "shortener.py")
         [example] = [p for p in discover() if p.name == "shortener"]
         self.assertTrue(verifyObject(IEnricher, example))
-        harness = yield Harness.start(self, configure([example], None))
+        directory = Path(self.mktemp())
+        directory.mkdir()
+        (directory / "local.ini").write_text("[enricher_shortener]\nalso = example.net\n")
+        loaded = load(directory)
+        context = Context(settings(), Clock(), None)
+        harness = yield Harness.start(self, configure([example], context, loaded))
         yield harness.service.submit(message(harness.tmp))
         rows = yield harness.results("bit.ly", "example.net")
+        # example.net is no shortener but for the option.
         self.assertEqual([(r["provider"], r["indicator"], r["result"]) for r in rows], [
             ("shortener", "bit.ly", {"shortener": True}),
-            ("shortener", "example.net", None)])
+            ("shortener", "example.net", {"shortener": True})])
 
 
 class GeoIPTests(unittest.TestCase):
@@ -453,9 +448,10 @@ class ServiceTests(unittest.TestCase):
         self.assertEqual([(r["provider"], r["found"], r["result"]) for r in rows],
                          [("recorder", True, {"seen": True})])
         [event] = harness.events("smtplatrine.enrichment")
-        self.assertEqual((event["provider"], event["indicator"], event["result"],
-                          event["sensor"]), ("recorder", "8.8.8.8", {"seen": True},
-                                             "sensor-a"))
+        # Flat: the result itself is in the database, not in the event.
+        self.assertEqual((event["provider"], event["indicator"], event["found"],
+                          event["sensor"], "result" in event),
+                         ("recorder", "8.8.8.8", True, "sensor-a", False))
 
     @defer.inlineCallbacks
     def test_private_addresses_never_looked_up(self):

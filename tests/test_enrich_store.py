@@ -156,6 +156,20 @@ class EnrichmentStoreTestsMixin:
         self.assertEqual(due, [("otx", "ip", "8.8.8.8", None, 1)])
 
 
+    @defer.inlineCallbacks
+    def test_usage(self):
+        """What the metrics read: lookups used in this minute and day by
+        provider (a past minute is none), and lookups waiting in the queue."""
+        for _ in range(3):
+            yield self.take(MIDNIGHT, per_minute=4, per_day=500)
+        for indicator in ("8.8.8.8", "9.9.9.9"):
+            yield self.call(store.enqueue, "otx", "ip", indicator, "s1", None, 0, MIDNIGHT)
+        now = yield self.call(store.usage, MIDNIGHT + 10)
+        later = yield self.call(store.usage, MIDNIGHT + 61)
+        self.assertEqual(now, ({("vt", "minute"): 3, ("vt", "day"): 3}, 2))
+        self.assertEqual(later, ({("vt", "minute"): 0, ("vt", "day"): 3}, 2))
+
+
 class SQLiteEnrichmentStoreTests(EnrichmentStoreTestsMixin, unittest.TestCase):
     make_dialect = test_store.SQLiteStoreTests.make_dialect
 

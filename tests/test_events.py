@@ -1,15 +1,16 @@
-"""Events: escaping, the JSON lines output, isolation of failing outputs."""
+"""Events: escaping, the catalogue, flat events, isolation of failing sinks."""
 
-import json
+import ast
+from pathlib import Path
 
 from twisted.internet.task import Clock
 from twisted.logger import LogLevel, globalLogPublisher
 from twisted.trial import unittest
 
-from smtplatrine import events as events_module
-from smtplatrine.events import Events, JSONLinesOutput, SyslogOutput, printable
+from smtplatrine.events import EVENTS, Events, printable
 from smtplatrine.testing import ListOutput
 
+ROOT = Path(__file__).resolve().parent.parent
 IDENTITY = {"session": "s-1", "sensor": "sensor-a", "src_ip": "192.0.2.1",
             "src_port": 1, "dst_ip": "198.51.100.2", "dst_port": 25}
 
@@ -27,6 +28,55 @@ class PrintableTests(unittest.TestCase):
         self.assertEqual(printable("x\udcff"), "x\\xff")
 
 
+def emit_calls():
+    """(file, function, first argument) of every ``.emit(...)`` or
+    ``._emit(...)`` call of events in the code (not Logger.emit)."""
+    found = []
+    for path in [*(ROOT / "smtplatrine").rglob("*.py"), *(ROOT / "twisted").rglob("*.py")]:
+        tree = ast.parse(path.read_text(), str(path))
+        for function in ast.walk(tree):
+            if not isinstance(function, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
+                continue
+            for node in ast.walk(function):
+                if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+                        and node.func.attr in ("emit", "_emit") and node.args
+                        and not (isinstance(node.func.value, ast.Name)
+                                 and node.func.value.id == "log")):
+                    first = node.args[0]
+                    found.append((path.relative_to(ROOT).as_posix(),
+                                  getattr(function, "name", "lambda"),
+                                  first.value if isinstance(first, ast.Constant) else None))
+    return found
+
+
+class CatalogueTests(unittest.TestCase):
+
+    def test_every_emitted_id_catalogued(self):
+        """Each event id the code emits is in the catalogue, and each one
+        in the catalogue is emitted somewhere."""
+        calls = emit_calls()
+        emitted = {eventid for _, _, eventid in calls if eventid is not None}
+        self.assertGreater(len(emitted), 15)
+        self.assertEqual(sorted(emitted - set(EVENTS)), [])
+        self.assertEqual(sorted(set(EVENTS) - emitted), [])
+
+    def test_ids_are_literals(self):
+        """Only the enrichment service's helper passes an id it was given;
+        every other call names its event, so the check above sees them all."""
+        passed = {(path, function) for path, function, eventid in emit_calls()
+                  if eventid is None}
+        self.assertEqual(passed, {("smtplatrine/enrich/service.py", "_emit")})
+
+    def test_flat(self):
+        """A field that is a list or an object is refused at once; text,
+        numbers, booleans and null pass."""
+        events = Events(Clock())
+        events.emit("smtplatrine.mail", IDENTITY, mail_from="a", n=1, x=1.5, ok=True, no=None)
+        for value in ([1], {"a": 1}, ("a",), b"raw"):
+            with self.assertRaises(TypeError):
+                events.emit("smtplatrine.mail", IDENTITY, mail_from=value)
+
+
 class EventsTests(unittest.TestCase):
 
     def setUp(self):
@@ -41,8 +91,8 @@ class EventsTests(unittest.TestCase):
         self.assertEqual(event, dict(IDENTITY, eventid="smtplatrine.mail", mail_from="a@b",
                                      timestamp="2026-11-28T00:33:20.000000Z"))
 
-    def test_failing_output_isolated(self):
-        """An output that raises is logged once; the others still get every event."""
+    def test_failing_sink_isolated(self):
+        """A sink that raises is logged once; the others still get every event."""
         class Broken:
             def write(self, event):
                 raise OSError("disk gone")
@@ -63,24 +113,3 @@ class EventsTests(unittest.TestCase):
         events.emit("smtplatrine.session.connect", IDENTITY)
         levels = [e["log_level"] for e in seen if e.get("eventid")]
         self.assertEqual(levels, [LogLevel.debug, LogLevel.info])
-
-    def test_json_lines_flushed_within_a_second(self):
-        """The JSON lines file gets each event as one line, within a second."""
-        path = self.mktemp()
-        output = JSONLinesOutput(path, self.clock)
-        Events(self.clock, [output]).emit("smtplatrine.session.helo", IDENTITY,
-                                          command="EHLO", helo="x\\x1b")
-        self.clock.advance(1)
-        [line] = open(path).read().splitlines()
-        self.assertEqual(json.loads(line)["helo"], "x\\x1b")
-        output.close()
-
-    def test_syslog_output(self):
-        """The syslog output sends each event as JSON at the configured facility."""
-        sent = []
-        self.patch(events_module.syslog, "syslog", lambda *args: sent.append(args))
-        Events(self.clock, [SyslogOutput("local3")]).emit(
-            "smtplatrine.rcpt", IDENTITY, rcpt="c@d")
-        [(priority, text)] = sent
-        self.assertEqual(priority, events_module.syslog.LOG_LOCAL3 | events_module.syslog.LOG_INFO)
-        self.assertEqual(json.loads(text)["rcpt"], "c@d")

@@ -27,7 +27,7 @@ from pathlib import Path
 
 from twisted.trial import unittest
 
-from tests.process import Honeypot
+from tests.process import Honeypot, banner
 from tests.test_e2e import MESSAGE, tls_context
 from tests.test_parse import multipart, nested
 
@@ -64,8 +64,7 @@ class Attacker:
         self.socket = socket.create_connection(("127.0.0.1", port), timeout,
                                                loopback_source())
         self.client = self.socket.getsockname()
-        self.received = b""
-        self.banner = self.read_until(b"\r\n")
+        self.banner = banner(self.socket)
         self.received = b""
 
     def send(self, data):

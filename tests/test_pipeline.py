@@ -12,6 +12,7 @@ from twisted.trial import unittest
 from smtplatrine.disk import LocalDisk
 from smtplatrine.events import Events
 from smtplatrine.parse import Limits
+from smtplatrine import pipeline as pipeline_module
 from smtplatrine.pipeline import Pipeline
 from smtplatrine.spool import Spool
 from smtplatrine.store import dialects
@@ -35,11 +36,13 @@ class _Reactor:
 
 
 class _Failing(Database):
-    """A SQLite database whose next interactions fail with ``errors``, and
-    that refuses the messages whose ids are in ``refused``."""
+    """A SQLite database whose next interactions fail with ``errors``, that
+    refuses the messages whose ids are in ``refused``, and the parsed rows
+    of those in ``refuse_reading``."""
 
     errors = ()
     refused = ()
+    refuse_reading = ()
 
     async def run(self, interaction, *args):
         if self.errors:
@@ -47,6 +50,9 @@ class _Failing(Database):
             raise error
         if interaction is save_message and args[1].metadata["message"] in self.refused:
             raise Rejected("row too big:\r\nforged log line")
+        if (interaction is save_message and args[1].metadata["message"] in self.refuse_reading
+                and args[1].parsed.error is None):
+            raise Rejected("a value too long")
         return await super().run(interaction, *args)
 
 
@@ -262,6 +268,53 @@ class PipelineTests(unittest.TestCase):
         [event] = [e for e in self.output.events
                    if e["eventid"] == "smtplatrine.message.quarantined"]
         self.assertEqual(event["reason"], "row too big:\\r\\nforged log line")
+
+    @defer.inlineCallbacks
+    def test_parse_failure_stored(self):
+        """A message whose parsing raises (a bug) is stored all the same,
+        unparsed, flagged parse_failed with the reason; it leaves the spool,
+        nothing is quarantined, and the events say so."""
+        def broken(raw, limits):
+            raise UnicodeError("UTF-16 stream does not start with BOM")
+
+        self.patch(pipeline_module, "parse", broken)
+        raw = message_bytes()
+        message = self.spool_message("00000000-0000-4000-8000-000000000014", raw)
+        self.pipeline.start()
+        yield defer.Deferred.fromCoroutine(until(lambda: self.stored() == [message]))
+        yield defer.Deferred.fromCoroutine(until(lambda: not self.left()))
+        yield defer.Deferred.fromCoroutine(until(
+            lambda: "smtplatrine.message.stored" in self.output.ids()))
+        self.assertEqual(len(self.flushLoggedErrors(UnicodeError)), 1)
+        connection = self.database.dialect.connect()
+        self.addCleanup(connection.close)
+        row = connection.execute("SELECT defects, parse_error, raw, mail_from"
+                                 " FROM honeypot_emails").fetchone()
+        self.assertEqual(row, ('["parse_failed"]', "the parser failed: UnicodeError: UTF-16"
+                               " stream does not start with BOM", raw, "alice@example.net"))
+        self.assertFalse((self.spool / "quarantine").exists()
+                         and any((self.spool / "quarantine").iterdir()))
+        self.assertEqual(self.output.ids(), ["smtplatrine.message.parse_failed",
+                                             "smtplatrine.message.stored"])
+        self.assertEqual(self.output.events[0]["reason"], "the parser failed: UnicodeError:"
+                         " UTF-16 stream does not start with BOM")
+
+    @defer.inlineCallbacks
+    def test_refused_reading_stored_unparsed(self):
+        """A message whose parsed rows the database refuses is stored
+        unparsed, with the database's reason; not quarantined."""
+        self.pipeline.start()
+        yield defer.Deferred.fromCoroutine(until(lambda: self.pipeline._open))
+        message = self.spool_message("00000000-0000-4000-8000-000000000015")
+        self.database.refuse_reading = {message}
+        self.pipeline.notify("message", message)
+        yield defer.Deferred.fromCoroutine(until(lambda: self.stored() == [message]))
+        yield defer.Deferred.fromCoroutine(until(lambda: not self.left()))
+        connection = self.database.dialect.connect()
+        self.addCleanup(connection.close)
+        row = connection.execute("SELECT defects, parse_error FROM honeypot_emails").fetchone()
+        self.assertEqual(row, ('["parse_failed"]', "the database refused the parsed message:"
+                               " Rejected: a value too long"))
 
     @defer.inlineCallbacks
     def test_unreadable_message_quarantined(self):

@@ -7,13 +7,14 @@ import tempfile
 import time
 from pathlib import Path
 
+import attrs
 from twisted.internet import defer
 from twisted.trial import unittest
 
 from smtplatrine.config import MySQL as MySQLSettings
-from smtplatrine.parse import Limits
+from smtplatrine.parse import Limits, unparsed
 from smtplatrine.pipeline import prepare
-from smtplatrine.store import dialects, records
+from smtplatrine.store import dialects, records, schema
 from smtplatrine.store.database import Database
 from smtplatrine.store.dialects import Rejected
 from tests.mariadb import shared_database
@@ -89,11 +90,86 @@ class StoreTestsMixin:
 
     @defer.inlineCallbacks
     def test_schema_version(self):
-        """The schema is created at version 4 (002 the enrichment, 003 the
-        block list, 004 the dashboard), and opening again keeps it."""
+        """The schema is created at version 5 (002 the enrichment, 003 the
+        block list, 004 the dashboard, 005 imports and parse failures), and
+        opening again keeps it."""
         yield defer.Deferred.fromCoroutine(self.database.open())
         rows = yield self.query("SELECT version FROM schema_version ORDER BY version")
-        self.assertEqual(rows, [(1,), (2,), (3,), (4,)])
+        self.assertEqual(rows, [(1,), (2,), (3,), (4,), (5,)])
+
+    @defer.inlineCallbacks
+    def test_upgrade_in_any_order(self):
+        """A database at version 3 is upgraded with 005; a file numbered
+        below the newest applied (004, merged later) is applied all the
+        same, and only once; a read-only check wants it too."""
+        database = Database(self.make_dialect())
+        self.addCleanup(database.close)
+        dialect = database.dialect
+        older = [m for m in dialect.migrations() if m[0] <= 3]
+        run = lambda migrations: defer.Deferred.fromCoroutine(database.run(
+            schema.upgrade, dialect, migrations, True))
+        self.assertEqual((yield run(older)), (3, [1, 2, 3]))
+        without_four = [m for m in dialect.migrations() if m[0] != 4]
+        self.assertEqual((yield run(without_four)), (5, [5]))
+        checked = defer.Deferred.fromCoroutine(database.run(
+            schema.check, dialect, dialect.migrations()))
+        error = yield self.assertFailure(checked, Rejected)
+        self.assertIn("lacks 004_dashboard.sql", str(error))
+        self.assertEqual((yield run(dialect.migrations())), (5, [4]))
+        self.assertEqual((yield run(dialect.migrations())), (5, []))
+
+        def columns(cursor):
+            cursor.execute("SELECT imported, import_file, import_index, parse_error, md5,"
+                           " (SELECT COUNT(*) FROM web_users) FROM honeypot_emails")
+            return cursor.fetchall()
+        self.assertEqual(list((yield defer.Deferred.fromCoroutine(database.run(columns)))), [])
+
+    @defer.inlineCallbacks
+    def test_unparsed_message(self):
+        """A message that could not be parsed is stored with its envelope,
+        raw bytes and hashes, flagged parse_failed with the reason."""
+        raw = message_bytes()
+        item = prepared(self.tmp, "00000000-0000-4000-8000-00000000000b", raw)
+        item = attrs.evolve(item, parsed=unparsed("the parser failed: boom"),
+                            attachment_paths=())
+        self.assertTrue((yield self.save(item)))
+        rows = yield self.query("SELECT mail_from, raw, sha256, defects, parse_error,"
+                                " header_subject, imported FROM honeypot_emails")
+        self.assertEqual(rows, [("alice@example.net", raw, hashlib.sha256(raw).hexdigest(),
+                                 '["parse_failed"]', "the parser failed: boom", None, 0)])
+        rows = yield self.query("SELECT COUNT(*) FROM honeypot_email_headers")
+        self.assertEqual(rows, [(0,)])
+
+    @defer.inlineCallbacks
+    def test_update_reading(self):
+        """Reading a stored message again replaces its rows in place, counts
+        recipients it newly carries once, and a second time changes nothing."""
+        message_id = "00000000-0000-4000-8000-00000000000c"
+        item = prepared(self.tmp, message_id, message_bytes())
+        yield self.save(attrs.evolve(item, parsed=unparsed("old parser"),
+                                     attachment_paths=()))
+        update = lambda i: defer.Deferred.fromCoroutine(self.database.run(
+            records.update_reading, self.database.dialect, i))
+        self.assertTrue((yield update(item)))
+        self.assertFalse((yield update(item)))
+        rows = yield self.query("SELECT header_subject, defects, parse_error FROM honeypot_emails")
+        self.assertEqual(rows, [("Invoice 42", "[]", None)])
+        rows = yield self.query("SELECT sha256, attachment_id FROM honeypot_attachments")
+        self.assertEqual(rows, [(hashlib.sha256(PDF).hexdigest(),
+                                 records.attachment_id(message_id, 0))])
+        for table, count in [("honeypot_email_headers", 9), ("honeypot_email_received", 1),
+                             ("honeypot_email_urls", 1), ("honeypot_email_recipients", 4)]:
+            rows = yield self.query(f"SELECT COUNT(*) FROM {table}")
+            self.assertEqual(rows, [(count,)], table)
+        rows = yield self.query("SELECT address, seen FROM honeypot_recipients ORDER BY address")
+        self.assertEqual(rows, [("bob+sales@example.org", 1), ("carol@example.org", 1),
+                                ("dave@example.org", 1)])
+        # Read as unparsed again: the Cc is gone, and its count with it.
+        self.assertTrue((yield update(attrs.evolve(item, parsed=unparsed("x")))))
+        rows = yield self.query("SELECT address, seen FROM honeypot_recipients ORDER BY address")
+        self.assertEqual(rows, [("bob+sales@example.org", 1), ("dave@example.org", 1)])
+        rows = yield self.query("SELECT COUNT(*) FROM honeypot_attachments")
+        self.assertEqual(rows, [(0,)])
 
     @defer.inlineCallbacks
     def test_message_columns(self):

@@ -3,16 +3,18 @@ events it sends back, and what its end means (tests/test_store_e2e.py
 kills a real one)."""
 
 import io
+import json
 
 from twisted.internet.error import ProcessDone, ProcessTerminated
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
-from twisted.logger import Logger, globalLogPublisher, jsonFileLogObserver
+from twisted.logger import Logger, jsonFileLogObserver
 from twisted.python.failure import Failure
 from twisted.trial import unittest
 
 from smtplatrine import config as config_module
-from smtplatrine.storer import StoringProcess, _Commands
+from smtplatrine.storer import MAX_LINE, MAX_WAITING, StoringProcess, _Commands
+from smtplatrine.testing import logged
 
 
 class _Reactor(Clock):
@@ -24,20 +26,12 @@ class _Reactor(Clock):
         self.stopped = True
 
 
-def _logged(testcase):
-    """The log events published from now on."""
-    events = []
-    globalLogPublisher.addObserver(events.append)
-    testcase.addCleanup(globalLogPublisher.removeObserver, events.append)
-    return events
-
-
 class CommandsTests(unittest.TestCase):
 
     def setUp(self):
-        self.items, self.ended = [], []
+        self.items, self.events, self.ended = [], [], []
         self.commands = _Commands(lambda *item: self.items.append(item),
-                                  lambda: self.ended.append(True))
+                                  self.events.append, lambda: self.ended.append(True))
         self.commands.makeConnection(StringTransport())
 
     def test_items(self):
@@ -51,6 +45,24 @@ class CommandsTests(unittest.TestCase):
         """The tail of a line a dead worker read half of is skipped."""
         self.commands.dataReceived(b"-4e2a-8f01\nge 12\n\xff\nsession 3\n")
         self.assertEqual(self.items, [("session", "3")])
+
+    def test_events(self):
+        """An event line of the SMTP side goes to the outputs, whole."""
+        event = {"eventid": "smtplatrine.rcpt", "rcpt": "a\\x00@b", "src_port": 7}
+        line = b"event " + json.dumps(event).encode() + b"\n"
+        self.commands.dataReceived(line[:9])
+        self.commands.dataReceived(line[9:] + b"event {broken\nevent [1]\nmessage 1\n")
+        self.assertEqual(self.events, [event])
+        self.assertEqual(self.items, [("message", "1")])
+
+    def test_overlong_line_skipped(self):
+        """A line over MAX_LINE is skipped, arriving in pieces or not; the
+        lines after it are read, and the input stays open."""
+        self.commands.dataReceived(b"event " + b"x" * MAX_LINE)
+        self.commands.dataReceived(b"y" * 100)
+        self.commands.dataReceived(b"z\nsession 2\n" + b"w" * (MAX_LINE + 1) + b"\nmessage 3\n")
+        self.assertEqual(self.items, [("session", "2"), ("message", "3")])
+        self.assertEqual(self.ended, [])
 
     def test_end_of_input_stops(self):
         """The server closing the pipe stops the worker."""
@@ -72,6 +84,35 @@ class StoringProcessTests(unittest.TestCase):
         self.assertEqual(self.process.transport.value(),
                          b"message 5f0c\nsession 9a1b\n")
 
+    def test_events_written_as_lines(self):
+        """An event of the SMTP side becomes one JSON line to the child."""
+        self.process.makeConnection(StringTransport())
+        self.process.write({"eventid": "smtplatrine.mail", "mail_from": "\u00e9\\x1b"})
+        line = self.process.transport.value()
+        self.assertTrue(line.startswith(b"event ") and line.endswith(b"\n"))
+        self.assertEqual(json.loads(line[6:]),
+                         {"eventid": "smtplatrine.mail", "mail_from": "\u00e9\\x1b"})
+
+    def test_events_dropped_while_child_does_not_read(self):
+        """Past MAX_WAITING bytes written while the pipe is full, events are
+        dropped, with one warning; once it drains, the count is reported."""
+        lost = []
+        process = StoringProcess(self.reactor, config_module.load(), None, lost.append)
+        process.makeConnection(StringTransport())
+        events = logged(self)
+        process.pauseProducing()
+        event = {"eventid": "smtplatrine.rcpt", "rcpt": "x" * 1000}
+        for _ in range(2000):
+            process.write(event)
+        written = process.transport.value().count(b"\n")
+        self.assertEqual(written, MAX_WAITING // len(process.transport.value().split(b"\n")[0] + b"\n"))
+        self.assertEqual([e["log_level"].name for e in events], ["warn"])
+        self.assertEqual(lost, [])
+        process.resumeProducing()
+        self.assertEqual(lost, [2000 - written])
+        process.write(event)
+        self.assertEqual(process.transport.value().count(b"\n"), written + 1)
+
     def test_child_log_events_logged_here(self):
         """A log event of the child, as Twisted serialises it, is logged by
         the server with its fields, even when it arrives in pieces."""
@@ -80,7 +121,7 @@ class StoringProcessTests(unittest.TestCase):
                observer=jsonFileLogObserver(stream)).error(
             "database {db} unavailable", db="MySQL root@127.0.0.1:3306/x")
         data = stream.getvalue().encode()
-        events = _logged(self)
+        events = logged(self)
         self.process.outReceived(data[:20])
         self.assertEqual(events, [])
         self.process.outReceived(data[20:])
@@ -90,21 +131,21 @@ class StoringProcessTests(unittest.TestCase):
 
     def test_stray_output_escaped(self):
         """Anything else the child prints is logged escaped, as a field."""
-        events = _logged(self)
+        events = logged(self)
         self.process.outReceived(b"{oops}\x1b[2J\n")
         [event] = events
         self.assertEqual(event["line"], "{oops}\\x1b[2J")
 
     def test_fatal_end_stops_server(self):
         """A child that cannot prepare itself stops the server."""
-        events = _logged(self)
+        events = logged(self)
         self.process.processEnded(Failure(ProcessTerminated(exitCode=3)))
         self.assertTrue(self.reactor.stopped)
         self.assertIn("cannot start", events[-1]["log_format"])
 
-    def test_unasked_end_logged(self):
+    def test_unasked_endlogged(self):
         """A child ending otherwise is one error line; the server runs on."""
-        events = _logged(self)
+        events = logged(self)
         self.process.processEnded(Failure(ProcessTerminated(signal=9)))
         self.assertFalse(self.reactor.stopped)
         self.assertEqual([e["log_level"].name for e in events], ["error"])
@@ -114,7 +155,7 @@ class StoringProcessTests(unittest.TestCase):
         transport = StringTransport()
         transport.closeStdin = transport.loseConnection
         self.process.makeConnection(transport)
-        events = _logged(self)
+        events = logged(self)
         stopped = self.process.stop()
         self.assertTrue(transport.disconnecting)
         self.assertNoResult(stopped)

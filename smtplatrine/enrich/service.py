@@ -9,12 +9,13 @@ drained of what is due, by this sensor or any other, also after a restart.
 
 import inspect
 
+import attrs
 from twisted.internet import defer
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
-from twisted.plugin import getPlugins
 from twisted.python.failure import Failure
 
+from smtplatrine import interfaces
 from smtplatrine.events import printable
 from smtplatrine.interfaces import (Context, IEnricher, LookupFailed, RateLimited,
                                     Result)
@@ -34,25 +35,23 @@ LEASE = 3600.0
 
 
 def discover(package=None):
-    """Every IEnricher plugin in *package* (``twisted.plugins`` by default),
-    by name; of two with one name the first found is kept."""
-    found = {}
-    for plugin in getPlugins(IEnricher, package):
-        if plugin.name in found:
-            log.warn("two enrichers are named {name}; {plugin!r} is ignored",
-                     name=plugin.name, plugin=plugin)
-            continue
-        found[plugin.name] = plugin
-    return [found[name] for name in sorted(found)]
+    """Every IEnricher plugin in *package* (``twisted.plugins`` by default)."""
+    return interfaces.discover(IEnricher, package)
 
 
-def configure(plugins, context):
+def configure(plugins, context, config=None):
     """The plugins that are on, configured; one that fails to configure is
-    off, said in one line."""
+    off, said in one line.  A plugin that declares options gets them in
+    its context, as *config* (a Config) has them (their defaults without)."""
     enrichers = []
     for plugin in plugins:
+        declared = getattr(plugin, "options", None)
+        own = context
+        if declared is not None and context is not None:
+            own = attrs.evolve(context, options=config.options(
+                f"enricher_{plugin.name}", declared) if config is not None else declared())
         try:
-            enricher = plugin.configure(context)
+            enricher = plugin.configure(own)
         except Exception as e:
             log.error("enricher {name} cannot start ({error}); it is off",
                       name=plugin.name, error=repr(e))
@@ -201,7 +200,7 @@ class EnrichmentService:
         if result.hold > 0:
             await run(store.hold, dialect, name, now + result.hold, "quota spent")
         self._emit("smtplatrine.enrichment", identity, enricher, kind, indicator,
-                   message, found=result.data is not None, result=result.data)
+                   message, found=result.data is not None)
 
     async def _lookup(self, enricher, kind, indicator):
         """The enricher's Result, checked; anything else it does (raises,

@@ -775,6 +775,7 @@ class SMTPSession(Protocol):
         self.factory.events.emit(
             "smtplatrine.session.closed", self.identity,
             duration=now - self.record.start, messages=self.record.messages,
-            reason=self.record.close_reason)
+            commands=self.record.commands, reason=self.record.close_reason,
+            tls_failed=bool(self.record.tls) and "version" not in self.record.tls)
         self.factory.session_closed(self)
 

@@ -157,8 +157,13 @@ class SQLite(_Dialect):
         """What MySQL has and the searches use."""
         connection.create_function("inet6_aton", 1, inet6_aton, deterministic=True)
 
-    def index_text(self, cursor, message_id, subject, sender, body):
-        """Add a message's text to the full-text index."""
+    def index_text(self, cursor, message_id, subject, sender, body, replace=False):
+        """Add a message's text to the full-text index (*replace*: instead
+        of what it had, which stays in the contentless index, under a
+        number that no longer leads to the message)."""
+        if replace:
+            cursor.execute("DELETE FROM honeypot_email_text_ids WHERE message_id = ?",
+                           (message_id,))
         cursor.execute("INSERT INTO honeypot_email_text_ids (message_id) VALUES (?)",
                        (message_id,))
         cursor.execute("INSERT INTO honeypot_email_text (rowid, subject, sender, body)"
@@ -280,8 +285,12 @@ class MySQL(_Dialect):
         *prefix* (no % or _ in it), which an index on it finds."""
         return f"{column} LIKE ?", [prefix + "%"]
 
-    def index_text(self, cursor, message_id, subject, sender, body):
-        """Add a message's text to the full-text index."""
+    def index_text(self, cursor, message_id, subject, sender, body, replace=False):
+        """Add a message's text to the full-text index (*replace*: instead
+        of what it had)."""
+        if replace:
+            cursor.execute("DELETE FROM honeypot_email_text WHERE message_id = %s",
+                           (message_id,))
         cursor.execute(self.insert("honeypot_email_text",
                                    ["message_id", "subject", "sender", "body"]),
                        (message_id, subject, sender, body))

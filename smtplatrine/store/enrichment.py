@@ -141,3 +141,16 @@ def results(cursor, dialect, indicators):
              "found": bool(found), "result": json.loads(result) if result else None,
              "looked_up": looked_up}
             for provider, kind, indicator, found, result, looked_up in cursor.fetchall()]
+
+
+def usage(cursor, dialect, now):
+    """Lookups used at *now* in the current minute and day, by (provider,
+    span), and the number of lookups waiting in the queue."""
+    cursor.execute(dialect.sql("SELECT provider, span, span_index, used"
+                               " FROM honeypot_enrichment_quota"))
+    used = {}
+    for provider, span, index, count in cursor.fetchall():
+        seconds = 60 if span == "minute" else 86400
+        used[(provider, span)] = count if index == int(now // seconds) else 0
+    cursor.execute(dialect.sql("SELECT COUNT(*) FROM honeypot_enrichment_queue"))
+    return used, cursor.fetchone()[0]

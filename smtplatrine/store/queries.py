@@ -17,7 +17,7 @@ COUNT_LIMIT = 10_000
 _JSON_COLUMNS = {"mail_params", "session_flags", "defects", "flags", "envelopes",
                  "transcript", "result", "geo"}
 _BOOLEANS = {"tls", "acknowledged", "truncated", "incomplete", "recovered", "accepted",
-             "found", "tls_implicit"}
+             "found", "tls_implicit", "imported"}
 _TIMES = {"received", "stored", "started", "ended", "time", "looked_up", "first_seen",
           "last_seen", "created", "changed"}
 
@@ -29,7 +29,7 @@ _MESSAGE_COLUMNS = [
     "header_reply_to", "header_subject", "header_message_id", "header_x_mailer",
     "header_user_agent", "header_organization", "header_content_type",
     "header_content_transfer_encoding", "body_text", "body_html", "session_flags",
-    "defects"]
+    "defects", "imported", "import_file", "import_index", "parse_error"]
 _SESSION_COLUMNS = [
     "session_id", "sensor", "client_ip", "client_port", "server_ip", "server_port",
     "started", "ended", "helo", "tls_implicit", "tls_version", "tls_cipher",

@@ -31,9 +31,12 @@ class Prepared:
     indicators: tuple = ()
 
 
+_TIME_FORMAT = "%Y-%m-%d %H:%M:%S.%f"
+
+
 def utc(seconds):
     """Epoch *seconds* as the UTC text both databases take."""
-    return datetime.fromtimestamp(seconds, timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f")
+    return datetime.fromtimestamp(seconds, timezone.utc).strftime(_TIME_FORMAT)
 
 
 def text(value, width=None):
@@ -75,7 +78,7 @@ def _tls(tls):
 def save_message(cursor, dialect, prepared, now):
     """Store *prepared* unless its message is already there; True if stored."""
     metadata, parsed = prepared.metadata, prepared.parsed
-    message_id, sensor = metadata["message"], metadata["sensor"]
+    message_id = metadata["message"]
     cursor.execute(dialect.sql("SELECT 1 FROM honeypot_emails WHERE message_id = ?"),
                    (message_id,))
     if cursor.fetchone():
@@ -87,9 +90,9 @@ def save_message(cursor, dialect, prepared, now):
         _identity(metadata) + [
             utc(metadata.get("session_start", metadata["received"])),
             text(metadata.get("helo")), *_tls(tls), as_json(metadata.get("flags", []))])
-    fields = parsed.fields
     columns = {
-        "message_id": message_id, "session_id": metadata["session"], "sensor": sensor,
+        "message_id": message_id, "session_id": metadata["session"],
+        "sensor": metadata["sensor"],
         "queue_id": metadata.get("queue_id"), "received": utc(metadata["received"]),
         "stored": utc(now), "client_ip": text(metadata["src_ip"], 45),
         "client_port": metadata["src_port"], "server_ip": text(metadata["dst_ip"], 45),
@@ -103,13 +106,111 @@ def save_message(cursor, dialect, prepared, now):
         "recovered": metadata.get("recovered", False),
         "size": metadata["size"], "sha256": metadata["sha256"], "md5": metadata.get("md5"),
         "raw": prepared.raw, "raw_path": prepared.raw_path,
-        **{f"header_{name}": fields.get(name) for name in _FIELDS},
-        "body_text": parsed.body_text, "body_html": parsed.body_html,
         "session_flags": as_json(metadata.get("flags", [])),
-        "defects": as_json(list(parsed.defects)),
+        "imported": metadata.get("imported", False),
+        "import_file": text(metadata.get("import_file")),
+        "import_index": metadata.get("import_index"),
+        **_reading(parsed),
     }
     cursor.execute(dialect.insert("honeypot_emails", list(columns)),
                    list(columns.values()))
+    _save_parts(cursor, dialect, prepared)
+    _save_search(cursor, dialect, prepared)
+    _save_recipients(cursor, dialect, metadata, parsed, now)
+    return True
+
+
+def update_reading(cursor, dialect, prepared):
+    """Replace what was read from the stored message *prepared* (its
+    fields, bodies, defects, headers, Received chain, URLs, attachments and
+    To and Cc recipients) with *prepared*'s reading; whether it reads
+    differently now (False also if the message is not stored)."""
+    metadata, parsed = prepared.metadata, prepared.parsed
+    message_id = metadata["message"]
+    columns = _reading(parsed)
+    cursor.execute(dialect.sql("SELECT received FROM honeypot_emails WHERE message_id = ?"),
+                   (message_id,))
+    row = cursor.fetchone()
+    if row is None:
+        return False
+    before = _compared(cursor, dialect, message_id, columns)
+    cursor.execute(dialect.sql(
+        f"UPDATE honeypot_emails SET {', '.join(f'{c} = ?' for c in columns)}"
+        " WHERE message_id = ?"), [*columns.values(), message_id])
+    for table in _PART_TABLES:
+        cursor.execute(dialect.sql(f"DELETE FROM {table} WHERE message_id = ?"),
+                       (message_id,))
+    _save_parts(cursor, dialect, prepared)
+    _save_search(cursor, dialect, prepared, replace=True)
+    after = _compared(cursor, dialect, message_id, columns)
+    seen = row[0] if isinstance(row[0], str) else row[0].strftime(_TIME_FORMAT)
+    _replace_recipients(cursor, dialect, message_id, metadata["sensor"], parsed, seen)
+    return before != after
+
+
+# What is compared to tell whether a message reads differently, besides
+# the columns of honeypot_emails.
+_COMPARED = {"honeypot_email_headers": "name, value",
+             "honeypot_email_urls": "url, source",
+             "honeypot_attachments": "filename, content_type, disposition, sha256"}
+
+
+def _compared(cursor, dialect, message_id, columns):
+    """The stored reading of a message: its *columns* and rows."""
+    cursor.execute(dialect.sql(f"SELECT {', '.join(columns)} FROM honeypot_emails"
+                               " WHERE message_id = ?"), (message_id,))
+    found = [tuple(cursor.fetchone())]
+    for table, names in _COMPARED.items():
+        cursor.execute(dialect.sql(f"SELECT {names} FROM {table} WHERE message_id = ?"
+                                   " ORDER BY position"), (message_id,))
+        found.append([tuple(row) for row in cursor.fetchall()])
+    return found
+
+
+def _replace_recipients(cursor, dialect, message_id, sensor, parsed, seen):
+    """The To and Cc recipients of a message read again: an address it
+    newly carries counts one message more, one it no longer carries one
+    less (and goes when no message carries it)."""
+    cursor.execute(dialect.sql("SELECT kind, address FROM honeypot_email_recipients"
+                               " WHERE message_id = ?"), (message_id,))
+    before = {(kind, address) for kind, address in cursor.fetchall()}
+    envelope = sorted(pair for pair in before if pair[0] == "envelope")
+    after = _recipient_kinds(envelope, parsed)
+    old, new = {a for _, a in before}, {a for _, a in after}
+    _count_addresses(cursor, dialect, sorted(new - old), sensor, seen)
+    for address in sorted(old - new):
+        cursor.execute(dialect.sql("UPDATE honeypot_recipients SET seen = seen - 1"
+                                   " WHERE address = ?"), (address,))
+        cursor.execute(dialect.sql("DELETE FROM honeypot_recipients"
+                                   " WHERE address = ? AND seen <= 0"), (address,))
+    cursor.execute(dialect.sql("DELETE FROM honeypot_email_recipients"
+                               " WHERE message_id = ? AND kind <> 'envelope'"), (message_id,))
+    _many(cursor, dialect, "honeypot_email_recipients",
+          ["message_id", "address", "kind", "sensor"],
+          [(message_id, address, kind, sensor) for kind, address in after
+           if kind != "envelope"])
+
+
+def _reading(parsed):
+    """The columns of honeypot_emails that hold what was read from the
+    message."""
+    fields = parsed.fields
+    return {
+        **{f"header_{name}": fields.get(name) for name in _FIELDS},
+        "body_text": parsed.body_text, "body_html": parsed.body_html,
+        "defects": as_json(list(parsed.defects)), "parse_error": parsed.error,
+    }
+
+
+# The tables of what was read from a message, one row per item.
+_PART_TABLES = ("honeypot_email_headers", "honeypot_email_received",
+                "honeypot_email_urls", "honeypot_attachments")
+
+
+def _save_parts(cursor, dialect, prepared):
+    """The rows of the message's headers, Received chain, URLs and attachments."""
+    metadata, parsed = prepared.metadata, prepared.parsed
+    message_id, sensor = metadata["message"], metadata["sensor"]
     _many(cursor, dialect, "honeypot_email_headers",
           ["message_id", "position", "sensor", "name", "value"],
           [(message_id, i, sensor, h.name[:255], h.value)
@@ -132,15 +233,23 @@ def save_message(cursor, dialect, prepared, now):
             a.content_type[:255], a.disposition, a.size, a.md5, a.sha1, a.sha256, path)
            for i, (a, path) in enumerate(zip(parsed.attachments,
                                              prepared.attachment_paths))])
+
+
+def _save_search(cursor, dialect, prepared, replace=False):
+    """The message's indicators and its words in the full-text index (with
+    *replace*, instead of those it had)."""
+    metadata, parsed = prepared.metadata, prepared.parsed
+    message_id, fields = metadata["message"], parsed.fields
+    if replace:
+        cursor.execute(dialect.sql("DELETE FROM honeypot_email_indicators"
+                                   " WHERE message_id = ?"), (message_id,))
     _many(cursor, dialect, "honeypot_email_indicators",
           ["message_id", "kind", "indicator", "source", "sensor"],
-          [(message_id, i.kind, i.value[:255], i.source, sensor)
+          [(message_id, i.kind, i.value[:255], i.source, metadata["sensor"])
            for i in prepared.indicators])
     dialect.index_text(cursor, message_id, fields.get("subject") or "",
-                       f"{fields.get('from') or ''} {columns['mail_from'] or ''}",
-                       f"{parsed.body_text}\n{html_text(parsed.body_html)}")
-    _save_recipients(cursor, dialect, metadata, parsed, now)
-    return True
+                       f"{fields.get('from') or ''} {text(metadata.get('mail_from')) or ''}",
+                       f"{parsed.body_text}\n{html_text(parsed.body_html)}", replace)
 
 
 _TAG = re.compile(r"<!--.*?-->|<(script|style)\b.*?</\1\s*>|<[^>]*>", re.S | re.I)
@@ -156,14 +265,29 @@ def attachment_id(message_id, position):
     return str(uuid.uuid5(uuid.UUID(message_id), str(position)))
 
 
+def _recipient_kinds(envelope, parsed):
+    """Distinct (kind, address) of the *envelope* pairs and the message's
+    To and Cc, addresses clipped to their column."""
+    kinds = list(envelope) + list(parsed.addresses)
+    return list(dict.fromkeys((kind, address[:320]) for kind, address in kinds))
+
+
 def _save_recipients(cursor, dialect, metadata, parsed, now):
-    kinds = [("envelope", text(r).lower()) for r in metadata.get("rcpts", [])]
-    kinds += list(parsed.addresses)
-    kinds = list(dict.fromkeys((kind, address[:320]) for kind, address in kinds))
-    sensor, seen = metadata["sensor"], utc(metadata["received"])
-    # One row per distinct address, in a fixed order so that sensors sharing
-    # a database lock rows in the same order and do not deadlock.
-    addresses = sorted({address for _, address in kinds})
+    kinds = _recipient_kinds(
+        [("envelope", text(r).lower()) for r in metadata.get("rcpts", [])], parsed)
+    _count_addresses(cursor, dialect, sorted({address for _, address in kinds}),
+                     metadata["sensor"], utc(metadata["received"]))
+    _many(cursor, dialect, "honeypot_email_recipients",
+          ["message_id", "address", "kind", "sensor"],
+          [(metadata["message"], address, kind, metadata["sensor"])
+           for kind, address in kinds])
+
+
+def _count_addresses(cursor, dialect, addresses, sensor, seen):
+    """Count one more message for each of *addresses*, seen at *seen*.
+    One row per distinct address, in a fixed order (sorted), so that
+    sensors sharing a database lock rows in the same order and do not
+    deadlock."""
     statement = dialect.upsert(
         "honeypot_recipients",
         ["address", "username", "tag", "domain", "sensor", "seen", "first_seen",
@@ -173,9 +297,6 @@ def _save_recipients(cursor, dialect, metadata, parsed, now):
         username, tag, domain = address_parts(address)
         cursor.execute(statement, (address, username, tag, domain[:255], sensor, 1,
                                    seen, seen))
-    _many(cursor, dialect, "honeypot_email_recipients",
-          ["message_id", "address", "kind", "sensor"],
-          [(metadata["message"], address, kind, sensor) for kind, address in kinds])
 
 
 def _many(cursor, dialect, table, columns, rows, ignore=False):

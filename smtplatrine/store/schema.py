@@ -14,45 +14,48 @@ def statements(text):
 
 
 def check(cursor, dialect, migrations):
-    """Make sure, by reading only, that the schema is at least the newest
-    of *migrations*; its version."""
-    needed = migrations[-1][0]
+    """Make sure, by reading only, that every one of *migrations* has been
+    applied; the newest version."""
     try:
-        cursor.execute("SELECT MAX(version) FROM schema_version")
-        current = cursor.fetchone()[0] or 0
+        cursor.execute("SELECT version FROM schema_version")
+        applied = {row[0] for row in cursor.fetchall()}
     except Exception as e:
         if dialect.classify(e) is None:
             raise
-        current = 0
-    if current < needed:
+        applied = set()
+    missing = [name for version, name, _ in migrations if version not in applied]
+    if missing:
         raise Rejected(
-            f"the schema is at version {current}, this needs {needed}: start"
-            f" twistd smtplatrine (or smtplatrine user list) once with a database"
-            f" account that may create tables")
-    return current
+            f"the schema is at version {max(applied, default=0)} and lacks"
+            f" {', '.join(missing)}: start twistd smtplatrine (or smtplatrine user"
+            f" list) once with a database account that may create tables")
+    return max(applied)
 
 
 def upgrade(cursor, dialect, migrations, create):
-    """Bring the schema to the newest of *migrations* (in one interaction);
-    with *create* false only check that it is there."""
+    """Apply the *migrations* not applied yet (in one interaction); with
+    *create* false only check that there are none.  The newest version and
+    the versions applied now."""
     dialect.lock(cursor)
     try:
         cursor.execute("CREATE TABLE IF NOT EXISTS schema_version"
                        " (version INTEGER NOT NULL PRIMARY KEY,"
                        " applied VARCHAR(32) NOT NULL)")
-        cursor.execute("SELECT MAX(version) FROM schema_version")
-        current = cursor.fetchone()[0] or 0
-        pending = [m for m in migrations if m[0] > current]
+        cursor.execute("SELECT version FROM schema_version")
+        applied = {row[0] for row in cursor.fetchall()}
+        # Every file not applied yet, in order, also one numbered below the
+        # newest applied (files from branches merged in another order).
+        pending = [m for m in migrations if m[0] not in applied]
         if pending and not create:
             raise Rejected(
-                f"the schema is at version {current}, smtplatrine needs"
-                f" {pending[-1][0]}: apply {', '.join(name for _, name, _ in pending)}"
+                f"the schema is at version {max(applied, default=0)}, smtplatrine"
+                f" needs {', '.join(name for _, name, _ in pending)}: apply them"
                 f" from sql/{dialect.name}/ or set mysql_auto_create_db = true")
         for version, _, text in pending:
             for statement in statements(text):
                 cursor.execute(statement)
             cursor.execute(dialect.insert("schema_version", ["version", "applied"]),
                            (version, datetime.now(timezone.utc).isoformat()))
-        return (pending[-1][0] if pending else current), [m[0] for m in pending]
+        return max(applied | {m[0] for m in pending}, default=0), [m[0] for m in pending]
     finally:
         dialect.unlock(cursor)

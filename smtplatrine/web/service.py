@@ -8,12 +8,13 @@ from pathlib import Path
 from twisted.application.service import Service
 from twisted.internet import defer
 from twisted.internet.endpoints import serverFromString
-from twisted.logger import Logger
+from twisted.logger import Logger, LogLevel
 from twisted.python.failure import Failure
 from twisted.web import server
 
 from smtplatrine import tls
-from smtplatrine.events import make_events
+from smtplatrine.outputs import service as outputs
+from smtplatrine.events import Events
 from smtplatrine.store import dialects, users
 from smtplatrine.store.database import Database
 from smtplatrine.store.dialects import Rejected, Unavailable
@@ -44,7 +45,11 @@ class WebService(Service):
                              f" {e.strerror}; set [server] data_dir") from None
         self.reader = Database(dialect, readonly=True)
         self.writer = Database(dialect, create=False)
-        self.events = make_events(config, self.reactor)
+        # Its events (logins) go to the outputs of its own: the storing
+        # process's are out of its reach (and absent on an analysis host).
+        self.events = Events(self.reactor,
+                             [outputs.configure(outputs.discover(), config, self.reactor)],
+                             LogLevel.levelWithName(config.logger.level))
         self.dashboard = Dashboard(config, self.reader, self.writer, self.events, self.reactor)
         site = server.Site(self.dashboard)
         site.displayTracebacks = False

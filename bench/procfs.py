@@ -1,0 +1,62 @@
+"""What /proc tells of a server under test: its memory, open files, CPU
+time and processes."""
+
+import contextlib
+import os
+from pathlib import Path
+
+from tests.process import children
+
+SETTLE = 1.0            # seconds to let a server settle before reading its memory
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def memory(pid):
+    """VmRSS and VmHWM of a process, in bytes."""
+    mem = {}
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            key, _, rest = line.partition(":")
+            if key in ("VmRSS", "VmHWM"):
+                mem[key] = int(rest.split()[0]) * 1024
+    return mem
+
+
+def open_fds(pid):
+    """How many file descriptors the process has open."""
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+def descendants(pid):
+    """The pids of every process under `pid`."""
+    found, todo = [], children(pid)
+    while todo:
+        child = todo.pop()
+        found.append(child)
+        todo += children(child)
+    return found
+
+
+def helper_memories(pid):
+    """Memory of the processes under server `pid` (the honeypot's disk
+    worker and storing processes), by pid: (name, memory)."""
+    found = {}
+    for child in descendants(pid):
+        with contextlib.suppress(OSError):
+            words = Path(f"/proc/{child}/cmdline").read_bytes().split(b"\0")
+            name = next((w.decode() for w in words if w.startswith(b"smtplatrine.")),
+                        words[0].decode())
+            found[child] = (name, memory(child))
+    return found
+
+
+def cpu_seconds(pid):
+    """User and system CPU time of `pid` and every process under it so far,
+    those that ended included (a parent adds its waited-for children's)."""
+    ticks = 0
+    for process in [pid, *descendants(pid)]:
+        with contextlib.suppress(OSError):
+            fields = Path(f"/proc/{process}/stat").read_text().rpartition(")")[2].split()
+            # utime, stime, cutime, cstime: fields 14 to 17 of proc(5)
+            ticks += sum(int(f) for f in fields[11:15])
+    return ticks / CLOCK_TICKS

@@ -1,0 +1,1 @@
+"""Event outputs: the service that feeds them, and the outputs shipped."""
