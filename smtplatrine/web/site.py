@@ -241,16 +241,17 @@ class Dashboard(resource.Resource):
             users.password_matches, found[1] if found else users.decoy(), password)
         if not (found and matches):
             self.throttle.failed(*keys)
-            self._event(request, "smtplatrine.web.login.failed", user=printable(name[:64]),
-                        reason="no such user" if not found else "wrong password",
-                        delayed=delay)
+            self.events.emit("smtplatrine.web.login.failed", self._identity(request),
+                             user=printable(name[:64]), delayed=delay,
+                             reason="no such user" if not found else "wrong password")
             return await self._login_form(request, args.get("next", ""),
                                           "Wrong user name or password.", 401)
         self.throttle.succeeded(*keys)
         key, _ = self.sessions.start(name)
         request.addCookie(SESSION_COOKIE, key.encode(), path=b"/", httpOnly=True,
                           sameSite=b"strict", secure=self._secure(request))
-        self._event(request, "smtplatrine.web.login", user=name, role=found[0])
+        self.events.emit("smtplatrine.web.login", self._identity(request), user=name,
+                         role=found[0])
         return _redirect(request, _local(args.get("next", "")) or "/messages")
 
     def _logout(self, request, identity, args):
@@ -264,14 +265,14 @@ class Dashboard(resource.Resource):
     def _secure(self, request):
         return request.isSecure() or self.config.web.secure_cookie
 
-    def _event(self, request, eventid, **fields):
+    def _identity(self, request):
+        """The identity of the dashboard's events: the browser's connection."""
         client, server_address = request.getClientAddress(), request.getHost()
-        identity = {"session": "dashboard", "sensor": self.config.server.sensor_name,
-                    "src_ip": getattr(client, "host", None),
-                    "src_port": getattr(client, "port", None),
-                    "dst_ip": getattr(server_address, "host", None),
-                    "dst_port": getattr(server_address, "port", None)}
-        self.events.emit(eventid, identity, **fields)
+        return {"session": "dashboard", "sensor": self.config.server.sensor_name,
+                "src_ip": getattr(client, "host", None),
+                "src_port": getattr(client, "port", None),
+                "dst_ip": getattr(server_address, "host", None),
+                "dst_port": getattr(server_address, "port", None)}
 
 
 def _local(path):
