@@ -394,6 +394,7 @@ class MoreDashboardTestsMixin:
         self.login("fred", "not-the-password")
         self.assertEqual(self.visible(".error").text, "Wrong user name or password.")
         self.assertIn("/login", self.driver.current_url)
+        self.shot("login")
         self.login("fred")
         self.assertEqual(self.find("h1").text, "Messages")
         self.assertEqual(self.find(".who .user").text, "fred")
