@@ -147,11 +147,11 @@ def _input_ended(seconds):
     return False
 
 
-def supervise(work, name, max_delay, consequence=""):
+def supervise(work, name, max_delay, consequence="", ended=None):
     """Run ``work()`` in a fork of this process, and again, after 1 s
-    doubling up to *max_delay*, each time it ends unasked.  A fork, not a
-    new program: everything is loaded already, and the Python library may
-    be out of reach now."""
+    doubling up to *max_delay*, each time it ends unasked (``ended(pid)``
+    is told each time one ends).  A fork, not a new program: everything is
+    loaded already, and the Python library may be out of reach now."""
     die_with_parent()
     if os.getppid() == 1:
         return
@@ -172,6 +172,8 @@ def supervise(work, name, max_delay, consequence=""):
                 sys.stdout.flush()
                 os._exit(code)
         _, status = os.waitpid(pid, 0)
+        if ended is not None:
+            ended(pid)
         if os.waitstatus_to_exitcode(status) == 0:
             return
         if time.monotonic() - started >= max_delay:
@@ -186,7 +188,7 @@ def supervise(work, name, max_delay, consequence=""):
             return
 
 
-def main(argv, name, prepare, consequence=""):
+def main(argv, name, prepare, consequence="", ended=None):
     """The child's program: take the configuration, ``prepare(config,
     reactor)`` its worker while root (bind, open files, import what it
     needs), become the user and group *argv* names (if any), then
@@ -214,7 +216,7 @@ def main(argv, name, prepare, consequence=""):
         log.failure("smtplatrine: cannot prepare {name}", name=name)
         sys.exit(FATAL)
     supervise(lambda: _work(worker, reactor), name, config.store.retry_max_delay,
-              consequence)
+              consequence, ended)
 
 
 def _work(worker, reactor):
