@@ -6,6 +6,7 @@ import contextlib
 import io
 import socket
 import subprocess
+import sys
 import time
 import urllib.request
 import zipfile
@@ -187,3 +188,20 @@ class StandaloneTests(unittest.TestCase):
         self.assertIn("the dashboard cannot listen on tcp:", output)
         self.assertIn("change [web] listen", output)
         self.assertNotIn("Traceback", output)
+
+
+class BoundaryTests(unittest.TestCase):
+
+    def test_imports(self):
+        """The dashboard imports neither the SMTP side, the spool, the
+        pipeline, the parser, the storing process nor the enrichers."""
+        result = subprocess.run(
+            [sys.executable, "-c", "import sys, smtplatrine.web.process, smtplatrine.web.tap;"
+             " print(' '.join(sorted(sys.modules)))"],
+            capture_output=True, text=True, env=environment(), timeout=60)
+        loaded = result.stdout.split()
+        self.assertIn("smtplatrine.web.site", loaded)
+        forbidden = [m for m in loaded if m.startswith((
+            "smtplatrine.smtp", "smtplatrine.spool", "smtplatrine.pipeline",
+            "smtplatrine.parse", "smtplatrine.storer", "smtplatrine.enrich"))]
+        self.assertEqual(forbidden, [])

@@ -403,11 +403,14 @@ class MoreDashboardTestsMixin:
         self.visible("form.login")
         self.open("/messages")
         self.visible("form.login")
-        events = [json.loads(line) for line in
-                  (self.honeypot.data / "events.jsonl").read_text().splitlines()]
-        failed = [e for e in events if e["eventid"] == "smtplatrine.web.login.failed"]
+        def failed():
+            events = map(json.loads, (self.honeypot.data / "events.jsonl").read_text()
+                         .splitlines())
+            return [(e["user"], e["reason"], e["src_ip"]) for e in events
+                    if e["eventid"] == "smtplatrine.web.login.failed"]
+        # The outputs write within a second or so.
         self.assertIn(("fred", "wrong password", "127.0.0.1"),
-                      [(e["user"], e["reason"], e["src_ip"]) for e in failed])
+                      self.honeypot.wait_for(failed))
 
     def test_forensic_downloads(self):
         """The forensic role downloads the raw message and the attachment as
