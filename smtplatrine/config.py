@@ -226,6 +226,19 @@ class Meta:
 
 
 @attrs.frozen
+class Web:
+    enabled: bool = True
+    listen: tuple[str, ...] = ("tcp:8025:interface=127.0.0.1",)
+    session_idle: float = attrs.field(default=1800.0, validator=_positive)
+    session_lifetime: float = attrs.field(default=43200.0, validator=_positive)
+    login_failures: int = attrs.field(default=5, validator=_positive)
+    login_window: float = attrs.field(default=900.0, validator=_positive)
+    page_size: int = attrs.field(default=50, validator=v.and_(_positive, v.le(500)),
+                                 metadata=_allowed("a whole number, 1 to 500"))
+    secure_cookie: bool = False
+
+
+@attrs.frozen
 class Config:
     server: Server = Server()
     non_privileged: NonPrivileged = NonPrivileged()
@@ -240,6 +253,7 @@ class Config:
     mysql: MySQL = MySQL()
     store: Store = Store()
     meta: Meta = Meta()
+    web: Web = Web()
     # The options of the plugins' sections, by section name.
     plugins: dict = attrs.Factory(dict)
 

@@ -27,6 +27,7 @@ from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from smtplatrine.enrich.indicators import of_message
 from smtplatrine.events import printable
 from smtplatrine import files
 from smtplatrine.parse import parse, unparsed
@@ -71,11 +72,13 @@ def keep(raw, metadata, parsed, attachments_dir, raw_dir):
     *attachments_dir*, the raw message under *raw_dir* (None: not on disk,
     and the raw message in the database)."""
     sha256 = hashlib.sha256(raw).hexdigest()
-    metadata = dict(metadata, size=len(raw), sha256=sha256)
+    metadata = dict(metadata, size=len(raw), sha256=sha256,
+                    md5=hashlib.md5(raw).hexdigest())
     paths = tuple(files.keep(attachments_dir, a.payload, a.sha256)
                   if attachments_dir else None for a in parsed.attachments)
     raw_path = files.keep(raw_dir, raw, sha256) if raw_dir else None
-    return Prepared(metadata, parsed, None if raw_dir else raw, raw_path, paths)
+    return Prepared(metadata, parsed, None if raw_dir else raw, raw_path, paths,
+                    tuple(of_message(metadata, parsed)))
 
 
 def _reason(error):
@@ -99,7 +102,9 @@ async def store_message(database, prepared, now):
             log.failure("pipeline: cannot store message {message}",
                         message=prepared.metadata["message"])
         reason = f"the database refused the parsed message: {_reason(e)}"
-    fallback = attrs.evolve(prepared, parsed=unparsed(reason), attachment_paths=())
+    parsed = unparsed(reason)
+    fallback = attrs.evolve(prepared, parsed=parsed, attachment_paths=(),
+                            indicators=tuple(of_message(prepared.metadata, parsed)))
     database.check_size(fallback)
     return await database.run(save_message, database.dialect, fallback, now), fallback
 

@@ -202,6 +202,8 @@ class Honeypot:
         protection.setdefault("max_connections_per_client", 0)
         protection.setdefault("max_connection_rate", 0)
         sections.setdefault("smart_acl", {"enabled": "false"})
+        # The dashboard listens only for the tests that ask for it (test_web*).
+        sections.setdefault("web", {"enabled": "false"})
         sections["server"].setdefault("listen", "")
         write_config(self.directory / "etc", sections)
         self.mysql = None

@@ -251,7 +251,7 @@ class _Zygote:
     def _prepare(self):
         """Become the unprivileged user, keep only the control socket, and
         die with the storing process."""
-        from smtplatrine import service
+        from smtplatrine import privileges
         null = os.open(os.devnull, os.O_RDWR)
         os.dup2(null, 0)
         os.dup2(null, 1)
@@ -264,7 +264,7 @@ class _Zygote:
                 except OSError:
                     pass
         if self.ids is not None:
-            service.drop_privileges(*self.ids)
+            privileges.drop_privileges(*self.ids)
         else:
             _prctl(_PR_SET_NO_NEW_PRIVS, 1)
         _prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)

@@ -15,8 +15,8 @@ from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from smtplatrine.enrich import indicators
 from smtplatrine import interfaces
+from smtplatrine.enrich import indicators
 from smtplatrine.events import printable
 from smtplatrine.interfaces import (Context, IEnricher, LookupFailed, Member,
                                     RateLimited, Result, Sighting)
@@ -361,7 +361,7 @@ def sightings(prepared):
     for position, attachment in enumerate(parsed.attachments):
         first.setdefault(attachment.sha256, (position, attachment))
     found = []
-    for i in indicators.of_prepared(prepared):
+    for i in prepared.indicators:
         if i.kind == "sha256":
             position, attachment = first[i.value]
             found.append(Sighting(
