@@ -167,6 +167,7 @@ class _Run:
 
     async def __aenter__(self):
         self.storing.threadpool.start()
+        self.storing.connect_sandbox()
         try:
             await self.database.open()
         except BaseException:

@@ -7,18 +7,33 @@
     smtplatrine acl add [--config DIR] [--reason TEXT] ENTRY...
     smtplatrine acl remove [--config DIR] ENTRY...
     smtplatrine acl list [--config DIR]
+    smtplatrine similar [--config DIR] [--limit N] SHA256
+    smtplatrine search [--config DIR] [--since TIME] [--until TIME]
+                       [--sensor NAME] [--page N] [--json] QUERY...
+    smtplatrine user add [--config DIR] NAME --role ROLE [--password-stdin]
+    smtplatrine user passwd [--config DIR] NAME [--password-stdin]
+    smtplatrine user remove|list [--config DIR] [NAME]
+    smtplatrine token add [--config DIR] NAME --role ROLE
+    smtplatrine token remove|list [--config DIR] [NAME]
 
 import stores the messages of .eml files, directories of them, mbox files
 and Maildirs as if the sensor had received them; reparse reads stored (and
 quarantined) messages again with this version's parser.  Both show a
 progress bar on a terminal and end with a summary.
 
+A ROLE is statistical, forensic or admin (README: Users and roles).
+
 An ACL ENTRY is an IPv4 or IPv6 address or network (192.0.2.7,
 2001:db8::/32) or a country code (CN).  A running sensor applies changes
 within [protection] acl_reload_interval, or at once on SIGHUP.
+
+``similar`` lists the stored files like the one of SHA256 (ssdeep score,
+TLSH distance), with the names they were sent under.
 """
 
 import argparse
+import getpass
+import json
 import sys
 import time
 from contextlib import nullcontext
@@ -28,10 +43,11 @@ from pathlib import Path
 from smtplatrine import acl
 from smtplatrine import config as config_module
 from smtplatrine import export, mailfiles
+from smtplatrine.enrich import indicators
 from smtplatrine.events import printable
 from smtplatrine.parse import DEFECTS
 from smtplatrine.store import acl as acl_store
-from smtplatrine.store import dialects, schema
+from smtplatrine.store import dialects, forensics, queries, schema, search, users
 from smtplatrine.store.records import utc
 
 
@@ -82,6 +98,16 @@ def _parser():
     p.add_argument("--no-raw", dest="raw", action="store_false",
                    help="leave out the raw message (raw_base64)")
     p.add_argument("--output", metavar="FILE", help="write here instead of stdout")
+    p = commands.add_parser("search", help="stored messages matching a query (README:"
+                                           " Search)")
+    p.add_argument("--config", metavar="DIR", help="configuration directory (etc/)")
+    p.add_argument("--since", type=_time, metavar="TIME", help="received at or after")
+    p.add_argument("--until", type=_time, metavar="TIME", help="received before")
+    p.add_argument("--sensor", metavar="NAME", help="only this sensor's messages")
+    p.add_argument("--page", type=int, default=1, metavar="N", help="page N of 100 (1)")
+    p.add_argument("--json", action="store_true", help="JSON lines instead of columns")
+    p.add_argument("query", nargs="+", metavar="QUERY",
+                   help="e.g. invoice from:paypal.com -has:attachment")
     p = commands.add_parser(
         "import", help="store messages from .eml files, directories, mbox files, Maildirs")
     p.add_argument("--config", metavar="DIR", help="configuration directory (etc/)")
@@ -103,12 +129,119 @@ def _parser():
                            help="192.0.2.7, 192.0.2.0/24, 2001:db8::/32 or CN")
         if action == "add":
             a.add_argument("--reason", help="kept with the entries")
+    p = commands.add_parser("similar", help="files like an attachment (fuzzy hashes)")
+    p.add_argument("--config", metavar="DIR", help="configuration directory (etc/)")
+    p.add_argument("--limit", type=int, default=50, metavar="N", help="at most N (50)")
+    p.add_argument("sha256", type=_sha256, metavar="SHA256", help="an attachment's SHA-256")
+    for noun, text in [("user", "the dashboard's users: add, passwd, remove, list"),
+                       ("token", "API tokens for scripts: add, remove, list")]:
+        p = commands.add_parser(noun, help=text)
+        actions = p.add_subparsers(dest="action", required=True)
+        for action in (["add", "passwd", "remove", "list"] if noun == "user"
+                       else ["add", "remove", "list"]):
+            a = actions.add_parser(action)
+            a.add_argument("--config", metavar="DIR", help="configuration directory (etc/)")
+            if action != "list":
+                a.add_argument("name", type=_name, metavar="NAME")
+            if action == "add":
+                a.add_argument("--role", required=True, choices=users.ROLES)
+            if noun == "user" and action in ("add", "passwd"):
+                a.add_argument("--password-stdin", action="store_true",
+                               help="read the password from the first line of standard"
+                                    " input (default: ask on the terminal)")
     return parser
+
+
+def _sha256(text):
+    value = indicators.sha256(text.strip())
+    if value is None:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a SHA-256 (64 hex digits)")
+    return value
+
+
+def _similar(options, connection, dialect):
+    cursor = connection.cursor()
+    found = forensics.similar(cursor, dialect, options.sha256, options.limit)
+    names = forensics.file_names(cursor, dialect, [f["sha256"] for f in found])
+    print("sha256\tssdeep_score\ttlsh_distance\tmime\tsize\tnames")
+    for f in found:
+        print("\t".join(printable(str(v if v is not None else "-")) for v in (
+            f["sha256"], f["ssdeep_score"], f["tlsh_distance"], f["mime"], f["size"],
+            " | ".join(names.get(f["sha256"], [])))))
+    print(f"smtplatrine: {len(found)} similar file(s)", file=sys.stderr)
+
+
+def _name(text):
+    try:
+        return users.check_name(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def _password(options):
+    """The new password, from standard input or asked twice on the terminal."""
+    if options.password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        password = getpass.getpass(f"New password for {options.name}: ")
+        if getpass.getpass("Again: ") != password:
+            sys.exit("smtplatrine: the passwords differ; nothing changed")
+    try:
+        return users.check_password(password)
+    except ValueError as e:
+        sys.exit(f"smtplatrine: {e}; nothing changed")
+
+
+def _users(options, connection, dialect, config):
+    """smtplatrine user|token ACTION: one transaction, one line said."""
+    cursor = connection.cursor()
+    _upgrade(cursor, dialect, config)
+    now, name = time.time(), getattr(options, "name", None)
+    if options.action == "list":
+        rows = (users.listing if options.command == "user" else users.tokens)(cursor, dialect)
+        for row in rows:
+            print("\t".join(str(value) for value in row.values()))
+        connection.commit()
+        return
+    if options.command == "user" and options.action in ("add", "passwd"):
+        # Hashed before the transaction starts: it takes a while, on purpose.
+        hashed = users.hash_password(_password(options))
+    if (options.command, options.action) == ("user", "add"):
+        done = users.add(cursor, dialect, name, options.role, hashed, now)
+        said = f"added user {name} ({options.role})" if done else f"user {name} exists"
+    elif options.action == "passwd":
+        done = users.change(cursor, dialect, name, now, password_hash=hashed)
+        said = f"changed the password of {name}" if done else f"no user {name}"
+    elif options.command == "user":
+        done = users.remove(cursor, dialect, name)
+        said = f"removed user {name}" if done else f"no user {name}"
+    elif options.action == "add":
+        token = users.new_token()
+        done = users.add_token(cursor, dialect, name, options.role, token, now)
+        said = f"token {name} exists" if not done else (
+            f"added token {name} ({options.role}); send it as 'Authorization: Bearer"
+            f" TOKEN'; it is shown only now")
+        if done:
+            print(token)
+    else:
+        done = users.remove_token(cursor, dialect, name)
+        said = f"removed token {name}" if done else f"no token {name}"
+    connection.commit()
+    if not done:
+        sys.exit(f"smtplatrine: {said}; nothing changed")
+    print(f"smtplatrine: {said}", file=sys.stderr)
+
+
+def _upgrade(cursor, dialect, config):
+    """Create or upgrade the schema where the configuration allows, so that
+    the tools work before the first start too."""
+    schema.upgrade(cursor, dialect, dialect.migrations(),
+                   config.mysql.mysql_auto_create_db or dialect.name == "sqlite")
 
 
 def _export(options, connection, dialect):
     since, until = (None if t is None else utc(t) for t in (options.since, options.until))
-    records = export.messages(connection, dialect, since, until, options.sensor,
+    records = export.messages(connection, dialect, queries.Scope(since, until, options.sensor),
                               options.raw)
     with (open(options.output, "w", encoding="utf-8") if options.output
           else nullcontext(sys.stdout)) as stream:
@@ -116,10 +249,29 @@ def _export(options, connection, dialect):
     print(f"smtplatrine: exported {count} message(s)", file=sys.stderr)
 
 
+def _search(options, connection, dialect):
+    try:
+        query = search.parse(" ".join(options.query))
+    except search.SearchError as e:
+        sys.exit(f"smtplatrine: search: {e}")
+    since, until = (None if t is None else utc(t) for t in (options.since, options.until))
+    scope = queries.Scope(since, until, options.sensor)
+    page = queries.messages(connection.cursor(), dialect, scope, query, options.page, 100)
+    for row in page.rows:
+        if options.json:
+            print(json.dumps(row, ensure_ascii=False, sort_keys=True))
+        else:
+            print("\t".join(printable(str(row[name] if row[name] is not None else "-"))
+                            for name in ("received", "message_id", "sensor", "client_ip",
+                                         "mail_from", "header_subject")))
+    total = f"more than {queries.COUNT_LIMIT}" if page.capped else str(page.total)
+    print(f"smtplatrine: {total} message(s) match; page {page.number} shows"
+          f" {len(page.rows)}{' (--page for more)' if page.more else ''}", file=sys.stderr)
+
+
 def _acl(options, connection, dialect, config):
     cursor = connection.cursor()
-    schema.upgrade(cursor, dialect, dialect.migrations(),
-                   config.mysql.mysql_auto_create_db or dialect.name == "sqlite")
+    _upgrade(cursor, dialect, config)
     if options.action == "list":
         for row in acl_store.entries(cursor, dialect):
             print("\t".join(printable(str(row[name] if row[name] is not None else "-"))
@@ -258,7 +410,13 @@ def main(argv=None):
     dialect = dialects.from_config(config)
     try:
         if options.command == "export":
-            _export(options, dialect.connect(), dialect)
+            _export(options, dialect.connect(readonly=True), dialect)
+        elif options.command == "similar":
+            _similar(options, dialect.connect(readonly=True), dialect)
+        elif options.command == "search":
+            _search(options, dialect.connect(readonly=True), dialect)
+        elif options.command in ("user", "token"):
+            _users(options, dialect.connect(create=True), dialect, config)
         elif options.command in ("import", "reparse"):
             sys.exit(_store_run(options, config, dialect))
         else:

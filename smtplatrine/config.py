@@ -223,6 +223,23 @@ class Meta:
     otx_url: str = _url("https://otx.alienvault.com/api/v1")
     otx_per_minute: int = attrs.field(default=10, validator=_non_negative)
     otx_per_day: int = attrs.field(default=1000, validator=_non_negative)
+    sandbox_workers: int = attrs.field(default=2, validator=_positive)
+    sandbox_memory: int = attrs.field(default=1024, validator=v.ge(64))
+    sandbox_seconds: float = attrs.field(default=30.0, validator=_positive)
+    sandbox_files: int = attrs.field(default=64, validator=v.ge(16))
+
+
+@attrs.frozen
+class Web:
+    enabled: bool = True
+    listen: tuple[str, ...] = ("tcp:8025:interface=127.0.0.1",)
+    session_idle: float = attrs.field(default=1800.0, validator=_positive)
+    session_lifetime: float = attrs.field(default=43200.0, validator=_positive)
+    login_failures: int = attrs.field(default=5, validator=_positive)
+    login_window: float = attrs.field(default=900.0, validator=_positive)
+    page_size: int = attrs.field(default=50, validator=v.and_(_positive, v.le(500)),
+                                 metadata=_allowed("a whole number, 1 to 500"))
+    secure_cookie: bool = False
 
 
 @attrs.frozen
@@ -240,6 +257,7 @@ class Config:
     mysql: MySQL = MySQL()
     store: Store = Store()
     meta: Meta = Meta()
+    web: Web = Web()
     # The options of the plugins' sections, by section name.
     plugins: dict = attrs.Factory(dict)
 

@@ -59,6 +59,11 @@ EVENTS = {
                        " {reason}"),
     "smtplatrine.enrichment.failed": (
         LogLevel.warn, "{provider} on {kind} {indicator} failed: {reason}"),
+    "smtplatrine.web.login": (
+        LogLevel.info, "dashboard: {user} ({role}) logged in from {src_ip}"),
+    "smtplatrine.web.login.failed": (
+        LogLevel.warn, "dashboard: login failed for {user!r} from {src_ip}: {reason}"
+                       " (after waiting {delayed:.0f} s)"),
     "smtplatrine.session.closed": (
         LogLevel.info, "closed after {duration:.1f}s, {messages} message(s)"),
     "smtplatrine.events.lost": (

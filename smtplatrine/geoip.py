@@ -1,12 +1,17 @@
-"""MaxMind databases (GeoIP2 or GeoLite2 City and ASN), read through geoip2.
+"""MaxMind databases (GeoIP2 or GeoLite2 City and ASN), read through geoip2;
+and, where there is none, the offline country and AS data that the
+geoip2fast package ships.
 
 Each file is opened once, when the service starts; a file that is missing or
 unreadable leaves its lookups off, said in one warning.  Lookups are reads
 of a memory-mapped file, quick enough for the connection path (country
-ACLs) as well as for the enrichers.
+ACLs) as well as for the enrichers.  The offline data (about 120 MB in
+memory) serves the enrichers only.
 """
 
+import functools
 import ipaddress
+import re
 
 from twisted.logger import Logger
 
@@ -86,3 +91,55 @@ def asn(reader, ip):
         return None
     return {"asn": found.autonomous_system_number,
             "organization": found.autonomous_system_organization}
+
+
+# The offline data: country and AS organisation, IPv4 and IPv6.
+OFFLINE_FILE = "geoip2fast-asn-ipv6.dat.gz"
+
+
+@functools.lru_cache(maxsize=1)
+def offline():
+    """geoip2fast's reader of the data it ships (loaded once), and what
+    that data is (``MAXMIND:GeoLite2-CountryASN-...-YYYYMMDD``)."""
+    from geoip2fast import GeoIP2Fast
+    reader = GeoIP2Fast(geoip2fast_data_file=OFFLINE_FILE, verbose=False)
+    return reader, reader.get_database_info().get("source_info", "")
+
+
+def offline_source():
+    """The offline data named for an analyst: its package, version and date."""
+    from importlib.metadata import version
+    info = offline()[1]
+    date = re.search(r"(\d{4})(\d{2})(\d{2})$", info)
+    when = f"{date[1]}-{date[2]}-{date[3]}" if date else "unknown date"
+    return f"geoip2fast {version('geoip2fast')} ({info.split(':')[-1] or 'GeoLite2'}, {when})"
+
+
+def _offline_lookup(ip):
+    address = _address(ip)
+    if address is None:
+        return None
+    found = offline()[0].lookup(address)
+    code = getattr(found, "country_code", "") or ""
+    if getattr(found, "is_private", False) or not re.fullmatch(r"[A-Z]{2}", code):
+        return None
+    return found
+
+
+def offline_country(ip):
+    """The country (code and name) of *ip* in the offline data, or None."""
+    found = _offline_lookup(ip)
+    if found is None:
+        return None
+    return {"country_code": found.country_code, "country_name": found.country_name or None,
+            "source": offline_source()}
+
+
+def offline_asn(ip):
+    """The AS organisation and network of *ip* in the offline data (which
+    has no AS number), or None."""
+    found = _offline_lookup(ip)
+    if found is None or not found.asn_name:
+        return None
+    return {"asn": None, "organization": found.asn_name, "network": found.asn_cidr or None,
+            "source": offline_source()}

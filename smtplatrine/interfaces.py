@@ -13,6 +13,12 @@ A plugin declares its own options as an attrs class of simple fields
 (bool, int, float, str, tuple[str, ...]), read from its own section of the
 configuration (``[output_NAME]``, ``[enricher_NAME]``) and validated at
 start with the rest of it.
+
+An enricher of attachments gets more than a hash if it asks: the stored
+file (``Context.files``), a sandbox to open it in (``Context.sandbox``),
+where the message showed it (:class:`Sighting`), and it may hand back the
+files it found inside (``Result.files``), which become attachments of
+their own.
 """
 
 from pathlib import Path
@@ -71,11 +77,61 @@ class Context:
     (:class:`smtplatrine.config.Meta`), the reactor (clock included), an
     HTTP client with treq's API (``treq.testing.StubTreq`` in tests), and
     the enricher's own options (an instance of its ``options`` class, read
-    from ``[enricher_NAME]``; None when it declares none)."""
+    from ``[enricher_NAME]``; None when it declares none).
+
+    *files* is the attachment store (:class:`smtplatrine.files.FileStore`:
+    ``path(sha256)``), None when attachments are not kept on disk;
+    *sandbox* runs functions on hostile files in processes with limits
+    (:class:`smtplatrine.enrich.sandbox.Sandbox`), None where there is
+    none."""
     settings: object
     reactor: object
     http: object
     options: object = None
+    files: object = None
+    sandbox: object = None
+
+
+@attrs.frozen
+class Sighting:
+    """Where a message showed the *indicator* of *kind*: the message's id
+    and *source* (``client``, ``received``, ``attachment``, ``member``,
+    ``sender``, ``url``; ``queue`` for a lookup that waited in the queue).
+    For a file, the row of ``honeypot_attachments`` (*attachment_id*, and
+    *parent_id* for a member of another file), its name and declared type
+    as the sender gave them (untrusted), and its *depth* (0 for a MIME
+    part, 1 for a member of one, ...).  *body* is the message's text body,
+    or its HTML body when it has no text, clipped to 64 KiB: where senders
+    give the password of an archive."""
+    kind: str
+    indicator: str
+    message: str
+    source: str
+    attachment_id: str | None = None
+    parent_id: str | None = None
+    filename: str | None = None
+    content_type: str | None = None
+    depth: int = 0
+    body: str = ""
+
+
+@attrs.frozen
+class Member:
+    """A file found inside another: its *name* there (untrusted text,
+    never a path), *size*, and *sha256* once it has been written to the
+    attachment store (None: listed only, not extracted), with its *md5*
+    and *sha1*.  *parent* is the index, in the same ``Result.files``, of
+    the member that holds it (None: the looked-up file itself), *position*
+    its place there.  *flags* say what kept it from being extracted, or
+    what is odd about it."""
+    name: str
+    size: int | None
+    sha256: str | None = None
+    md5: str | None = None
+    sha1: str | None = None
+    parent: int | None = None
+    position: int = 0
+    flags: tuple = ()
 
 
 @attrs.frozen
@@ -93,9 +149,16 @@ class OutputContext:
 class Result:
     """What a lookup learnt: *data* a JSON-ready dict, or None for "nothing
     known" (cached too).  *hold* > 0 says the provider must not be asked
-    again for that many seconds (its quota for now is spent)."""
+    again for that many seconds (its quota for now is spent).  *ttl*, if
+    given, replaces the enricher's cache time for this result (0: look
+    again at the next sighting).  *files*: the :class:`Member` files found
+    inside the looked-up one; the service records them with the result,
+    adds them to each message that carries the file as attachments of
+    their own, and has every other enricher look at them."""
     data: dict | None
     hold: float = 0.0
+    ttl: float | None = None
+    files: tuple = ()
 
 
 class RateLimited(Exception):
@@ -138,6 +201,23 @@ class IEnricher(Interface):
                            " count is shared by all sensors of a database.")
     per_day = Attribute("Lookups allowed per UTC day, 0 for no limit.")
 
+    # Optional attributes, read with getattr(enricher, name, default):
+    #   sightings  True: lookup(kind, indicator, sighting) gets the
+    #              Sighting of the message that asked
+    #   timeout    seconds a lookup may take, instead of [meta] meta_timeout
+    #   save(cursor, dialect, kind, indicator, data)
+    #              called with each new result, in the transaction that
+    #              stores it: keep what was learnt in tables of one's own
+    #              (a DB-API cursor; dialect.sql() turns ? into the driver's
+    #              placeholder)
+    #   sighted(cursor, dialect, sighting, data)
+    #              called for every sighting once its result is known, new
+    #              or cached, in a transaction: what depends on the message
+    #              (the attachment's name, say) rather than on the indicator
+    #   summary(data)
+    #              flat fields (text, numbers, booleans) the enrichment
+    #              event of a new result carries beside ``found``
+
     def configure(context):
         """The enricher ready to look up with *context* (a :class:`Context`),
         or None when it is off (say why in one warning).  Heavy imports
@@ -146,7 +226,8 @@ class IEnricher(Interface):
     def lookup(kind, indicator):
         """A Deferred (or coroutine) firing with a :class:`Result` for
         *indicator* of *kind*, validated already; it may fail with
-        :class:`RateLimited` or :class:`LookupFailed`."""
+        :class:`RateLimited` or :class:`LookupFailed`.  With ``sightings``
+        it is called with the :class:`Sighting` as a third argument."""
 
 
 class IEventOutput(Interface):

@@ -28,7 +28,9 @@ from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from smtplatrine.enrich.indicators import of_message
 from smtplatrine.events import printable
+from smtplatrine import files
 from smtplatrine.parse import parse, unparsed
 from smtplatrine.spool import read_metadata
 from smtplatrine.store.dialects import Rejected, Unavailable
@@ -37,21 +39,6 @@ from smtplatrine.store.records import Prepared, save_message, save_session
 log = Logger()
 
 _IDENTITY = ("session", "sensor", "src_ip", "src_port", "dst_ip", "dst_port")
-
-
-def store_file(directory, sha256, data):
-    """Keep *data* once under *directory* by its SHA-256; the relative path."""
-    relative = os.path.join(sha256[:2], sha256)
-    path = os.path.join(directory, relative)
-    if not os.path.exists(path):
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        tmp = f"{path}.{os.getpid()}.{id(data)}.tmp"
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    return relative
 
 
 def prepare(eml, limits, attachments_dir, raw_dir):
@@ -86,11 +73,13 @@ def keep(raw, metadata, parsed, attachments_dir, raw_dir):
     *attachments_dir*, the raw message under *raw_dir* (None: not on disk,
     and the raw message in the database)."""
     sha256 = hashlib.sha256(raw).hexdigest()
-    metadata = dict(metadata, size=len(raw), sha256=sha256)
-    paths = tuple(store_file(attachments_dir, a.sha256, a.payload)
+    metadata = dict(metadata, size=len(raw), sha256=sha256,
+                    md5=hashlib.md5(raw).hexdigest())
+    paths = tuple(files.keep(attachments_dir, a.payload, a.sha256)
                   if attachments_dir else None for a in parsed.attachments)
-    raw_path = store_file(raw_dir, sha256, raw) if raw_dir else None
-    return Prepared(metadata, parsed, None if raw_dir else raw, raw_path, paths)
+    raw_path = files.keep(raw_dir, raw, sha256) if raw_dir else None
+    return Prepared(metadata, parsed, None if raw_dir else raw, raw_path, paths,
+                    tuple(of_message(metadata, parsed)))
 
 
 def _reason(error):
@@ -114,7 +103,9 @@ async def store_message(database, prepared, now):
             log.failure("pipeline: cannot store message {message}",
                         message=prepared.metadata["message"])
         reason = f"the database refused the parsed message: {_reason(e)}"
-    fallback = attrs.evolve(prepared, parsed=unparsed(reason), attachment_paths=())
+    parsed = unparsed(reason)
+    fallback = attrs.evolve(prepared, parsed=parsed, attachment_paths=(),
+                            indicators=tuple(of_message(prepared.metadata, parsed)))
     database.check_size(fallback)
     return await database.run(save_message, database.dialect, fallback, now), fallback
 

@@ -5,14 +5,8 @@ the ports, then handing the data directory to the unprivileged user and
 becoming that user, before the reactor runs.
 """
 
-import contextlib
-import ctypes
-import encodings
 import errno
-import grp
-import importlib
 import os
-import pkgutil
 import pwd
 import signal
 import syslog
@@ -29,11 +23,12 @@ from twisted.logger import (FilteringLogObserver, LogLevel,
 from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.python.failure import Failure
 
-from smtplatrine import acl, geoip, metrics, safety, storer, tls
+from smtplatrine import acl, child, geoip, metrics, safety, storer, tls
 from smtplatrine.blocklist import BlockList
 from smtplatrine.disk import DiskWorker
 from smtplatrine.events import Events
 from smtplatrine.persona import PERSONAS
+from smtplatrine.privileges import drop_privileges, load_codecs, unprivileged_ids
 from smtplatrine.smtp.factory import HoneypotFactory
 from smtplatrine.spool import Spool
 from smtplatrine.store import dialects
@@ -65,27 +60,6 @@ def address_of(port):
     return f"[{host.host}]:{host.port}" if ":" in host.host else f"{host.host}:{host.port}"
 
 
-def unprivileged_ids(user, group):
-    """The (uid, gid) to become when running as root, else None."""
-    if os.getuid() != 0:
-        return None
-    try:
-        return pwd.getpwnam(user).pw_uid, grp.getgrnam(group).gr_gid
-    except KeyError as e:
-        raise SystemExit(f"smtplatrine: [non_privileged] names an unknown user"
-                         f" or group ({e.args[0]}); create it or change"
-                         f" server.ini") from None
-
-
-def load_codecs():
-    """Load every codec now: they load lazily from the Python library, which
-    the new user may not be able to read (a Python installed under /root,
-    say), and captured mail may name any charset."""
-    for module in pkgutil.iter_modules(encodings.__path__, "encodings."):
-        with contextlib.suppress(ImportError):
-            importlib.import_module(module.name)
-
-
 def become(ids, data_dir, *others):
     """Give *data_dir* (and the directories *others*) to the user and group
     *ids*, then become them."""
@@ -102,55 +76,6 @@ def become(ids, data_dir, *others):
                          f" (a parent directory is closed to it); choose a"
                          f" data_dir that {name} can reach, or another user")
     log.info("running as uid {uid}, gid {gid}", uid=uid, gid=gid)
-
-
-def drop_privileges(uid, gid):
-    """Become *uid* and *gid*, with no capability and no way to regain one."""
-    drop_bounding_set()
-    os.setgroups([])
-    os.setgid(gid)
-    os.setuid(uid)
-    no_new_privileges()
-    left = capabilities()
-    if any(left.values()):
-        raise SystemExit(f"smtplatrine: capabilities left after becoming uid {uid}:"
-                         f" {left}; refusing to run with them")
-
-
-_PR_CAPBSET_DROP, _PR_SET_NO_NEW_PRIVS = 24, 38
-
-
-def _prctl(option, value):
-    libc = ctypes.CDLL(None, use_errno=True)
-    if libc.prctl(option, value, 0, 0, 0) != 0:
-        error = ctypes.get_errno()
-        raise OSError(error, os.strerror(error))
-
-
-def drop_bounding_set():
-    """Remove every capability from the bounding set, so that nothing this
-    process runs later can gain one (needs CAP_SETPCAP, which root has)."""
-    last = int(Path("/proc/sys/kernel/cap_last_cap").read_text())
-    for capability in range(last + 1):
-        try:
-            _prctl(_PR_CAPBSET_DROP, capability)
-        except OSError as e:
-            raise SystemExit(f"smtplatrine: cannot drop capability {capability}"
-                             f" from the bounding set ({e.strerror}); start as"
-                             f" root with CAP_SETPCAP, or use systemd socket"
-                             f" activation (contrib/)") from None
-
-
-def no_new_privileges():
-    """No set-user-ID program or file capability can raise us again."""
-    _prctl(_PR_SET_NO_NEW_PRIVS, 1)
-
-
-def capabilities(status="/proc/self/status"):
-    """The capability sets of this process: {"CapEff": int, ...}."""
-    return {line.split(":")[0]: int(line.split()[1], 16)
-            for line in Path(status).read_text().splitlines()
-            if line.startswith("Cap")}
 
 
 class _LogFile:
@@ -227,7 +152,8 @@ class HoneypotService(Service):
             self.events, tls_options, self._guard())
         for description in self.listen:
             self._listen(description, cert, key, tls_options)
-        self.storer.spawn()
+        for process in self.children:
+            process.spawn()
         if ids is not None:
             become(ids, data_dir, *(d for d in store_dirs if d is not None))
         super().privilegedStartService()
@@ -250,14 +176,15 @@ class HoneypotService(Service):
         *spool*; and the database of the block list (the storing process
         creates and upgrades the schema)."""
         config = self.config
-        try:
-            dialect = dialects.from_config(config)
-        except ImportError as e:
-            raise SystemExit(f"smtplatrine: engine_backend = mysql needs {e.name}:"
-                             f" pip install 'smtplatrine[mysql]'") from None
+        dialect = dialects.from_config(config)
         self.database = Database(dialect, create=False)
         self.storer = storer.StoringProcess(self.reactor, config, ids, self._events_lost)
         spool.ready = self.storer.notify
+        self.children = [self.storer]
+        if config.web.enabled:
+            self.children.append(child.ChildProcess(
+                self.reactor, config, ids, "smtplatrine.web.process", "the dashboard",
+                " (the SMTP side goes on)"))
 
     def _events_lost(self, count):
         """Say that *count* events could not reach the outputs (to them too)."""
@@ -354,7 +281,8 @@ class HoneypotService(Service):
 
     def startService(self):
         super().startService()
-        self.storer.configure()
+        for process in self.children:
+            process.configure()
         self._open_database()
         self.blocklist.start()
         # SIGHUP: reload the block list now (smtplatrine acl add|remove).
@@ -370,4 +298,5 @@ class HoneypotService(Service):
         self.database.close()
         stopped = defer.gatherResults([defer.maybeDeferred(port.stopListening)
                                        for port in self.ports])
-        return stopped.addCallback(lambda _: self.storer.stop())
+        return stopped.addCallback(lambda _: defer.gatherResults(
+            [process.stop() for process in self.children]))

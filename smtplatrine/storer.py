@@ -17,32 +17,24 @@ a collector), which the process that talks to attackers must not, and
 their slowness must not take its CPU.  With metrics on, it serves
 ``/metrics`` for every process of the sensor (``smtplatrine.metrics``).
 
-Run as ``python -m smtplatrine.storer [UID GID]``: started before the server
-drops its privileges, it prepares everything, then drops them itself.
+Run as ``python -m smtplatrine.storer [UID GID]`` (see smtplatrine.child):
+started before the server drops its privileges, it prepares everything,
+then drops them itself.
 """
 
-import ctypes
 import json
-import os
-import pickle
-import select
-import signal
 import sys
-import time
 from pathlib import Path
 
 from twisted.internet import defer, protocol
 from twisted.internet.interfaces import IPushProducer
 from twisted.internet.task import LoopingCall
-from twisted.logger import (FilteringLogObserver, Logger, LogLevel,
-                            LogLevelFilterPredicate, eventFromJSON,
-                            globalLogBeginner, globalLogPublisher,
-                            jsonFileLogObserver)
+from twisted.logger import Logger, LogLevel
 from twisted.python.threadpool import ThreadPool
 from zope.interface import implementer
 
-from smtplatrine import metrics
-from smtplatrine.events import Events, printable
+from smtplatrine import child, metrics
+from smtplatrine.events import Events
 from smtplatrine.outputs import service as outputs
 from smtplatrine.parse import Limits
 from smtplatrine.pipeline import Pipeline
@@ -53,9 +45,6 @@ from smtplatrine.store.database import Database
 # Named: run as ``python -m``, this module is __main__.
 log = Logger(namespace="smtplatrine.storer")
 
-# Exit status of a child that can never start with this configuration.
-_FATAL = 3
-_PR_SET_PDEATHSIG = 1
 # The longest line on the process's input (an event, as JSON).
 MAX_LINE = 1024 * 1024
 # Bytes of events written to the process's input while it does not read
@@ -84,12 +73,15 @@ def store_dirs(config):
 class Storing:
     """The database, the pipeline that fills it from the spool, and the
     enrichment after each commit, built from *config* (files opened, heavy
-    modules imported) while everything can still be read.  ``smtplatrine
-    import`` and ``reparse`` use it without the pipeline."""
+    modules imported, the sandbox forked, becoming *ids* if given) while
+    everything can still be read.  ``smtplatrine import`` and ``reparse``
+    use it without the pipeline."""
 
-    def __init__(self, config, reactor):
+    def __init__(self, config, reactor, ids=None):
         self.config = config
         self.reactor = reactor
+        self.ids = ids
+        self.sandbox = None
         self.attachments_dir, self.raw_dir = attachments, raw = store_dirs(config)
         spool_root = Path(config.server.data_dir) / "spool"
         dialect = dialects.from_config(config)
@@ -127,8 +119,19 @@ class Storing:
         if not meta.meta_enable:
             return None
         from smtplatrine.enrich import service as enrich
-        enrichers = enrich.configure(enrich.discover(), enrich.context(meta, self.reactor),
-                                     self.config)
+        from smtplatrine.enrich.sandbox import Sandbox
+        from smtplatrine.files import FileStore
+        sandbox = Sandbox(memory=meta.sandbox_memory * 2**20, seconds=meta.sandbox_seconds,
+                          files=meta.sandbox_files, file_size=meta.sandbox_memory * 2**20,
+                          workers=meta.sandbox_workers)
+        context = enrich.context(
+            meta, self.reactor, sandbox=sandbox,
+            files=FileStore(self.attachments_dir) if self.attachments_dir else None)
+        enrichers = enrich.configure(enrich.discover(), context, self.config)
+        if sandbox.needed:
+            # Now, while this process has no thread and can read everything.
+            sandbox.start(self.ids)
+            self.sandbox = sandbox
         # Its own connections: lookups never wait for, or hold up, storage.
         self.enrichment_database = Database(self.database.dialect, create=False)
         enrichment = enrich.EnrichmentService(
@@ -157,8 +160,20 @@ class Storing:
         self.quota.update(waiting=waiting, left=metrics.quota_left(
             used, self.enrichment.enrichers.values()))
 
+    def connect_sandbox(self):
+        """Open this process's conversation with the sandbox (if there is
+        one): the worker, or an import, before it enriches."""
+        if self.sandbox is not None:
+            self.sandbox.connect(self.reactor)
+
+    def commands(self, ended):
+        """The server's lines on our input: items for the pipeline, events
+        for the outputs."""
+        return _Commands(self.pipeline.notify, self.forward, ended)
+
     def start(self):
         self.threadpool.start()
+        self.connect_sandbox()
         self.pipeline.start()
         if self.enrichment is not None:
             self.enrichment.start()
@@ -179,13 +194,15 @@ class Storing:
         if self.enrichment is not None:
             self.enrichment.stop()
             self.enrichment_database.close()
+        if self.sandbox is not None:
+            self.sandbox.stop()
         self.threadpool.stop()
         self.database.close()
         return self.events.close()
 
 
 @implementer(IPushProducer)
-class StoringProcess(protocol.ProcessProtocol):
+class StoringProcess(child.ChildProcess):
     """Runs the storing process for *config*, as *ids* (a (uid, gid), or
     None to stay who we are).  That process starts its worker again when
     the worker ends unasked; should it end itself, the spool keeps
@@ -197,31 +214,15 @@ class StoringProcess(protocol.ProcessProtocol):
     and *lost* (a function of the number) is told once they flow again.
     """
 
-    STOP_SECONDS = 10
-
     def __init__(self, reactor, config, ids, lost=None):
-        self._reactor = reactor
-        self._config = pickle.dumps(config)
-        self._ids = ids
+        super().__init__(reactor, config, ids, "smtplatrine.storer", "the storing process",
+                         ": captured mail stays in the spool until smtplatrine is"
+                         " restarted")
         self._lost = lost
-        self._buffer = b""
-        self._stopping = False
-        self._kill = None
-        self._ended = defer.Deferred()
         # Bytes written since the pipe filled (None: it is not full), and
         # events dropped meanwhile.
         self._waiting = None
         self._dropped = 0
-
-    def spawn(self):
-        """Start the process; it waits for :meth:`configure`."""
-        args = [sys.executable, "-m", "smtplatrine.storer", *map(str, self._ids or ())]
-        # The child imports this very module, from wherever the server found it.
-        env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
-        for name in ("LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES"):
-            env.pop(name, None)
-        self._reactor.spawnProcess(self, sys.executable, args, env=env,
-                                   childFDs={0: "w", 1: "r", 2: 2, 3: "w"})
 
     def connectionMade(self):
         self.transport.registerProducer(self, True)
@@ -261,55 +262,11 @@ class StoringProcess(protocol.ProcessProtocol):
     def close(self):
         """The process ends with :meth:`stop`."""
 
-    def configure(self):
-        """Hand the process its configuration: it builds everything and
-        starts (the server calls this once the data directory is the
-        unprivileged user's)."""
-        if not self._ended.called:
-            self.transport.writeToChild(3, self._config)
-            self.transport.closeChildFD(3)
-
     def notify(self, kind, item):
         """Tell the process that the spool holds *kind* (message or
         session) *item*; what it misses, its scans find."""
         if not self._ended.called:
             self.transport.write(f"{kind} {item}\n".encode("ascii"))
-
-    def outReceived(self, data):
-        *lines, self._buffer = (self._buffer + data).split(b"\n")
-        for line in lines:
-            try:
-                event = eventFromJSON(line.strip(b"\x1e").decode("utf-8"))
-            except ValueError:
-                log.warn("the storing process printed {line}", line=printable(line))
-                continue
-            globalLogPublisher(event)
-
-    def processEnded(self, reason):
-        self._ended.callback(None)
-        if self._stopping:
-            if self._kill is not None and self._kill.active():
-                self._kill.cancel()
-            return
-        if reason.value.exitCode == _FATAL:
-            log.critical("smtplatrine: the storing process cannot start (see above);"
-                         " stopping")
-            self._reactor.stop()
-        else:
-            log.error("the storing process ended ({reason}): captured mail stays in"
-                      " the spool until smtplatrine is restarted", reason=str(reason.value))
-
-    def stop(self):
-        """Let the process end (it stops on end of input, once what it is
-        storing is stored); fires when it has, killing it after
-        ``STOP_SECONDS`` (what it had not stored stays in the spool)."""
-        self._stopping = True
-        if self._ended.called or self.transport is None:
-            return defer.succeed(None)
-        self.transport.closeStdin()
-        self._kill = self._reactor.callLater(
-            self.STOP_SECONDS, lambda: self.transport.signalProcess("KILL"))
-        return self._ended
 
 
 class _Commands(protocol.Protocol):
@@ -351,117 +308,9 @@ class _Commands(protocol.Protocol):
         self._ended()
 
 
-def _read_all(fd):
-    chunks = []
-    while chunk := os.read(fd, 65536):
-        chunks.append(chunk)
-    os.close(fd)
-    return b"".join(chunks)
-
-
-def _die_with_parent():
-    """SIGKILL when the parent ends (a privilege drop clears this)."""
-    ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
-
-
-def _work(storing, reactor):
-    """The worker: store until the server closes our input."""
-    from twisted.internet import stdio
-
-    stdio.StandardIO(_Commands(storing.pipeline.notify, storing.forward, reactor.stop),
-                     reactor=reactor)
-    reactor.callWhenRunning(storing.start)
-    reactor.addSystemEventTrigger("before", "shutdown", storing.stop)
-    reactor.run(installSignalHandlers=False)
-
-
-def _input_ended(seconds):
-    """Wait up to *seconds* for the server to close our input; whether it
-    did (what it sent meanwhile, the next worker's scan finds)."""
-    deadline = time.monotonic() + seconds
-    while (left := deadline - time.monotonic()) > 0:
-        if select.select([0], [], [], left)[0]:
-            try:
-                if not os.read(0, 65536):
-                    return True
-            except BlockingIOError:
-                pass
-    return False
-
-
-def _supervise(storing, reactor, max_delay):
-    """Run the worker in a fork of this process, and again, after 1 s
-    doubling up to *max_delay*, each time it ends unasked.  A fork, not a
-    new program: everything is loaded already, and the Python library may
-    be out of reach now."""
-    delay = 0.0
-    while True:
-        started, parent = time.monotonic(), os.getpid()
-        pid = os.fork()
-        if pid == 0:
-            code = 1
-            try:
-                _die_with_parent()
-                if os.getppid() == parent:
-                    _work(storing, reactor)
-                code = 0
-            except BaseException:
-                log.failure("the storing process failed")
-            finally:
-                sys.stdout.flush()
-                os._exit(code)
-        _, status = os.waitpid(pid, 0)
-        metrics.process_ended(pid)
-        if os.waitstatus_to_exitcode(status) == 0:
-            return
-        if time.monotonic() - started >= max_delay:
-            delay = 0.0
-        delay = min(max(1.0, delay * 2), max_delay)
-        how = (f"signal {os.WTERMSIG(status)}" if os.WIFSIGNALED(status)
-               else f"exit code {os.WEXITSTATUS(status)}")
-        log.error("the storing process {pid} ended ({how}): captured mail stays in"
-                  " the spool; starting it again in {delay:.0f} s",
-                  pid=pid, how=how, delay=delay)
-        if _input_ended(delay):
-            return
-
-
 def main(argv):
-    # poll(2) keeps no state in the kernel, so each fork of this process
-    # gets a reactor of its own (a shared epoll set would not be).
-    from twisted.internet import pollreactor
-    pollreactor.install()
-    from twisted.internet import reactor
-
-    from smtplatrine import service
-
-    data = _read_all(3)
-    if not data:
-        return  # the server ended before it could start
-    config = pickle.loads(data)
-    # Every log event goes to the server, which logs it as its own.
-    level = LogLevel.levelWithName(config.logger.level)
-    globalLogBeginner.beginLoggingTo([FilteringLogObserver(
-        jsonFileLogObserver(sys.stdout), [LogLevelFilterPredicate(level)])],
-        redirectStandardIO=False)
-    # The server stops this process by closing its input, once the last
-    # session has ended; a signal to the whole process group must not.
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    try:
-        service.load_codecs()
-        storing = Storing(config, reactor)
-        if argv:
-            service.drop_privileges(int(argv[0]), int(argv[1]))
-    except SystemExit as e:
-        log.critical("{message}", message=str(e))
-        sys.exit(_FATAL)
-    except Exception:
-        log.failure("smtplatrine: cannot prepare the storing process")
-        sys.exit(_FATAL)
-    _die_with_parent()
-    if os.getppid() != 1:
-        _supervise(storing, reactor, config.store.retry_max_delay)
+    child.main(argv, "the storing process", Storing, ": captured mail stays in the spool",
+               ended=metrics.process_ended)
 
 
 if __name__ == "__main__":

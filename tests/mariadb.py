@@ -214,3 +214,12 @@ class PrivateMariaDB:
         if not self.log.exists():
             return ""
         return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+
+
+def mysql_sections(testcase):
+    """The configuration sections of a honeypot storing into a new
+    database of :func:`shared_database`."""
+    settings = shared_database(testcase)
+    return {"engine": {"engine_backend": "mysql"},
+            "mysql": {"mysql_host": settings["host"], "mysql_port": settings["port"],
+                      "mysql_database": settings["database"]}}

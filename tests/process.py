@@ -233,6 +233,8 @@ class Honeypot:
         protection.setdefault("max_connections_per_client", 0)
         protection.setdefault("max_connection_rate", 0)
         sections.setdefault("smart_acl", {"enabled": "false"})
+        # The dashboard listens only for the tests that ask for it (test_web*).
+        sections.setdefault("web", {"enabled": "false"})
         sections["server"].setdefault("listen", "")
         write_config(self.directory / "etc", sections)
         self.mysql = None
@@ -289,11 +291,15 @@ class Honeypot:
 
     def storer_pids(self):
         """The storing process's pids, (supervisor, worker); None for
-        either that is not running."""
-        pids = [self.process.pid]
-        for _ in range(2):
-            pids.append(_child(pids[-1], b"smtplatrine.storer"))
-        return tuple(pids[1:])
+        either that is not running.  (The sandbox, a fork of the
+        supervisor too, is not its worker.)"""
+        supervisor = _child(self.process.pid, b"smtplatrine.storer")
+        return supervisor, _child(supervisor, b"smtplatrine.storer", skip=b"smtplatrine-sbx")
+
+    def sandbox_pid(self):
+        """The pid of the storing process's sandbox, or None."""
+        supervisor = _child(self.process.pid, b"smtplatrine.storer")
+        return _child(supervisor, b"smtplatrine.storer", only=b"smtplatrine-sbx")
 
     def stop(self):
         if self.process:
@@ -397,13 +403,16 @@ class Honeypot:
         raise AssertionError(f"timed out waiting; twistd's log ends:\n{tail}")
 
 
-def _child(pid, command):
-    """The first child of *pid* whose command line holds *command*, or None."""
+def _child(pid, command, skip=None, only=None):
+    """The first child of *pid* whose command line holds *command* (and
+    whose name is not *skip*, or is *only*), or None."""
     if pid is None:
         return None
     for child in children(pid):
         with contextlib.suppress(OSError):
-            if command in Path(f"/proc/{child}/cmdline").read_bytes():
+            name = Path(f"/proc/{child}/comm").read_bytes().strip()
+            if (command in Path(f"/proc/{child}/cmdline").read_bytes()
+                    and name != skip and (only is None or name == only)):
                 return child
     return None
 

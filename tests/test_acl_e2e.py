@@ -10,7 +10,7 @@ from pathlib import Path
 
 from twisted.trial import unittest
 
-from tests.mariadb import shared_database
+from tests.mariadb import mysql_sections
 from tests.process import Honeypot, banner, environment, write_config
 
 REJECTED = b"554 5.7.1 <unknown[127.0.0.1]>: Client host rejected: Access denied\r\n"
@@ -101,10 +101,7 @@ class SQLiteACLCommandTests(ACLCommandTestsMixin, unittest.TestCase):
 
 class MariaDBACLCommandTests(ACLCommandTestsMixin, unittest.TestCase):
     def sections(self):
-        settings = shared_database(self)
-        return {"engine": {"engine_backend": "mysql"},
-                "mysql": {"mysql_host": settings["host"], "mysql_port": settings["port"],
-                          "mysql_database": settings["database"]}}
+        return mysql_sections(self)
 
 
 class SmartBanTests(unittest.TestCase):

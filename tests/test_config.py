@@ -36,6 +36,7 @@ class ConfigTests(unittest.TestCase):
         sections = {f.name: f.type for f in attrs.fields(config.Config) if f.name != "plugins"}
         sections.update(config.plugin_sections())
         self.assertIn("output_elasticsearch", sections)
+        self.assertIn("enricher_yara", sections)
         for name, cls in sections.items():
             self.assertIn(f"[{name}]", text)
             block = text.split(f"[{name}]", 1)[1].split("\n[", 1)[0]
@@ -149,10 +150,13 @@ class PluginSectionsTests(unittest.TestCase):
         self.assertEqual(config.Config().options("output_demo", _Options), _Options())
 
     def test_built_in_outputs(self):
-        """The outputs shipped declare their sections; only jsonlines is on."""
+        """The outputs shipped declare their sections; only jsonlines is on.
+        The local attachment analysers declare theirs, on by default."""
         loaded = config.load()
         on = sorted(name for name, options in loaded.plugins.items() if options.enabled)
-        self.assertEqual(on, ["output_jsonlines"])
+        self.assertEqual(on, ["enricher_archive", "enricher_document", "enricher_filetype",
+                              "enricher_yara", "output_jsonlines"])
         self.assertEqual(sorted(loaded.plugins), [
+            "enricher_archive", "enricher_document", "enricher_filetype", "enricher_yara",
             "output_elasticsearch", "output_hpfeeds", "output_jsonlines",
             "output_splunk", "output_syslog"])

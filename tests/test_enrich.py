@@ -24,9 +24,9 @@ from smtplatrine.enrich.providers import OTX, AbuseIPDB, VirusTotal
 from smtplatrine.enrich.rdns import ReverseDNS
 from smtplatrine.enrich.service import EnrichmentService, configure, discover
 from smtplatrine.events import Events
-from smtplatrine.interfaces import (Context, IEnricher, LookupFailed, RateLimited,
-                                    Result)
-from smtplatrine.store import dialects, enrichment
+from smtplatrine.interfaces import (Context, IEnricher, LookupFailed, Member,
+                                    RateLimited, Result)
+from smtplatrine.store import dialects, enrichment, records
 from smtplatrine.store.database import Database
 from smtplatrine.testing import ListOutput
 from tests import providers
@@ -165,7 +165,8 @@ class DiscoveryTests(unittest.TestCase):
         off = configure(discover(), Context(Meta(geoip_main_file="/nonexistent",
                                                  geoip_asn_file="/nonexistent"),
                                             Clock(), None))
-        self.assertEqual([e.name for e in off if e.name in BUILT_IN], ["rdns"])
+        self.assertEqual([e.name for e in off if e.name in BUILT_IN],
+                         ["geoip_asn", "geoip_city", "rdns"])
 
     @defer.inlineCallbacks
     def test_readme_example(self):
@@ -220,11 +221,22 @@ class GeoIPTests(unittest.TestCase):
         self.assertIsNone(unknown.data)
 
     def test_missing_file(self):
-        """A missing file turns only its own enricher off."""
+        """Where a MaxMind file is missing, its enricher answers from the
+        offline data geoip2fast ships (Google's 8.8.8.8 is in the US, its
+        AS organisation GOOGLE); a file that is there takes precedence."""
         context = Context(settings(geoip_main_file="/nonexistent/City.mmdb",
                                    geoip_asn_file=self.files["geoip_asn_file"]), Clock(), None)
-        self.assertIsNone(GeoIPCity().configure(context))
-        self.assertIsNotNone(GeoIPASN().configure(context))
+        city = self.successResultOf(GeoIPCity().configure(context).lookup("ip", "8.8.8.8"))
+        self.assertEqual((city.data["country_code"], city.data["country_name"]),
+                         ("US", "United States"))
+        self.assertRegex(city.data["source"], r"^geoip2fast [0-9.]+ \(.*GeoLite2.*, 20\d\d-")
+        asn = self.successResultOf(GeoIPASN().configure(context).lookup("ip", "8.8.8.8"))
+        self.assertEqual(asn.data, {"asn": 15169, "organization": "GOOGLE"})
+        offline = Context(settings(geoip_asn_file=""), Clock(), None)
+        asn = self.successResultOf(GeoIPASN().configure(offline).lookup("ip", "8.8.8.8"))
+        self.assertEqual((asn.data["asn"], asn.data["organization"]), (None, "GOOGLE"))
+        nothing = self.successResultOf(GeoIPCity().configure(context).lookup("ip", "10.1.2.3"))
+        self.assertIsNone(nothing.data)
 
 
 class FakeResolver:
@@ -592,3 +604,159 @@ class ServiceTests(unittest.TestCase):
 def a_moment():
     """Let the real reactor run the database's thread callbacks once."""
     return task.deferLater(reactor, 0.01, lambda: None)
+
+
+@implementer(IPlugin, IEnricher)
+@attrs.frozen
+class Unpacker(Recorder):
+    """Finds *inside* (Members) in every file, asks for sightings, and
+    notes each sighting its ``sighted`` is called with."""
+    name: str = "unpacker"
+    kinds: tuple = ("sha256",)
+    inside: tuple = ()
+    sightings = True
+    sighted_with: list = attrs.field(factory=list)
+
+    def lookup(self, kind, indicator, sighting=None):
+        self.seen.append((kind, indicator, sighting))
+        files = self.inside if indicator == self.inside_of else ()
+        return defer.succeed(Result({"files": len(files)}, files=files))
+
+    @property
+    def inside_of(self):
+        return hashlib.sha256(b"archive").hexdigest()
+
+    def sighted(self, cursor, dialect, sighting, data):
+        self.sighted_with.append((sighting.message, sighting.indicator, data))
+
+
+def member(name, data, parent=None, position=0):
+    return Member(name, len(data), hashlib.sha256(data).hexdigest(),
+                  hashlib.md5(data).hexdigest(), hashlib.sha1(data).hexdigest(),
+                  parent, position)
+
+
+class FileEnricherTests(unittest.TestCase):
+    """Enrichers of attachments: sightings, ``sighted``, and the files
+    they find inside, which become attachments of the message."""
+
+    @defer.inlineCallbacks
+    def start(self, enrichers):
+        harness = yield Harness.start(self, enrichers)
+
+        def stored(prepared):
+            return defer.Deferred.fromCoroutine(harness.database.run(
+                records.save_message, harness.database.dialect, prepared, MIDNIGHT))
+        harness.store = stored
+        return harness
+
+    def attachments(self, harness):
+        def rows(cursor):
+            cursor.execute("SELECT message_id, position, filename, disposition, sha256,"
+                           " attachment_id, parent_id FROM honeypot_attachments"
+                           " ORDER BY message_id, position")
+            return [tuple(row) for row in cursor.fetchall()]
+        return defer.Deferred.fromCoroutine(harness.database.run(rows))
+
+    @defer.inlineCallbacks
+    def test_members_become_attachments(self):
+        """The files found inside an attachment become its message's
+        attachments, linked to their parents; every other enricher looks
+        at them, the one that found them does not; a second message with
+        the same attachment gets them too, from the database."""
+        inside = (member("inner.zip", b"inner"), member("doc.txt", b"doc", parent=0),
+                  member("listed.bin", b"", position=1))
+        inside = (*inside[:2], attrs.evolve(inside[2], sha256=None))
+        unpacker = Unpacker(inside=inside)
+        recorder = Recorder(kinds=("sha256",))
+        harness = yield self.start([unpacker, recorder])
+        first = message(harness.tmp, [b"archive"])
+        second = message(harness.tmp, [b"archive"])
+        for sent in (first, second):
+            yield harness.store(sent)
+            yield harness.service.submit(sent)
+        rows = yield self.attachments(harness)
+        for sent in (first, second):
+            mine = [r for r in rows if r[0] == sent.metadata["message"]]
+            ids = {r[5]: r[2] for r in mine}
+            self.assertEqual([(r[1], r[2], r[3], ids.get(r[6])) for r in mine], [
+                (0, "f0.bin", "attachment", None), (1, "inner.zip", "member", "f0.bin"),
+                (2, "doc.txt", "member", "inner.zip")])
+        self.assertEqual(sorted(i for _, i in recorder.seen), sorted([
+            hashlib.sha256(b"archive").hexdigest(), hashlib.sha256(b"inner").hexdigest(),
+            hashlib.sha256(b"doc").hexdigest()]))
+        self.assertEqual([i for _, i, _ in unpacker.seen],
+                         [hashlib.sha256(b"archive").hexdigest()])
+        self.assertEqual([m for m, _, _ in unpacker.sighted_with],
+                         [first.metadata["message"], second.metadata["message"]])
+        stored = [e for e in harness.events("smtplatrine.attachment.stored")]
+        self.assertEqual(sorted(e["filename"] for e in stored),
+                         ["doc.txt", "doc.txt", "inner.zip", "inner.zip"])
+
+    @defer.inlineCallbacks
+    def test_sighting(self):
+        """An enricher that asks gets where the message showed the file:
+        its name, declared type, row and the message's body."""
+        unpacker = Unpacker()
+        harness = yield self.start([unpacker])
+        prepared = message(harness.tmp, [b"file"])
+        yield harness.store(prepared)
+        yield harness.service.submit(prepared)
+        [(_, _, sighting)] = unpacker.seen
+        self.assertEqual((sighting.filename, sighting.content_type, sighting.source,
+                          sighting.depth, sighting.body.strip(), sighting.attachment_id),
+                         ("f0.bin", "application/octet-stream", "attachment", 0,
+                          "see http://bit.ly/x",
+                          records.attachment_id(prepared.metadata["message"], 0)))
+
+    @defer.inlineCallbacks
+    def test_quota_sees_the_first_files(self):
+        """A provider with a quota sees a message's first 20 files only;
+        one without sees all of them."""
+        inside = tuple(member(f"m{i}.txt", b"m%d" % i, position=i) for i in range(30))
+        unpacker = Unpacker(inside=inside)
+        free = Recorder(name="free", kinds=("sha256",))
+        quota = Recorder(name="quota", kinds=("sha256",), per_day=1000)
+        harness = yield self.start([unpacker, free, quota])
+        prepared = message(harness.tmp, [b"archive"])
+        yield harness.store(prepared)
+        yield harness.service.submit(prepared)
+        self.assertEqual(len(free.seen), 31)
+        self.assertEqual(len(quota.seen), indicators.PER_KIND)
+
+    @defer.inlineCallbacks
+    def test_queued_lookup_keeps_its_sighting(self):
+        """A lookup that waited in the queue gets the sighting back from the
+        stored message."""
+        unpacker = Unpacker(per_minute=1)
+        harness = yield self.start([unpacker])
+        prepared = message(harness.tmp, [b"one", b"two"])
+        yield harness.store(prepared)
+        yield harness.service.submit(prepared)
+        self.assertEqual(len(unpacker.seen), 1)
+        harness.clock.advance(60)
+        yield harness.service.drain()
+        [_, (_, _, later)] = unpacker.seen
+        self.assertEqual((later.filename, later.source, later.body.strip()),
+                         ("f1.bin", "attachment", "see http://bit.ly/x"))
+
+    @defer.inlineCallbacks
+    def test_summary_in_the_event(self):
+        """An enricher's summary adds flat fields to its enrichment event;
+        what would override the event's own fields, or is not flat, is
+        left out, and attacker text is escaped."""
+        @implementer(IPlugin, IEnricher)
+        @attrs.frozen
+        class Summarised(Recorder):
+            def summary(self, data):
+                return {"verdict": "bad\nline", "score": 7, "provider": "x",
+                        "format": "y", "nested": {"a": 1}}
+        harness = yield self.start([Summarised(kinds=("sha256",))])
+        prepared = message(harness.tmp, [b"file"])
+        yield harness.store(prepared)
+        yield harness.service.submit(prepared)
+        [event] = harness.events("smtplatrine.enrichment")
+        self.assertEqual((event["verdict"], event["score"], event["provider"]),
+                         ("bad\\nline", 7, "recorder"))
+        self.assertNotIn("format", event)
+        self.assertNotIn("nested", event)

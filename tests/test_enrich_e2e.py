@@ -9,7 +9,7 @@ import shutil
 import subprocess
 import sys
 
-from tests.mariadb import shared_database
+from tests.mariadb import mysql_sections
 from tests.mmdb import asn_database, city_database, city_record
 from tests.process import ROOT, environment, reachable_directory
 from tests.test_e2e import HoneypotTestCase
@@ -76,11 +76,12 @@ class EnrichmentTests(HoneypotTestCase):
         client.quit()
         expected = {("geoip_city", "8.8.8.8"), ("geoip_asn", "8.8.8.8"),
                     ("rdns", "8.8.8.8"), ("abuseipdb", "8.8.8.8"), ("otx", "8.8.8.8"),
-                    ("otx", SHA256), ("virustotal", SHA256)}
+                    ("otx", SHA256), ("virustotal", SHA256), ("filetype", SHA256),
+                    ("archive", SHA256), ("document", SHA256)}
         rows = self.honeypot.wait_for(
             lambda: (lambda r: r if expected <= set(r) else None)(self.results()))
         self.assertEqual(set(rows), expected)
-        result = {key: json.loads(row["result"]) for key, row in rows.items()}
+        result = {key: json.loads(row["result"] or "null") for key, row in rows.items()}
         self.assertEqual(result["rdns", "8.8.8.8"], {"ptr": ["dns.google"]})
         self.assertEqual(result["geoip_asn", "8.8.8.8"],
                          {"asn": 15169, "organization": "GOOGLE"})
@@ -90,6 +91,9 @@ class EnrichmentTests(HoneypotTestCase):
         self.assertEqual(result["abuseipdb", "8.8.8.8"]["confidence_score"], 100)
         self.assertEqual(result["virustotal", SHA256]["malicious"], 2)
         self.assertEqual(result["otx", SHA256]["pulse_count"], 1)
+        # Beside them, the local analysis: "MZ" and a few bytes are no program.
+        self.assertEqual((result["filetype", SHA256]["mime"], result["archive", SHA256],
+                          result["document", SHA256]), ("application/octet-stream", None, None))
         asked = [json.loads(line) for line in self.requests.read_text().splitlines()]
         self.assertEqual(sorted(uri for uri, _ in asked), sorted([
             "/abuseipdb/api/v2/check?ipAddress=8.8.8.8&maxAgeInDays=90",
@@ -111,7 +115,7 @@ class EnrichmentTests(HoneypotTestCase):
         client = self.smtp()
         client.sendmail("bot@spam.example.org", ["victim@example.org"], MESSAGE)
         client.quit()
-        self.honeypot.wait_for(lambda: len(self.results()) == 7)
+        self.honeypot.wait_for(lambda: len(self.results()) == 10)
         out = self.honeypot.directory / "export.jsonl"
         result = subprocess.run(
             [sys.executable, "-c", "from smtplatrine.cli import main; main()", "export",
@@ -120,9 +124,10 @@ class EnrichmentTests(HoneypotTestCase):
         self.assertEqual(result.returncode, 0, result.stderr)
         [record] = [json.loads(line) for line in out.read_text().splitlines()]
         self.assertEqual(sorted((e["provider"], e["source"]) for e in record["enrichment"]),
-                         [("abuseipdb", "received"), ("geoip_asn", "received"),
-                          ("geoip_city", "received"), ("otx", "attachment"),
-                          ("otx", "received"), ("rdns", "received"),
+                         [("abuseipdb", "received"), ("archive", "attachment"),
+                          ("document", "attachment"), ("filetype", "attachment"),
+                          ("geoip_asn", "received"), ("geoip_city", "received"),
+                          ("otx", "attachment"), ("otx", "received"), ("rdns", "received"),
                           ("virustotal", "attachment")])
         self.assertTrue(all(e["looked_up"].endswith("Z") for e in record["enrichment"]))
 
@@ -131,7 +136,4 @@ class MariaDBEnrichmentTests(EnrichmentTests):
     """The same with MariaDB, where sensors share cache, quotas and queue."""
 
     def database_sections(self):
-        settings = shared_database(self)
-        return {"engine": {"engine_backend": "mysql"},
-                "mysql": {"mysql_host": settings["host"], "mysql_port": settings["port"],
-                          "mysql_database": settings["database"]}}
+        return mysql_sections(self)

@@ -249,13 +249,47 @@ class CommandTestsMixin:
                      "rdns_enable": "false"}, **self.database})
         self.write("a.eml", message(b"a"))
         self.run_cli("import", str(self.mail))
-        rows = self.query("SELECT provider, indicator, found, result FROM honeypot_enrichment")
+        rows = self.query("SELECT provider, indicator, found, result FROM honeypot_enrichment"
+                          " ORDER BY provider")
+        # The ASN file is missing: the AS comes from the offline data.
         self.assertEqual([(r["provider"], r["indicator"], r["found"]) for r in rows],
-                         [("geoip_city", "45.33.32.156", 1)])
-        self.assertEqual(json.loads(rows[0]["result"])["country_code"], "US")
-        [event] = self.events("smtplatrine.enrichment")
-        self.assertEqual((event["provider"], event["indicator"]),
-                         ("geoip_city", "45.33.32.156"))
+                         [("geoip_asn", "45.33.32.156", 1), ("geoip_city", "45.33.32.156", 1)])
+        self.assertIn("geoip2fast", json.loads(rows[0]["result"])["source"])
+        self.assertEqual(json.loads(rows[1]["result"])["country_code"], "US")
+        events = self.events("smtplatrine.enrichment")
+        self.assertEqual(sorted((e["provider"], e["indicator"]) for e in events),
+                         [("geoip_asn", "45.33.32.156"), ("geoip_city", "45.33.32.156")])
+
+    def test_import_analysed(self):
+        """An imported attachment is analysed as a captured one: its type,
+        and the member of a zip (as ``unzip -l`` lists it) an attachment of
+        its own."""
+        import io
+        import zipfile
+        buffer = io.BytesIO()
+        with zipfile.ZipFile(buffer, "w") as archive:
+            archive.writestr("note.txt", b"pay now\n")
+        real = buffer.getvalue()
+        (self.directory / "x.zip").write_bytes(real)
+        write_config(self.directory / "etc", {
+            "server": {"data_dir": self.data, "sensor_name": "analysis"},
+            "meta": {"rdns_enable": "false", "geoip_enable": "false"}, **self.database})
+        listed = subprocess.run(["unzip", "-l", str(self.directory / "x.zip")],
+                                capture_output=True, check=True).stdout
+        self.assertIn(b"note.txt", listed)
+        encoded = base64.encodebytes(real)
+        self.write("z.eml", message(
+            b"zip", b"--b\nContent-Type: application/zip; name=\"x.zip\"\n"
+            b"Content-Transfer-Encoding: base64\n\n" + encoded + b"--b--\n",
+            b"MIME-Version: 1.0\nContent-Type: multipart/mixed; boundary=b\n"))
+        self.run_cli("import", str(self.mail))
+        [row] = self.query("SELECT mime FROM honeypot_files WHERE sha256 = ?",
+                           hashlib.sha256(real).hexdigest())
+        self.assertEqual(row["mime"], "application/zip")
+        [member] = self.query("SELECT filename, sha256 FROM honeypot_attachments"
+                              " WHERE parent_id IS NOT NULL")
+        self.assertEqual((member["filename"], member["sha256"]),
+                         ("note.txt", hashlib.sha256(b"pay now\n").hexdigest()))
 
     def test_import_twice(self):
         """The same file twice, in one run or two, and a copy of it, are one

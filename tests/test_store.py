@@ -90,18 +90,18 @@ class StoreTestsMixin:
 
     @defer.inlineCallbacks
     def test_schema_version(self):
-        """The schema is created at version 5 (002 the enrichment, 003 the
-        block list, 005 imports and parse failures), and opening again
-        keeps it."""
+        """The schema is created at version 6 (002 the enrichment, 003 the
+        block list, 004 the dashboard, 005 imports and parse failures, 006
+        attachment forensics), and opening again keeps it."""
         yield defer.Deferred.fromCoroutine(self.database.open())
         rows = yield self.query("SELECT version FROM schema_version ORDER BY version")
-        self.assertEqual(rows, [(1,), (2,), (3,), (5,)])
+        self.assertEqual(rows, [(1,), (2,), (3,), (4,), (5,), (6,)])
 
     @defer.inlineCallbacks
     def test_upgrade_in_any_order(self):
         """A database at version 3 is upgraded with 005; a file numbered
         below the newest applied (004, merged later) is applied all the
-        same, and only once."""
+        same, and only once; a read-only check wants it too."""
         database = Database(self.make_dialect())
         self.addCleanup(database.close)
         dialect = database.dialect
@@ -109,16 +109,51 @@ class StoreTestsMixin:
         run = lambda migrations: defer.Deferred.fromCoroutine(database.run(
             schema.upgrade, dialect, migrations, True))
         self.assertEqual((yield run(older)), (3, [1, 2, 3]))
-        self.assertEqual((yield run(dialect.migrations())), (5, [5]))
-        later = (4, "004_later.sql", "CREATE TABLE later_four (x INTEGER)")
-        self.assertEqual((yield run(sorted([*dialect.migrations(), later]))), (5, [4]))
-        self.assertEqual((yield run(sorted([*dialect.migrations(), later]))), (5, []))
+        without_four = [m for m in dialect.migrations() if m[0] != 4]
+        self.assertEqual((yield run(without_four)), (6, [5, 6]))
+        checked = defer.Deferred.fromCoroutine(database.run(
+            schema.check, dialect, dialect.migrations()))
+        error = yield self.assertFailure(checked, Rejected)
+        self.assertIn("lacks 004_dashboard.sql", str(error))
+        self.assertEqual((yield run(dialect.migrations())), (6, [4]))
+        self.assertEqual((yield run(dialect.migrations())), (6, []))
 
         def columns(cursor):
-            cursor.execute("SELECT imported, import_file, import_index, parse_error,"
-                           " (SELECT COUNT(*) FROM later_four) FROM honeypot_emails")
+            cursor.execute("SELECT imported, import_file, import_index, parse_error, md5,"
+                           " (SELECT COUNT(*) FROM web_users) FROM honeypot_emails")
             return cursor.fetchall()
         self.assertEqual(list((yield defer.Deferred.fromCoroutine(database.run(columns)))), [])
+
+    @defer.inlineCallbacks
+    def test_forensics_upgrade_keeps_attachments(self):
+        """A database at version 3 with a message gets 006: its attachment
+        rows stay, each with no parent (they are MIME parts)."""
+        database = Database(self.make_dialect())
+        self.addCleanup(database.close)
+        dialect = database.dialect
+
+        def run(*args):
+            return defer.Deferred.fromCoroutine(database.run(*args))
+        yield run(schema.upgrade, dialect, [m for m in dialect.migrations() if m[0] <= 3],
+                  True)
+
+        def old_columns(cursor):
+            # What 001's honeypot_emails has: the message as version 3 kept it.
+            item = prepared(self.tmp, "00000000-0000-4000-8000-000000000009",
+                            message_bytes())
+            cursor.execute(dialect.insert("honeypot_attachments", [
+                "attachment_id", "message_id", "position", "sensor", "filename",
+                "content_type", "disposition", "size", "md5", "sha1", "sha256"]),
+                ("00000000-0000-5000-8000-000000000001", item.metadata["message"], 0, "s",
+                 "a.txt", "text/plain", "attachment", 1, "0" * 32, "0" * 40, "0" * 64))
+        yield run(old_columns)
+        self.assertEqual((yield run(schema.upgrade, dialect, dialect.migrations(), True)),
+                         (6, [4, 5, 6]))
+
+        def parents(cursor):
+            cursor.execute("SELECT filename, parent_id FROM honeypot_attachments")
+            return [tuple(row) for row in cursor.fetchall()]
+        self.assertEqual((yield run(parents)), [("a.txt", None)])
 
     @defer.inlineCallbacks
     def test_unparsed_message(self):

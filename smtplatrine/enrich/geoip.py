@@ -1,15 +1,21 @@
 """GeoIP City and ASN from MaxMind ``.mmdb`` files (smtplatrine.geoip),
-opened once at start; a file that is missing turns its enricher off with
-one warning."""
+opened once at start; where a file is missing, countries and AS
+organisations come from the offline data geoip2fast ships, said in one
+line."""
+
+from pathlib import Path
 
 import attrs
 from twisted.internet import defer
+from twisted.logger import Logger
 from twisted.plugin import IPlugin
 from zope.interface import implementer
 
 from smtplatrine import geoip
 from smtplatrine.enrich.base import Enricher, cache_times
 from smtplatrine.interfaces import IEnricher, Result
+
+log = Logger()
 
 
 @attrs.frozen
@@ -21,12 +27,26 @@ class _GeoIP(Enricher):
         settings = context.settings
         if not settings.geoip_enable:
             return None
-        reader = geoip.open_database(getattr(settings, self.option), self.option)
+        path = getattr(settings, self.option)
+        reader = (geoip.open_database(path, self.option)
+                  if path and Path(path).exists() else None)
         if reader is None:
-            return None
+            try:
+                geoip.offline()
+            except ImportError:
+                log.warn("{name} is off: there is no MaxMind database at {path} and no"
+                         " offline data (pip install geoip2fast, or geoipupdate)",
+                         name=self.name, path=path)
+                return None
+            log.info("{name}: no MaxMind database at {path}; {what} from the offline"
+                     " data of {source} (MaxMind files, when set in [meta] {option},"
+                     " take precedence)", name=self.name, path=path, what=self.offline_what,
+                     source=geoip.offline_source(), option=self.option)
         return attrs.evolve(self, reader=reader, **cache_times(settings))
 
     def lookup(self, kind, indicator):
+        if self.reader is None:
+            return defer.succeed(Result(self.offline(indicator)))
         return defer.succeed(Result(self.read(self.reader, indicator)))
 
 
@@ -38,6 +58,8 @@ class GeoIPCity(_GeoIP):
     name = "geoip_city"
     option = "geoip_main_file"
     read = staticmethod(geoip.city)
+    offline = staticmethod(geoip.offline_country)
+    offline_what = "countries"
 
 
 @implementer(IPlugin, IEnricher)
@@ -47,3 +69,5 @@ class GeoIPASN(_GeoIP):
     name = "geoip_asn"
     option = "geoip_asn_file"
     read = staticmethod(geoip.asn)
+    offline = staticmethod(geoip.offline_asn)
+    offline_what = "AS organisations"

@@ -81,9 +81,8 @@ def collect(client_ip, received_ips, sha256s, mail_from, url_hosts):
     return list(found.values())
 
 
-def of_prepared(prepared):
-    """The indicators of a message the pipeline has just stored."""
-    metadata, parsed = prepared.metadata, prepared.parsed
+def of_message(metadata, parsed):
+    """The indicators of a spooled message (its *metadata*) once *parsed*."""
     return collect(metadata.get("src_ip"), [r.from_ip for r in parsed.received],
                    [a.sha256 for a in parsed.attachments], metadata.get("mail_from"),
                    [u.host for u in parsed.urls])

@@ -15,14 +15,14 @@ from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from smtplatrine.enrich import indicators
 from smtplatrine import interfaces
+from smtplatrine.enrich import indicators
 from smtplatrine.events import printable
-from smtplatrine.interfaces import (Context, IEnricher, LookupFailed, RateLimited,
-                                    Result)
+from smtplatrine.interfaces import (Context, IEnricher, LookupFailed, Member,
+                                    RateLimited, Result, Sighting)
 from smtplatrine.store import enrichment as store
 from smtplatrine.store.dialects import Rejected, Unavailable
-from smtplatrine.store.records import as_json
+from smtplatrine.store.records import as_json, attachment_id
 
 log = Logger()
 
@@ -33,6 +33,9 @@ MAX_ATTEMPTS = 3
 # Seconds a queued lookup is leased to the sensor running it: if that
 # sensor dies meanwhile, the lookup is due again after this.
 LEASE = 3600.0
+# Files inside files inside files...: none deeper than this become
+# attachments (each enricher that opens files has bounds of its own).
+MAX_DEPTH = 16
 
 
 def discover(package=None):
@@ -78,7 +81,8 @@ class EnrichmentService:
         self._retry_delay = retry_delay
         self._max_waiting = max_waiting
         self._limit = defer.DeferredSemaphore(concurrency)
-        self._busy = set()
+        # (provider, indicator) being looked up -> sightings waiting for it
+        self._busy = {}
         self._quota_ready = set()
         self._queue_interval = queue_interval
         self._drainer = LoopingCall(self.drain)
@@ -104,10 +108,10 @@ class EnrichmentService:
         try:
             metadata = prepared.metadata
             identity = {k: metadata.get(k) for k in _IDENTITY}
-            found = indicators.of_prepared(prepared)
-            work = [self._enrich(enricher, i.kind, i.value, identity, metadata["message"])
-                    for enricher in self.enrichers.values() for i in found
-                    if i.kind in enricher.kinds]
+            work = [self._enrich(enricher, sighting, identity)
+                    for sighting in sightings(prepared)
+                    for enricher in self.enrichers.values()
+                    if sighting.kind in enricher.kinds]
         except Exception:
             log.failure("enrichment: cannot read the stored message's indicators")
             return defer.succeed(None)
@@ -136,34 +140,57 @@ class EnrichmentService:
         identity["sensor"] = self._sensor
 
         async def one(provider, kind, indicator, message, attempts):
-            await self._enrich(self.enrichers[provider], kind, indicator, identity,
-                               message, attempts)
+            sighting = await run(store.sighting, dialect, message, kind, indicator)
+            await self._enrich(self.enrichers[provider], sighting, identity, attempts)
             await run(store.release, dialect, provider, indicator, lease)
 
         await defer.DeferredList([defer.Deferred.fromCoroutine(one(*item))
                                   for item in claimed])
 
-    def _enrich(self, enricher, kind, indicator, identity, message, attempts=0):
-        key = (enricher.name, indicator)
+    def _enrich(self, enricher, sighting, identity, attempts=0):
+        """Look *sighting* up with *enricher* (once at a time per
+        indicator: a second sighting waits for the first lookup, then
+        takes its result from the cache); then the files found inside."""
+        key = (enricher.name, sighting.indicator)
+        what = f"{enricher.name} {sighting.indicator}"
         if key in self._busy:
-            return defer.succeed(None)
-        self._busy.add(key)
-        if len(self._limit.waiting) >= self._max_waiting:
+            d = defer.Deferred()
+            self._busy[key].append(d)
+            d.addCallback(lambda _: defer.Deferred.fromCoroutine(
+                self._after(enricher, sighting, identity, None)))
+        elif len(self._limit.waiting) >= self._max_waiting:
             # Too much waiting in memory: the queue in the database keeps it.
-            d = self._later(enricher, kind, indicator, message, attempts,
-                            self._reactor.seconds())
+            d = self._later(enricher, sighting, attempts, self._reactor.seconds())
+            d.addCallback(lambda _: None)
         else:
+            self._busy[key] = []
             d = self._limit.run(lambda: defer.Deferred.fromCoroutine(
-                self._one(enricher, kind, indicator, identity, message, attempts)))
-        d.addErrback(self._failed, f"{enricher.name} {indicator}")
-        d.addBoth(lambda _: self._busy.discard(key))
+                self._one(enricher, sighting, identity, attempts)))
+            d.addErrback(self._failed, what)
+            d.addBoth(self._release, key)
+        # The files found inside are looked at once this lookup has let go
+        # of its place among the concurrent ones.
+        d.addCallback(self._follow, identity)
+        d.addErrback(self._failed, what)
         return d
 
-    async def _one(self, enricher, kind, indicator, identity, message, attempts):
+    def _release(self, result, key):
+        for waiter in self._busy.pop(key, ()):
+            waiter.callback(None)
+        return result
+
+    def _follow(self, work, identity):
+        if not work:
+            return None
+        return defer.DeferredList([self._enrich(enricher, sighting, identity)
+                                   for enricher, sighting in work])
+
+    async def _one(self, enricher, sighting, identity, attempts):
         run, dialect, name = self._database.run, self._database.dialect, enricher.name
+        kind, indicator, message = sighting.kind, sighting.indicator, sighting.message
         now = self._reactor.seconds()
         if await run(store.cached, dialect, name, indicator, now):
-            return
+            return await self._after(enricher, sighting, identity, None)
         if name not in self._quota_ready:
             await run(store.prepare_quota, dialect, name)
             self._quota_ready.add(name)
@@ -171,23 +198,23 @@ class EnrichmentService:
             await run(store.take_quota, dialect, name, enricher.per_minute,
                       enricher.per_day, now)
         except store.OverQuota as e:
-            await self._later(enricher, kind, indicator, message, attempts, e.at)
+            await self._later(enricher, sighting, attempts, e.at)
             self._emit("smtplatrine.enrichment.queued", identity, enricher, kind,
                        indicator, message, until=e.at, reason="over quota")
             return
         try:
-            result = await self._lookup(enricher, kind, indicator)
+            result = await self._lookup(enricher, sighting)
         except RateLimited as e:
             until = self._reactor.seconds() + e.seconds
             await run(store.hold, dialect, name, until, str(e))
-            await self._later(enricher, kind, indicator, message, attempts, until)
+            await self._later(enricher, sighting, attempts, until)
             self._emit("smtplatrine.enrichment.queued", identity, enricher, kind,
                        indicator, message, until=until, reason=str(e))
             return
         except LookupFailed as e:
             retry = e.transient and attempts + 1 < MAX_ATTEMPTS
             if retry:
-                await self._later(enricher, kind, indicator, message, attempts + 1,
+                await self._later(enricher, sighting, attempts + 1,
                                   self._reactor.seconds()
                                   + self._retry_delay * 2 ** attempts)
             self._emit("smtplatrine.enrichment.failed", identity, enricher, kind,
@@ -195,26 +222,64 @@ class EnrichmentService:
                        retry=retry)
             return
         now = self._reactor.seconds()
-        ttl = enricher.ttl if result.data is not None else enricher.negative_ttl
-        await run(store.save_result, dialect, name, kind, indicator, self._sensor,
-                  result.data, now, ttl)
+        ttl = result.ttl if result.ttl is not None else (
+            enricher.ttl if result.data is not None else enricher.negative_ttl)
+        await run(_save, dialect, enricher, sighting, self._sensor, result, now, ttl)
         if result.hold > 0:
             await run(store.hold, dialect, name, now + result.hold, "quota spent")
         self._emit("smtplatrine.enrichment", identity, enricher, kind, indicator,
-                   message, found=result.data is not None)
+                   message, found=result.data is not None,
+                   **_summary(enricher, result.data))
+        return await self._after(enricher, sighting, identity, result)
 
-    async def _lookup(self, enricher, kind, indicator):
+    async def _after(self, enricher, sighting, identity, result):
+        """What depends on the sighting, once the indicator's *result* is
+        known (None: it is in the database): the enricher's ``sighted``,
+        and the files found inside, which become attachments of the
+        message; the lookups of those files by every other enricher, as
+        [(enricher, sighting)], for the caller to start."""
+        sighted = getattr(enricher, "sighted", None)
+        if sighting.kind != "sha256" and sighted is None:
+            return []
+        run, dialect = self._database.run, self._database.dialect
+        if result is None:
+            data, files = await run(store.stored, dialect, enricher.name, sighting.indicator)
+        else:
+            data, files = result.data, result.files
+        if sighted is not None and data is not None:
+            await run(sighted, dialect, sighting, data)
+        if not files or sighting.attachment_id is None or sighting.depth >= MAX_DEPTH:
+            return []
+        members = await run(store.add_members, dialect, sighting, enricher.name, files,
+                            self._sensor)
+        for _, _, row in members:
+            if row is not None:
+                self._events.emit("smtplatrine.attachment.stored", identity,
+                                  message=sighting.message,
+                                  **dict(row, filename=printable(row["filename"])))
+        # Enrichers with a quota see the message's first PER_KIND files only.
+        return [(other, member) for member, position, _ in members
+                for other in self.enrichers.values()
+                if other is not enricher and "sha256" in other.kinds
+                and (not (other.per_minute or other.per_day)
+                     or position < indicators.PER_KIND)]
+
+    async def _lookup(self, enricher, sighting):
         """The enricher's Result, checked; anything else it does (raises,
         hangs, answers garbage) becomes LookupFailed."""
         async def call():
-            answer = enricher.lookup(kind, indicator)
+            args = (sighting.kind, sighting.indicator)
+            if getattr(enricher, "sightings", False):
+                args += (sighting,)
+            answer = enricher.lookup(*args)
             return (await answer) if inspect.isawaitable(answer) else answer
 
         def timed_out(result, timeout):
             return Failure(LookupFailed(f"no answer within {timeout:g} s", transient=True))
 
         d = defer.Deferred.fromCoroutine(call())
-        d.addTimeout(self._timeout, self._reactor, onTimeoutCancel=timed_out)
+        d.addTimeout(getattr(enricher, "timeout", None) or self._timeout, self._reactor,
+                     onTimeoutCancel=timed_out)
         try:
             result = await d
         except (RateLimited, LookupFailed):
@@ -222,7 +287,8 @@ class EnrichmentService:
         except Exception as e:
             raise LookupFailed(f"the enricher raised {e!r}") from None
         if not isinstance(result, Result) or not (
-                result.data is None or isinstance(result.data, dict)):
+                result.data is None or isinstance(result.data, dict)) or not all(
+                isinstance(f, Member) for f in result.files):
             raise LookupFailed(f"the enricher returned {result!r:.200}, not a Result")
         try:
             as_json(result.data)
@@ -230,9 +296,10 @@ class EnrichmentService:
             raise LookupFailed(f"the result cannot be stored as JSON: {e}") from None
         return result
 
-    def _later(self, enricher, kind, indicator, message, attempts, when):
+    def _later(self, enricher, sighting, attempts, when):
         return self._database.run(store.enqueue, self._database.dialect, enricher.name,
-                                  kind, indicator, self._sensor, message, attempts, when)
+                                  sighting.kind, sighting.indicator, self._sensor,
+                                  sighting.message, attempts, when)
 
     def _emit(self, eventid, identity, enricher, kind, indicator, message, **fields):
         self._events.emit(eventid, identity, message=message, provider=enricher.name,
@@ -248,13 +315,73 @@ class EnrichmentService:
             log.failure("enrichment of {what} failed", failure, what=what)
 
 
-def context(settings, reactor):
+def _save(cursor, dialect, enricher, sighting, sensor, result, now, ttl):
+    """Keep *result* (and the files it found, and what the enricher's own
+    ``save`` keeps) in one transaction."""
+    store.save_result(cursor, dialect, enricher.name, sighting.kind, sighting.indicator,
+                      sensor, result.data, now, ttl)
+    if sighting.kind == "sha256":
+        store.save_members(cursor, dialect, enricher.name, sighting.indicator,
+                           result.files)
+    save = getattr(enricher, "save", None)
+    if save is not None and result.data is not None:
+        save(cursor, dialect, sighting.kind, sighting.indicator, result.data)
+
+
+# Fields of the enrichment event an enricher's summary may not take over
+# (its own, and the logger's).
+_RESERVED = {"eventid", "timestamp", "message", "provider", "kind", "indicator", "found",
+             "level", "format", *_IDENTITY}
+
+
+def _summary(enricher, data):
+    """The flat fields the enricher's optional ``summary(data)`` gives its
+    enrichment event (values text, numbers, booleans or null)."""
+    summary = getattr(enricher, "summary", None)
+    if summary is None or data is None:
+        return {}
+    try:
+        fields = summary(data) or {}
+    except Exception:
+        log.failure("enricher {name}: its summary failed", name=enricher.name)
+        return {}
+    return {str(k): (printable(v)[:1000] if isinstance(v, str) else v)
+            for k, v in fields.items()
+            if k not in _RESERVED and not str(k).startswith("log_")
+            and isinstance(v, (str, int, float, bool, type(None)))}
+
+
+def sightings(prepared):
+    """A Sighting for each indicator of the message *prepared*; an
+    attachment's is its first MIME part with that content."""
+    metadata, parsed = prepared.metadata, prepared.parsed
+    message = metadata["message"]
+    body = (parsed.body_text or parsed.body_html)[:store.BODY]
+    first = {}
+    for position, attachment in enumerate(parsed.attachments):
+        first.setdefault(attachment.sha256, (position, attachment))
+    found = []
+    for i in prepared.indicators:
+        if i.kind == "sha256":
+            position, attachment = first[i.value]
+            found.append(Sighting(
+                i.kind, i.value, message, i.source,
+                attachment_id=attachment_id(message, position),
+                filename=attachment.filename, content_type=attachment.content_type,
+                body=body))
+        else:
+            found.append(Sighting(i.kind, i.value, message, i.source))
+    return found
+
+
+def context(settings, reactor, **more):
     """The Context the built-in enrichers are configured with: a treq HTTP
-    client on *reactor* (imported now, at start, not at plugin import)."""
+    client on *reactor* (imported now, at start, not at plugin import), and
+    *more* of Context's fields (files, sandbox, sections)."""
     import treq.client
     from twisted.web.client import Agent, HTTPConnectionPool
     pool = HTTPConnectionPool(reactor, persistent=True)
     pool.maxPersistentPerHost = 2
     http = treq.client.HTTPClient(Agent(reactor, pool=pool, connectTimeout=10))
-    return Context(settings=settings, reactor=reactor, http=http)
+    return Context(settings=settings, reactor=reactor, http=http, **more)
 

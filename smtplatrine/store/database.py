@@ -13,25 +13,33 @@ log = Logger()
 
 class Database:
     """*dialect* says which database and how to reach it.  *grouped*: commits
-    need not be durable one by one; ``dialect.sync()`` makes them so."""
+    need not be durable one by one; ``dialect.sync()`` makes them so.
+    *readonly*: never write, only check that the schema is recent enough
+    (a MySQL account with SELECT only will do)."""
 
-    def __init__(self, dialect, create=True, grouped=False):
+    def __init__(self, dialect, create=True, grouped=False, readonly=False):
         self.dialect = dialect
-        self._create = create
+        self._create = create and not readonly
+        self.readonly = readonly
         # Read now: after the privilege drop the package may be out of reach.
         self._migrations = dialect.migrations()
-        self.pool = dialect.pool(grouped)
+        self.pool = dialect.pool(grouped, readonly)
         self._open = False
         self._waiting = []
 
     async def open(self):
-        """Create the database if allowed and bring its schema up to date."""
-        try:
-            await threads.deferToThread(self.dialect.prepare)
-        except Exception as e:
-            raise self._map(e) from None
-        version, applied = await self.run(schema.upgrade, self.dialect, self._migrations,
-                                          self._create)
+        """Create the database if allowed and bring its schema up to date
+        (read-only: check it is)."""
+        if self.readonly:
+            version, applied = await self.run(schema.check, self.dialect,
+                                              self._migrations), []
+        else:
+            try:
+                await threads.deferToThread(self.dialect.prepare)
+            except Exception as e:
+                raise self._map(e) from None
+            version, applied = await self.run(schema.upgrade, self.dialect,
+                                              self._migrations, self._create)
         self.max_packet = await self.run(self.dialect.max_packet)
         if applied:
             log.info("database {db}: schema upgraded to version {version}",

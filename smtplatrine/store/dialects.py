@@ -7,6 +7,7 @@ Statements elsewhere are written once with ``?`` placeholders;
 
 import functools
 import importlib
+import ipaddress
 import os
 import pkgutil
 import sqlite3
@@ -48,9 +49,21 @@ class Rejected(Exception):
     """The database will never take this data; the message says why."""
 
 
+def inet6_aton(text):
+    """MySQL's INET6_ATON for SQLite: the address *text* as 4 or 16 bytes
+    (None when it is none), so that a network is a range of them."""
+    try:
+        return ipaddress.ip_address(text).packed
+    except (TypeError, ValueError):
+        return None
+
+
 class _Dialect:
     name = ""
     placeholder = "?"
+    # Appended to a SELECT to lock its rows until the commit (SQLite has
+    # one writer at a time anyway).
+    for_update = ""
 
     def sql(self, statement):
         return statement.replace("?", self.placeholder)
@@ -87,36 +100,87 @@ class _Dialect:
 
 class SQLite(_Dialect):
     name = "sqlite"
+    # Text compared without regard to case, as MySQL's collation does.
+    nocase = " COLLATE NOCASE"
     _insert_ignore = "INSERT OR IGNORE"
     _new_value, _greatest, _least = "excluded.{}", "MAX", "MIN"
 
     def __init__(self, path):
         self.path = Path(path)
 
-    def pool(self, grouped=False):
+    def pool(self, grouped=False, readonly=False):
         """The connection; *grouped*: its commits are made durable in groups,
-        by :meth:`sync`, rather than one by one."""
+        by :meth:`sync`, rather than one by one.  *readonly*: connections
+        that can only read (several, since WAL lets readers work at once)."""
+        if readonly:
+            return _pool("sqlite3", self._uri("ro"), uri=True, check_same_thread=False,
+                         timeout=30, cp_min=1, cp_max=3, cp_openfun=self._functions)
         setup = functools.partial(self._setup, synchronous="NORMAL" if grouped else "FULL")
         return _pool("sqlite3", str(self.path), check_same_thread=False, timeout=30,
                      cp_min=1, cp_max=1, cp_openfun=setup)
 
-    def connect(self, create=False):
-        """A plain DB-API connection (for the command line tools); with
-        *create*, the file (and its directory) is made if missing."""
-        if create:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-        mode = "rwc" if create else "rw"
-        connection = sqlite3.connect(self.path.resolve().as_uri() + "?mode=" + mode,
-                                     uri=True, timeout=30)
-        self._setup(connection)
-        return connection
+    @staticmethod
+    def json_value(column, key):
+        """SQL for the value of *key* in the JSON object of *column*."""
+        return f"json_extract({column}, '$.{key}')"
 
     @staticmethod
-    def _setup(connection, synchronous="FULL"):
+    def prefix_match(column, prefix):
+        """SQL (and its arguments) for text of *column* that starts with
+        *prefix*, which an index on it finds: a range, in byte order."""
+        return f"({column} >= ? AND {column} < ?)", [prefix, prefix[:-1] + chr(ord(prefix[-1]) + 1)]
+
+    def _uri(self, mode):
+        return self.path.resolve().as_uri() + "?mode=" + mode
+
+    def connect(self, create=False, readonly=False):
+        """A plain DB-API connection (for the command line tools); with
+        *create*, the file (and its directory) is made if missing; with
+        *readonly*, it cannot write."""
+        if create:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        mode = "ro" if readonly else "rwc" if create else "rw"
+        connection = sqlite3.connect(self._uri(mode), uri=True, timeout=30)
+        if readonly:
+            self._functions(connection)
+        else:
+            self._setup(connection)
+        return connection
+
+    @classmethod
+    def _setup(cls, connection, synchronous="FULL"):
         # WAL lets readers (export, analysts) work while we write.  FULL syncs
         # the log at each commit; NORMAL only at checkpoints (and sync()).
         connection.execute("PRAGMA journal_mode=WAL")
         connection.execute(f"PRAGMA synchronous={synchronous}")
+        cls._functions(connection)
+
+    @staticmethod
+    def _functions(connection):
+        """What MySQL has and the searches use."""
+        connection.create_function("inet6_aton", 1, inet6_aton, deterministic=True)
+
+    def index_text(self, cursor, message_id, subject, sender, body, replace=False):
+        """Add a message's text to the full-text index (*replace*: instead
+        of what it had, which stays in the contentless index, under a
+        number that no longer leads to the message)."""
+        if replace:
+            cursor.execute("DELETE FROM honeypot_email_text_ids WHERE message_id = ?",
+                           (message_id,))
+        cursor.execute("INSERT INTO honeypot_email_text_ids (message_id) VALUES (?)",
+                       (message_id,))
+        cursor.execute("INSERT INTO honeypot_email_text (rowid, subject, sender, body)"
+                       " VALUES (?, ?, ?, ?)", (cursor.lastrowid, subject, sender, body))
+
+    @staticmethod
+    def text_match(columns, words):
+        """SQL selecting the message_id of the messages whose *columns*
+        hold the phrase *words* (a list of words), and its arguments."""
+        phrase = '"' + " ".join(words) + '"'
+        return ("SELECT k.message_id FROM honeypot_email_text t"
+                " JOIN honeypot_email_text_ids k ON k.doc = t.rowid"
+                " WHERE honeypot_email_text MATCH ?",
+                ["{" + " ".join(columns) + "} : " + phrase])
 
     def sync(self):
         """fsync(2) the write-ahead log: with it, every transaction
@@ -159,9 +223,15 @@ class SQLite(_Dialect):
         return f"SQLite {self.path}"
 
 
+# Words in nearly every sender or link, which InnoDB's index finds slowly.
+_EVERYWHERE = {"com", "net", "org", "www", "http", "https", "html", "mail"}
+
+
 class MySQL(_Dialect):
     name = "mysql"
+    nocase = ""
     placeholder = "%s"
+    for_update = " FOR UPDATE"
     _insert_ignore = "INSERT IGNORE"
     _new_value, _greatest, _least = "VALUES({})", "GREATEST", "LEAST"
 
@@ -185,15 +255,16 @@ class MySQL(_Dialect):
             args["database"] = s.mysql_database
         return args
 
-    def pool(self, grouped=False):
-        """The connections; InnoDB makes each commit durable, *grouped* or not."""
+    def pool(self, grouped=False, readonly=False):
+        """The connections; InnoDB makes each commit durable, *grouped* or
+        not.  *readonly*: the account needs no more than SELECT."""
         return _pool("MySQLdb", cp_min=1, cp_max=self.settings.mysql_connections,
                      cp_reconnect=True, cp_openfun=self._setup, **self._connect_args())
 
-    def connect(self, create=False):
+    def connect(self, create=False, readonly=False):
         """A plain DB-API connection (for the command line tools); with
         *create*, the database is made if missing and mysql_auto_create_db
-        allows."""
+        allows.  *readonly*: the account needs no more than SELECT."""
         import MySQLdb
         if create:
             self.prepare()
@@ -210,6 +281,47 @@ class MySQL(_Dialect):
 
     def _on_conflict(self, key):
         return " ON DUPLICATE KEY UPDATE "
+
+    @staticmethod
+    def json_value(column, key):
+        """SQL for the value of *key* in the JSON object of *column*."""
+        return f"JSON_VALUE({column}, '$.{key}')"
+
+    @staticmethod
+    def prefix_match(column, prefix):
+        """SQL (and its arguments) for text of *column* that starts with
+        *prefix* (no % or _ in it), which an index on it finds."""
+        return f"{column} LIKE ?", [prefix + "%"]
+
+    def index_text(self, cursor, message_id, subject, sender, body, replace=False):
+        """Add a message's text to the full-text index (*replace*: instead
+        of what it had)."""
+        if replace:
+            cursor.execute("DELETE FROM honeypot_email_text WHERE message_id = %s",
+                           (message_id,))
+        cursor.execute(self.insert("honeypot_email_text",
+                                   ["message_id", "subject", "sender", "body"]),
+                       (message_id, subject, sender, body))
+
+    @staticmethod
+    def text_match(columns, words):
+        """SQL selecting the message_id of the messages whose *columns*
+        hold the phrase *words* (a list of words), and its arguments.
+        InnoDB finds each word (three letters or more) faster than the
+        phrase, and a word in every address (com, net) slowly; a LIKE on
+        what it found keeps them all, in order."""
+        indexed = [w for w in words if len(w) >= 3]
+        indexed = [w for w in indexed if w not in _EVERYWHERE] or indexed
+        pattern = "%" + "%".join(words) + "%"
+        clauses, args = [], []
+        if indexed:
+            clauses.append(f"MATCH({', '.join(columns)}) AGAINST (? IN BOOLEAN MODE)")
+            args.append(" ".join("+" + w for w in indexed))
+        if len(words) > len(indexed) or len(words) > 1:
+            clauses.append("(" + " OR ".join(f"{c} LIKE ?" for c in columns) + ")")
+            args += [pattern] * len(columns)
+        return (f"SELECT message_id FROM honeypot_email_text WHERE {' AND '.join(clauses)}",
+                args)
 
     def prepare(self):
         """Create the database when asked to (blocking; run in a thread)."""
@@ -253,7 +365,12 @@ class MySQL(_Dialect):
 
 
 def from_config(config):
-    """The dialect *config* asks for."""
+    """The dialect *config* asks for; SystemExit with one line if its
+    driver is missing."""
     if config.engine.engine_backend == "mysql":
-        return MySQL(config.mysql)
+        try:
+            return MySQL(config.mysql)
+        except ImportError as e:
+            raise SystemExit(f"smtplatrine: engine_backend = mysql needs {e.name}:"
+                             f" pip install 'smtplatrine[mysql]'") from None
     return SQLite(config.data_path(config.sqlite.sqlite_path))

@@ -7,8 +7,12 @@ and queue columns are epoch seconds, read and compared by the service only.
 """
 
 import json
+import uuid
 
-from smtplatrine.store.records import as_json, utc
+from smtplatrine.store.records import as_json, text, utc
+
+# The part of a message's body a Sighting carries.
+BODY = 65536
 
 
 class OverQuota(Exception):
@@ -154,3 +158,116 @@ def usage(cursor, dialect, now):
         used[(provider, span)] = count if index == int(now // seconds) else 0
     cursor.execute(dialect.sql("SELECT COUNT(*) FROM honeypot_enrichment_queue"))
     return used, cursor.fetchone()[0]
+
+
+def stored(cursor, dialect, provider, indicator):
+    """The stored result of *provider* for *indicator* and the files it
+    found inside: ``(data or None, (Member, ...))``."""
+    from smtplatrine.interfaces import Member
+    cursor.execute(dialect.sql("SELECT result FROM honeypot_enrichment"
+                               " WHERE provider = ? AND indicator = ?"),
+                   (provider, indicator))
+    row = cursor.fetchone()
+    data = json.loads(row[0]) if row and row[0] else None
+    cursor.execute(dialect.sql(
+        "SELECT name, size, member_sha256, md5, sha1, parent_idx, position, flags"
+        " FROM honeypot_file_members WHERE provider = ? AND sha256 = ? ORDER BY idx"),
+        (provider, indicator))
+    files = tuple(Member(name, size, sha256, md5, sha1, parent, position,
+                         tuple(json.loads(flags)))
+                  for name, size, sha256, md5, sha1, parent, position, flags
+                  in cursor.fetchall())
+    return data, files
+
+
+def save_members(cursor, dialect, provider, sha256, files):
+    """Keep the files *provider* found inside the file *sha256*, in
+    place of those it found before."""
+    cursor.execute(dialect.sql("DELETE FROM honeypot_file_members"
+                               " WHERE provider = ? AND sha256 = ?"), (provider, sha256))
+    if files:
+        cursor.executemany(dialect.insert(
+            "honeypot_file_members",
+            ["provider", "sha256", "idx", "parent_idx", "position", "name", "size",
+             "member_sha256", "md5", "sha1", "flags"]),
+            [(provider, sha256, i, f.parent, f.position, text(f.name), f.size, f.sha256,
+              f.md5, f.sha1, as_json(list(f.flags))) for i, f in enumerate(files)])
+
+
+def member_id(parent_id, provider, index):
+    """The attachment id of the *index*-th file *provider* found inside
+    the attachment *parent_id*: the same each time."""
+    return str(uuid.uuid5(uuid.UUID(parent_id), f"{provider}/{index}"))
+
+
+def add_members(cursor, dialect, sighting, provider, files, sensor):
+    """Make the extracted *files* (found by *provider* in the attachment
+    of *sighting*) attachments of its message, linked to their parents;
+    [(Sighting, position, row)] for each, row the new row's fields (None
+    where it was there already)."""
+    from smtplatrine.files import relative_path
+    from smtplatrine.interfaces import Sighting
+    message = sighting.message
+    # One sensor at a time gives the message's attachments their positions.
+    cursor.execute(dialect.sql("SELECT 1 FROM honeypot_emails WHERE message_id = ?"
+                               + dialect.for_update), (message,))
+    ids = [member_id(sighting.attachment_id, provider, i) for i in range(len(files))]
+    cursor.execute(dialect.sql("SELECT attachment_id, position FROM honeypot_attachments"
+                               " WHERE message_id = ?"), (message,))
+    positions = dict(cursor.fetchall())
+    following = max(positions.values(), default=-1) + 1
+    levels, found = [], []
+    for i, f in enumerate(files):
+        # 1 for a file right inside the looked-up one, 2 inside that...
+        levels.append(1 if f.parent is None else levels[f.parent] + 1)
+        depth = sighting.depth + levels[i]
+        if f.sha256 is None:
+            continue
+        parent = sighting.attachment_id if f.parent is None else ids[f.parent]
+        row = None
+        if ids[i] not in positions:
+            positions[ids[i]], following = following, following + 1
+            row = {"attachment_id": ids[i], "parent_id": parent, "sha256": f.sha256,
+                   "size": f.size, "filename": f.name, "content_type": "",
+                   "stored_path": relative_path(f.sha256)}
+            cursor.execute(dialect.insert(
+                "honeypot_attachments",
+                ["attachment_id", "message_id", "position", "sensor", "filename",
+                 "content_type", "disposition", "size", "md5", "sha1", "sha256",
+                 "stored_path", "parent_id"]),
+                (ids[i], message, positions[ids[i]], sensor, f.name, "", "member",
+                 f.size, f.md5 or "", f.sha1 or "", f.sha256, row["stored_path"], parent))
+        found.append((Sighting("sha256", f.sha256, message, "member",
+                               attachment_id=ids[i], parent_id=parent, filename=f.name,
+                               depth=depth, body=sighting.body),
+                      positions[ids[i]], row))
+    return found
+
+
+def sighting(cursor, dialect, message, kind, indicator):
+    """The Sighting of a queued lookup, read back from the stored message."""
+    from smtplatrine.interfaces import Sighting
+    if kind != "sha256" or message is None:
+        return Sighting(kind, indicator, message, "queue")
+    cursor.execute(dialect.sql(
+        "SELECT attachment_id, parent_id, filename, content_type"
+        " FROM honeypot_attachments WHERE message_id = ? AND sha256 = ?"
+        " ORDER BY position LIMIT 1"), (message, indicator))
+    row = cursor.fetchone()
+    if row is None:
+        return Sighting(kind, indicator, message, "queue")
+    attachment, parent, filename, content_type = row
+    depth, above = 0, parent
+    while above is not None and depth < 64:
+        depth += 1
+        cursor.execute(dialect.sql("SELECT parent_id FROM honeypot_attachments"
+                                   " WHERE attachment_id = ?"), (above,))
+        above = (cursor.fetchone() or (None,))[0]
+    cursor.execute(dialect.sql(
+        "SELECT SUBSTR(body_text, 1, ?), SUBSTR(body_html, 1, ?) FROM honeypot_emails"
+        " WHERE message_id = ?"), (BODY, BODY, message))
+    text_body, html_body = cursor.fetchone() or ("", "")
+    return Sighting(kind, indicator, message, "member" if parent else "attachment",
+                    attachment_id=attachment, parent_id=parent, filename=filename,
+                    content_type=content_type or None, depth=depth,
+                    body=text_body or html_body or "")

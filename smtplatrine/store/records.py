@@ -6,7 +6,9 @@ JSON columns keep them exact as ``\\udcXX``.  Indexed columns are clipped
 to their width, so no value an attacker chooses can fail a whole message.
 """
 
+import html
 import json
+import re
 import uuid
 from datetime import datetime, timezone
 
@@ -25,6 +27,8 @@ class Prepared:
     raw: bytes | None
     raw_path: str | None
     attachment_paths: tuple
+    # enrich.indicators.Indicator of the message, kept with it.
+    indicators: tuple = ()
 
 
 _TIME_FORMAT = "%Y-%m-%d %H:%M:%S.%f"
@@ -100,7 +104,7 @@ def save_message(cursor, dialect, prepared, now):
         "truncated": metadata.get("truncated", False),
         "incomplete": metadata.get("incomplete", False),
         "recovered": metadata.get("recovered", False),
-        "size": metadata["size"], "sha256": metadata["sha256"],
+        "size": metadata["size"], "sha256": metadata["sha256"], "md5": metadata.get("md5"),
         "raw": prepared.raw, "raw_path": prepared.raw_path,
         "session_flags": as_json(metadata.get("flags", [])),
         "imported": metadata.get("imported", False),
@@ -111,6 +115,7 @@ def save_message(cursor, dialect, prepared, now):
     cursor.execute(dialect.insert("honeypot_emails", list(columns)),
                    list(columns.values()))
     _save_parts(cursor, dialect, prepared)
+    _save_search(cursor, dialect, prepared)
     _save_recipients(cursor, dialect, metadata, parsed, now)
     return True
 
@@ -136,6 +141,7 @@ def update_reading(cursor, dialect, prepared):
         cursor.execute(dialect.sql(f"DELETE FROM {table} WHERE message_id = ?"),
                        (message_id,))
     _save_parts(cursor, dialect, prepared)
+    _save_search(cursor, dialect, prepared, replace=True)
     after = _compared(cursor, dialect, message_id, columns)
     seen = row[0] if isinstance(row[0], str) else row[0].strftime(_TIME_FORMAT)
     _replace_recipients(cursor, dialect, message_id, metadata["sensor"], parsed, seen)
@@ -227,6 +233,31 @@ def _save_parts(cursor, dialect, prepared):
             a.content_type[:255], a.disposition, a.size, a.md5, a.sha1, a.sha256, path)
            for i, (a, path) in enumerate(zip(parsed.attachments,
                                              prepared.attachment_paths))])
+
+
+def _save_search(cursor, dialect, prepared, replace=False):
+    """The message's indicators and its words in the full-text index (with
+    *replace*, instead of those it had)."""
+    metadata, parsed = prepared.metadata, prepared.parsed
+    message_id, fields = metadata["message"], parsed.fields
+    if replace:
+        cursor.execute(dialect.sql("DELETE FROM honeypot_email_indicators"
+                                   " WHERE message_id = ?"), (message_id,))
+    _many(cursor, dialect, "honeypot_email_indicators",
+          ["message_id", "kind", "indicator", "source", "sensor"],
+          [(message_id, i.kind, i.value[:255], i.source, metadata["sensor"])
+           for i in prepared.indicators])
+    dialect.index_text(cursor, message_id, fields.get("subject") or "",
+                       f"{fields.get('from') or ''} {text(metadata.get('mail_from')) or ''}",
+                       f"{parsed.body_text}\n{html_text(parsed.body_html)}", replace)
+
+
+_TAG = re.compile(r"<!--.*?-->|<(script|style)\b.*?</\1\s*>|<[^>]*>", re.S | re.I)
+
+
+def html_text(markup):
+    """The words of an HTML body, for the full-text index."""
+    return html.unescape(_TAG.sub(" ", markup))
 
 
 def attachment_id(message_id, position):

@@ -13,6 +13,25 @@ def statements(text):
     return [s.strip() for s in text.split(";") if s.strip()]
 
 
+def check(cursor, dialect, migrations):
+    """Make sure, by reading only, that every one of *migrations* has been
+    applied; the newest version."""
+    try:
+        cursor.execute("SELECT version FROM schema_version")
+        applied = {row[0] for row in cursor.fetchall()}
+    except Exception as e:
+        if dialect.classify(e) is None:
+            raise
+        applied = set()
+    missing = [name for version, name, _ in migrations if version not in applied]
+    if missing:
+        raise Rejected(
+            f"the schema is at version {max(applied, default=0)} and lacks"
+            f" {', '.join(missing)}: start twistd smtplatrine (or smtplatrine user"
+            f" list) once with a database account that may create tables")
+    return max(applied)
+
+
 def upgrade(cursor, dialect, migrations, create):
     """Apply the *migrations* not applied yet (in one interaction); with
     *create* false only check that there are none.  The newest version and

@@ -1,3 +1,4 @@
+from smtplatrine.enrich.forensics import Archive, Document, FileType, Yara
 from smtplatrine.enrich.geoip import GeoIPASN, GeoIPCity
 from smtplatrine.enrich.providers import OTX, AbuseIPDB, VirusTotal
 from smtplatrine.enrich.rdns import ReverseDNS
@@ -8,3 +9,7 @@ geoip_asn = GeoIPASN()
 abuseipdb = AbuseIPDB()
 virustotal = VirusTotal()
 otx = OTX()
+filetype = FileType()
+archive = Archive()
+document = Document()
+yara = Yara()

@@ -1,0 +1,52 @@
+"""The attachment store: every file kept once, under its SHA-256.
+
+``attachments/AB/ABCDEF...`` under ``smtp_attachments_path``: the MIME
+parts the pipeline stores and the members the analysis finds inside them.
+A name an attacker chose is never part of a path.
+"""
+
+import hashlib
+import os
+import re
+from pathlib import Path
+
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+
+
+def relative_path(sha256):
+    """Where the file of *sha256* lives, relative to the store."""
+    return os.path.join(sha256[:2], sha256)
+
+
+def keep(directory, data, sha256=None, sync=True):
+    """Keep *data* once under *directory* by its SHA-256; its relative
+    path.  Written to a temporary name, (with *sync*) flushed to disk,
+    then renamed: a reader never sees half a file."""
+    sha256 = sha256 or hashlib.sha256(data).hexdigest()
+    relative = relative_path(sha256)
+    path = os.path.join(directory, relative)
+    if not os.path.exists(path):
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        tmp = f"{path}.{os.getpid()}.{id(data)}.tmp"
+        with open(tmp, "wb") as f:
+            f.write(data)
+            if sync:
+                f.flush()
+                os.fsync(f.fileno())
+        os.replace(tmp, path)
+    return relative
+
+
+class FileStore:
+    """The store under *directory*, as enrichers see it."""
+
+    def __init__(self, directory):
+        self.directory = Path(directory)
+
+    def path(self, sha256):
+        """The stored file of *sha256* (a hex digest), or None if there is
+        none."""
+        if not _SHA256.fullmatch(sha256 or ""):
+            return None
+        path = self.directory / relative_path(sha256)
+        return path if path.is_file() else None
