@@ -92,6 +92,10 @@ class SMTP:
     session_deadline: float = attrs.field(default=3600.0, validator=_positive)
     min_data_rate: int = attrs.field(default=500, validator=_non_negative)
     transcript_limit: int = attrs.field(default=500, validator=_non_negative)
+    envelope_limit: int = attrs.field(default=1000, validator=_non_negative)
+    envelope_bytes_limit: int = attrs.field(default=524288, validator=_non_negative)
+    junk_command_limit: int = attrs.field(default=100, validator=_positive)
+    spool_min_free: int = attrs.field(default=0, validator=_non_negative)
     smtp_attachments_store: bool = True
     smtp_attachments_path: str = attrs.field(default="attachments", validator=v.min_len(1))
 

@@ -152,7 +152,8 @@ def main(argv):
         try:
             reply = _perform(root, request)
         except Exception as e:
-            reply = {"errno": getattr(e, "errno", None) or 0, "error": str(e)}
+            reply = {"errno": getattr(e, "errno", None) or 0,
+                     "error": getattr(e, "strerror", None) or str(e)}
         with lock:
             sys.stdout.write(json.dumps(dict(reply, id=request["id"])) + "\n")
             sys.stdout.flush()

@@ -17,6 +17,7 @@ on.  :func:`prepare_raw` (:func:`parse_safely` and :func:`keep`),
 message, also for ``smtplatrine import`` and ``reparse``.
 """
 
+import errno
 import hashlib
 import os
 from collections import deque
@@ -282,6 +283,9 @@ class Pipeline:
                 self._reactor, self._threadpool, prepare, eml,
                 self._limits, self._attachments_dir, self._raw_dir)
         except Exception as e:
+            if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):
+                # A full disk passes: the message waits in the spool.
+                raise Unavailable(f"no room for its files: {e}") from None
             self._quarantine_message(
                 eml, f"cannot be read, or its files cannot be written: {e!r}")
             return

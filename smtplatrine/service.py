@@ -10,6 +10,7 @@ import os
 import pwd
 import signal
 import syslog
+import time
 from pathlib import Path
 
 from twisted.application.service import Service
@@ -17,7 +18,8 @@ from twisted.internet import defer
 from twisted.internet.endpoints import serverFromString
 from twisted.logger import (FilteringLogObserver, LogLevel,
                             LogLevelFilterPredicate, Logger, formatEvent,
-                            globalLogPublisher, textFileLogObserver)
+                            formatEventAsClassicLogText, globalLogPublisher,
+                            textFileLogObserver)
 from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.python.failure import Failure
 
@@ -76,6 +78,32 @@ def become(ids, data_dir, *others):
     log.info("running as uid {uid}, gid {gid}", uid=uid, gid=gid)
 
 
+class _LogFile:
+    """The human log file: each entry appended in one write(2).  Entries
+    the disk refuses (full, say) are counted, and the count is written
+    first once it takes them again."""
+
+    def __init__(self, path):
+        self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
+        self._lost = 0
+
+    def write(self, text):
+        if self._lost:
+            text = formatEventAsClassicLogText({
+                "log_format": "{lost} log entries could not be written",
+                "lost": self._lost, "log_time": time.time(),
+                "log_level": LogLevel.warn, "log_namespace": __name__}) + text
+        data = text.encode("utf-8", "backslashreplace")
+        try:
+            written = os.write(self._fd, data)
+        except OSError:
+            written = 0
+        self._lost = 0 if written == len(data) else self._lost + 1
+
+    def flush(self):
+        pass
+
+
 class _SyslogObserver:
     def __init__(self, facility):
         self._facility = getattr(syslog, "LOG_" + facility.upper())
@@ -110,7 +138,7 @@ class HoneypotService(Service):
         cert, key, tls_options = self._tls(data_dir)
         spool_dir = data_dir / "spool"
         self.disk = DiskWorker(self.reactor, spool_dir, *(ids or ()))
-        spool = Spool(spool_dir, self.disk)
+        spool = Spool(spool_dir, self.disk, self.reactor)
         spool.recover(config.server.sensor_name)
         store_dirs = storer.store_dirs(config)
         counting = metrics.prepare(config)
@@ -233,7 +261,7 @@ class HoneypotService(Service):
         settings = self.config.logger
         level = LogLevel.levelWithName(settings.level)
         if settings.file:
-            stream = open(self.config.data_path(settings.file), "a", encoding="utf-8")
+            stream = _LogFile(self.config.data_path(settings.file))
             self.observers.append(textFileLogObserver(stream))
         if settings.syslog:
             self.observers.append(_SyslogObserver(settings.syslog_facility))

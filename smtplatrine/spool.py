@@ -19,12 +19,19 @@ client get its 250.  Commits are grouped: messages that end while a sync
 runs share the next one.  Creating files and syncing are the disk worker's
 (:mod:`smtplatrine.disk`); message files are created ahead, ``reserve`` at a
 time.
+
+A full disk is a state, not an accident: a message that cannot be written
+is refused and removed, a session record that cannot be written is kept in
+memory (up to ``_UNSAVED_BYTES``) and tried again, and :func:`free_space`
+tells the SMTP side to refuse mail before it comes to that.
 """
 
+import contextlib
 import hashlib
 import json
 import os
 import uuid
+from collections import deque
 
 from twisted.internet import defer
 from twisted.logger import Logger
@@ -37,6 +44,17 @@ log = Logger()
 # Syncs under way at once: a message that ends while one runs need not wait
 # for it to finish; the kernel merges their journal commits.
 _SYNCS_IN_FLIGHT = 3
+# Session records the disk refused, kept to be tried again (as JSON bytes),
+# and how often they are.
+_UNSAVED_BYTES = 16 * 2**20
+_RETRY_AFTER = 5.0
+
+
+def free_space(path):
+    """The bytes an unprivileged writer may still use on the file system
+    of *path*."""
+    stat = os.statvfs(path)
+    return stat.f_bavail * stat.f_frsize
 
 
 def read_metadata(path):
@@ -59,7 +77,8 @@ def _open_empty(path):
 class SpoolFile:
     """A message: raw bytes go to ``ID.eml`` as they arrive, its metadata to
     ``ID.json`` when it ends (files the disk worker may have created ahead).
-    ``limit``, the most bytes it keeps, is set when it is used."""
+    ``limit``, the most bytes it keeps, is set when it is used.  ``error``
+    is the OSError that stopped its writing (a full disk), if one did."""
 
     def __init__(self, directory, message_id):
         self.message_id = uuid.UUID(message_id)
@@ -67,20 +86,27 @@ class SpoolFile:
         self.limit = 0
         self.size = 0
         self.truncated = False
+        self.error = None
         self._sha256 = hashlib.sha256()
         self._file = _open_empty(self.path)
         self._metadata_file = _open_empty(self.path.with_suffix(".json"))
 
     def write(self, data):
-        """Append *data*, keeping at most ``limit`` bytes in all."""
+        """Append *data*, keeping at most ``limit`` bytes in all.  Once a
+        write has failed the rest is only counted, in ``size``."""
         room = self.limit - self.size
         if len(data) > room:
             self.truncated = True
             data = data[:room]
-        if data:
-            self._file.write(data)
+        if not data:
+            return
+        if self.error is None:
+            try:
+                self._file.write(data)
+            except OSError as e:
+                self.error = e
             self._sha256.update(data)
-            self.size += len(data)
+        self.size += len(data)
 
     @property
     def sha256(self):
@@ -89,36 +115,52 @@ class SpoolFile:
     def complete(self, metadata):
         """End the message: write *metadata*, with size and hash, beside it."""
         self._file.close()
-        record = dict(metadata, size=self.size, sha256=self.sha256,
-                      truncated=self.truncated)
+        self.metadata = dict(metadata, size=self.size, sha256=self.sha256,
+                             truncated=self.truncated)
         with self._metadata_file as f:
-            f.write(json.dumps(record, sort_keys=True).encode("ascii") + b"\n")
+            f.write(json.dumps(self.metadata, sort_keys=True).encode("ascii") + b"\n")
 
     def remove(self):
         for f in (self._file, self._metadata_file):
-            f.close()
+            # Closing flushes what is buffered, which a full disk refuses.
+            with contextlib.suppress(OSError):
+                f.close()
         for path in (self.path, self.path.with_suffix(".json")):
-            os.unlink(path)
+            path.unlink(missing_ok=True)
 
 
 class Spool:
     """Durable spool directory; *disk* does the work that waits on the disk
-    (a :class:`~smtplatrine.disk.DiskWorker`, or a ``LocalDisk`` in tests).
+    (a :class:`~smtplatrine.disk.DiskWorker`, or a ``LocalDisk`` in tests),
+    *clock* schedules new tries of the session records it refused.
     ``ready(kind, id)``, when set, hears of each message (``"message"``)
     and session record (``"session"``) once it is on disk."""
 
-    def __init__(self, root, disk, reserve=64):
+    def __init__(self, root, disk, clock=None, reserve=64):
         self.root = root
         self.ready = None
         self.messages = root / "messages"
         self._disk = disk
+        self._clock = clock
         self._pending = []
         self._syncing = 0
         self._reserve = reserve
         self._ready = []
         self._refilling = False
+        # Session records the disk refused: (record, its size as JSON).
+        self._unsaved = deque()
+        self._unsaved_bytes = 0
+        self._retrying = False
+        self.sessions_lost = 0
         for directory in (self.messages, root / "sessions"):
             directory.mkdir(parents=True, exist_ok=True)
+
+    def has_room(self, size, limit, min_free):
+        """Whether the spool's file system takes a message of *size* bytes
+        (0: not said) while messages may have *limit* bytes, keeping
+        *min_free* bytes free: Postfix's test at MAIL (queue_minfree)."""
+        free = free_space(self.messages)
+        return free > min_free and size < free - min_free and limit < free / 1.5
 
     def open(self, limit):
         """A new message file that keeps at most *limit* bytes."""
@@ -135,7 +177,8 @@ class Spool:
         def done(result):
             self._refilling = False
             if isinstance(result, Failure):
-                log.failure("spool: cannot create message files", result)
+                log.error("spool: cannot create message files ahead: {error}",
+                          error=str(result.value))
             else:
                 self._ready.extend(result["ids"])
 
@@ -143,7 +186,10 @@ class Spool:
                            ).addBoth(done)
 
     def commit(self, spool_file, metadata):
-        """End *spool_file* with *metadata*; fires once both are on disk."""
+        """End *spool_file* with *metadata*; fires once both are on disk,
+        fails with the OSError that kept them from it."""
+        if spool_file.error is not None:
+            return defer.fail(spool_file.error)
         try:
             spool_file.complete(metadata)
         except OSError as e:
@@ -166,8 +212,9 @@ class Spool:
                 if isinstance(result, Failure):
                     d.errback(result)
                 else:
-                    self._announce("message", spool_file.path.stem)
+                    # Its session may yet say it was never acknowledged.
                     d.callback(spool_file)
+                    self._announce("message", spool_file.path.stem)
             self._sync_next()
 
         self._disk.request(op="sync").addBoth(fire)
@@ -176,10 +223,62 @@ class Spool:
         """Forget a message that was never accepted nor worth keeping."""
         spool_file.remove()
 
+    def unacknowledged(self, spool_file):
+        """Say of a committed message that its client never got the 250
+        (the connection was gone when its commit ended)."""
+        try:
+            write_json(spool_file.path.with_suffix(".json"),
+                       dict(spool_file.metadata, acknowledged=False))
+        except OSError as e:
+            log.error("spool: cannot mark message {message} unacknowledged: {error}",
+                      message=spool_file.path.stem, error=str(e))
+
     def save_session(self, record):
-        """Write the record of a finished connection."""
+        """Write the record of a finished connection.  One the disk refuses
+        is kept and tried again every few seconds, while those kept take at
+        most ``_UNSAVED_BYTES``; past that it is lost, and counted in
+        ``sessions_lost``.  Fires when it is written or kept."""
         d = self._disk.request(op="session", record=record)
-        return d.addCallback(lambda _: self._announce("session", record["session"]))
+        return d.addCallbacks(lambda _: self._announce("session", record["session"]),
+                              self._refused, errbackArgs=(record,))
+
+    def _refused(self, failure, record):
+        failure.trap(OSError)
+        size = len(json.dumps(record))
+        if self._unsaved_bytes + size > _UNSAVED_BYTES:
+            self.sessions_lost += 1
+            log.error("spool: session record {session} lost ({error}); {lost} lost"
+                      " so far", session=record["session"], error=str(failure.value),
+                      lost=self.sessions_lost)
+            return
+        if not self._unsaved:
+            log.error("spool: cannot write session records ({error}); keeping them"
+                      " in memory and trying again", error=str(failure.value))
+        self._unsaved.append((record, size))
+        self._unsaved_bytes += size
+        if not self._retrying and self._clock is not None:
+            self._retrying = True
+            self._clock.callLater(_RETRY_AFTER, self._save_unsaved)
+
+    def _save_unsaved(self):
+        """Try the kept session records again, oldest first, one at a time."""
+        if not self._unsaved:
+            self._retrying = False
+            log.info("spool: kept session records written")
+            return
+        record, size = self._unsaved[0]
+
+        def written(_):
+            self._unsaved.popleft()
+            self._unsaved_bytes -= size
+            self._announce("session", record["session"])
+            self._clock.callLater(0, self._save_unsaved)
+
+        def refused(failure):
+            failure.trap(OSError)
+            self._clock.callLater(_RETRY_AFTER, self._save_unsaved)
+
+        self._disk.request(op="session", record=record).addCallbacks(written, refused)
 
     def _announce(self, kind, item):
         if self.ready is not None:
@@ -207,6 +306,6 @@ class Spool:
                         "size": path.stat().st_size}
             write_json(json_path, metadata)
             log.warn("spool: kept unfinished message {message}", message=path.stem)
-        for path in (self.root / "sessions").glob("*.tmp"):
+        for path in [*self.messages.glob("*.tmp"), *(self.root / "sessions").glob("*.tmp")]:
             path.unlink()
         syncfs(self.messages)

@@ -228,8 +228,11 @@ class StoringProcess(child.ChildProcess):
         self.transport.registerProducer(self, True)
 
     def pauseProducing(self):
-        """The pipe is full: the process does not read for now."""
-        self._waiting = 0
+        """The pipe is full: the process does not read for now.  (The pipe
+        says so at every write while it is full: only the first starts
+        the count.)"""
+        if self._waiting is None:
+            self._waiting = 0
 
     def resumeProducing(self):
         self._waiting = None

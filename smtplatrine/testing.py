@@ -67,7 +67,7 @@ def make_factory(spool_dir, config=None, tls_options=None, disk=None):
     spool_dir = Path(spool_dir)
     factory = HoneypotFactory(
         config or make_config(), POSTFIX, clock,
-        Spool(spool_dir, disk or LocalDisk(spool_dir)),
+        Spool(spool_dir, disk or LocalDisk(spool_dir), clock),
         Events(clock, [output]), tls_options)
     factory.output = output
     return factory
@@ -91,6 +91,13 @@ class TLSStringTransport(StringTransport):
 
     def startTLS(self, context_factory):
         self.tls = context_factory
+
+
+def settle(clock):
+    """Run the calls *clock* has due now, and those they schedule for now
+    (a session's commands past one reactor turn's share), until none is."""
+    while any(call.getTime() <= clock.seconds() for call in clock.getDelayedCalls()):
+        clock.advance(0)
 
 
 def connect(factory, peer=("192.0.2.7", 40000), server=("198.51.100.1", 25)):

@@ -18,6 +18,7 @@ from pathlib import Path
 import MySQLdb
 import MySQLdb.cursors
 
+from smtplatrine.spool import free_space
 from tests.ci import unavailable
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -40,6 +41,35 @@ def require_root(what):
     that fails (``.ci/run`` runs as root)."""
     if os.geteuid() != 0:
         raise unavailable(f"{what} needs a test run as root")
+
+
+class SmallFileSystem:
+    """A tmpfs of *size* (say "64m") mounted on a new directory, ``path``,
+    that :meth:`fill` fills (mounting needs root: see :func:`require_root`)."""
+
+    def __init__(self, size):
+        require_root("mounting a tmpfs")
+        self.path = Path(tempfile.mkdtemp(prefix="smtplatrine-fs-"))
+        self.path.chmod(0o755)
+        subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size},mode=0755", "tmpfs",
+                        str(self.path)], check=True)
+        self.filler = self.path / "filler"
+
+    def fill(self, leave=0):
+        """Write ``filler`` until at most *leave* bytes are free."""
+        with open(self.filler, "ab", buffering=0) as f:
+            for size in (1 << 20, 4096, 1):
+                with contextlib.suppress(OSError):
+                    while free_space(self.path) - size >= leave:
+                        f.write(b"\0" * size)
+
+    def empty(self):
+        """Remove ``filler``: room again."""
+        self.filler.unlink(missing_ok=True)
+
+    def remove(self):
+        subprocess.run(["umount", "-l", str(self.path)], check=False)
+        self.path.rmdir()
 
 
 def free_port(family=socket.AF_INET, host="127.0.0.1"):
@@ -196,6 +226,7 @@ class Honeypot:
         # Enrichers would ask the machine's DNS resolvers: only on request.
         sections.setdefault("meta", {"meta_enable": "false"})
         sections["server"].setdefault("data_dir", self.data)
+        self.data = Path(sections["server"]["data_dir"])
         # Every test client is 127.0.0.1: no per-client limits or smart bans
         # unless a test sets them (tests/test_acl*.py, bench/per_client.py).
         protection = sections["protection"] = dict(sections.get("protection", {}))

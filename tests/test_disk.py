@@ -99,5 +99,5 @@ class DiskProgramTests(unittest.TestCase):
         self.recorder.fail_syncs = True
         self.run_program({"op": "sync"})
         self.assertEqual(self.recorder.log, [
-            ("answer", {"errno": 5, "error": "[Errno 5] Input/output error", "id": 1})])
+            ("answer", {"errno": 5, "error": "Input/output error", "id": 1})])
         self.assertIsNone(self.recorder.durable(self.message))

@@ -6,7 +6,9 @@ smtpd, B has ``smtpd_helo_required = yes``, C has Dovecot SASL, D has
 ``message_size_limit = 1000``.  Each probe is replayed to the honeypot in
 memory and its replies must be Postfix's, byte for byte.  Where the
 honeypot answers otherwise on purpose (``DELIBERATE``), the test asserts
-the reply it gives instead; no probe is skipped.
+the reply it gives instead; no probe is skipped.  A probe that filled the
+queue file system gets a spool that has no room and message files on
+/dev/full (tests/test_hostile_postfix.py fills a real one).
 """
 
 import json
@@ -15,7 +17,8 @@ from pathlib import Path
 
 from twisted.trial import unittest
 
-from smtplatrine.testing import connect, make_config, make_factory
+from smtplatrine import spool as spool_module
+from smtplatrine.testing import connect, make_config, make_factory, settle
 
 PROBES = json.loads((Path(__file__).parent / "data" / "postfix_replies.json").read_text())
 
@@ -23,7 +26,8 @@ PROBES = json.loads((Path(__file__).parent / "data" / "postfix_replies.json").re
 # (helo_session, vrfy_postmaster, data_empty_message).
 RCPT_OK = "250 2.1.5 Ok\r\n"
 DATA_GO = "354 End data with <CR><LF>.<CR><LF>\r\n"
-QUEUED = "250 2.0.0 Ok: queued as QUEUEID\r\n"
+# (With a queue id of the usual length: the replay reads as many bytes.)
+QUEUED = "250 2.0.0 Ok: queued as 0123456789A\r\n"
 NEED_HELO = "503 5.5.1 Error: send HELO/EHLO first\r\n"
 NEED_MAIL = "503 5.5.1 Error: need MAIL command\r\n"
 # How Postfix refused the recipients of the relay probes.
@@ -119,26 +123,59 @@ def config_for(probe, compliant=True):
     return make_config(smtp=smtp, smtp_features={"auth": auth})
 
 
+# The steps of a probe that sent nothing but did something.
+FILLED, SHUT = "<queue file system filled>", "<SHUT_WR>"
+
+
 def replay(testcase, probe, exchange, closed, compliant=True):
-    """Replay *probe*'s client side; the replies must be *exchange*'s and
-    the connection closed at the end if *closed*."""
+    """Replay *probe*'s client side, reading after each step, as the
+    recorder did, as many bytes as *exchange* has for it (what a step does
+    not read, the next one does), error sleeps let pass until they have
+    come; the replies must be *exchange*'s and the connection closed at
+    the end if *closed*."""
     factory = make_factory(testcase.mktemp(), config_for(probe, compliant),
                            tls_options=object())
+    clock = factory.clock
     protocol, transport = connect(factory)
     testcase.assertEqual(transport.value().decode("latin-1"), exchange[0][1])
+    transport.clear()
+    unread = b""
     for sent, expected in exchange[1:]:
+        if sent == SHUT:
+            protocol.readConnectionLost()
+        elif sent == FILLED:
+            fill(testcase, factory.spool)
+        else:
+            protocol.dataReceived(sent.encode("latin-1"))
+        settle(clock)
+        while (len(unread) + len(transport.value()) < len(expected)
+               and any(c.getTime() <= clock.seconds() + 1 for c in clock.getDelayedCalls())):
+            clock.advance(1)
+            settle(clock)
+        unread += transport.value()
         transport.clear()
-        protocol.dataReceived(sent.encode("latin-1"))
-        # A reply held back by the error sleep comes a second later.
-        for _ in range(3):
-            if transport.value():
-                break
-            factory.clock.advance(1)
-        testcase.assertEqual(normalise(transport.value().decode("latin-1")),
-                             normalise(expected), (probe["name"], sent))
+        got, unread = unread[:len(expected)], unread[len(expected):]
+        testcase.assertEqual(normalise(got.decode("latin-1")), normalise(expected),
+                             (probe["name"], sent))
         if transport.tls is not None:
             return  # The TLS handshake is for the end-to-end tests.
+    testcase.assertEqual(unread, b"", probe["name"])
     testcase.assertEqual(transport.disconnecting, closed, probe["name"])
+
+
+def fill(testcase, spool):
+    """*spool*'s file system as full as it gets: no free space, and the
+    message files it opens from now on on /dev/full."""
+    testcase.patch(spool_module, "free_space", lambda path: 0)
+    opened = spool.open
+
+    def full(limit):
+        spool_file = opened(limit)
+        spool_file._file.close()
+        spool_file._file = open("/dev/full", "wb")
+        return spool_file
+
+    testcase.patch(spool, "open", full)
 
 
 class PostfixPersonaTests(unittest.TestCase):

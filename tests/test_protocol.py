@@ -10,7 +10,8 @@ from pathlib import Path
 
 from twisted.trial import unittest
 
-from smtplatrine.testing import HeldDisk, connect, make_config, make_factory, spooled
+from smtplatrine.testing import (HeldDisk, connect, make_config, make_factory, settle,
+                                 spooled)
 
 EHLO = b"EHLO client.example.org\r\n"
 REPLY = re.compile(rb"\A(?:[2-5]\d\d-[^\r\n]*\r\n)*[2-5]\d\d [^\r\n]*\r\n\Z")
@@ -35,6 +36,7 @@ class SessionTestCase(unittest.TestCase):
     def send(self, data):
         self.transport.clear()
         self.protocol.dataReceived(data)
+        settle(self.clock)
         return self.transport.value()
 
     def spooled(self):
@@ -605,11 +607,12 @@ class PipeliningTests(SessionTestCase):
 
     def test_reading_paused_while_waiting(self):
         """While a reply waits, more than 64 KB read ahead pauses reading."""
-        self.connect(disk=HeldDisk)
+        self.connect(make_config(smtp={"junk_command_limit": 20000}), disk=HeldDisk)
         self.send(EHLO + b"MAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nDATA\r\nhi\r\n.\r\n")
         self.send(b"NOOP\r\n" * 12000)
         self.assertEqual(self.transport.producerState, "paused")
         self.factory.spool._disk.syncs.pop().callback({})
+        settle(self.clock)
         self.assertEqual(self.transport.producerState, "producing")
         self.assertEqual(self.transport.value().count(b"250 2.0.0 Ok\r\n"), 12000)
 
@@ -622,22 +625,30 @@ class PipeliningTests(SessionTestCase):
 class SpoolFailureTests(SessionTestCase):
 
     def fail_with(self, code):
+        """The reply to a message whose sync fails with *code*."""
         self.connect(disk=HeldDisk)
         self.send(EHLO)
         self.transaction(b"x\r\n.\r\n")
         self.factory.spool._disk.syncs.pop().errback(OSError(code, "injected"))
-        self.assertEqual(len(self.flushLoggedErrors(OSError)), 1)
         return self.transport.value().split(b"\r\n")[-2] + b"\r\n"
 
     def test_disk_full(self):
-        """A full disk gets 452, never 250."""
+        """A sync that a full disk refuses gets 451, never 250, and the
+        message is removed, as Postfix's queue file (probe data_queue_full)."""
         self.assertEqual(self.fail_with(errno.ENOSPC),
-                         b"452 4.3.1 Insufficient system storage\r\n")
+                         b"451 4.3.0 Error: queue file write error\r\n")
+        [envelope] = self.protocol.record.envelopes
+        self.assertFalse((self.factory.spool.messages / f"{envelope.message}.eml").exists())
 
     def test_fsync_failure(self):
         """A failed fsync gets 451, never 250."""
         self.assertEqual(self.fail_with(errno.EIO),
                          b"451 4.3.0 Error: queue file write error\r\n")
+
+    def test_file_too_big_for_disk(self):
+        """A file the file system will not let grow gets Postfix's 552."""
+        self.assertEqual(self.fail_with(errno.EFBIG),
+                         b"552 5.3.4 Message size exceeds file system imposed limit\r\n")
 
 
 class LimitTests(SessionTestCase):
@@ -778,3 +789,90 @@ class RecordTests(SessionTestCase):
         record = self.close()
         self.assertEqual(len(record["transcript"]), 10)
         self.assertIn("transcript_truncated", record["flags"])
+
+    def test_envelopes_bounded_by_count(self):
+        """Past envelope_limit envelopes the record only counts them; each
+        message still keeps its whole envelope."""
+        self.connect(make_config(smtp={"envelope_limit": 2}))
+        self.send(EHLO)
+        for n in range(3):
+            self.send(b"MAIL FROM:<a%d@b>\r\nRCPT TO:<c@d>\r\nRCPT TO:<e@f>\r\nRSET\r\n" % n)
+        self.transaction(b"x\r\n.\r\n")
+        [(metadata, _)] = self.spooled()
+        self.assertEqual(metadata["rcpts"], ["c@d.example"])
+        record = self.close()
+        self.assertEqual([e["mail_from"] for e in record["envelopes"]], ["a0@b", "a1@b"])
+        self.assertEqual((record["envelopes_dropped"], record["recipients_dropped"]), (2, 3))
+        self.assertIn("envelopes_truncated", record["flags"])
+
+    def test_envelopes_bounded_by_bytes(self):
+        """Past envelope_bytes_limit bytes of addresses recipients are only
+        counted, but the message is spooled with all of them."""
+        self.connect(make_config(smtp={"envelope_bytes_limit": 20}))
+        self.send(EHLO)
+        self.transaction(b"x\r\n.\r\n", rcpts=[b"<%d@example.org>" % n for n in range(3)])
+        [(metadata, _)] = self.spooled()
+        self.assertEqual(metadata["rcpts"], ["0@example.org", "1@example.org",
+                                             "2@example.org"])
+        record = self.close()
+        # a@b.example (11 bytes) and one recipient (13 bytes) are over 20.
+        self.assertEqual(record["envelopes"][0]["rcpts"], [])
+        self.assertEqual(record["recipients_dropped"], 3)
+
+
+class FlowTests(SessionTestCase):
+    """Reading and answering as the transport and the reactor allow."""
+
+    def setUp(self):
+        self.connect(make_config(smtp={"junk_command_limit": 100000}))
+
+    def test_full_write_buffer_stops_answers(self):
+        """While the transport's write buffer is full nothing is answered;
+        past 64 KB unanswered reading pauses; once it drains all is answered."""
+        self.protocol.pauseProducing()
+        self.assertEqual(self.send(b"NOOP\r\n" * 1000), b"")
+        self.assertEqual(self.transport.producerState, "producing")
+        self.send(b"NOOP\r\n" * 11000)
+        self.assertEqual(self.transport.producerState, "paused")
+        self.protocol.resumeProducing()
+        settle(self.clock)
+        self.assertEqual(self.transport.value(), b"250 2.0.0 Ok\r\n" * 12000)
+        self.assertEqual(self.transport.producerState, "producing")
+
+    def test_commands_per_turn(self):
+        """One read of many commands is answered a share per reactor turn,
+        reading paused meanwhile."""
+        self.protocol.dataReceived(b"NOOP\r\n" * 100)
+        share = len(self.transport.value())
+        self.assertLess(share, len(b"250 2.0.0 Ok\r\n" * 100))
+        self.assertEqual(self.transport.producerState, "paused")
+        settle(self.clock)
+        self.assertEqual(self.transport.value(), b"250 2.0.0 Ok\r\n" * 100)
+        self.assertEqual(self.transport.producerState, "producing")
+
+    def test_acknowledged_only_if_answered(self):
+        """A message whose client is gone before its commit ends is kept
+        as never acknowledged."""
+        self.connect(disk=HeldDisk)
+        self.send(EHLO)
+        self.transaction(b"x\r\n.\r\n")
+        self.protocol.connectionLost(None)
+        self.factory.spool._disk.syncs.pop().callback({})
+        [(metadata, raw)] = self.spooled()
+        self.assertEqual((metadata["acknowledged"], raw), (False, b"x\r\n"))
+        [spooled] = [e for e in self.factory.output.events
+                     if e["eventid"] == "smtplatrine.message.spooled"]
+        self.assertFalse(spooled["acknowledged"])
+
+    def test_plaintext_during_starttls_sleep(self):
+        """What arrives while the 220 to STARTTLS waits out the error sleep
+        is dropped when TLS starts, flagged, and never run."""
+        self.send(EHLO + b"FOO\r\n" * 10)
+        self.assertEqual(self.send(b"STARTTLS\r\n"), b"")
+        self.protocol.dataReceived(b"EHLO injected\r\nMAIL FROM:<injected@x>\r\n")
+        self.clock.advance(1)
+        self.assertEqual(self.transport.value(), b"220 2.0.0 Ready to start TLS\r\n")
+        self.assertIsNotNone(self.transport.tls)
+        record = self.close()
+        self.assertIn("starttls_injection", record["flags"])
+        self.assertNotIn("injected", json.dumps(record))

@@ -1,15 +1,18 @@
 """The spool: grouped durable commits, files created ahead, crash recovery."""
 
+import errno
 import hashlib
 import json
 from pathlib import Path
 
+from twisted.internet import defer
+from twisted.internet.task import Clock
 from twisted.trial import unittest
 
 from smtplatrine import spool as spool_module
 from smtplatrine.disk import LocalDisk
 from smtplatrine.spool import Spool, read_metadata
-from smtplatrine.testing import HeldDisk, spooled
+from smtplatrine.testing import HeldDisk, settle, spooled
 
 
 class SpoolTests(unittest.TestCase):
@@ -98,3 +101,66 @@ class SpoolTests(unittest.TestCase):
         self.spool.discard(message)
         self.assertFalse(message.path.exists())
         self.assertFalse(message.path.with_suffix(".json").exists())
+
+
+class FullDisk(LocalDisk):
+    """Disk work done at once; session records refused while ``full``."""
+
+    full = True
+
+    def request(self, **request):
+        if request["op"] == "session" and self.full:
+            return defer.fail(OSError(errno.ENOSPC, "No space left on device"))
+        return super().request(**request)
+
+
+class FullDiskTests(unittest.TestCase):
+
+    def setUp(self):
+        root = Path(self.mktemp())
+        self.clock = Clock()
+        self.disk = FullDisk(root)
+        self.spool = Spool(root, self.disk, self.clock)
+        self.ready = []
+        self.spool.ready = lambda kind, item: self.ready.append(item)
+
+    def record(self, session):
+        return {"session": session, "transcript": [[1.0, "C", "x" * 100]]}
+
+    def test_session_records_kept_until_written(self):
+        """Session records the disk refuses are kept, tried again every few
+        seconds, and written in order once it takes them."""
+        for session in ("a", "b"):
+            self.successResultOf(self.spool.save_session(self.record(session)))
+        self.clock.advance(5)
+        self.assertEqual(self.ready, [])
+        self.disk.full = False
+        self.clock.advance(5)
+        settle(self.clock)
+        self.assertEqual(self.ready, ["a", "b"])
+        for session in ("a", "b"):
+            path = self.spool.root / "sessions" / f"{session}.json"
+            self.assertEqual(json.loads(path.read_text()), self.record(session))
+        self.assertEqual(self.spool.sessions_lost, 0)
+
+    def test_session_records_counted_past_bound(self):
+        """Past the bytes kept, refused records are counted as lost."""
+        self.patch(spool_module, "_UNSAVED_BYTES", 300)
+        for session in "abcd":
+            self.spool.save_session(self.record(session))
+        self.assertEqual(self.spool.sessions_lost, 2)
+        self.disk.full = False
+        self.clock.advance(5)
+        settle(self.clock)
+        self.assertEqual(self.ready, ["a", "b"])
+
+    def test_write_error_refuses_commit(self):
+        """A message whose writing failed cannot be committed, and is removed."""
+        message = self.spool.open(100000)
+        message._file = open("/dev/full", "wb", buffering=0)  # as full as a disk gets
+        self.addCleanup(message._file.close)
+        message.write(b"x" * 10000)
+        self.assertEqual((message.size, message.error.errno), (10000, errno.ENOSPC))
+        self.failureResultOf(self.spool.commit(message, {}), OSError)
+        self.spool.discard(message)
+        self.assertFalse(message.path.exists())

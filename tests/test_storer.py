@@ -113,6 +113,19 @@ class StoringProcessTests(unittest.TestCase):
         process.write(event)
         self.assertEqual(process.transport.value().count(b"\n"), written + 1)
 
+    def test_pipe_full_at_every_write(self):
+        """A pipe says it is full at every write while it is (as
+        abstract.FileDescriptor does): the bytes waiting stay within
+        MAX_WAITING all the same."""
+        process = StoringProcess(self.reactor, config_module.load(), None, [].append)
+        process.makeConnection(StringTransport())
+        logged(self)
+        event = {"eventid": "smtplatrine.rcpt", "rcpt": "x" * 1000}
+        for _ in range(2000):
+            process.pauseProducing()
+            process.write(event)
+        self.assertLessEqual(len(process.transport.value()), MAX_WAITING)
+
     def test_child_log_events_logged_here(self):
         """A log event of the child, as Twisted serialises it, is logged by
         the server with its fields, even when it arrives in pieces."""

@@ -1,14 +1,11 @@
 """The listening side: one factory shared by every listener of a sensor."""
 
 from twisted.internet.protocol import Factory, Protocol
-from twisted.logger import Logger
 
 from smtplatrine import acl
 from smtplatrine.persona import wire
 from smtplatrine.smtp.protocol import ABORT_AFTER, SMTPSession
 from smtplatrine.smtp.record import identity
-
-log = Logger()
 
 # Refusals past the global limit; the others come from acl.Guard.
 BUSY = "busy"
@@ -99,6 +96,4 @@ class HoneypotFactory(Factory):
         if ban is not None:
             record.flag("banned")
             self.ban_event(session.identity, ban)
-        self.spool.save_session(record.to_json()).addErrback(
-            lambda f: log.failure("spool: cannot save session {session}", f,
-                                  session=session.identity["session"]))
+        self.spool.save_session(record.to_json())

@@ -1,21 +1,33 @@
 """One SMTP session: the persona's replies, the capture, the limits.
 
 Input is scanned, never trusted: a command line is kept up to
-``line_length_limit`` bytes (the rest is skipped, as Postfix does), DATA is
-scanned in chunks for CRLF.CRLF and streamed into the spool, BDAT chunks are
-counted.  Commands are answered strictly in order: while one waits on a
-Deferred (a spool commit, an error delay) reading is paused and later
-pipelined commands wait in the buffer.
+``line_length_limit`` bytes (the rest is skipped, as Postfix does) and ends
+at LF, every CR before it removed; DATA is scanned in chunks for CRLF.CRLF
+(or CRLF "." CR... LF, as Postfix takes it) and streamed into the spool,
+BDAT chunks are counted.  Commands are answered strictly in order: while one
+waits on a Deferred (a spool commit, an error delay) later pipelined
+commands wait in the buffer.
+
+Answering stops (:meth:`SMTPSession._hold`) while the transport's write
+buffer is full (the session is its push producer), while STARTTLS waits
+for its handshake, and for the rest of a reactor turn once a session has
+handled ``_COMMANDS_PER_TURN`` commands, so that one client never holds the
+server.  Reading stops with it, but for a full write buffer: there reading
+stops once more than 64 KB wait unanswered, as it does behind a pending
+reply (a TLS layer pauses its producer until its handshake is done, and
+must read to get it done).
 """
 
 import errno
 import ipaddress
 import re
 import secrets
+import socket
 
 import attrs
 
-from twisted.internet.interfaces import IHandshakeListener, ISSLTransport
+from twisted.internet.interfaces import (IHalfCloseableProtocol, IHandshakeListener,
+                                         IPushProducer, ISSLTransport)
 from twisted.internet.protocol import Protocol
 from twisted.logger import Logger
 from zope.interface import implementer
@@ -32,9 +44,20 @@ COMMAND, DATA, BDAT, AUTH = "command", "data", "bdat", "auth"
 _HOLD = 4
 # Seconds a closing connection has to take its last reply.
 ABORT_AFTER = 5
-# Bytes read ahead while a reply waits; past that, reading pauses.
+# Bytes read ahead while answering waits; past that, reading pauses.
 _MAX_WAITING = 65536
-# End-of-data variants that SMTP smuggling relies on; only CRLF.CRLF ends DATA.
+# What stops reading as well as answering (see _hold).
+_READING_HOLDS = frozenset({"waiting", "starttls", "turn"})
+# Commands (or DATA and BDAT pieces) handled in one go; then the session
+# waits for the next turn of the reactor, so that the others get theirs.
+_COMMANDS_PER_TURN = 20
+# The CRs that may stand between "." and LF at the end of DATA (Postfix
+# removes every CR before an LF, in a line of at most 2048 bytes).
+_MAX_CRS = 2046
+# Commands that Postfix counts against smtpd_junk_command_limit.
+_JUNK = frozenset({"HELO", "EHLO", "RSET", "NOOP", "VRFY", "ETRN"})
+# End-of-data variants that SMTP smuggling relies on; DATA ends only at
+# CRLF "." CRLF (or with more CRs before the LF).
 _SMUGGLING_LF = (b"\n.\n", b"\n.\r\n", b"\r\n.\n")
 # Recipients past the limit that are refused before each further one counts
 # as an error (Postfix's smtpd_recipient_overshoot_limit, default 1000).
@@ -44,8 +67,36 @@ _BLANKS = re.compile(r"[ \t]+")
 
 
 def _spool_error(error):
-    """The reply for a spool that failed with *error*."""
-    return "no_space" if getattr(error, "errno", None) == errno.ENOSPC else "write_error"
+    """The reply for a message the spool could not keep because of *error*,
+    as Postfix's for its queue file."""
+    return "too_big_for_disk" if getattr(error, "errno", None) == errno.EFBIG else "write_error"
+
+
+def _end_of_data(buf):
+    """Where DATA ends in *buf*: (the index of the CRLF before the dot, the
+    index after the LF, the CRs before that LF), or None."""
+    start = 0
+    while (found := buf.find(b"\r\n.\r", start)) >= 0:
+        run = buf[found + 3:found + 4 + _MAX_CRS]
+        crs = len(run) - len(run.lstrip(b"\r"))
+        if crs <= _MAX_CRS and run[crs:crs + 1] == b"\n":
+            return found, found + 4 + crs, crs
+        start = found + 1
+    return None
+
+
+def _partial_end(buf):
+    """Where a possible end of DATA starts at the end of *buf* (CR, CRLF,
+    CRLF "." and CRs), else len(buf)."""
+    tail = len(buf) - (_MAX_CRS + 3)
+    dot = buf.rfind(b"\r\n.", max(tail, 0))
+    if dot >= 0 and not buf[dot + 3:].strip(b"\r"):
+        return dot
+    if buf.endswith(b"\r\n"):
+        return len(buf) - 2
+    if buf.endswith(b"\r"):
+        return len(buf) - 1
+    return len(buf)
 
 
 _LABEL = re.compile(r"[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?")
@@ -77,9 +128,15 @@ def _is_utf8(text):
     return True
 
 
-@implementer(IHandshakeListener)
+@implementer(IHandshakeListener, IHalfCloseableProtocol, IPushProducer)
 class SMTPSession(Protocol):
-    """The server side of one connection; ``factory`` holds what is shared."""
+    """The server side of one connection; ``factory`` holds what is shared.
+
+    It is its transport's push producer: a full write buffer (a client that
+    does not read its replies) pauses it until the buffer drains, so that
+    what waits to be sent stays within the transport's ``bufferSize``
+    (64 KB) and one reply.
+    """
 
     def connectionMade(self):
         factory = self.factory
@@ -92,6 +149,11 @@ class SMTPSession(Protocol):
         self.record = SessionRecord(identity=self.identity, start=now)
         self._buffer = b""
         self._offset = 0
+        # Why answering, and perhaps reading, waits (see _hold).
+        self._holds = set()
+        self._input_ended = False
+        self._junk_commands = 0
+        self._junk = False
         # What the client sent first, to tell SMTP from TLS, HTTP or binary.
         self.first_bytes = b""
         self._mode = COMMAND
@@ -112,6 +174,8 @@ class SMTPSession(Protocol):
         if hasattr(self.transport, "setTcpNoDelay"):
             # One write per reply: Nagle would only hold replies back.
             self.transport.setTcpNoDelay(True)
+        self.transport.registerProducer(self, True)
+        self._producing = True
         factory.events.emit("smtplatrine.session.connect", self.identity)
         self._schedule_watchdog()
         if self.config.greet_delay:
@@ -129,8 +193,39 @@ class SMTPSession(Protocol):
     def _release(self):
         """Answer again after a wait (greeting delay, error sleep, commit)."""
         self._busy = False
-        if self.connected:
+
+    def _hold(self, reason):
+        """Stop answering for *reason*: "output" (the write buffer is
+        full), "starttls" (until the handshake starts), "turn" (until the
+        next turn of the reactor); and stop reading, but for "output".
+        "waiting" (too much read and not answered) stops only reading."""
+        reading = self._reading()
+        self._holds.add(reason)
+        if reading and not self._reading():
+            self.transport.pauseProducing()
+
+    def _unhold(self, reason):
+        if reason not in self._holds:
+            return
+        reading = self._reading()
+        self._holds.remove(reason)
+        if not reading and self._reading() and self.connected:
             self.transport.resumeProducing()
+
+    def _reading(self):
+        return not (self._holds & _READING_HOLDS or self._input_ended)
+
+    # --- output flow: the transport pauses and resumes us ---------------------
+
+    def pauseProducing(self):
+        self._hold("output")
+
+    def resumeProducing(self):
+        self._unhold("output")
+        self._process()
+
+    def stopProducing(self):
+        pass
 
     # --- input -------------------------------------------------------------
 
@@ -147,16 +242,28 @@ class SMTPSession(Protocol):
             self._buffer = self._buffer[self._offset:]
             self._offset = 0
         self._buffer += data
-        if self._busy and len(self._buffer) - self._offset > _MAX_WAITING:
-            self.transport.pauseProducing()
         self._process()
+
+    def readConnectionLost(self):
+        """The client shut its side (``shutdown(SHUT_WR)``): answer what it
+        sent, then close, as Postfix does."""
+        self._input_ended = True
+        self._process()
+
+    def writeConnectionLost(self):
+        pass
 
     def _process(self):
         if self._processing:
             return
         self._processing = True
         try:
-            while not (self._busy or self._closing):
+            steps = 0
+            while self._answering():
+                if steps == _COMMANDS_PER_TURN:
+                    self._hold("turn")
+                    self.clock.callLater(0, self._next_turn)
+                    break
                 if self._mode == DATA:
                     progressed = self._data_step()
                 elif self._mode == BDAT:
@@ -165,8 +272,24 @@ class SMTPSession(Protocol):
                     progressed = self._command_step()
                 if not progressed:
                     break
+                steps += 1
+            if len(self._buffer) - self._offset > _MAX_WAITING:
+                self._hold("waiting")
+            else:
+                self._unhold("waiting")
+            if self._input_ended and self._answering():
+                # All that can be answered was: the rest is an unfinished
+                # line or message, which Postfix drops without a reply.
+                self._close()
         finally:
             self._processing = False
+
+    def _answering(self):
+        return not (self._busy or self._closing or self._holds - {"waiting"})
+
+    def _next_turn(self):
+        self._unhold("turn")
+        self._process()
 
     def _command_step(self):
         """Handle one complete line, if the buffer holds one."""
@@ -190,11 +313,15 @@ class SMTPSession(Protocol):
         elif len(line) > self.config.line_length_limit:
             line = line[:self.config.line_length_limit]
             self.record.flag("long_command")
-        if line.endswith(b"\r\n"):
-            line = line[:-2]
-        else:
-            line = line.rstrip(b"\n")
-            self.record.flag("bare_lf")
+        if line.endswith(b"\n"):
+            # Postfix removes every CR before the LF.
+            text_end = len(line[:-1].rstrip(b"\r"))
+            crs = len(line) - 1 - text_end
+            if crs == 0:
+                self.record.flag("bare_lf")
+            elif crs > 1:
+                self.record.flag("extra_cr")
+            line = line[:text_end]
         if self._offset < len(self._buffer) and not self._pipelining_allowed():
             self.record.flag("improper_pipelining")
         text = line.decode("utf-8", "surrogateescape")
@@ -230,6 +357,8 @@ class SMTPSession(Protocol):
             self.record.close_reason = "forbidden_command"
             self._reply("forbidden", then=self._close)
         elif verb in self._COMMANDS:
+            # Its reply counts it against the junk command limit.
+            self._junk = verb in _JUNK
             self._COMMANDS[verb](self, arg)
         else:
             self.record.unknown_commands += 1
@@ -287,16 +416,33 @@ class SMTPSession(Protocol):
         except envelope.EnvelopeError as e:
             self._reply(e.key, arg=printable(e.arg))
             return
+        size = path.params.get("SIZE")
+        if not self._has_room(int(size) if size else 0):
+            self._reply("no_space")
+            return
         self._start_transaction(path.address, path.params)
         self.factory.events.emit("smtplatrine.mail", self.identity,
                                  mail_from=printable(path.address))
         self._reply("mail_ok")
 
+    def _has_room(self, size):
+        """Whether the spool can take a message of *size* bytes, as
+        Postfix's queue_minfree test at MAIL."""
+        try:
+            return self.factory.spool.has_room(
+                size, self.config.message_size_limit, self.config.spool_min_free)
+        except OSError as e:
+            log.error("spool: cannot tell its free space: {error}", error=str(e))
+            return False
+
     def _start_transaction(self, mail_from, params):
         self._envelope = Envelope(mail_from=mail_from, params=params,
                                   time=self.clock.seconds())
+        # The message's recipients; the session record keeps a bounded copy.
+        self._recipients = []
         self._rcpt_overshoot = 0
-        self.record.envelopes.append(self._envelope)
+        self.record.keep_envelope(self._envelope, self.config.envelope_limit,
+                                  self.config.envelope_bytes_limit)
 
     def do_RCPT(self, arg):
         if self._envelope is None and self.config.smtp_compliant:
@@ -310,12 +456,14 @@ class SMTPSession(Protocol):
             return
         if self._envelope is None:
             self._start_transaction(None, {})
-        if len(self._envelope.rcpts) >= self.config.recipient_limit:
+        if len(self._recipients) >= self.config.recipient_limit:
             self.record.flag("too_many_recipients")
             self._rcpt_overshoot += 1
             self._reply("too_many_rcpts", counts=self._rcpt_overshoot > _RCPT_OVERSHOOT)
             return
-        self._envelope.rcpts.append(path.address)
+        self._recipients.append(path.address)
+        self.record.keep_recipient(self._envelope, path.address,
+                                   self.config.envelope_bytes_limit)
         self.factory.events.emit("smtplatrine.rcpt", self.identity,
                                  rcpt=printable(path.address))
         self._reply("rcpt_ok")
@@ -325,7 +473,7 @@ class SMTPSession(Protocol):
         if self.config.smtp_compliant:
             if self._envelope is None:
                 return "need_rcpt"
-            if not self._envelope.rcpts:
+            if not self._recipients:
                 return "no_recipients"
         return None
 
@@ -426,14 +574,32 @@ class SMTPSession(Protocol):
             if discarded:
                 self.record.flag("starttls_injection")
             self._buffer, self._offset = b"", 0
+            # Whatever comes before the handshake starts (the 220 may wait
+            # out the error sleep) stays in the socket for the TLS engine,
+            # never for SMTP, as in Postfix.
+            self._hold("starttls")
             self._reply("tls_go", then=self._start_tls)
             self._reset_transaction()
             self.record.helo = self.record.helo_command = None
             self._authenticated = False
 
     def _start_tls(self):
+        if self._offset < len(self._buffer) or self._plaintext_waiting():
+            self.record.flag("starttls_injection")
+        self._buffer, self._offset = b"", 0
         self.record.tls = {"implicit": False}
         self.transport.startTLS(self.factory.tls_options)
+        self._unhold("starttls")
+
+    def _plaintext_waiting(self):
+        """Whether bytes wait in the socket that cannot begin a TLS
+        handshake (a handshake record starts with 0x16)."""
+        try:
+            waiting = self.transport.getHandle().recv(
+                1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+        except (AttributeError, OSError):
+            return False
+        return waiting not in (b"", b"\x16")
 
     def handshakeCompleted(self):
         connection = self.transport.getHandle()
@@ -520,7 +686,7 @@ class SMTPSession(Protocol):
         try:
             self._file = self.factory.spool.open(self.config.message_size_limit)
         except OSError as e:
-            log.error("spool: cannot open a message file: {error}", error=e)
+            log.error("spool: cannot open a message file: {error}", error=str(e))
             self._envelope.outcome = "spool_error"
             return _spool_error(e)
         message_id = self._file.message_id
@@ -541,9 +707,12 @@ class SMTPSession(Protocol):
         self._buffer, self._offset = b"", 0
         self._data_bytes += len(new)
         buf = self._carry + new
-        end = buf.find(b"\r\n.\r\n")
-        if end >= 0:
-            piece, self._buffer = buf[:end + 2], buf[end + 5:]
+        found = _end_of_data(buf)
+        if found is not None:
+            end, after, crs = found
+            if crs > 1:
+                self.record.flag("extra_cr")
+            piece, self._buffer = buf[:end + 2], buf[after:]
         else:
             cut = max(len(buf) - _HOLD, 0)
             # Never split a CRLF: "\r\n." must be seen whole to unstuff it.
@@ -551,11 +720,11 @@ class SMTPSession(Protocol):
                 cut -= 2
             elif buf[cut - 1:cut] == b"\r":
                 cut -= 1
-            cut = max(cut, 0)
+            cut = max(min(cut, _partial_end(buf)), 0)
             piece, self._carry = buf[:cut], buf[cut:]
-        self._inspect(buf[:end] if end >= 0 else buf)
+        self._inspect(buf[:end] if found is not None else buf)
         self._write_data(piece)
-        if end < 0:
+        if found is None:
             return False
         self._mode = COMMAND
         self._finish_message()
@@ -620,7 +789,7 @@ class SMTPSession(Protocol):
         return dict(
             self.identity, message=envelope_.message, queue_id=envelope_.queue_id,
             transport=envelope_.transport, mail_from=envelope_.mail_from,
-            mail_params=envelope_.params, rcpts=envelope_.rcpts,
+            mail_params=envelope_.params, rcpts=self._recipients,
             session_start=self.record.start, received=self.clock.seconds(),
             helo=self.record.helo,
             tls=self.record.tls, flags=sorted(self.record.flags), **status)
@@ -642,25 +811,29 @@ class SMTPSession(Protocol):
 
         def committed(_):
             envelope_.outcome = "queued" if accepted else "too_big"
+            # Acknowledged means the 250 was written: not to a connection
+            # that is gone (or going) by now.
+            acknowledged = accepted and not self._closing
+            if accepted and not acknowledged:
+                self.factory.spool.unacknowledged(spool_file)
             self.factory.events.emit(
                 "smtplatrine.message.spooled", self.identity,
                 message=envelope_.message, queue_id=envelope_.queue_id,
                 size=spool_file.size, sha256=spool_file.sha256,
-                acknowledged=accepted, truncated=spool_file.truncated)
+                acknowledged=acknowledged, truncated=spool_file.truncated)
             if not accepted:
                 return refusal or ("message_too_big", {})
             self.record.messages += 1
-            # As in Postfix, a delivered message forgives earlier errors.
-            self.record.errors = 0
+            # As in Postfix, a delivered message forgives earlier errors
+            # and junk commands.
+            self.record.errors = self._junk_commands = 0
             if envelope_.transport == "BDAT":
                 return "chunk_queued", {"queue_id": envelope_.queue_id,
                                         "size": lines_size}
             return "queued", {"queue_id": envelope_.queue_id}
 
         def failed(failure):
-            envelope_.outcome = "spool_error"
-            log.failure("spool: cannot commit message {message}", failure,
-                        message=envelope_.message)
+            self._spool_failed(failure, spool_file, envelope_)
             return _spool_error(failure.value), {}
 
         def answer(result):
@@ -671,6 +844,19 @@ class SMTPSession(Protocol):
 
         d = self.factory.spool.commit(spool_file, metadata)
         d.addCallbacks(committed, failed).addCallback(answer)
+
+    def _spool_failed(self, failure, spool_file, envelope_):
+        """Log why *spool_file*, of *envelope_*, could not be kept (one line
+        for a disk that refused it), and remove it: it was never
+        acknowledged."""
+        envelope_.outcome = "spool_error"
+        if failure.check(OSError):
+            log.error("spool: cannot keep message {message}: {error}",
+                      message=spool_file.path.stem, error=str(failure.value))
+        else:
+            log.failure("spool: cannot keep message {message}", failure,
+                        message=spool_file.path.stem)
+        self.factory.spool.discard(spool_file)
 
     def _reset_transaction(self):
         if self._file is not None:
@@ -698,6 +884,12 @@ class SMTPSession(Protocol):
                  else 0)
         if counts and code[0] in "45" and code != "421":
             self.record.errors += 1
+        if self._junk:
+            # Postfix: past smtpd_junk_command_limit, each one is an error.
+            self._junk = False
+            self._junk_commands += 1
+            if self._junk_commands > self.config.junk_command_limit + 1:
+                self.record.errors += 1
         text = wire(lines)
         if delay and not self._closing:
             self._busy = True
@@ -726,6 +918,10 @@ class SMTPSession(Protocol):
         """Close after the last reply; abort if that cannot be flushed (a
         client that does not read, a TLS handshake that never happened)."""
         self._closing = True
+        if self._producing:
+            # A transport with a producer would wait for it before closing.
+            self._producing = False
+            self.transport.unregisterProducer()
         self.transport.loseConnection()
         if self._timer is not None and self._timer.active():
             self._timer.cancel()
@@ -781,8 +977,7 @@ class SMTPSession(Protocol):
             self._envelope.outcome = "incomplete"
             self.factory.spool.commit(
                 spool_file, self._metadata(acknowledged=False, incomplete=True)
-            ).addErrback(lambda f: log.failure("spool: cannot keep {message}", f,
-                                               message=spool_file.path.stem))
+            ).addErrback(self._spool_failed, spool_file, self._envelope)
             self.record.flag("incomplete_message")
         self.record.end = now
         self.record.close_reason = self.record.close_reason or "client"
@@ -790,6 +985,8 @@ class SMTPSession(Protocol):
             "smtplatrine.session.closed", self.identity,
             duration=now - self.record.start, messages=self.record.messages,
             commands=self.record.commands, reason=self.record.close_reason,
-            tls_failed=bool(self.record.tls) and "version" not in self.record.tls)
+            tls_failed=bool(self.record.tls) and "version" not in self.record.tls,
+            envelopes_dropped=self.record.envelopes_dropped,
+            recipients_dropped=self.record.recipients_dropped)
         self.factory.session_closed(self)
 

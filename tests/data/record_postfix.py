@@ -30,12 +30,17 @@ A main.cf for A that answers as recorded (Debian's main.cf, then):
 Run it with `postfix -c DIR start` (DIR listed in the default main.cf's
 alternate_config_directories) and --only NAME,... to record a few probes;
 the file written holds only those, to be appended to postfix_replies.json.
+Probes that fill the queue file system (FILL steps) run only with --fill
+DIR, DIR a directory on that file system (queue_directory on a small tmpfs:
+``mount -t tmpfs -o size=64m tmpfs QUEUE_DIR`` before ``postfix start``);
+the filler file is removed when the probe ends.
 """
 import argparse
 import base64
 import hashlib
 import hmac
 import json
+import os
 import socket
 import ssl
 import time
@@ -63,6 +68,9 @@ PLAIN_BAD = b64("\0%s\0%s" % (USER, "wrongpass"))
 #   CRAM()            answer the last 334 CRAM-MD5 challenge, read reply
 #   TLS()             do a TLS handshake on the socket (after a 220 to STARTTLS)
 #   DRAIN()           send nothing, drain whatever arrives
+#   SLEEP(s)          send nothing, read nothing, for s seconds
+#   SHUT()            shutdown(SHUT_WR), then read until the server closes
+#   FILL()            fill the queue file system (--fill) to its last byte
 # ---------------------------------------------------------------------------
 
 
@@ -88,6 +96,18 @@ def TLS():
 
 def DRAIN():
     return ("raw", b"", None)
+
+
+def SLEEP(seconds):
+    return ("sleep", seconds)
+
+
+def SHUT():
+    return ("shut",)
+
+
+def FILL():
+    return ("fill",)
 
 
 E = L("EHLO client.example.org")
@@ -452,6 +472,70 @@ def probes():
     add("nmap_open_relay_domain_mail.example.com", "A",
         nmap_relay_steps("mail.example.com", "mail.example.com", "127.0.0.1"),
         "as run with --script-args smtp-open-relay.domain=mail.example.com")
+
+    # --- issue 19: what hurt the SMTP side (tests/test_hostile.py) ----------------
+    add("ehlo_junk_limit", "A", [R(b"EHLO x\r\n" * 121, None)],
+        "121 EHLO in one write: HELO and EHLO count as junk commands too;"
+        " past the soft error limit each line of a reply waits a second")
+    long_from = "MAIL FROM:<%s@b.example>" % ("m" * 2000)
+    long_rcpts = b"".join(b"RCPT TO:<postmaster+%04d%s@mail.example.com>\r\n"
+                          % (i, b"r" * 1980) for i in range(10))
+    add("envelope_loop_2kb", "A",
+        [E] + [L(long_from), R(long_rcpts, 10), L("RSET")] * 2 + [Q],
+        "MAIL with a 2 KB address, RCPTs of 2 KB, RSET; twice (the attack"
+        " sends 1000 RCPTs a round)")
+    add("starttls_injection_error_sleep", "A",
+        [E] + [L("FOO")] * 10
+        + [R(b"STARTTLS\r\n", 0), SLEEP(0.3),
+           R(b"EHLO injectedhelo\r\nMAIL FROM:<injected@b.example>\r\n", 1),
+           TLS(), DRAIN(), E, M, Q],
+        "ten errors, so the 220 waits out the error sleep; plaintext sent"
+        " 0.3 s after STARTTLS, before the 220")
+    add("mail_queue_full", "A", [E, FILL(), M, Q],
+        "queue file system full before MAIL")
+    add("data_queue_full", "A",
+        [E, M, RC_OK, FILL(), L("DATA"),
+         R(b"Subject: full\r\n\r\n" + (b"x" * 998 + b"\r\n") * 20 + b".\r\n", 1),
+         L("NOOP"), M, Q],
+        "queue file system filled after RCPT: a 20 KB message")
+    add("bdat_queue_full", "A",
+        [E, M, RC_OK, FILL(), R(b"BDAT 10000\r\n" + b"x" * 10000, 1),
+         R(b"BDAT 10000 LAST\r\n" + b"y" * 10000, 1), L("NOOP"), Q],
+        "queue file system filled after RCPT: two BDAT chunks of 10 KB")
+    add("half_close_transaction", "A",
+        [R(b"EHLO client.example.org\r\nMAIL FROM:<a@b.example>\r\n"
+           b"RCPT TO:<postmaster@mail.example.com>\r\nDATA\r\n" + MSG3
+           + b"QUIT\r\n", 0), SHUT()],
+        "a whole pipelined transaction and QUIT in one write, then SHUT_WR")
+    add("half_close_without_quit", "A",
+        [R(b"EHLO client.example.org\r\nNOOP\r\nNOO", 0), SHUT()],
+        "two commands and a partial line, then SHUT_WR")
+    add("half_close_in_data", "A",
+        [E, M, RC_OK, L("DATA"), R(b"Subject: half\r\n\r\npartial\r\n", 0), SHUT()],
+        "SHUT_WR in the middle of DATA")
+    add("cr_cr_lf_session", "A",
+        [R(line + b"\r\r\n", 1) for line in (
+            b"EHLO client.example.org", b"NOOP", b"RSET", b"MAIL FROM:<a@b.example>",
+            b"RCPT TO:<postmaster@mail.example.com>", b"VRFY postmaster", b"DATA")]
+        + [R(b"Subject: cr\r\r\n\r\r\nhello\r\r\n.\r\r\n", 1),
+           R(b"HELO client.example.org\r\r\r\n", 1), R(b"QUIT\r\r\n", 1)],
+        "every line ends in CR CR LF, the end of data too")
+    add("cr_cr_lf_bare", "A",
+        [R(b"\r\r\n", 1), R(b"EHLO x\r\r\n", 1), R(b"\r\n", 1), Q],
+        "an empty line ending in CR CR LF; EHLO x ending so")
+    add("data_dot_cr_cr_lf", "A",
+        [E, M, RC_OK, L("DATA"),
+         R(b"Subject: s\r\n\r\nhi\r\n.\r\r\nNOOP\r\n", None), Q],
+        "does <CR><LF>.<CR><CR><LF> end DATA in a CRLF message?")
+    add("noop_300", "A", [R(b"NOOP\r\n" * 300, None)],
+        "smtpd_junk_command_limit = 100; drained until the 421")
+    add("junk_commands_mixed", "A",
+        [E, R(b"RSET\r\nVRFY postmaster\r\nETRN example.com\r\nNOOP\r\n" * 30, None)],
+        "RSET, VRFY, ETRN, NOOP, 30 times each, one write")
+    add("junk_then_delivery", "A",
+        [E, R(b"NOOP\r\n" * 100, 100), M, RC_OK, L("DATA"), R(MSG3, 1),
+         R(b"NOOP\r\n" * 110, None)],
+        "does a delivered message reset the junk command count?")
     return P
 
 
@@ -520,7 +604,18 @@ class Conn:
         self.sock.sendall(data)
 
 
-def run_probe(host, port, probe):
+def fill(path):
+    """Write *path* until its file system has not a byte left."""
+    with open(path, "ab", buffering=0) as f:
+        for size in (1 << 20, 4096, 1):
+            try:
+                while True:
+                    f.write(b"\0" * size)
+            except OSError:
+                pass
+
+
+def run_probe(host, port, probe, filler=None):
     rec = {"name": probe["name"], "port_variant": probe["port_variant"],
            "exchange": [], "times": [], "server_closed": False,
            "closed_after": None, "notes": []}
@@ -557,6 +652,23 @@ def run_probe(host, port, probe):
                                 "handshake: %r" % (len(rec["exchange"]) - 1, info,
                                                    leftover))
             c.buf = b""
+            continue
+        if kind == "sleep":
+            time.sleep(step[1])
+            continue
+        if kind == "fill":
+            fill(filler)
+            rec["exchange"].append(["<queue file system filled>", ""])
+            rec["times"].append(round(time.monotonic() - (t0 or time.monotonic()), 3))
+            continue
+        if kind == "shut":
+            c.sock.shutdown(socket.SHUT_WR)
+            reply = c.drain(idle=REPLY_TIMEOUT)
+            rec["exchange"].append(["<SHUT_WR>", reply.decode("latin-1")])
+            rec["times"].append(round(time.monotonic() - (t0 or time.monotonic()), 3))
+            if c.eof and rec["closed_after"] is None:
+                rec["server_closed"] = True
+                rec["closed_after"] = len(rec["exchange"]) - 1
             continue
         if kind == "cram":
             prev = rec["exchange"][-1][1]
@@ -607,6 +719,8 @@ def run_probe(host, port, probe):
         c.sock.close()
     except OSError:
         pass
+    if filler is not None and os.path.exists(filler):
+        os.unlink(filler)
     return rec
 
 
@@ -620,17 +734,22 @@ def main():
     ap.add_argument("--port-d", type=int, default=10028)
     ap.add_argument("--skip-c", action="store_true", help="no SASL instance")
     ap.add_argument("--only", help="comma-separated probe names")
+    ap.add_argument("--fill", metavar="DIR",
+                    help="a directory on the queue file system, for FILL probes")
     ap.add_argument("--out", required=True, help="the JSON file to write")
     a = ap.parse_args()
     ports = {"A": a.port_a, "B": a.port_b, "C": a.port_c, "D": a.port_d}
     results = []
     only = set(a.only.split(",")) if a.only else None
+    filler = os.path.join(a.fill, "filler") if a.fill else None
     for p in probes():
         if a.skip_c and p["port_variant"] == "C":
             continue
         if only and p["name"] not in only:
             continue
-        rec = run_probe(a.host, ports[p["port_variant"]], p)
+        if filler is None and ("fill",) in p["steps"]:
+            continue
+        rec = run_probe(a.host, ports[p["port_variant"]], p, filler)
         results.append(rec)
         print("%-45s %s %d exchanges%s" % (rec["name"], rec["port_variant"],
                                           len(rec["exchange"]),
