@@ -82,6 +82,28 @@ class JSONLinesTests(OutputTestCase):
             b' "src_port": 40000, "timestamp": "2026-11-28T00:33:20.000000Z"}\n'))
 
     @defer.inlineCallbacks
+    def test_write_failing_midway_retried_whole(self):
+        """A batch whose write fails after part of it went out (the disk
+        filled) is retried with not one line doubled or cut."""
+        output, runner = self.output(JSONLines())
+        real, calls = os.write, []
+
+        def write(fd, data):
+            calls.append(len(data))
+            if len(calls) == 1:
+                return real(fd, data[:len(data) // 2 + 3])
+            if len(calls) == 2:
+                raise OSError(28, "No space left on device")
+            return real(fd, data)
+        self.patch(os, "write", write)
+        runner.write(event(1))
+        runner.write(event(2))
+        path = Path(os.readlink(f"/proc/self/fd/{output.fd}"))
+        yield defer.Deferred.fromCoroutine(until(lambda: len(calls) > 2))
+        self.assertEqual([json.loads(line)["rcpt"] for line in path.read_text().splitlines()],
+                         ["user1@example.net", "user2@example.net"])
+
+    @defer.inlineCallbacks
     def test_tpot_names(self):
         """With field_names = tpot the server's end is dest_ip, dest_port."""
         output, runner = self.output(JSONLines(), field_names="tpot")

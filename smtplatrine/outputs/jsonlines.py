@@ -2,8 +2,8 @@
 
 The file (``events.jsonl`` under ``data_dir`` by default) is created at
 start, so that a shipper tailing it (Filebeat, Logstash's file input)
-finds it at once, and opened for appending: each batch is one write(2),
-so lines never interleave.  With ``field_names = tpot`` the server's end
+finds it at once, and opened for appending by the storing process alone,
+each batch whole or not at all.  With ``field_names = tpot`` the server's end
 is ``dest_ip`` and ``dest_port``, the names T-Pot's Logstash expects of
 honeypots (its other names, ``timestamp``, ``src_ip`` and ``src_port``,
 are ours too).
@@ -50,12 +50,20 @@ class JSONLines:
         return attrs.evolve(self, fd=fd, renames=FIELD_NAMES[context.options.field_names])
 
     def send(self, events):
+        """Append *events* whole or not at all: a write that fails midway
+        (a full disk) is cut back off, so that the runner's retry of the
+        batch writes no line twice and leaves no half line behind."""
         data = "".join(
             json.dumps({self.renames.get(k, k): value for k, value in event.items()},
                        sort_keys=True) + "\n"
             for event in events).encode("ascii")
-        while data:
-            data = data[os.write(self.fd, data):]
+        start = os.fstat(self.fd).st_size
+        try:
+            while data:
+                data = data[os.write(self.fd, data):]
+        except OSError:
+            os.ftruncate(self.fd, start)
+            raise
 
     def close(self):
         os.close(self.fd)
