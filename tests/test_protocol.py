@@ -720,7 +720,7 @@ class LimitTests(SessionTestCase):
         """10 MB without a line end never grows the buffer past the limit."""
         for _ in range(160):
             self.protocol.dataReceived(b"B" * 65536)
-            self.assertLessEqual(len(self.protocol._buffer), 65536 + 2048)
+            self.assertLessEqual(self.protocol._framer.pending, 65536 + 2048)
         self.assertEqual(self.transport.value(), b"")
 
     def test_hostile_verbs(self):

@@ -1,12 +1,10 @@
 """One SMTP session: the persona's replies, the capture, the limits.
 
-Input is scanned, never trusted: a command line is kept up to
-``line_length_limit`` bytes (the rest is skipped, as Postfix does) and ends
-at LF, every CR before it removed; DATA is scanned in chunks for CRLF.CRLF
-(or CRLF "." CR... LF, as Postfix takes it) and streamed into the spool,
-BDAT chunks are counted.  Commands are answered strictly in order: while one
-waits on a Deferred (a spool commit, an error delay) later pipelined
-commands wait in the buffer.
+Input is cut by a :class:`~smtplatrine.smtp.framing.Framer` into command
+lines, DATA pieces (streamed into the spool) and BDAT chunks, as Postfix
+cuts it.  Commands are answered strictly in order: while one waits on a
+Deferred (a spool commit, an error delay) later pipelined commands wait in
+the framer.
 
 Answering stops (:meth:`SMTPSession._hold`) while the transport's write
 buffer is full (the session is its push producer), while STARTTLS waits
@@ -35,13 +33,12 @@ from zope.interface import implementer
 from smtplatrine.events import printable
 from smtplatrine.persona import wire
 from smtplatrine.smtp import auth, envelope
+from smtplatrine.smtp.framing import Framer
 from smtplatrine.smtp.record import Envelope, SessionRecord, identity
 
 log = Logger()
 
 COMMAND, DATA, BDAT, AUTH = "command", "data", "bdat", "auth"
-# Long enough to hold back the start of a CRLF.CRLF split across reads.
-_HOLD = 4
 # Seconds a closing connection has to take its last reply.
 ABORT_AFTER = 5
 # Bytes read ahead while answering waits; past that, reading pauses.
@@ -51,14 +48,8 @@ _READING_HOLDS = frozenset({"waiting", "starttls", "turn"})
 # Commands (or DATA and BDAT pieces) handled in one go; then the session
 # waits for the next turn of the reactor, so that the others get theirs.
 _COMMANDS_PER_TURN = 20
-# The CRs that may stand between "." and LF at the end of DATA (Postfix
-# removes every CR before an LF, in a line of at most 2048 bytes).
-_MAX_CRS = 2046
 # Commands that Postfix counts against smtpd_junk_command_limit.
 _JUNK = frozenset({"HELO", "EHLO", "RSET", "NOOP", "VRFY", "ETRN"})
-# End-of-data variants that SMTP smuggling relies on; DATA ends only at
-# CRLF "." CRLF (or with more CRs before the LF).
-_SMUGGLING_LF = (b"\n.\n", b"\n.\r\n", b"\r\n.\n")
 # Recipients past the limit that are refused before each further one counts
 # as an error (Postfix's smtpd_recipient_overshoot_limit, default 1000).
 _RCPT_OVERSHOOT = 1000
@@ -70,33 +61,6 @@ def _spool_error(error):
     """The reply for a message the spool could not keep because of *error*,
     as Postfix's for its queue file."""
     return "too_big_for_disk" if getattr(error, "errno", None) == errno.EFBIG else "write_error"
-
-
-def _end_of_data(buf):
-    """Where DATA ends in *buf*: (the index of the CRLF before the dot, the
-    index after the LF, the CRs before that LF), or None."""
-    start = 0
-    while (found := buf.find(b"\r\n.\r", start)) >= 0:
-        run = buf[found + 3:found + 4 + _MAX_CRS]
-        crs = len(run) - len(run.lstrip(b"\r"))
-        if crs <= _MAX_CRS and run[crs:crs + 1] == b"\n":
-            return found, found + 4 + crs, crs
-        start = found + 1
-    return None
-
-
-def _partial_end(buf):
-    """Where a possible end of DATA starts at the end of *buf* (CR, CRLF,
-    CRLF "." and CRs), else len(buf)."""
-    tail = len(buf) - (_MAX_CRS + 3)
-    dot = buf.rfind(b"\r\n.", max(tail, 0))
-    if dot >= 0 and not buf[dot + 3:].strip(b"\r"):
-        return dot
-    if buf.endswith(b"\r\n"):
-        return len(buf) - 2
-    if buf.endswith(b"\r"):
-        return len(buf) - 1
-    return len(buf)
 
 
 _LABEL = re.compile(r"[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?")
@@ -147,8 +111,7 @@ class SMTPSession(Protocol):
         self.identity = identity(self.transport, factory.config.server.sensor_name)
         now = self.clock.seconds()
         self.record = SessionRecord(identity=self.identity, start=now)
-        self._buffer = b""
-        self._offset = 0
+        self._framer = Framer(self.config.line_length_limit, self.record.flag)
         # Why answering, and perhaps reading, waits (see _hold).
         self._holds = set()
         self._input_ended = False
@@ -164,7 +127,6 @@ class SMTPSession(Protocol):
         self._envelope = None
         self._file = None
         self._exchange = None
-        self._long_line = None
         self._authenticated = False
         self._last_activity = now
         self._line_started = None
@@ -238,10 +200,7 @@ class SMTPSession(Protocol):
         if not self._greeted:
             self.record.flag("pregreet")
             self.record.pregreet += data[: 512 - len(self.record.pregreet)]
-        if self._offset:
-            self._buffer = self._buffer[self._offset:]
-            self._offset = 0
-        self._buffer += data
+        self._framer.feed(data)
         self._process()
 
     def readConnectionLost(self):
@@ -273,7 +232,7 @@ class SMTPSession(Protocol):
                 if not progressed:
                     break
                 steps += 1
-            if len(self._buffer) - self._offset > _MAX_WAITING:
+            if self._framer.pending > _MAX_WAITING:
                 self._hold("waiting")
             else:
                 self._unhold("waiting")
@@ -292,37 +251,14 @@ class SMTPSession(Protocol):
         self._process()
 
     def _command_step(self):
-        """Handle one complete line, if the buffer holds one."""
-        end = self._buffer.find(b"\n", self._offset)
-        if end < 0:
-            pending = len(self._buffer) - self._offset
-            if pending and self._line_started is None:
+        """Answer one command line, if a whole one was read."""
+        line = self._framer.line()
+        if line is None:
+            if self._framer.in_line and self._line_started is None:
                 self._line_started = self.clock.seconds()
-            if self._long_line is None and pending > self.config.line_length_limit:
-                self._long_line = self._buffer[self._offset:][
-                    : self.config.line_length_limit]
-                self.record.flag("long_command")
-            if self._long_line is not None:
-                self._buffer, self._offset = b"", 0
             return False
-        line = self._buffer[self._offset:end + 1]
-        self._offset = end + 1
         self._line_started = None
-        if self._long_line is not None:
-            line, self._long_line = self._long_line, None
-        elif len(line) > self.config.line_length_limit:
-            line = line[:self.config.line_length_limit]
-            self.record.flag("long_command")
-        if line.endswith(b"\n"):
-            # Postfix removes every CR before the LF.
-            text_end = len(line[:-1].rstrip(b"\r"))
-            crs = len(line) - 1 - text_end
-            if crs == 0:
-                self.record.flag("bare_lf")
-            elif crs > 1:
-                self.record.flag("extra_cr")
-            line = line[:text_end]
-        if self._offset < len(self._buffer) and not self._pipelining_allowed():
+        if self._framer.pending and not self._pipelining_allowed():
             self.record.flag("improper_pipelining")
         text = line.decode("utf-8", "surrogateescape")
         self.record.note(self.clock.seconds(), "C", text, self.config.transcript_limit)
@@ -486,13 +422,13 @@ class SMTPSession(Protocol):
         if error:
             self._reply(error)
             return
-        if self._offset < len(self._buffer):
+        if self._framer.pending:
             self.record.flag("improper_pipelining")
         error = self._open_message("DATA")
         if error:
             self._reply(error)
             return
-        self._carry, self._skip = b"\r\n", 2
+        self._framer.start_data()
         self._mode = DATA
         self._reply("data_go")
 
@@ -508,7 +444,7 @@ class SMTPSession(Protocol):
             self.record.close_reason = "bdat_syntax"
             self._reply("bdat_syntax", then=self._close)
             return
-        self._chunk_left = size = int(words[0])
+        size = int(words[0])
         self._chunk_last = len(words) == 2
         self._chunk_error = self._transaction_error()
         if self._chunk_error is None and self._file is None:
@@ -524,6 +460,7 @@ class SMTPSession(Protocol):
                 self._chunk_refusal = "chunk_too_big", {}
         if self._envelope is not None:
             self._envelope.chunks += 1
+        self._framer.start_chunk(size)
         self._mode = BDAT
 
     def do_RSET(self, arg):
@@ -570,10 +507,9 @@ class SMTPSession(Protocol):
         elif self.record.tls:
             self._reply("tls_active")
         else:
-            discarded = len(self._buffer) - self._offset
-            if discarded:
+            if self._framer.pending:
                 self.record.flag("starttls_injection")
-            self._buffer, self._offset = b"", 0
+            self._framer.clear()
             # Whatever comes before the handshake starts (the 220 may wait
             # out the error sleep) stays in the socket for the TLS engine,
             # never for SMTP, as in Postfix.
@@ -584,9 +520,9 @@ class SMTPSession(Protocol):
             self._authenticated = False
 
     def _start_tls(self):
-        if self._offset < len(self._buffer) or self._plaintext_waiting():
+        if self._framer.pending or self._plaintext_waiting():
             self.record.flag("starttls_injection")
-        self._buffer, self._offset = b"", 0
+        self._framer.clear()
         self.record.tls = {"implicit": False}
         self.transport.startTLS(self.factory.tls_options)
         self._unhold("starttls")
@@ -693,84 +629,31 @@ class SMTPSession(Protocol):
         self._envelope.message = str(message_id)
         self._envelope.queue_id = message_id.hex[:11].upper()
         self._data_start = self.clock.seconds()
-        self._data_bytes = 0
         self._oversized = False
-        self._line_length = 0
-        self._bare_lf = 0
-        self._last_byte = b""
+        self._framer.start_message()
         self._timer.cancel()
         self._schedule_watchdog()
 
     def _data_step(self):
-        """Stream what the buffer holds; True when CRLF.CRLF was seen."""
-        new = self._buffer[self._offset:]
-        self._buffer, self._offset = b"", 0
-        self._data_bytes += len(new)
-        buf = self._carry + new
-        found = _end_of_data(buf)
-        if found is not None:
-            end, after, crs = found
-            if crs > 1:
-                self.record.flag("extra_cr")
-            piece, self._buffer = buf[:end + 2], buf[after:]
-        else:
-            cut = max(len(buf) - _HOLD, 0)
-            # Never split a CRLF: "\r\n." must be seen whole to unstuff it.
-            if buf[cut - 2:cut] == b"\r\n":
-                cut -= 2
-            elif buf[cut - 1:cut] == b"\r":
-                cut -= 1
-            cut = max(min(cut, _partial_end(buf)), 0)
-            piece, self._carry = buf[:cut], buf[cut:]
-        self._inspect(buf[:end] if found is not None else buf)
-        self._write_data(piece)
-        if found is None:
+        """Spool what DATA brought; True when it ended."""
+        piece = self._framer.data()
+        if piece is None:
+            return False
+        self._file.write(piece.body)
+        if not piece.end:
             return False
         self._mode = COMMAND
         self._finish_message()
         return True
 
-    def _write_data(self, piece):
-        """Unstuff *piece* and write it, less the CRLF that DATA stands for.
-
-        A piece never ends inside a CRLF, so lines are measured exactly.
-        """
-        piece = piece.replace(b"\r\n.", b"\r\n")
-        if "long_line" not in self.record.flags:
-            lines = piece.split(b"\r\n")
-            first = self._line_length + len(lines[0])
-            longest = max(first, *map(len, lines[1:])) if len(lines) > 1 else first
-            self._line_length = len(lines[-1]) if len(lines) > 1 else first
-            if longest > self.config.line_length_limit:
-                self.record.flag("long_line")
-        if self._skip:
-            skipped = piece[:self._skip]
-            piece = piece[len(skipped):]
-            self._skip -= len(skipped)
-        self._file.write(piece)
-
-    def _inspect(self, buf):
-        """Flag bare line feeds and smuggling attempts in *buf*, which holds
-        no CRLF.CRLF: each LF variant of the end of data has a bare LF."""
-        if buf.count(b"\n") != buf.count(b"\r\n"):
-            self.record.flag("bare_lf")
-            if any(pattern in buf for pattern in _SMUGGLING_LF):
-                self.record.flag("smuggling")
-        if b"\r.\r" in buf:
-            self.record.flag("smuggling")
-
     def _bdat_step(self):
-        available = len(self._buffer) - self._offset
-        take = min(self._chunk_left, available)
-        chunk = self._buffer[self._offset:self._offset + take]
-        self._offset += take
-        self._chunk_left -= take
+        """Spool what the chunk brought; True when it is whole."""
+        piece = self._framer.chunk()
+        if piece is None:
+            return False
         if self._chunk_error is None:
-            self._data_bytes += take
-            self._file.write(chunk)
-            self._bare_lf += chunk.count(b"\n") - (self._last_byte + chunk).count(b"\r\n")
-            self._last_byte = chunk[-1:] or self._last_byte
-        if self._chunk_left:
+            self._file.write(piece.body)
+        if not piece.end:
             return False
         self._mode = COMMAND
         if self._chunk_error:
@@ -798,10 +681,8 @@ class SMTPSession(Protocol):
         """Commit the message; answer *refusal* (key, values) if given,
         else what the commit and the size limit make of it."""
         spool_file, self._file = self._file, None
-        # Postfix counts a BDAT message in lines that end in CRLF, the last
-        # one completed: a bare LF counts two bytes, a last partial line two more.
-        lines_size = (spool_file.size + self._bare_lf
-                      + (2 if self._last_byte not in (b"", b"\n") else 0))
+        # Postfix counts a BDAT message in lines that end in CRLF.
+        lines_size = spool_file.size + self._framer.crlf_shortfall
         accepted = (refusal is None and not spool_file.truncated
                     and lines_size <= self.config.message_size_limit)
         metadata = self._metadata(acknowledged=accepted, incomplete=False)
@@ -953,7 +834,7 @@ class SMTPSession(Protocol):
             reason = "command_timeout"
         elif self._file is not None and config.min_data_rate:
             elapsed = now - self._data_start
-            if elapsed >= 10 and self._data_bytes / elapsed < config.min_data_rate:
+            if elapsed >= 10 and self._framer.body_read / elapsed < config.min_data_rate:
                 reason = "slow_data"
         if reason is None:
             self._schedule_watchdog()
@@ -972,7 +853,7 @@ class SMTPSession(Protocol):
         now = self.clock.seconds()
         if self._file is not None:
             if self._mode == DATA:
-                self._write_data(self._carry)
+                self._file.write(self._framer.flush())
             spool_file, self._file = self._file, None
             self._envelope.outcome = "incomplete"
             self.factory.spool.commit(
