@@ -15,10 +15,12 @@ It reads as Postfix 3.7's smtpd does (``smtp_get`` with
 
 - A command line ends at LF, and every CR before that LF is removed.  A
   line longer than *limit* is cut to it, and the rest of it, up to its LF,
-  skipped; a line cut so keeps its CRs.  An unfinished line holds at most
-  *limit* bytes.
+  skipped; a line cut so keeps its CRs.  A line whose *limit* bytes end in
+  a CR that its LF follows is whole: Postfix mends a CRLF that its bound
+  split.  An unfinished line holds at most *limit* bytes.
 - DATA ends at a line that is a dot alone: CRLF "." CRLF, or with more CRs
-  before the LF (CRLF "." CR CR LF).  A dot that begins a line is removed
+  before the LF (CRLF "." CR CR LF), as many as make a line of *limit*
+  bytes (the mended CRLF again).  A dot that begins a line is removed
   (RFC 5321 4.5.2).  Lines end only at CRLF: a bare LF, or a dot between
   bare LFs, neither ends DATA nor begins a line (so ``\\n.\\n``,
   ``\\n.\\r\\n`` and ``\\r\\n.\\n``, the SMTP smuggling variants, stay in
@@ -52,9 +54,6 @@ import attrs
 # Bytes held back at the end of a data piece: enough for CRLF "." CR, the
 # start of the end of data, split across reads.
 _HOLD = 4
-# The CRs that may stand between "." and LF at the end of DATA (Postfix
-# removes every CR before an LF, in a line of at most 2048 bytes).
-_MAX_CRS = 2046
 # End-of-data variants that SMTP smuggling relies on; DATA ends only at
 # CRLF "." CRLF (or with more CRs before the LF).
 _SMUGGLING_LF = (b"\n.\n", b"\n.\r\n", b"\r\n.\n")
@@ -70,23 +69,24 @@ class Piece:
     end: bool
 
 
-def _end_of_data(buf):
-    """Where DATA ends in *buf*: (the index of the CRLF before the dot, the
-    index after the LF, the CRs before that LF), or None."""
+def _end_of_data(buf, max_crs):
+    """Where DATA ends in *buf*, at a dot and at most *max_crs* CRs before
+    an LF: (the index of the CRLF before the dot, the index after the LF,
+    the CRs before that LF), or None."""
     start = 0
     while (found := buf.find(b"\r\n.\r", start)) >= 0:
-        run = buf[found + 3:found + 4 + _MAX_CRS]
+        run = buf[found + 3:found + 4 + max_crs]
         crs = len(run) - len(run.lstrip(b"\r"))
-        if crs <= _MAX_CRS and run[crs:crs + 1] == b"\n":
+        if crs <= max_crs and run[crs:crs + 1] == b"\n":
             return found, found + 4 + crs, crs
         start = found + 1
     return None
 
 
-def _partial_end(buf):
+def _partial_end(buf, max_crs):
     """Where a possible end of DATA starts at the end of *buf* (CR, CRLF,
-    CRLF "." and CRs), else len(buf)."""
-    tail = len(buf) - (_MAX_CRS + 3)
+    CRLF "." and at most *max_crs* CRs), else len(buf)."""
+    tail = len(buf) - (max_crs + 3)
     dot = buf.rfind(b"\r\n.", max(tail, 0))
     if dot >= 0 and not buf[dot + 3:].strip(b"\r"):
         return dot
@@ -108,6 +108,9 @@ class Framer:
 
     def __init__(self, line_length_limit, flag):
         self.limit = line_length_limit
+        # The CRs of a line that ends DATA: a dot and these make a line of
+        # *limit* bytes.
+        self._max_crs = line_length_limit - 1
         self._flag = flag
         self._buffer = b""
         self._offset = 0
@@ -166,7 +169,7 @@ class Framer:
         self._offset = end + 1
         if self._cut_line is not None:
             line, self._cut_line = self._cut_line, None
-        elif len(line) > self.limit:
+        elif len(line) > self.limit and line[self.limit - 1:] != b"\r\n":
             line = line[:self.limit]
             self._flag("long_command")
         if line.endswith(b"\n"):
@@ -201,7 +204,7 @@ class Framer:
         self._buffer, self._offset = b"", 0
         self.body_read += len(new)
         buf = self._carry + new
-        found = _end_of_data(buf)
+        found = _end_of_data(buf, self._max_crs)
         if found is not None:
             end, after, crs = found
             if crs > 1:
@@ -214,7 +217,7 @@ class Framer:
                 cut -= 2
             elif buf[cut - 1:cut] == b"\r":
                 cut -= 1
-            cut = max(min(cut, _partial_end(buf)), 0)
+            cut = max(min(cut, _partial_end(buf, self._max_crs)), 0)
             piece, self._carry = buf[:cut], buf[cut:]
         self._inspect(buf[:end] if found is not None else buf)
         return Piece(self._unstuff(piece), found is not None)
