@@ -219,7 +219,8 @@ class Framer:
                 cut -= 1
             cut = max(min(cut, _partial_end(buf, self._max_crs)), 0)
             piece, self._carry = buf[:cut], buf[cut:]
-        self._inspect(buf[:end] if found is not None else buf)
+        # The CRLF before the dot may end a smuggled end of data.
+        self._inspect(buf[:end + 2] if found is not None else buf)
         return Piece(self._unstuff(piece), found is not None)
 
     def flush(self):
@@ -251,7 +252,8 @@ class Framer:
 
     def _inspect(self, buf):
         """Flag bare line feeds and smuggling attempts in *buf*, which holds
-        no end of data: each LF variant of it has a bare LF."""
+        no end of data (but perhaps the CRLF before it): each LF variant
+        of it has a bare LF."""
         if buf.count(b"\n") != buf.count(b"\r\n"):
             self._flag("bare_lf")
             if any(pattern in buf for pattern in _SMUGGLING_LF):
