@@ -1,10 +1,23 @@
 """One SMTP session: the persona's replies, the capture, the limits.
 
-Input is cut by a :class:`~smtplatrine.smtp.framing.Framer` into command
-lines, DATA pieces (streamed into the spool) and BDAT chunks, as Postfix
-cuts it.  Commands are answered strictly in order: while one waits on a
-Deferred (a spool commit, an error delay) later pipelined commands wait in
-the framer.
+:class:`SMTPSession` answers one connection as the persona
+(:mod:`smtplatrine.persona`, a Debian Postfix 3.7) answers, and keeps all
+the client sent: each message goes to the spool as its bytes come, its
+metadata when it ends (``250 ... queued as`` only once both are on disk),
+and the session record (:mod:`smtplatrine.smtp.record`) when the
+connection closes.  Nothing is ever relayed: every recipient is accepted,
+so that scanners take the server for an open relay and send their mail.
+
+A :class:`~smtplatrine.smtp.framing.Framer` cuts the input into command
+lines, DATA pieces and BDAT chunks, as Postfix cuts it; the session reads
+them in the mode its last reply chose (``COMMAND``, ``DATA``, ``BDAT``, or
+``AUTH`` for the lines of a SASL exchange).  Each verb is a ``do_VERB``
+method, found in ``_COMMANDS``; the syntax of addresses and their
+parameters is :mod:`smtplatrine.smtp.envelope`'s, SASL
+:mod:`smtplatrine.smtp.auth`'s.
+
+Commands are answered strictly in order: while one waits on a Deferred (a
+spool commit, an error delay) later pipelined commands wait in the framer.
 
 Answering stops (:meth:`SMTPSession._hold`) while the transport's write
 buffer is full (the session is its push producer), while STARTTLS waits
@@ -14,6 +27,13 @@ server.  Reading stops with it, but for a full write buffer: there reading
 stops once more than 64 KB wait unanswered, as it does behind a pending
 reply (a TLS layer pauses its producer until its handshake is done, and
 must read to get it done).
+
+Postfix's limits are kept: error replies past ``soft_error_limit`` wait
+``error_sleep_time``, and at ``hard_error_limit`` the session ends; junk
+commands past ``junk_command_limit`` count as errors; recipients past
+``recipient_limit`` are refused.  A watchdog ends a session that is idle
+(``timeout``), slow to finish a command line, too long
+(``session_deadline``), or slower than ``min_data_rate`` in a message.
 """
 
 import errno
@@ -38,6 +58,7 @@ from smtplatrine.smtp.record import Envelope, SessionRecord, identity
 
 log = Logger()
 
+# What the next bytes are, as the last reply decided.
 COMMAND, DATA, BDAT, AUTH = "command", "data", "bdat", "auth"
 # Seconds a closing connection has to take its last reply.
 ABORT_AFTER = 5
@@ -85,6 +106,7 @@ def _is_domain(text):
 
 
 def _is_utf8(text):
+    """Whether *text* (surrogate-escaped bytes) was valid UTF-8."""
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:
@@ -103,6 +125,9 @@ class SMTPSession(Protocol):
     """
 
     def connectionMade(self):
+        """Start the record, the framer and the watchdog; greet, after
+        ``greet_delay`` if one is set (a client that talks first is
+        flagged ``pregreet``)."""
         factory = self.factory
         self.config = factory.config.smtp
         self.features = factory.config.smtp_features
@@ -147,6 +172,7 @@ class SMTPSession(Protocol):
             self._greet()
 
     def _greet(self):
+        """Send the banner, then answer what came before it."""
         self._greeted = True
         self._release()
         self._reply("greeting")
@@ -167,6 +193,7 @@ class SMTPSession(Protocol):
             self.transport.pauseProducing()
 
     def _unhold(self, reason):
+        """Answer, and perhaps read, again once *reason* is gone."""
         if reason not in self._holds:
             return
         reading = self._reading()
@@ -175,23 +202,29 @@ class SMTPSession(Protocol):
             self.transport.resumeProducing()
 
     def _reading(self):
+        """Whether the transport should be read."""
         return not (self._holds & _READING_HOLDS or self._input_ended)
 
     # --- output flow: the transport pauses and resumes us ---------------------
 
     def pauseProducing(self):
+        """The write buffer is full: answer nothing more for now."""
         self._hold("output")
 
     def resumeProducing(self):
+        """The write buffer drained: answer what waits."""
         self._unhold("output")
         self._process()
 
     def stopProducing(self):
-        pass
+        """The connection is going; connectionLost does the rest."""
 
     # --- input -------------------------------------------------------------
 
     def dataReceived(self, data):
+        """Give *data* to the framer and answer what it completes.  The
+        first bytes are kept (to tell SMTP from TLS, HTTP or binary), and
+        what came before the banner (``pregreet``, 512 bytes at most)."""
         self._last_activity = self.clock.seconds()
         if self._closing:
             return
@@ -210,9 +243,14 @@ class SMTPSession(Protocol):
         self._process()
 
     def writeConnectionLost(self):
-        pass
+        """Never called: the session does not close its writing side
+        alone."""
 
     def _process(self):
+        """Answer what the framer holds, a command (or the end of a DATA
+        or a chunk) at a time, for as long as nothing holds answering and
+        at most ``_COMMANDS_PER_TURN`` this reactor turn; then pause or
+        resume reading by what waits unanswered."""
         if self._processing:
             return
         self._processing = True
@@ -244,9 +282,11 @@ class SMTPSession(Protocol):
             self._processing = False
 
     def _answering(self):
+        """Whether the next command may be answered now."""
         return not (self._busy or self._closing or self._holds - {"waiting"})
 
     def _next_turn(self):
+        """A new reactor turn: answer the next ``_COMMANDS_PER_TURN``."""
         self._unhold("turn")
         self._process()
 
@@ -269,10 +309,17 @@ class SMTPSession(Protocol):
         return True
 
     def _pipelining_allowed(self):
+        """Whether the client may send the next command before this
+        reply: with PIPELINING offered after EHLO, outside AUTH."""
         return (self.features.pipelining and self.record.helo_command == "EHLO"
                 and self._mode == COMMAND)
 
     def _command(self, text):
+        """Answer the command line *text* as Postfix parses it: the verb
+        ends at the first space or tab, and the line at a NUL; a line that
+        is not UTF-8 (with SMTPUTF8 on), or whose verb is forbidden (HTTP,
+        a line not starting with a letter), is refused before its verb is
+        looked up."""
         self.record.commands += 1
         # Postfix checks the whole line, even past a NUL, for UTF-8.
         utf8 = _is_utf8(text)
@@ -303,6 +350,8 @@ class SMTPSession(Protocol):
     # --- commands ----------------------------------------------------------
 
     def do_HELO(self, arg, command="HELO"):
+        """HELO name: any name is taken (and kept); the transaction and
+        the HELO before it are forgotten."""
         if not arg:
             self._reply("helo_syntax" if command == "HELO" else "ehlo_syntax")
             return
@@ -316,9 +365,12 @@ class SMTPSession(Protocol):
             self._write_reply(self._ehlo_lines())
 
     def do_EHLO(self, arg):
+        """EHLO name: as HELO, answered with the EHLO keywords."""
         self.do_HELO(arg, "EHLO")
 
     def _ehlo_lines(self):
+        """The EHLO reply: the persona's keywords of the features that are
+        on (STARTTLS only before TLS and with a certificate)."""
         hostname = self.factory.config.server.hostname
         values = {"size": self.config.message_size_limit,
                   "mechanisms": " ".join(self.features.auth_mechanisms)}
@@ -334,12 +386,17 @@ class SMTPSession(Protocol):
         return lines
 
     def _needs_helo(self):
+        """Refuse the command for want of HELO, if ``smtp_compliant``
+        wants one (as ``smtpd_helo_required = yes``); True if refused."""
         if self.config.smtp_compliant and self.record.helo is None:
             self._reply("need_helo")
             return True
         return False
 
     def do_MAIL(self, arg):
+        """MAIL FROM:<address> [parameters]: one transaction at a time; the
+        path and its parameters checked as Postfix checks them (SIZE
+        against the size limit and the spool's free space)."""
         if self._needs_helo():
             return
         if self._envelope is not None:
@@ -372,6 +429,9 @@ class SMTPSession(Protocol):
             return False
 
     def _start_transaction(self, mail_from, params):
+        """Open the envelope of a message from *mail_from* (None: a
+        recipient or a message came without MAIL, which ``smtp_compliant
+        = false`` lets through)."""
         self._envelope = Envelope(mail_from=mail_from, params=params,
                                   time=self.clock.seconds())
         # The message's recipients; the session record keeps a bounded copy.
@@ -381,6 +441,9 @@ class SMTPSession(Protocol):
                                   self.config.envelope_bytes_limit)
 
     def do_RCPT(self, arg):
+        """RCPT TO:<address> [parameters]: every address of the right
+        syntax is accepted, whatever its domain, up to
+        ``recipient_limit`` a message."""
         if self._envelope is None and self.config.smtp_compliant:
             self._reply("need_mail")
             return
@@ -414,6 +477,8 @@ class SMTPSession(Protocol):
         return None
 
     def do_DATA(self, arg):
+        """DATA: 354, then the message, spooled as it comes, until the
+        line that ends it (not after BDAT in the same transaction)."""
         error = self._transaction_error()
         if error is None and self._envelope is not None and self._envelope.chunks:
             error = "data_after_bdat"
@@ -433,6 +498,10 @@ class SMTPSession(Protocol):
         self._reply("data_go")
 
     def do_BDAT(self, arg):
+        """BDAT size [LAST]: the next *size* bytes are the message's; each
+        chunk is answered once it is read, the last with the queue id.
+        A chunk is read whole even when refused (no transaction, or over
+        the size limit); one whose size cannot be read ends the session."""
         words = arg.split()
         if not self.features.chunking:
             self._reply("unknown")
@@ -464,6 +533,7 @@ class SMTPSession(Protocol):
         self._mode = BDAT
 
     def do_RSET(self, arg):
+        """RSET: the transaction is forgotten (its message file removed)."""
         if arg:
             self._reply("rset_syntax")
             return
@@ -471,12 +541,16 @@ class SMTPSession(Protocol):
         self._reply("ok")
 
     def do_NOOP(self, arg):
+        """NOOP: 250, whatever follows it."""
         self._reply("ok")
 
     def do_QUIT(self, arg):
+        """QUIT: 221, then the close."""
         self._reply("bye", then=self._close)
 
     def do_VRFY(self, arg):
+        """VRFY address: every address is confirmed (252), as an open
+        relay would; words not quoted are refused as Postfix refuses them."""
         if not self.features.vrfy:
             self._reply("vrfy_disabled")
         elif not arg:
@@ -487,6 +561,8 @@ class SMTPSession(Protocol):
             self._reply("vrfy", arg=printable(arg))
 
     def do_ETRN(self, arg):
+        """ETRN domain: refused for any valid domain (or ``@domain``,
+        ``#queue``) as Postfix refuses one it does not relay for."""
         if not self.features.etrn:
             self._reply("unknown")
         elif not arg or _BLANKS.search(arg):
@@ -500,6 +576,9 @@ class SMTPSession(Protocol):
                 self._reply("etrn_invalid")
 
     def do_STARTTLS(self, arg):
+        """STARTTLS: 220, then the handshake; what the client sent after
+        STARTTLS, before the handshake, is dropped and flagged
+        ``starttls_injection``.  HELO and the transaction start again."""
         if not self.features.starttls or self.factory.tls_options is None:
             self._reply("unknown")
         elif arg:
@@ -520,6 +599,7 @@ class SMTPSession(Protocol):
             self._authenticated = False
 
     def _start_tls(self):
+        """The 220 was sent: hand the connection to TLS."""
         if self._framer.pending or self._plaintext_waiting():
             self.record.flag("starttls_injection")
         self._framer.clear()
@@ -538,6 +618,7 @@ class SMTPSession(Protocol):
         return waiting not in (b"", b"\x16")
 
     def handshakeCompleted(self):
+        """Note the TLS version and cipher the client got."""
         connection = self.transport.getHandle()
         self.record.tls.update(version=connection.get_protocol_version_name(),
                                cipher=connection.get_cipher_name())
@@ -546,6 +627,10 @@ class SMTPSession(Protocol):
                                  tls_cipher=self.record.tls["cipher"])
 
     def do_AUTH(self, arg):
+        """AUTH mechanism [initial response]: the credentials are captured
+        (for CRAM-MD5, the challenge and the response), and accepted or
+        refused as ``smtp_auth_accept`` says; not again once accepted, nor
+        in a transaction."""
         if not self.features.auth or not self.features.auth_mechanisms:
             self._reply("auth_disabled")
             return
@@ -572,9 +657,12 @@ class SMTPSession(Protocol):
                          "auth_bad_initial")
 
     def _auth_step(self, text):
+        """The client's next line of a SASL exchange, *text*."""
         self._auth_reply(lambda: self._exchange.step(text), "auth_bad_base64")
 
     def _auth_reply(self, step, bad_base64):
+        """Answer the SASL *step*: its next challenge, or the outcome;
+        *bad_base64* is the reply key for a response that is not base64."""
         try:
             challenge = step()
         except auth.Aborted:
@@ -589,6 +677,7 @@ class SMTPSession(Protocol):
                 self._finish_auth()
 
     def _finish_auth(self):
+        """Keep the attempt and answer it as ``smtp_auth_accept`` says."""
         attempt = attrs.asdict(self._exchange.attempt)
         accepted = self.config.smtp_auth_accept
         attempt.update(time=self.clock.seconds(), accepted=accepted)
@@ -601,6 +690,7 @@ class SMTPSession(Protocol):
         self._end_auth("auth_ok" if accepted else "auth_failed")
 
     def _end_auth(self, key):
+        """Leave the SASL exchange with the reply *key*."""
         self._exchange = None
         self._mode = COMMAND
         self._reply(key)
@@ -740,6 +830,8 @@ class SMTPSession(Protocol):
         self.factory.spool.discard(spool_file)
 
     def _reset_transaction(self):
+        """Forget the transaction; its message file, if one was open, is
+        removed (it was never acknowledged)."""
         if self._file is not None:
             self.factory.spool.discard(self._file)
             self._file = None
@@ -748,6 +840,8 @@ class SMTPSession(Protocol):
     # --- replies -----------------------------------------------------------
 
     def _reply(self, key, then=None, counts=True, **values):
+        """Send the persona's reply *key*, filled with *values* (see
+        :meth:`_write_reply`)."""
         lines = self.persona.reply(
             key, hostname=self.factory.config.server.hostname, **values)
         self._write_reply(lines, then, counts)
@@ -779,11 +873,14 @@ class SMTPSession(Protocol):
             self._send(text, then)
 
     def _send_delayed(self, text, then):
+        """Send a reply the error sleep held back, and answer on."""
         self._release()
         self._send(text, then)
         self._process()
 
     def _send(self, text, then):
+        """Write the reply *text*, note it in the transcript, then call
+        *then*, or end the session at the hard error limit."""
         if self._closing:
             return
         self.record.note(self.clock.seconds(), "S", text.rstrip("\r\n"),
@@ -811,6 +908,7 @@ class SMTPSession(Protocol):
     # --- deadlines ---------------------------------------------------------
 
     def _schedule_watchdog(self):
+        """Wake the watchdog at the first deadline that may pass."""
         now = self.clock.seconds()
         config = self.config
         due = min(self._last_activity + config.timeout,
@@ -822,6 +920,8 @@ class SMTPSession(Protocol):
         self._timer = self.clock.callLater(max(due - now, 0), self._watchdog)
 
     def _watchdog(self):
+        """End the session with 421 if a deadline passed (see the module's
+        docstring), else wait for the next."""
         now = self.clock.seconds()
         config = self.config
         reason = None
@@ -847,6 +947,8 @@ class SMTPSession(Protocol):
     # --- end ---------------------------------------------------------------
 
     def connectionLost(self, reason):
+        """Keep what is left: a message cut short (``incomplete``, never
+        acknowledged) and the session record."""
         self._closing = True
         if self._timer is not None and self._timer.active():
             self._timer.cancel()
