@@ -21,12 +21,12 @@ It reads as Postfix 3.7's smtpd does (``smtp_get`` with
 - DATA ends at a line that is a dot alone: CRLF "." CRLF, or with more CRs
   before the LF (CRLF "." CR CR LF), as many as make a line of *limit*
   bytes (the mended CRLF again).  A dot that begins a line is removed
-  (RFC 5321 4.5.2).  Lines end only at CRLF: a bare LF, or a dot between
-  bare LFs, neither ends DATA nor begins a line (so ``\\n.\\n``,
-  ``\\n.\\r\\n`` and ``\\r\\n.\\n``, the SMTP smuggling variants, stay in
-  the message).  A data piece holds what was read but for at most the few
-  bytes that may begin the end of data (a CRLF, a dot and CRs), which the
-  next piece begins with.
+  (RFC 5321 4.5.2).  Lines end only at CRLF: after a bare LF no dot is
+  removed and none ends DATA, so ``\\n.\\n``, ``\\n.\\r\\n`` and
+  ``\\r\\n.\\n``, the SMTP smuggling variants, stay in the message.  A
+  data piece holds what was read but for at most the few bytes that may
+  begin the end of data (a CRLF, a dot and CRs), which the next piece
+  begins with.
 - A BDAT chunk is its size in bytes, taken as they come.
   :attr:`Framer.crlf_shortfall` is what Postfix adds to a chunked
   message's size, which it counts in lines ending in CRLF.
@@ -42,7 +42,7 @@ Flags (the session record's names):
     before its LF.
 ``smuggling``
     DATA held a dot between line ends of which one at least was a bare LF
-    (``\\n.\\n``, ``\\n.\\r\\n``, ``\\r\\n.\\n``), or between bare CRs
+    (``\\n.\\n``, ``\\n.\\r\\n``, ``\\r\\n.\\n``), or between CRs
     (``\\r.\\r``): an end of data that another server may take, and this
     one does not.
 ``long_line``
@@ -107,7 +107,7 @@ class Framer:
     """
 
     def __init__(self, line_length_limit, flag):
-        self.limit = line_length_limit
+        self._limit = line_length_limit
         # The CRs of a line that ends DATA: a dot and these make a line of
         # *limit* bytes.
         self._max_crs = line_length_limit - 1
@@ -159,8 +159,8 @@ class Framer:
         has come whole."""
         end = self._buffer.find(b"\n", self._offset)
         if end < 0:
-            if self._cut_line is None and self.pending > self.limit:
-                self._cut_line = self._buffer[self._offset:self._offset + self.limit]
+            if self._cut_line is None and self.pending > self._limit:
+                self._cut_line = self._buffer[self._offset:self._offset + self._limit]
                 self._flag("long_command")
             if self._cut_line is not None:
                 self._buffer, self._offset = b"", 0
@@ -169,8 +169,8 @@ class Framer:
         self._offset = end + 1
         if self._cut_line is not None:
             line, self._cut_line = self._cut_line, None
-        elif len(line) > self.limit and line[self.limit - 1:] != b"\r\n":
-            line = line[:self.limit]
+        elif len(line) > self._limit and line[self._limit - 1:] != b"\r\n":
+            line = line[:self._limit]
             self._flag("long_command")
         if line.endswith(b"\n"):
             text_end = len(line[:-1].rstrip(b"\r"))
@@ -241,7 +241,7 @@ class Framer:
             first = self._line_length + len(lines[0])
             longest = max(first, *map(len, lines[1:])) if len(lines) > 1 else first
             self._line_length = len(lines[-1]) if len(lines) > 1 else first
-            if longest > self.limit:
+            if longest > self._limit:
                 self._long_line_flagged = True
                 self._flag("long_line")
         if self._skip:
