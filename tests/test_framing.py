@@ -86,20 +86,13 @@ class Reader:
                 return False
             self.events.append(("line", line))
             self.command(line)
-        elif self.mode == "data":
-            piece = framer.data()
-            if piece is None:
-                return False
-            _, body, _ = self.events[-1]
-            self.events[-1] = ("data", body + piece.body, piece.end)
-            if piece.end:
-                self.mode = "command"
         else:
-            piece = framer.chunk()
+            piece = framer.data() if self.mode == "data" else framer.chunk()
             if piece is None:
                 return False
-            _, body, _ = self.events[-1]
-            self.events[-1] = ("chunk", body + piece.body, framer.crlf_shortfall)
+            kind, body, _ = self.events[-1]
+            last = piece.end if kind == "data" else framer.crlf_shortfall
+            self.events[-1] = (kind, body + piece.body, last)
             if piece.end:
                 self.mode = "command"
         return True
