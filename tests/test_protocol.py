@@ -332,6 +332,21 @@ class TransactionTests(SessionTestCase):
             self.assertIn("smuggling", meta["flags"], variant)
             self.assertEqual(raw.replace(b"\r\n\nb", b"\r\n.\nb"), variant + b"\r\n")
 
+    def test_smuggled_end_right_before_the_end(self):
+        """A smuggling variant that the end of data follows at once is
+        flagged, whether it came in one read or byte by byte."""
+        for variant in (b"a\n.\r\n", b"a\r.\r\n"):
+            stream = b"MAIL FROM:<a@b.example>\r\nRCPT TO:<c@d.example>\r\nDATA\r\n"
+            stream += variant + b".\r\n"
+            for reads in ([stream], [stream[i:i + 1] for i in range(len(stream))]):
+                self.connect()
+                self.send(EHLO)
+                for data in reads:
+                    self.send(data)
+                [(meta, raw)] = self.spooled()
+                self.assertEqual(raw, variant)
+                self.assertIn("smuggling", meta["flags"], (variant, len(reads)))
+
     def test_dropped_mid_data(self):
         """A connection lost in DATA leaves an incomplete, unacknowledged message."""
         reply = self.transaction(b"Subject: half\r\n")
@@ -720,7 +735,7 @@ class LimitTests(SessionTestCase):
         """10 MB without a line end never grows the buffer past the limit."""
         for _ in range(160):
             self.protocol.dataReceived(b"B" * 65536)
-            self.assertLessEqual(len(self.protocol._buffer), 65536 + 2048)
+            self.assertLessEqual(self.protocol._framer.pending, 65536 + 2048)
         self.assertEqual(self.transport.value(), b"")
 
     def test_hostile_verbs(self):

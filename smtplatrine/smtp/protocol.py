@@ -1,12 +1,23 @@
 """One SMTP session: the persona's replies, the capture, the limits.
 
-Input is scanned, never trusted: a command line is kept up to
-``line_length_limit`` bytes (the rest is skipped, as Postfix does) and ends
-at LF, every CR before it removed; DATA is scanned in chunks for CRLF.CRLF
-(or CRLF "." CR... LF, as Postfix takes it) and streamed into the spool,
-BDAT chunks are counted.  Commands are answered strictly in order: while one
-waits on a Deferred (a spool commit, an error delay) later pipelined
-commands wait in the buffer.
+:class:`SMTPSession` answers one connection as the persona
+(:mod:`smtplatrine.persona`, a Debian Postfix 3.7) answers, and keeps all
+the client sent: each message goes to the spool as its bytes come, its
+metadata when it ends (``250 ... queued as`` only once both are on disk),
+and the session record (:mod:`smtplatrine.smtp.record`) when the
+connection closes.  Nothing is ever relayed: every recipient is accepted,
+so that scanners take the server for an open relay and send their mail.
+
+A :class:`~smtplatrine.smtp.framing.Framer` cuts the input into command
+lines, DATA pieces and BDAT chunks, as Postfix cuts it; the session reads
+them in the mode its last reply chose (``COMMAND``, ``DATA``, ``BDAT``, or
+``AUTH`` for the lines of a SASL exchange).  Each verb is a ``do_VERB``
+method, found in ``_COMMANDS``; the syntax of addresses and their
+parameters is :mod:`smtplatrine.smtp.envelope`'s, SASL
+:mod:`smtplatrine.smtp.auth`'s.
+
+Commands are answered strictly in order: while one waits on a Deferred (a
+spool commit, an error delay) later pipelined commands wait in the framer.
 
 Answering stops (:meth:`SMTPSession._hold`) while the transport's write
 buffer is full (the session is its push producer), while STARTTLS waits
@@ -16,6 +27,13 @@ server.  Reading stops with it, but for a full write buffer: there reading
 stops once more than 64 KB wait unanswered, as it does behind a pending
 reply (a TLS layer pauses its producer until its handshake is done, and
 must read to get it done).
+
+Postfix's limits are kept: error replies past ``soft_error_limit`` wait
+``error_sleep_time``, and at ``hard_error_limit`` the session ends; junk
+commands past ``junk_command_limit`` count as errors; recipients past
+``recipient_limit`` are refused.  A watchdog ends a session that is idle
+(``timeout``), slow to finish a command line, too long
+(``session_deadline``), or slower than ``min_data_rate`` in a message.
 """
 
 import errno
@@ -35,13 +53,13 @@ from zope.interface import implementer
 from smtplatrine.events import printable
 from smtplatrine.persona import wire
 from smtplatrine.smtp import auth, envelope
+from smtplatrine.smtp.framing import Framer
 from smtplatrine.smtp.record import Envelope, SessionRecord, identity
 
 log = Logger()
 
+# What the next bytes are, as the last reply decided.
 COMMAND, DATA, BDAT, AUTH = "command", "data", "bdat", "auth"
-# Long enough to hold back the start of a CRLF.CRLF split across reads.
-_HOLD = 4
 # Seconds a closing connection has to take its last reply.
 ABORT_AFTER = 5
 # Bytes read ahead while answering waits; past that, reading pauses.
@@ -51,14 +69,8 @@ _READING_HOLDS = frozenset({"waiting", "starttls", "turn"})
 # Commands (or DATA and BDAT pieces) handled in one go; then the session
 # waits for the next turn of the reactor, so that the others get theirs.
 _COMMANDS_PER_TURN = 20
-# The CRs that may stand between "." and LF at the end of DATA (Postfix
-# removes every CR before an LF, in a line of at most 2048 bytes).
-_MAX_CRS = 2046
 # Commands that Postfix counts against smtpd_junk_command_limit.
 _JUNK = frozenset({"HELO", "EHLO", "RSET", "NOOP", "VRFY", "ETRN"})
-# End-of-data variants that SMTP smuggling relies on; DATA ends only at
-# CRLF "." CRLF (or with more CRs before the LF).
-_SMUGGLING_LF = (b"\n.\n", b"\n.\r\n", b"\r\n.\n")
 # Recipients past the limit that are refused before each further one counts
 # as an error (Postfix's smtpd_recipient_overshoot_limit, default 1000).
 _RCPT_OVERSHOOT = 1000
@@ -70,33 +82,6 @@ def _spool_error(error):
     """The reply for a message the spool could not keep because of *error*,
     as Postfix's for its queue file."""
     return "too_big_for_disk" if getattr(error, "errno", None) == errno.EFBIG else "write_error"
-
-
-def _end_of_data(buf):
-    """Where DATA ends in *buf*: (the index of the CRLF before the dot, the
-    index after the LF, the CRs before that LF), or None."""
-    start = 0
-    while (found := buf.find(b"\r\n.\r", start)) >= 0:
-        run = buf[found + 3:found + 4 + _MAX_CRS]
-        crs = len(run) - len(run.lstrip(b"\r"))
-        if crs <= _MAX_CRS and run[crs:crs + 1] == b"\n":
-            return found, found + 4 + crs, crs
-        start = found + 1
-    return None
-
-
-def _partial_end(buf):
-    """Where a possible end of DATA starts at the end of *buf* (CR, CRLF,
-    CRLF "." and CRs), else len(buf)."""
-    tail = len(buf) - (_MAX_CRS + 3)
-    dot = buf.rfind(b"\r\n.", max(tail, 0))
-    if dot >= 0 and not buf[dot + 3:].strip(b"\r"):
-        return dot
-    if buf.endswith(b"\r\n"):
-        return len(buf) - 2
-    if buf.endswith(b"\r"):
-        return len(buf) - 1
-    return len(buf)
 
 
 _LABEL = re.compile(r"[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?")
@@ -121,6 +106,7 @@ def _is_domain(text):
 
 
 def _is_utf8(text):
+    """Whether *text* (surrogate-escaped bytes) was valid UTF-8."""
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:
@@ -139,6 +125,9 @@ class SMTPSession(Protocol):
     """
 
     def connectionMade(self):
+        """Start the record, the framer and the watchdog; greet, after
+        ``greet_delay`` if one is set (a client that talks first is
+        flagged ``pregreet``)."""
         factory = self.factory
         self.config = factory.config.smtp
         self.features = factory.config.smtp_features
@@ -147,8 +136,7 @@ class SMTPSession(Protocol):
         self.identity = identity(self.transport, factory.config.server.sensor_name)
         now = self.clock.seconds()
         self.record = SessionRecord(identity=self.identity, start=now)
-        self._buffer = b""
-        self._offset = 0
+        self._framer = Framer(self.config.line_length_limit, self.record.flag)
         # Why answering, and perhaps reading, waits (see _hold).
         self._holds = set()
         self._input_ended = False
@@ -164,7 +152,6 @@ class SMTPSession(Protocol):
         self._envelope = None
         self._file = None
         self._exchange = None
-        self._long_line = None
         self._authenticated = False
         self._last_activity = now
         self._line_started = None
@@ -185,6 +172,7 @@ class SMTPSession(Protocol):
             self._greet()
 
     def _greet(self):
+        """Send the banner, then answer what came before it."""
         self._greeted = True
         self._release()
         self._reply("greeting")
@@ -205,6 +193,7 @@ class SMTPSession(Protocol):
             self.transport.pauseProducing()
 
     def _unhold(self, reason):
+        """Answer, and perhaps read, again once *reason* is gone."""
         if reason not in self._holds:
             return
         reading = self._reading()
@@ -213,23 +202,29 @@ class SMTPSession(Protocol):
             self.transport.resumeProducing()
 
     def _reading(self):
+        """Whether the transport should be read."""
         return not (self._holds & _READING_HOLDS or self._input_ended)
 
     # --- output flow: the transport pauses and resumes us ---------------------
 
     def pauseProducing(self):
+        """The write buffer is full: answer nothing more for now."""
         self._hold("output")
 
     def resumeProducing(self):
+        """The write buffer drained: answer what waits."""
         self._unhold("output")
         self._process()
 
     def stopProducing(self):
-        pass
+        """The connection is going; connectionLost does the rest."""
 
     # --- input -------------------------------------------------------------
 
     def dataReceived(self, data):
+        """Give *data* to the framer and answer what it completes.  The
+        first bytes are kept (to tell SMTP from TLS, HTTP or binary), and
+        what came before the banner (``pregreet``, 512 bytes at most)."""
         self._last_activity = self.clock.seconds()
         if self._closing:
             return
@@ -238,10 +233,7 @@ class SMTPSession(Protocol):
         if not self._greeted:
             self.record.flag("pregreet")
             self.record.pregreet += data[: 512 - len(self.record.pregreet)]
-        if self._offset:
-            self._buffer = self._buffer[self._offset:]
-            self._offset = 0
-        self._buffer += data
+        self._framer.feed(data)
         self._process()
 
     def readConnectionLost(self):
@@ -251,9 +243,14 @@ class SMTPSession(Protocol):
         self._process()
 
     def writeConnectionLost(self):
-        pass
+        """Never called: the session does not close its writing side
+        alone."""
 
     def _process(self):
+        """Answer what the framer holds, a command (or the end of a DATA
+        or a chunk) at a time, for as long as nothing holds answering and
+        at most ``_COMMANDS_PER_TURN`` this reactor turn; then pause or
+        resume reading by what waits unanswered."""
         if self._processing:
             return
         self._processing = True
@@ -273,7 +270,7 @@ class SMTPSession(Protocol):
                 if not progressed:
                     break
                 steps += 1
-            if len(self._buffer) - self._offset > _MAX_WAITING:
+            if self._framer.pending > _MAX_WAITING:
                 self._hold("waiting")
             else:
                 self._unhold("waiting")
@@ -285,44 +282,23 @@ class SMTPSession(Protocol):
             self._processing = False
 
     def _answering(self):
+        """Whether the next command may be answered now."""
         return not (self._busy or self._closing or self._holds - {"waiting"})
 
     def _next_turn(self):
+        """A new reactor turn: answer the next ``_COMMANDS_PER_TURN``."""
         self._unhold("turn")
         self._process()
 
     def _command_step(self):
-        """Handle one complete line, if the buffer holds one."""
-        end = self._buffer.find(b"\n", self._offset)
-        if end < 0:
-            pending = len(self._buffer) - self._offset
-            if pending and self._line_started is None:
+        """Answer one command line, if a whole one was read."""
+        line = self._framer.line()
+        if line is None:
+            if self._framer.in_line and self._line_started is None:
                 self._line_started = self.clock.seconds()
-            if self._long_line is None and pending > self.config.line_length_limit:
-                self._long_line = self._buffer[self._offset:][
-                    : self.config.line_length_limit]
-                self.record.flag("long_command")
-            if self._long_line is not None:
-                self._buffer, self._offset = b"", 0
             return False
-        line = self._buffer[self._offset:end + 1]
-        self._offset = end + 1
         self._line_started = None
-        if self._long_line is not None:
-            line, self._long_line = self._long_line, None
-        elif len(line) > self.config.line_length_limit:
-            line = line[:self.config.line_length_limit]
-            self.record.flag("long_command")
-        if line.endswith(b"\n"):
-            # Postfix removes every CR before the LF.
-            text_end = len(line[:-1].rstrip(b"\r"))
-            crs = len(line) - 1 - text_end
-            if crs == 0:
-                self.record.flag("bare_lf")
-            elif crs > 1:
-                self.record.flag("extra_cr")
-            line = line[:text_end]
-        if self._offset < len(self._buffer) and not self._pipelining_allowed():
+        if self._framer.pending and not self._pipelining_allowed():
             self.record.flag("improper_pipelining")
         text = line.decode("utf-8", "surrogateescape")
         self.record.note(self.clock.seconds(), "C", text, self.config.transcript_limit)
@@ -333,10 +309,17 @@ class SMTPSession(Protocol):
         return True
 
     def _pipelining_allowed(self):
+        """Whether the client may send the next command before this
+        reply: with PIPELINING offered after EHLO, outside AUTH."""
         return (self.features.pipelining and self.record.helo_command == "EHLO"
                 and self._mode == COMMAND)
 
     def _command(self, text):
+        """Answer the command line *text* as Postfix parses it: the verb
+        ends at the first space or tab, and the line at a NUL; a line that
+        is not UTF-8 (with SMTPUTF8 on), or whose verb is forbidden (HTTP,
+        a line not starting with a letter), is refused before its verb is
+        looked up."""
         self.record.commands += 1
         # Postfix checks the whole line, even past a NUL, for UTF-8.
         utf8 = _is_utf8(text)
@@ -367,6 +350,8 @@ class SMTPSession(Protocol):
     # --- commands ----------------------------------------------------------
 
     def do_HELO(self, arg, command="HELO"):
+        """HELO name: any name is taken (and kept); the transaction and
+        the HELO before it are forgotten."""
         if not arg:
             self._reply("helo_syntax" if command == "HELO" else "ehlo_syntax")
             return
@@ -380,9 +365,12 @@ class SMTPSession(Protocol):
             self._write_reply(self._ehlo_lines())
 
     def do_EHLO(self, arg):
+        """EHLO name: as HELO, answered with the EHLO keywords."""
         self.do_HELO(arg, "EHLO")
 
     def _ehlo_lines(self):
+        """The EHLO reply: the persona's keywords of the features that are
+        on (STARTTLS only before TLS and with a certificate)."""
         hostname = self.factory.config.server.hostname
         values = {"size": self.config.message_size_limit,
                   "mechanisms": " ".join(self.features.auth_mechanisms)}
@@ -398,12 +386,17 @@ class SMTPSession(Protocol):
         return lines
 
     def _needs_helo(self):
+        """Refuse the command for want of HELO, if ``smtp_compliant``
+        wants one (as ``smtpd_helo_required = yes``); True if refused."""
         if self.config.smtp_compliant and self.record.helo is None:
             self._reply("need_helo")
             return True
         return False
 
     def do_MAIL(self, arg):
+        """MAIL FROM:<address> [parameters]: one transaction at a time; the
+        path and its parameters checked as Postfix checks them (SIZE
+        against the size limit and the spool's free space)."""
         if self._needs_helo():
             return
         if self._envelope is not None:
@@ -436,6 +429,9 @@ class SMTPSession(Protocol):
             return False
 
     def _start_transaction(self, mail_from, params):
+        """Open the envelope of a message from *mail_from* (None: a
+        recipient or a message came without MAIL, which ``smtp_compliant
+        = false`` lets through)."""
         self._envelope = Envelope(mail_from=mail_from, params=params,
                                   time=self.clock.seconds())
         # The message's recipients; the session record keeps a bounded copy.
@@ -445,6 +441,9 @@ class SMTPSession(Protocol):
                                   self.config.envelope_bytes_limit)
 
     def do_RCPT(self, arg):
+        """RCPT TO:<address> [parameters]: every address of the right
+        syntax is accepted, whatever its domain, up to
+        ``recipient_limit`` a message."""
         if self._envelope is None and self.config.smtp_compliant:
             self._reply("need_mail")
             return
@@ -478,6 +477,8 @@ class SMTPSession(Protocol):
         return None
 
     def do_DATA(self, arg):
+        """DATA: 354, then the message, spooled as it comes, until the
+        line that ends it (not after BDAT in the same transaction)."""
         error = self._transaction_error()
         if error is None and self._envelope is not None and self._envelope.chunks:
             error = "data_after_bdat"
@@ -486,17 +487,21 @@ class SMTPSession(Protocol):
         if error:
             self._reply(error)
             return
-        if self._offset < len(self._buffer):
+        if self._framer.pending:
             self.record.flag("improper_pipelining")
         error = self._open_message("DATA")
         if error:
             self._reply(error)
             return
-        self._carry, self._skip = b"\r\n", 2
+        self._framer.start_data()
         self._mode = DATA
         self._reply("data_go")
 
     def do_BDAT(self, arg):
+        """BDAT size [LAST]: the next *size* bytes are the message's; each
+        chunk is answered once it is read, the last with the queue id.
+        A chunk is read whole even when refused (no transaction, or over
+        the size limit); one whose size cannot be read ends the session."""
         words = arg.split()
         if not self.features.chunking:
             self._reply("unknown")
@@ -508,7 +513,7 @@ class SMTPSession(Protocol):
             self.record.close_reason = "bdat_syntax"
             self._reply("bdat_syntax", then=self._close)
             return
-        self._chunk_left = size = int(words[0])
+        size = int(words[0])
         self._chunk_last = len(words) == 2
         self._chunk_error = self._transaction_error()
         if self._chunk_error is None and self._file is None:
@@ -524,9 +529,11 @@ class SMTPSession(Protocol):
                 self._chunk_refusal = "chunk_too_big", {}
         if self._envelope is not None:
             self._envelope.chunks += 1
+        self._framer.start_chunk(size)
         self._mode = BDAT
 
     def do_RSET(self, arg):
+        """RSET: the transaction is forgotten (its message file removed)."""
         if arg:
             self._reply("rset_syntax")
             return
@@ -534,12 +541,16 @@ class SMTPSession(Protocol):
         self._reply("ok")
 
     def do_NOOP(self, arg):
+        """NOOP: 250, whatever follows it."""
         self._reply("ok")
 
     def do_QUIT(self, arg):
+        """QUIT: 221, then the close."""
         self._reply("bye", then=self._close)
 
     def do_VRFY(self, arg):
+        """VRFY address: every address is confirmed (252), as an open
+        relay would; words not quoted are refused as Postfix refuses them."""
         if not self.features.vrfy:
             self._reply("vrfy_disabled")
         elif not arg:
@@ -550,6 +561,8 @@ class SMTPSession(Protocol):
             self._reply("vrfy", arg=printable(arg))
 
     def do_ETRN(self, arg):
+        """ETRN domain: refused for any valid domain (or ``@domain``,
+        ``#queue``) as Postfix refuses one it does not relay for."""
         if not self.features.etrn:
             self._reply("unknown")
         elif not arg or _BLANKS.search(arg):
@@ -563,6 +576,9 @@ class SMTPSession(Protocol):
                 self._reply("etrn_invalid")
 
     def do_STARTTLS(self, arg):
+        """STARTTLS: 220, then the handshake; what the client sent after
+        STARTTLS, before the handshake, is dropped and flagged
+        ``starttls_injection``.  HELO and the transaction start again."""
         if not self.features.starttls or self.factory.tls_options is None:
             self._reply("unknown")
         elif arg:
@@ -570,10 +586,9 @@ class SMTPSession(Protocol):
         elif self.record.tls:
             self._reply("tls_active")
         else:
-            discarded = len(self._buffer) - self._offset
-            if discarded:
+            if self._framer.pending:
                 self.record.flag("starttls_injection")
-            self._buffer, self._offset = b"", 0
+            self._framer.clear()
             # Whatever comes before the handshake starts (the 220 may wait
             # out the error sleep) stays in the socket for the TLS engine,
             # never for SMTP, as in Postfix.
@@ -584,9 +599,10 @@ class SMTPSession(Protocol):
             self._authenticated = False
 
     def _start_tls(self):
-        if self._offset < len(self._buffer) or self._plaintext_waiting():
+        """The 220 was sent: hand the connection to TLS."""
+        if self._framer.pending or self._plaintext_waiting():
             self.record.flag("starttls_injection")
-        self._buffer, self._offset = b"", 0
+        self._framer.clear()
         self.record.tls = {"implicit": False}
         self.transport.startTLS(self.factory.tls_options)
         self._unhold("starttls")
@@ -602,6 +618,7 @@ class SMTPSession(Protocol):
         return waiting not in (b"", b"\x16")
 
     def handshakeCompleted(self):
+        """Note the TLS version and cipher the client got."""
         connection = self.transport.getHandle()
         self.record.tls.update(version=connection.get_protocol_version_name(),
                                cipher=connection.get_cipher_name())
@@ -610,6 +627,10 @@ class SMTPSession(Protocol):
                                  tls_cipher=self.record.tls["cipher"])
 
     def do_AUTH(self, arg):
+        """AUTH mechanism [initial response]: the credentials are captured
+        (for CRAM-MD5, the challenge and the response), and accepted or
+        refused as ``smtp_auth_accept`` says; not again once accepted, nor
+        in a transaction."""
         if not self.features.auth or not self.features.auth_mechanisms:
             self._reply("auth_disabled")
             return
@@ -636,9 +657,12 @@ class SMTPSession(Protocol):
                          "auth_bad_initial")
 
     def _auth_step(self, text):
+        """The client's next line of a SASL exchange, *text*."""
         self._auth_reply(lambda: self._exchange.step(text), "auth_bad_base64")
 
     def _auth_reply(self, step, bad_base64):
+        """Answer the SASL *step*: its next challenge, or the outcome;
+        *bad_base64* is the reply key for a response that is not base64."""
         try:
             challenge = step()
         except auth.Aborted:
@@ -653,6 +677,7 @@ class SMTPSession(Protocol):
                 self._finish_auth()
 
     def _finish_auth(self):
+        """Keep the attempt and answer it as ``smtp_auth_accept`` says."""
         attempt = attrs.asdict(self._exchange.attempt)
         accepted = self.config.smtp_auth_accept
         attempt.update(time=self.clock.seconds(), accepted=accepted)
@@ -665,6 +690,7 @@ class SMTPSession(Protocol):
         self._end_auth("auth_ok" if accepted else "auth_failed")
 
     def _end_auth(self, key):
+        """Leave the SASL exchange with the reply *key*."""
         self._exchange = None
         self._mode = COMMAND
         self._reply(key)
@@ -693,84 +719,31 @@ class SMTPSession(Protocol):
         self._envelope.message = str(message_id)
         self._envelope.queue_id = message_id.hex[:11].upper()
         self._data_start = self.clock.seconds()
-        self._data_bytes = 0
         self._oversized = False
-        self._line_length = 0
-        self._bare_lf = 0
-        self._last_byte = b""
+        self._framer.start_message()
         self._timer.cancel()
         self._schedule_watchdog()
 
     def _data_step(self):
-        """Stream what the buffer holds; True when CRLF.CRLF was seen."""
-        new = self._buffer[self._offset:]
-        self._buffer, self._offset = b"", 0
-        self._data_bytes += len(new)
-        buf = self._carry + new
-        found = _end_of_data(buf)
-        if found is not None:
-            end, after, crs = found
-            if crs > 1:
-                self.record.flag("extra_cr")
-            piece, self._buffer = buf[:end + 2], buf[after:]
-        else:
-            cut = max(len(buf) - _HOLD, 0)
-            # Never split a CRLF: "\r\n." must be seen whole to unstuff it.
-            if buf[cut - 2:cut] == b"\r\n":
-                cut -= 2
-            elif buf[cut - 1:cut] == b"\r":
-                cut -= 1
-            cut = max(min(cut, _partial_end(buf)), 0)
-            piece, self._carry = buf[:cut], buf[cut:]
-        self._inspect(buf[:end] if found is not None else buf)
-        self._write_data(piece)
-        if found is None:
+        """Spool what DATA brought; True when it ended."""
+        piece = self._framer.data()
+        if piece is None:
+            return False
+        self._file.write(piece.body)
+        if not piece.end:
             return False
         self._mode = COMMAND
         self._finish_message()
         return True
 
-    def _write_data(self, piece):
-        """Unstuff *piece* and write it, less the CRLF that DATA stands for.
-
-        A piece never ends inside a CRLF, so lines are measured exactly.
-        """
-        piece = piece.replace(b"\r\n.", b"\r\n")
-        if "long_line" not in self.record.flags:
-            lines = piece.split(b"\r\n")
-            first = self._line_length + len(lines[0])
-            longest = max(first, *map(len, lines[1:])) if len(lines) > 1 else first
-            self._line_length = len(lines[-1]) if len(lines) > 1 else first
-            if longest > self.config.line_length_limit:
-                self.record.flag("long_line")
-        if self._skip:
-            skipped = piece[:self._skip]
-            piece = piece[len(skipped):]
-            self._skip -= len(skipped)
-        self._file.write(piece)
-
-    def _inspect(self, buf):
-        """Flag bare line feeds and smuggling attempts in *buf*, which holds
-        no CRLF.CRLF: each LF variant of the end of data has a bare LF."""
-        if buf.count(b"\n") != buf.count(b"\r\n"):
-            self.record.flag("bare_lf")
-            if any(pattern in buf for pattern in _SMUGGLING_LF):
-                self.record.flag("smuggling")
-        if b"\r.\r" in buf:
-            self.record.flag("smuggling")
-
     def _bdat_step(self):
-        available = len(self._buffer) - self._offset
-        take = min(self._chunk_left, available)
-        chunk = self._buffer[self._offset:self._offset + take]
-        self._offset += take
-        self._chunk_left -= take
+        """Spool what the chunk brought; True when it is whole."""
+        piece = self._framer.chunk()
+        if piece is None:
+            return False
         if self._chunk_error is None:
-            self._data_bytes += take
-            self._file.write(chunk)
-            self._bare_lf += chunk.count(b"\n") - (self._last_byte + chunk).count(b"\r\n")
-            self._last_byte = chunk[-1:] or self._last_byte
-        if self._chunk_left:
+            self._file.write(piece.body)
+        if not piece.end:
             return False
         self._mode = COMMAND
         if self._chunk_error:
@@ -798,10 +771,8 @@ class SMTPSession(Protocol):
         """Commit the message; answer *refusal* (key, values) if given,
         else what the commit and the size limit make of it."""
         spool_file, self._file = self._file, None
-        # Postfix counts a BDAT message in lines that end in CRLF, the last
-        # one completed: a bare LF counts two bytes, a last partial line two more.
-        lines_size = (spool_file.size + self._bare_lf
-                      + (2 if self._last_byte not in (b"", b"\n") else 0))
+        # Postfix counts a BDAT message in lines that end in CRLF.
+        lines_size = spool_file.size + self._framer.crlf_shortfall
         accepted = (refusal is None and not spool_file.truncated
                     and lines_size <= self.config.message_size_limit)
         metadata = self._metadata(acknowledged=accepted, incomplete=False)
@@ -859,6 +830,8 @@ class SMTPSession(Protocol):
         self.factory.spool.discard(spool_file)
 
     def _reset_transaction(self):
+        """Forget the transaction; its message file, if one was open, is
+        removed (it was never acknowledged)."""
         if self._file is not None:
             self.factory.spool.discard(self._file)
             self._file = None
@@ -867,6 +840,8 @@ class SMTPSession(Protocol):
     # --- replies -----------------------------------------------------------
 
     def _reply(self, key, then=None, counts=True, **values):
+        """Send the persona's reply *key*, filled with *values* (see
+        :meth:`_write_reply`)."""
         lines = self.persona.reply(
             key, hostname=self.factory.config.server.hostname, **values)
         self._write_reply(lines, then, counts)
@@ -898,11 +873,14 @@ class SMTPSession(Protocol):
             self._send(text, then)
 
     def _send_delayed(self, text, then):
+        """Send a reply the error sleep held back, and answer on."""
         self._release()
         self._send(text, then)
         self._process()
 
     def _send(self, text, then):
+        """Write the reply *text*, note it in the transcript, then call
+        *then*, or end the session at the hard error limit."""
         if self._closing:
             return
         self.record.note(self.clock.seconds(), "S", text.rstrip("\r\n"),
@@ -930,6 +908,7 @@ class SMTPSession(Protocol):
     # --- deadlines ---------------------------------------------------------
 
     def _schedule_watchdog(self):
+        """Wake the watchdog at the first deadline that may pass."""
         now = self.clock.seconds()
         config = self.config
         due = min(self._last_activity + config.timeout,
@@ -941,6 +920,8 @@ class SMTPSession(Protocol):
         self._timer = self.clock.callLater(max(due - now, 0), self._watchdog)
 
     def _watchdog(self):
+        """End the session with 421 if a deadline passed (see the module's
+        docstring), else wait for the next."""
         now = self.clock.seconds()
         config = self.config
         reason = None
@@ -953,7 +934,7 @@ class SMTPSession(Protocol):
             reason = "command_timeout"
         elif self._file is not None and config.min_data_rate:
             elapsed = now - self._data_start
-            if elapsed >= 10 and self._data_bytes / elapsed < config.min_data_rate:
+            if elapsed >= 10 and self._framer.body_read / elapsed < config.min_data_rate:
                 reason = "slow_data"
         if reason is None:
             self._schedule_watchdog()
@@ -966,13 +947,15 @@ class SMTPSession(Protocol):
     # --- end ---------------------------------------------------------------
 
     def connectionLost(self, reason):
+        """Keep what is left: a message cut short (``incomplete``, never
+        acknowledged) and the session record."""
         self._closing = True
         if self._timer is not None and self._timer.active():
             self._timer.cancel()
         now = self.clock.seconds()
         if self._file is not None:
             if self._mode == DATA:
-                self._write_data(self._carry)
+                self._file.write(self._framer.flush())
             spool_file, self._file = self._file, None
             self._envelope.outcome = "incomplete"
             self.factory.spool.commit(

@@ -527,6 +527,19 @@ def probes():
         [E, M, RC_OK, L("DATA"),
          R(b"Subject: s\r\n\r\nhi\r\n.\r\r\nNOOP\r\n", None), Q],
         "does <CR><LF>.<CR><CR><LF> end DATA in a CRLF message?")
+    add("long_line_cr_at_limit", "A",
+        [E, R(b"RSET" + b" " * 2043 + b"\r\n", 1), R(b"RSET" + b" " * 2043 + b"\r\r\n", 1),
+         L("NOOP"), Q],
+        "a command whose 2048th byte is a CR: before its LF (one line), "
+        "before another CR (cut at 2048, the rest skipped)")
+    add("data_dot_crs_at_limit", "A",
+        [E, M, RC_OK, L("DATA"),
+         R(b"Subject: s\r\n\r\nhi\r\n." + b"\r" * 2047 + b"\nNOOP\r\n", 2), Q],
+        "does a dot, 2047 CRs and an LF (a line of 2048 bytes and its LF) end DATA?")
+    add("data_dot_crs_past_limit", "A",
+        [E, M, RC_OK, L("DATA"),
+         R(b"Subject: s\r\n\r\nhi\r\n." + b"\r" * 2048 + b"\nNOOP\r\n.\r\n", 1), Q],
+        "does a dot, 2048 CRs and an LF end DATA?")
     add("noop_300", "A", [R(b"NOOP\r\n" * 300, None)],
         "smtpd_junk_command_limit = 100; drained until the 421")
     add("junk_commands_mixed", "A",
