@@ -1,7 +1,9 @@
-"""Child processes of the server (storing, dashboard): how the server
-starts one and keeps an eye on it (:class:`ChildProcess`), and what the
-child does to take its configuration, send its log back and keep a worker
-running (:func:`main`).
+"""Child processes of the server (disk worker, storing, dashboard): how
+the server starts one, talks to it and stops it (:class:`Child`); for
+the storing process and the dashboard, how the server hands over the
+configuration and logs what the child logs (:class:`ChildProcess`), and
+what the child does to take its configuration, send its log back and keep
+a worker running (:func:`main`).
 
 A child is ``python -m MODULE [UID GID]``, started before the server drops
 its privileges.  It gets the pickled configuration on file descriptor 3,
@@ -35,33 +37,82 @@ FATAL = 3
 _PR_SET_PDEATHSIG = 1
 
 
-class ChildProcess(protocol.ProcessProtocol):
-    """Runs ``python -m`` *module* (*name* in the log) for *config*, as
-    *ids* (a (uid, gid), or None to stay who we are).  The child starts
-    its worker again when the worker ends unasked; should the child end
-    itself, the server logs it (and stops, if it cannot ever start)."""
+class Child(protocol.ProcessProtocol):
+    """A child process of the server: ``python -m`` *module* *args*,
+    started by :meth:`spawn` before the server drops its privileges (the
+    child drops them itself), told what to do on its input, heard line by
+    line on its output (:meth:`lineReceived`), and asked to end by closing
+    its input (:meth:`stop`).  *fds* are more of its file descriptors, as
+    ``spawnProcess``'s ``childFDs`` names them."""
 
-    STOP_SECONDS = 10
+    # Seconds it may take to end once asked, before it is killed (None: no limit).
+    STOP_SECONDS = None
 
-    def __init__(self, reactor, config, ids, module, name, consequence=""):
+    def __init__(self, reactor, module, args=(), fds=None):
         self._reactor = reactor
-        self._config = pickle.dumps(config)
-        self._ids = ids
-        self._module, self._name, self._consequence = module, name, consequence
+        self._module, self._args, self._fds = module, [str(a) for a in args], fds or {}
         self._buffer = b""
         self._stopping = False
         self._kill = None
         self._ended = defer.Deferred()
 
     def spawn(self):
-        """Start the process; it waits for :meth:`configure`."""
-        args = [sys.executable, "-m", self._module, *map(str, self._ids or ())]
-        # The child imports our modules from wherever the server found them.
+        """Start the process."""
+        args = [sys.executable, "-m", self._module, *self._args]
+        # The child imports our modules from wherever the server found them,
+        # and takes none of the sockets systemd handed the server.
         env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
         for name in ("LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES"):
             env.pop(name, None)
         self._reactor.spawnProcess(self, sys.executable, args, env=env,
-                                   childFDs={0: "w", 1: "r", 2: 2, 3: "w"})
+                                   childFDs={0: "w", 1: "r", 2: 2, **self._fds})
+
+    def outReceived(self, data):
+        *lines, self._buffer = (self._buffer + data).split(b"\n")
+        for line in lines:
+            self.lineReceived(line)
+
+    def lineReceived(self, line):
+        """A line of the process's output."""
+        raise NotImplementedError
+
+    def processEnded(self, reason):
+        self._ended.callback(None)
+        if self._kill is not None and self._kill.active():
+            self._kill.cancel()
+        if not self._stopping:
+            self.endedUnasked(reason)
+
+    def endedUnasked(self, reason):
+        """The process ended before :meth:`stop` asked it to, for *reason*."""
+
+    def stop(self):
+        """Let the process end (it ends at the end of its input, once its
+        work is done); fires when it has, killing it after
+        ``STOP_SECONDS``."""
+        self._stopping = True
+        if self._ended.called or self.transport is None:
+            return defer.succeed(None)
+        self.transport.closeStdin()
+        if self.STOP_SECONDS is not None:
+            self._kill = self._reactor.callLater(
+                self.STOP_SECONDS, lambda: self.transport.signalProcess("KILL"))
+        return self._ended
+
+
+class ChildProcess(Child):
+    """Runs ``python -m`` *module* (*name* in the log) for *config*, as
+    *ids* (a (uid, gid), or None to stay who we are), with the program of
+    :func:`main`.  The child starts its worker again when the worker ends
+    unasked; should the child end itself, the server logs it (and stops,
+    if it cannot ever start)."""
+
+    STOP_SECONDS = 10
+
+    def __init__(self, reactor, config, ids, module, name, consequence=""):
+        super().__init__(reactor, module, ids or (), {3: "w"})
+        self._config = pickle.dumps(config)
+        self._name, self._consequence = name, consequence
 
     def configure(self):
         """Hand the process its configuration: it builds everything and
@@ -71,22 +122,16 @@ class ChildProcess(protocol.ProcessProtocol):
             self.transport.writeToChild(3, self._config)
             self.transport.closeChildFD(3)
 
-    def outReceived(self, data):
-        *lines, self._buffer = (self._buffer + data).split(b"\n")
-        for line in lines:
-            try:
-                event = eventFromJSON(line.strip(b"\x1e").decode("utf-8"))
-            except ValueError:
-                log.warn("{name} printed {line}", name=self._name, line=printable(line))
-                continue
-            globalLogPublisher(event)
-
-    def processEnded(self, reason):
-        self._ended.callback(None)
-        if self._stopping:
-            if self._kill is not None and self._kill.active():
-                self._kill.cancel()
+    def lineReceived(self, line):
+        """A log event of the process: logged as the server's own."""
+        try:
+            event = eventFromJSON(line.strip(b"\x1e").decode("utf-8"))
+        except ValueError:
+            log.warn("{name} printed {line}", name=self._name, line=printable(line))
             return
+        globalLogPublisher(event)
+
+    def endedUnasked(self, reason):
         if reason.value.exitCode == FATAL:
             log.critical("smtplatrine: {name} cannot start (see above); stopping",
                          name=self._name)
@@ -95,16 +140,13 @@ class ChildProcess(protocol.ProcessProtocol):
             log.error("{name} ended ({reason}){consequence}", name=self._name,
                       reason=str(reason.value), consequence=self._consequence)
 
-    def stop(self):
-        """Let the process end (it stops on end of input, once its work is
-        done); fires when it has, killing it after ``STOP_SECONDS``."""
-        self._stopping = True
-        if self._ended.called or self.transport is None:
-            return defer.succeed(None)
-        self.transport.closeStdin()
-        self._kill = self._reactor.callLater(
-            self.STOP_SECONDS, lambda: self.transport.signalProcess("KILL"))
-        return self._ended
+
+def ignore_group_signals():
+    """Leave SIGTERM and SIGINT to the server: a signal to the whole
+    process group must not end a child before its work is done (the
+    server asks it to end by closing its input)."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def take_configuration():
@@ -123,8 +165,7 @@ def take_configuration():
     globalLogBeginner.beginLoggingTo([FilteringLogObserver(
         jsonFileLogObserver(sys.stdout), [LogLevelFilterPredicate(level)])],
         redirectStandardIO=False)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    ignore_group_signals()
     return config
 
 

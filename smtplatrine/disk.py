@@ -7,15 +7,16 @@ sends it one JSON line per request and reads one JSON line per answer, in
 order.  :class:`LocalDisk` does the same work in-process and at once, for
 tests and for start-up.
 
-Run as ``python -m smtplatrine.disk SPOOL_DIR [UID GID]``: it is started
-before the server drops its privileges and drops them itself.
+Run as ``python -m smtplatrine.disk SPOOL_DIR [UID GID]`` (see
+:mod:`smtplatrine.child`): it is started before the server drops its
+privileges and drops them itself, as every process does
+(:mod:`smtplatrine.privileges`).
 """
 
 import codecs
 import ctypes
 import json
 import os
-import signal
 import sys
 import threading
 import uuid
@@ -23,8 +24,9 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from twisted.internet import defer
-from twisted.internet.protocol import ProcessProtocol
 from twisted.logger import Logger
+
+from smtplatrine import child, privileges
 
 log = Logger()
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -80,24 +82,17 @@ class LocalDisk:
         return defer.maybeDeferred(_perform, self.root, request)
 
 
-class DiskWorker(ProcessProtocol):
-    """The disk work done by a child process; ``request`` fires with its
-    answer.  The child works on several requests at once (a sync need not
-    wait behind file creation), so answers carry the request's number."""
+class DiskWorker(child.Child):
+    """The disk work done by a child process (as *ids*, a (uid, gid), or
+    None to stay who we are), once :meth:`spawn` has started it;
+    ``request`` fires with its answer.  The child works on several
+    requests at once (a sync need not wait behind file creation), so
+    answers carry the request's number."""
 
-    def __init__(self, reactor, root, uid=None, gid=None):
+    def __init__(self, reactor, root, ids=None):
+        super().__init__(reactor, "smtplatrine.disk", [root, *(ids or ())])
         self._waiting = {}
         self._next = 0
-        self._buffer = b""
-        self._stopping = False
-        self._ended = defer.Deferred()
-        args = [sys.executable, "-m", "smtplatrine.disk", str(root)]
-        if uid is not None:
-            args += [str(uid), str(gid)]
-        # The child imports this very module, from wherever the server found it.
-        env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
-        reactor.spawnProcess(self, sys.executable, args, env=env,
-                             childFDs={0: "w", 1: "r", 2: 2})
 
     def request(self, **request):
         if self.transport is None or self.transport.pid is None:
@@ -107,30 +102,22 @@ class DiskWorker(ProcessProtocol):
         self.transport.write(json.dumps(dict(request, id=self._next)).encode() + b"\n")
         return d
 
-    def outReceived(self, data):
-        *lines, self._buffer = (self._buffer + data).split(b"\n")
-        for line in lines:
-            answer = json.loads(line)
-            d = self._waiting.pop(answer["id"])
-            if "errno" in answer:
-                d.errback(OSError(answer["errno"], answer["error"]))
-            else:
-                d.callback(answer)
+    def lineReceived(self, line):
+        answer = json.loads(line)
+        d = self._waiting.pop(answer["id"])
+        if "errno" in answer:
+            d.errback(OSError(answer["errno"], answer["error"]))
+        else:
+            d.callback(answer)
 
     def processEnded(self, reason):
-        if not self._stopping:
-            log.error("the disk worker ended: {reason}", reason=reason.value)
         waiting, self._waiting = self._waiting, {}
         for d in waiting.values():
             d.errback(OSError(0, "the disk worker ended"))
-        self._ended.callback(None)
+        super().processEnded(reason)
 
-    def stop(self):
-        """Let the worker answer what it was asked, then end; fires when it has."""
-        self._stopping = True
-        if self.transport.pid is not None:
-            self.transport.closeStdin()
-        return self._ended
+    def endedUnasked(self, reason):
+        log.error("the disk worker ended: {reason}", reason=reason.value)
 
 
 def main(argv):
@@ -138,14 +125,9 @@ def main(argv):
     # Load the codecs now: after the drop, the Python library may be unreadable.
     codecs.lookup("ascii")
     codecs.lookup("utf-8")
-    # The server stops this process by closing its input, once the last
-    # request is answered; a signal to the whole process group must not.
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    child.ignore_group_signals()
     if len(argv) == 3:
-        os.setgroups([])
-        os.setgid(int(argv[2]))
-        os.setuid(int(argv[1]))
+        privileges.drop_privileges(int(argv[1]), int(argv[2]))
     lock = threading.Lock()
 
     def answer(request):

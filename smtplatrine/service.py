@@ -137,7 +137,8 @@ class HoneypotService(Service):
         self._start_logging()
         cert, key, tls_options = self._tls(data_dir)
         spool_dir = data_dir / "spool"
-        self.disk = DiskWorker(self.reactor, spool_dir, *(ids or ()))
+        self.disk = DiskWorker(self.reactor, spool_dir, ids)
+        self.disk.spawn()
         spool = Spool(spool_dir, self.disk, self.reactor)
         spool.recover(config.server.sensor_name)
         store_dirs = storer.store_dirs(config)

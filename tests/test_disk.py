@@ -21,6 +21,7 @@ class DiskWorkerTests(unittest.TestCase):
         self.root = Path(self.mktemp())
         Spool(self.root, None)  # makes the spool's directories
         self.worker = DiskWorker(reactor, self.root)
+        self.worker.spawn()
         self.addCleanup(self.worker.stop)
 
     async def test_create_ahead(self):

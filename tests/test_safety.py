@@ -1,6 +1,7 @@
 """The start-up safety check, and what is left of root after the drop."""
 
 import os
+import smtplib
 import sys
 from pathlib import Path
 
@@ -9,7 +10,7 @@ from twisted.trial import unittest
 import smtplatrine
 from smtplatrine import safety
 from smtplatrine.testing import make_config
-from tests.process import Honeypot, require_root, run_twistd, write_config
+from tests.process import Honeypot, children, require_root, run_twistd, write_config
 
 REMOTE_NO_PASSWORD = {"engine": {"engine_backend": "mysql"},
                       "mysql": {"mysql_host": "db.example.net"}}
@@ -90,12 +91,23 @@ class CapabilityTests(unittest.TestCase):
         self.addCleanup(self.honeypot.stop)
 
     def test_no_capabilities_left(self):
-        """Started as root, the server keeps no capability in any set, not
-        even the bounding set, and cannot gain privileges again."""
-        status = Path(f"/proc/{self.honeypot.process.pid}/status").read_text()
-        fields = dict(line.split(":\t", 1) for line in status.splitlines())
-        self.assertEqual({name: int(fields[name], 16) for name in
-                          ("CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb")},
-                         dict.fromkeys(("CapInh", "CapPrm", "CapEff", "CapBnd",
-                                        "CapAmb"), 0))
-        self.assertEqual(fields["NoNewPrivs"].strip(), "1")
+        """Started as root, every process of the server (the SMTP side, the
+        disk worker, the storing process and its worker) keeps no
+        capability in any set, not even the bounding set, and cannot gain
+        privileges again."""
+        with smtplib.SMTP("127.0.0.1", self.honeypot.port, timeout=20) as client:
+            client.sendmail("a@example.org", ["b@example.net"], b"Subject: x\r\n\r\nx\r\n")
+        # Stored: the storing process's worker runs, as every other does.
+        self.assertEqual(len(self.honeypot.messages()), 1)
+        pids, found = [], [self.honeypot.process.pid]
+        while found:
+            pids += found
+            found = [child for pid in found for child in children(pid)]
+        self.assertGreaterEqual(len(pids), 4)
+        sets = ("CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb")
+        for pid in pids:
+            status = Path(f"/proc/{pid}/status").read_text()
+            fields = dict(line.split(":\t", 1) for line in status.splitlines())
+            self.assertEqual({name: int(fields[name], 16) for name in sets},
+                             dict.fromkeys(sets, 0), fields["Name"])
+            self.assertEqual(fields["NoNewPrivs"].strip(), "1", fields["Name"])

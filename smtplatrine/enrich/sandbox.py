@@ -36,7 +36,7 @@ log = Logger()
 
 # The longest answer a child may give, and a request.
 MAX_ANSWER = 16 * 1024 * 1024
-_PR_SET_NAME, _PR_SET_PDEATHSIG, _PR_SET_NO_NEW_PRIVS = 15, 1, 38
+_PR_SET_NAME, _PR_SET_PDEATHSIG = 15, 1
 # What a child's end means, by how it ended.
 _SIGNALS = {signal.SIGXCPU: "cpu", signal.SIGKILL: "killed", signal.SIGXFSZ: "file_size",
             signal.SIGSEGV: "crashed", signal.SIGBUS: "crashed", signal.SIGABRT: "crashed",
@@ -266,7 +266,7 @@ class _Zygote:
         if self.ids is not None:
             privileges.drop_privileges(*self.ids)
         else:
-            _prctl(_PR_SET_NO_NEW_PRIVS, 1)
+            privileges.no_new_privileges()
         _prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
         _prctl(_PR_SET_NAME, ctypes.c_char_p(b"smtplatrine-sbx"))
         for name in ("SIGTERM", "SIGINT", "SIGHUP"):
