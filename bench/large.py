@@ -112,7 +112,7 @@ def targets(large):
               f"(aiosmtpd peak {num(attr(aio, 'peak_growth', MB), '+.1f')} MB)")
     helpers = hp.helpers_after if hp is not None else {}
     for pid, (name, after) in sorted(helpers.items()):
-        if pid in hp.helpers_before and name == "smtplatrine.storer":
+        if pid in hp.helpers_before and name == "smtplatrine.storing":
             before = hp.helpers_before[pid][1]
             figure += f"; storing process {pid} peak {(after['VmHWM'] - before['VmRSS']) / MB:+.1f} MB"
     return [("50 MB message grows RSS < 10 MB (peak)", figure,

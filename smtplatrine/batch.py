@@ -1,7 +1,7 @@
 """``smtplatrine import`` and ``smtplatrine reparse``: storing messages
 outside the sensor's spool, through the sensor's own steps.
 
-Both use the storing side of a sensor (:class:`~smtplatrine.storer.Storing`:
+Both use the storing side of a sensor (:class:`~smtplatrine.storing.Storing`:
 its database, parser limits, files, events and enrichers) and store each
 message as the pipeline does (:func:`~smtplatrine.pipeline.parse_safely`,
 :func:`~smtplatrine.pipeline.keep`,
@@ -31,7 +31,6 @@ import ipaddress
 import uuid
 from datetime import datetime
 from email.utils import getaddresses, parseaddr, parsedate_to_datetime
-from pathlib import Path
 
 import attrs
 from twisted.internet import defer, threads
@@ -39,11 +38,12 @@ from twisted.logger import Logger
 
 from smtplatrine import mailfiles
 from smtplatrine.events import printable
+from smtplatrine.layout import DataDir
 from smtplatrine.pipeline import announce, keep, parse_safely, prepare, store_message
 from smtplatrine.spool import read_metadata
 from smtplatrine.store.dialects import Rejected, Unavailable
 from smtplatrine.store.records import save_message, update_reading, utc
-from smtplatrine.storer import Storing
+from smtplatrine.storing import Storing
 
 log = Logger()
 
@@ -409,7 +409,7 @@ async def _reparse_one(run, row):
         if row["raw"] is not None:
             raw = bytes(row["raw"])
         else:
-            raw = (Path(run.config.server.data_dir) / "raw" / row["raw_path"]).read_bytes()
+            raw = (DataDir.of(run.config).raw / row["raw_path"]).read_bytes()
         # Where the raw message is kept does not change.
         return keep(raw, metadata, parse_safely(raw, storing.limits),
                     storing.attachments_dir, None)
@@ -434,7 +434,7 @@ async def _reparse_one(run, row):
 
 def _quarantined(config, since):
     """The quarantined messages received at or after *since* (epoch seconds)."""
-    folder = Path(config.server.data_dir) / "spool" / "quarantine"
+    folder = DataDir.of(config).quarantine
     found = []
     for eml in sorted(folder.glob("*.eml")):
         metadata = read_metadata(eml.with_suffix(".json"))

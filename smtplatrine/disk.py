@@ -26,7 +26,7 @@ from pathlib import Path
 from twisted.internet import defer
 from twisted.logger import Logger
 
-from smtplatrine import child, privileges
+from smtplatrine import child, layout, privileges
 
 log = Logger()
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -55,7 +55,7 @@ def _create(root, count):
     ids = [str(uuid.uuid4()) for _ in range(count)]
     for message_id in ids:
         for suffix in (".eml", ".json"):
-            os.close(os.open(root / "messages" / (message_id + suffix),
+            os.close(os.open(root / layout.MESSAGES / (message_id + suffix),
                              os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640))
     return ids
 
@@ -65,9 +65,9 @@ def _perform(root, request):
     if request["op"] == "create":
         return {"ids": _create(root, request["count"])}
     if request["op"] == "sync":
-        syncfs(root / "messages")
+        syncfs(root / layout.MESSAGES)
     elif request["op"] == "session":
-        write_json(root / "sessions" / f"{request['record']['session']}.json",
+        write_json(root / layout.SESSIONS / f"{request['record']['session']}.json",
                    request["record"])
     return {}
 

@@ -30,7 +30,7 @@ from twisted.python.failure import Failure
 
 from smtplatrine.enrich.indicators import of_message
 from smtplatrine.events import printable
-from smtplatrine import files
+from smtplatrine import files, layout
 from smtplatrine.parse import parse, unparsed
 from smtplatrine.spool import read_metadata
 from smtplatrine.store.dialects import Rejected, Unavailable
@@ -161,9 +161,9 @@ class Pipeline:
                  attachments_dir, raw_dir, threadpool, concurrency=2,
                  max_delay=60.0, on_stored=None):
         self._reactor = reactor
-        self._dirs = {"message": spool_root / "messages",
-                      "session": spool_root / "sessions"}
-        self._quarantine = spool_root / "quarantine"
+        self._dirs = {"message": spool_root / layout.MESSAGES,
+                      "session": spool_root / layout.SESSIONS}
+        self._quarantine = spool_root / layout.QUARANTINE
         self._database = database
         self._events = events
         self._limits = limits

@@ -27,6 +27,7 @@ from smtplatrine import acl, child, geoip, metrics, safety, storer, tls
 from smtplatrine.blocklist import BlockList
 from smtplatrine.disk import DiskWorker
 from smtplatrine.events import Events
+from smtplatrine.layout import DataDir
 from smtplatrine.persona import PERSONAS
 from smtplatrine.privileges import drop_privileges, load_codecs, unprivileged_ids
 from smtplatrine.smtp.factory import HoneypotFactory
@@ -128,20 +129,16 @@ class HoneypotService(Service):
         config = self.config
         safety.check(config)
         ids = unprivileged_ids(config.non_privileged.user, config.non_privileged.group)
-        data_dir = Path(config.server.data_dir)
-        try:
-            data_dir.mkdir(parents=True, exist_ok=True)
-        except OSError as e:
-            raise SystemExit(f"smtplatrine: cannot create data_dir {data_dir}:"
-                             f" {e.strerror}; set [server] data_dir") from None
+        data_dir = DataDir.of(config)
+        data_dir.make()
         self._start_logging()
-        cert, key, tls_options = self._tls(data_dir)
-        spool_dir = data_dir / "spool"
+        cert, key, tls_options = self._tls(data_dir.tls)
+        spool_dir = data_dir.spool
         self.disk = DiskWorker(self.reactor, spool_dir, ids)
         self.disk.spawn()
         spool = Spool(spool_dir, self.disk, self.reactor)
         spool.recover(config.server.sensor_name)
-        store_dirs = storer.store_dirs(config)
+        data_dir.make_stores()
         counting = metrics.prepare(config)
         self._prepare_storing(spool, ids)
         self.events = Events(self.reactor, [self.storer, *([metrics.EventMetrics()]
@@ -156,7 +153,7 @@ class HoneypotService(Service):
         for process in self.children:
             process.spawn()
         if ids is not None:
-            become(ids, data_dir, *(d for d in store_dirs if d is not None))
+            become(ids, *data_dir.owned)
         super().privilegedStartService()
 
     def _guard(self):
@@ -205,14 +202,14 @@ class HoneypotService(Service):
         self._reopen = None
         defer.Deferred.fromCoroutine(self.database.open()).addErrback(failed)
 
-    def _tls(self, data_dir):
+    def _tls(self, directory):
         """The certificate and key paths, and the TLS options (None when
         STARTTLS is off)."""
         server = self.config.server
         if server.tls_certificate:
             cert, key = Path(server.tls_certificate), Path(server.tls_private_key)
         else:
-            cert, key = tls.self_signed(server.hostname, data_dir / "tls")
+            cert, key = tls.self_signed(server.hostname, directory)
         try:
             options = tls.context_factory(cert, key)
         except Exception as e:

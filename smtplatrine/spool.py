@@ -37,6 +37,7 @@ from twisted.internet import defer
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from smtplatrine import layout
 from smtplatrine.disk import syncfs, write_json
 
 log = Logger()
@@ -139,7 +140,7 @@ class Spool:
     def __init__(self, root, disk, clock=None, reserve=64):
         self.root = root
         self.ready = None
-        self.messages = root / "messages"
+        self.messages = root / layout.MESSAGES
         self._disk = disk
         self._clock = clock
         self._pending = []
@@ -152,7 +153,7 @@ class Spool:
         self._unsaved_bytes = 0
         self._retrying = False
         self.sessions_lost = 0
-        for directory in (self.messages, root / "sessions"):
+        for directory in (self.messages, root / layout.SESSIONS):
             directory.mkdir(parents=True, exist_ok=True)
 
     def has_room(self, size, limit, min_free):
@@ -306,6 +307,6 @@ class Spool:
                         "size": path.stat().st_size}
             write_json(json_path, metadata)
             log.warn("spool: kept unfinished message {message}", message=path.stem)
-        for path in [*self.messages.glob("*.tmp"), *(self.root / "sessions").glob("*.tmp")]:
+        for path in [*self.messages.glob("*.tmp"), *(self.root / layout.SESSIONS).glob("*.tmp")]:
             path.unlink()
         syncfs(self.messages)

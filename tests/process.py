@@ -293,13 +293,13 @@ class Honeypot:
         """The storing process's pids, (supervisor, worker); None for
         either that is not running.  (The sandbox, a fork of the
         supervisor too, is not its worker.)"""
-        supervisor = _child(self.process.pid, b"smtplatrine.storer")
-        return supervisor, _child(supervisor, b"smtplatrine.storer", skip=b"smtplatrine-sbx")
+        supervisor = _child(self.process.pid, b"smtplatrine.storing")
+        return supervisor, _child(supervisor, b"smtplatrine.storing", skip=b"smtplatrine-sbx")
 
     def sandbox_pid(self):
         """The pid of the storing process's sandbox, or None."""
-        supervisor = _child(self.process.pid, b"smtplatrine.storer")
-        return _child(supervisor, b"smtplatrine.storer", only=b"smtplatrine-sbx")
+        supervisor = _child(self.process.pid, b"smtplatrine.storing")
+        return _child(supervisor, b"smtplatrine.storing", only=b"smtplatrine-sbx")
 
     def stop(self):
         if self.process:

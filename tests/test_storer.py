@@ -13,7 +13,8 @@ from twisted.python.failure import Failure
 from twisted.trial import unittest
 
 from smtplatrine import config as config_module
-from smtplatrine.storer import MAX_LINE, MAX_WAITING, StoringProcess, _Commands
+from smtplatrine.storer import MAX_LINE, MAX_WAITING, StoringProcess
+from smtplatrine.storing import _Commands
 from smtplatrine.testing import logged
 
 

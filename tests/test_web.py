@@ -203,5 +203,6 @@ class BoundaryTests(unittest.TestCase):
         self.assertIn("smtplatrine.web.site", loaded)
         forbidden = [m for m in loaded if m.startswith((
             "smtplatrine.smtp", "smtplatrine.spool", "smtplatrine.pipeline",
-            "smtplatrine.parse", "smtplatrine.storer", "smtplatrine.enrich"))]
+            "smtplatrine.parse", "smtplatrine.storer", "smtplatrine.storing",
+            "smtplatrine.enrich"))]
         self.assertEqual(forbidden, [])

@@ -3,7 +3,6 @@ database (read-only, opened and reopened until it works), and the first
 admin when there is no user at all."""
 
 import secrets
-from pathlib import Path
 
 from twisted.application.service import Service
 from twisted.internet import defer
@@ -15,6 +14,7 @@ from twisted.web import server
 from smtplatrine import tls
 from smtplatrine.outputs import service as outputs
 from smtplatrine.events import Events
+from smtplatrine.layout import DataDir
 from smtplatrine.store import dialects, users
 from smtplatrine.store.database import Database
 from smtplatrine.store.dialects import Rejected, Unavailable
@@ -37,12 +37,7 @@ class WebService(Service):
         SystemExit with one line for what cannot be."""
         config = self.config
         dialect = dialects.from_config(config)
-        data_dir = Path(config.server.data_dir)
-        try:
-            data_dir.mkdir(parents=True, exist_ok=True)
-        except OSError as e:
-            raise SystemExit(f"smtplatrine: cannot create data_dir {data_dir}:"
-                             f" {e.strerror}; set [server] data_dir") from None
+        DataDir.of(config).make()
         self.reader = Database(dialect, readonly=True)
         self.writer = Database(dialect, create=False)
         # Its events (logins) go to the outputs of its own: the storing
@@ -61,7 +56,7 @@ class WebService(Service):
         text = description
         if description.startswith("ssl:") and "privateKey=" not in description:
             cert, key = tls.self_signed(self.config.server.hostname,
-                                        Path(self.config.server.data_dir) / "tls")
+                                        DataDir.of(self.config).tls)
             text = tls.endpoint_with_certificate(description, cert, key)
         try:
             endpoint = serverFromString(self.reactor, text)

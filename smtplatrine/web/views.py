@@ -3,11 +3,11 @@ its downloads, sessions, users.  Each is served as HTML and, under
 ``/api``, as JSON (see routing)."""
 
 import re
-from pathlib import Path
 
 import attrs
 from twisted.internet import threads
 
+from smtplatrine.layout import DataDir
 from smtplatrine.store import queries, search, users
 from smtplatrine.web import templates
 from smtplatrine.web.routing import (Download, HTTPError, Preview, Redirect, Result,
@@ -85,7 +85,7 @@ async def _raw(ctx, message_id):
         raise HTTPError(404, "No message has this id.")
     data, path, _ = found
     if data is None and path and _STORED.fullmatch(path):
-        file = Path(ctx.app.config.server.data_dir) / "raw" / path
+        file = DataDir.of(ctx.app.config).raw / path
         data = await threads.deferToThread(_read, file)
     if data is None:
         raise HTTPError(404, "The raw message is not kept on this host.")
@@ -134,12 +134,11 @@ async def _attachment(ctx, attachment_id):
     row = await ctx.read(queries.attachment, attachment_id)
     if row is None:
         raise HTTPError(404, "No attachment has this id.")
-    smtp = ctx.app.config.smtp
     path = row["stored_path"]
     data = None
     if path and _STORED.fullmatch(path):
         data = await threads.deferToThread(
-            _read, ctx.app.config.data_path(smtp.smtp_attachments_path) / path)
+            _read, DataDir.of(ctx.app.config).attachments / path)
     if data is None:
         raise HTTPError(404, "The attachment's file is not kept on this host"
                              " ([smtp] smtp_attachments_store, or the dashboard runs"
