@@ -131,13 +131,15 @@ def generate(base, count, seed=7):
                                 for a in attachments)
         message = str(uuid.UUID(int=rng.getrandbits(128), version=4))
         mail_from = senders[i % len(senders)]
-        metadata = dict(
-            prepared.metadata, message=message,
+        identity = attrs.evolve(
+            prepared.metadata.identity,
             session=str(uuid.UUID(int=rng.getrandbits(128), version=4)),
             sensor=f"sensor-{i % 3}", src_ip=ips[rng.randrange(len(ips))],
-            src_port=rng.randrange(1024, 65535), received=START + i * 26.0,
+            src_port=rng.randrange(1024, 65535))
+        metadata = attrs.evolve(
+            prepared.metadata, message=message, identity=identity, received=START + i * 26.0,
             session_start=START + i * 26.0 - 1, helo=rng.choice(helos),
-            mail_from=mail_from, rcpts=[f"user{rng.randrange(5000)}@victim{rng.randrange(50)}.example"],
+            mail_from=mail_from, rcpts=(f"user{rng.randrange(5000)}@victim{rng.randrange(50)}.example",),
             sha256=hashlib.sha256(f"message {i}".encode()).hexdigest(),
             md5=hashlib.md5(f"message {i}".encode()).hexdigest(),
             tls={"version": "TLSv1.3", "cipher": "TLS_AES_256_GCM_SHA384"} if i % 4 == 0 else None)
@@ -210,9 +212,9 @@ def measure(base_url, token, sample, process):
     case("free text, 1% match", TARGETS["free text"], ["/messages?q=zebrafish"] * 20)
     case("free text, 10% match", TARGETS["free text"], ["/messages?q=pharmacy"] * 20)
     case("from:DOMAIN", TARGETS["indexed"],
-         [f"/messages?q=from:{quote(p.metadata['mail_from'].split('@')[1])}" for p in sample[:20]])
+         [f"/messages?q=from:{quote(p.metadata.mail_from.split('@')[1])}" for p in sample[:20]])
     case("ip:ADDRESS", TARGETS["indexed"],
-         [f"/messages?q=ip:{p.metadata['src_ip']}" for p in sample[:20]])
+         [f"/messages?q=ip:{p.metadata.identity.src_ip}" for p in sample[:20]])
     # A third of the copies with attachments have hashes of their own (each
     # in some 70 messages), the others the corpus's (each in thousands).
     own = [p.parsed.attachments[0].sha256 for p in sample if p.parsed.attachments
@@ -223,11 +225,11 @@ def measure(base_url, token, sample, process):
     case("sha256:ATTACHMENT (1000s)", TARGETS["indexed"],
          [f"/messages?q=sha256:{h}" for h in common])
     case("sha256:MESSAGE", TARGETS["indexed"],
-         [f"/messages?q=sha256:{p.metadata['sha256']}" for p in sample[:20]])
+         [f"/messages?q=sha256:{p.metadata.sha256}" for p in sample[:20]])
     case("message view", TARGETS["view"],
-         [f"/messages/{p.metadata['message']}" for p in sample[:20]])
+         [f"/messages/{p.metadata.message}" for p in sample[:20]])
     case("message view (JSON)", TARGETS["view"],
-         [f"/api/messages/{p.metadata['message']}" for p in sample[:20]])
+         [f"/api/messages/{p.metadata.message}" for p in sample[:20]])
     before = rss_kb(process.pid)
     for page in range(1, 301):
         timed(f"{base_url}/messages?page={page}", token)

@@ -37,6 +37,7 @@ from twisted.internet import defer, threads
 from twisted.logger import Logger
 
 from smtplatrine import mailfiles
+from smtplatrine.capture import Identity, Metadata
 from smtplatrine.events import printable
 from smtplatrine.layout import DataDir
 from smtplatrine.pipeline import announce, keep, parse_safely, prepare, store_message
@@ -71,20 +72,15 @@ def imported_metadata(message, parsed, sensor):
     received = next((r.date for r in parsed.received if r.date), None)
     when = (_iso_seconds(received) or message.date
             or _date_seconds(parsed.fields.get("date")) or message.mtime)
-    return {
-        "message": message_id,
-        "session": str(uuid.uuid5(IMPORTED, "session " + message_id)),
-        "sensor": sensor,
-        "src_ip": (hop.from_ip if hop else None) or "", "src_port": 0,
-        "dst_ip": "", "dst_port": 0,
-        "helo": hop.from_host if hop else None,
-        "received": when, "session_start": when,
-        "mail_from": _envelope_sender(parsed, message),
-        "rcpts": _envelope_recipients(parsed),
-        "transport": None, "tls": None, "flags": [],
-        "acknowledged": True, "truncated": message.truncated, "incomplete": False,
-        "imported": True, "import_file": str(message.path), "import_index": message.index,
-    }
+    identity = Identity(str(uuid.uuid5(IMPORTED, "session " + message_id)), sensor,
+                        (hop.from_ip if hop else None) or "", 0, "", 0)
+    return Metadata(
+        message_id, identity, helo=hop.from_host if hop else None,
+        received=when, session_start=when,
+        mail_from=_envelope_sender(parsed, message),
+        rcpts=tuple(_envelope_recipients(parsed)),
+        acknowledged=True, truncated=message.truncated,
+        imported=True, import_file=str(message.path), import_index=message.index)
 
 
 def _client_hop(received):
@@ -400,10 +396,9 @@ async def reparse(config, reactor, since=None, defect=None, progress=None):
 
 async def _reparse_one(run, row):
     storing = run.storing
-    metadata = {"message": row["message_id"], "session": row["session_id"],
-                "sensor": row["sensor"], "src_ip": row["client_ip"],
-                "src_port": row["client_port"], "dst_ip": row["server_ip"],
-                "dst_port": row["server_port"], "mail_from": row["mail_from"]}
+    identity = Identity(row["session_id"], row["sensor"], row["client_ip"],
+                        row["client_port"], row["server_ip"], row["server_port"])
+    metadata = Metadata(row["message_id"], identity, mail_from=row["mail_from"])
 
     def read_again():
         if row["raw"] is not None:
@@ -423,8 +418,6 @@ async def _reparse_one(run, row):
     parsed = prepared.parsed
     run.summary.changed += changed
     run.summary.unparsed += parsed.error is not None
-    identity = {k: metadata[k] for k in ("session", "sensor", "src_ip", "src_port",
-                                         "dst_ip", "dst_port")}
     storing.events.emit(
         "smtplatrine.message.reparsed", identity, message=row["message_id"],
         changed=changed, attachments=len(parsed.attachments), urls=len(parsed.urls),
@@ -438,7 +431,7 @@ def _quarantined(config, since):
     found = []
     for eml in sorted(folder.glob("*.eml")):
         metadata = read_metadata(eml.with_suffix(".json"))
-        if metadata is not None and (since is None or metadata.get("received", 0) >= since):
+        if metadata is not None and (since is None or (metadata.received or 0) >= since):
             found.append(eml)
     return found
 

@@ -109,13 +109,14 @@ class Events:
 
     def emit(self, eventid, identity, **fields):
         """The event *eventid* (of the catalogue) of the session *identity*
-        with *fields* (flat values), stamped and handed on."""
+        (a :class:`smtplatrine.capture.Identity`) with *fields* (flat
+        values), stamped and handed on."""
         level, text = EVENTS[eventid]
         for key, value in fields.items():
             if not isinstance(value, FLAT):
                 raise TypeError(f"{eventid}: {key} is a {type(value).__name__};"
                                 f" events are flat")
-        event = dict(identity, eventid=eventid,
+        event = dict(identity.to_json(), eventid=eventid,
                      timestamp=_timestamp(self._clock.seconds()), **fields)
         if level >= self._log_level:
             log.emit(level, "[{session}] " + text, **event)

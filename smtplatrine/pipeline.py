@@ -32,13 +32,12 @@ from smtplatrine.enrich.indicators import of_message
 from smtplatrine.events import printable
 from smtplatrine import files, layout
 from smtplatrine.parse import parse, unparsed
-from smtplatrine.spool import read_metadata
+from smtplatrine.capture import Identity, Prepared
+from smtplatrine.spool import read_json, read_metadata
 from smtplatrine.store.dialects import Rejected, Unavailable
-from smtplatrine.store.records import Prepared, save_message, save_session
+from smtplatrine.store.records import save_message, save_session
 
 log = Logger()
-
-_IDENTITY = ("session", "sensor", "src_ip", "src_port", "dst_ip", "dst_port")
 
 
 def prepare(eml, limits, attachments_dir, raw_dir):
@@ -73,8 +72,8 @@ def keep(raw, metadata, parsed, attachments_dir, raw_dir):
     *attachments_dir*, the raw message under *raw_dir* (None: not on disk,
     and the raw message in the database)."""
     sha256 = hashlib.sha256(raw).hexdigest()
-    metadata = dict(metadata, size=len(raw), sha256=sha256,
-                    md5=hashlib.md5(raw).hexdigest())
+    metadata = attrs.evolve(metadata, size=len(raw), sha256=sha256,
+                            md5=hashlib.md5(raw).hexdigest())
     paths = tuple(files.keep(attachments_dir, a.payload, a.sha256)
                   if attachments_dir else None for a in parsed.attachments)
     raw_path = files.keep(raw_dir, raw, sha256) if raw_dir else None
@@ -101,7 +100,7 @@ async def store_message(database, prepared, now):
             raise
         if not isinstance(e, Rejected):
             log.failure("pipeline: cannot store message {message}",
-                        message=prepared.metadata["message"])
+                        message=prepared.metadata.message)
         reason = f"the database refused the parsed message: {_reason(e)}"
     parsed = unparsed(reason)
     fallback = attrs.evolve(prepared, parsed=parsed, attachment_paths=(),
@@ -114,28 +113,28 @@ def announce(events, prepared, on_stored=None):
     """Emit the events of the message *prepared*, just stored, and hand it
     to *on_stored* (the enrichment), whose failure is only logged."""
     metadata, parsed = prepared.metadata, prepared.parsed
-    identity = {k: metadata.get(k) for k in _IDENTITY}
+    identity = metadata.identity
     for attachment, path in zip(parsed.attachments, prepared.attachment_paths):
         events.emit(
-            "smtplatrine.attachment.stored", identity, message=metadata["message"],
+            "smtplatrine.attachment.stored", identity, message=metadata.message,
             sha256=attachment.sha256, size=attachment.size,
             content_type=printable(attachment.content_type),
             filename=attachment.filename and printable(attachment.filename),
             stored_path=path)
     if parsed.error is not None:
         events.emit("smtplatrine.message.parse_failed", identity,
-                    message=metadata["message"], reason=printable(parsed.error))
+                    message=metadata.message, reason=printable(parsed.error))
     events.emit(
-        "smtplatrine.message.stored", identity, message=metadata["message"],
-        size=metadata["size"], sha256=metadata["sha256"],
+        "smtplatrine.message.stored", identity, message=metadata.message,
+        size=metadata.size, sha256=metadata.sha256,
         attachments=len(parsed.attachments), urls=len(parsed.urls),
-        defects=len(parsed.defects), imported=bool(metadata.get("imported")))
+        defects=len(parsed.defects), imported=metadata.imported)
     if on_stored is not None:
         try:
             on_stored(prepared)
         except Exception:
             log.failure("pipeline: after message {message} was stored",
-                        message=metadata["message"])
+                        message=metadata.message)
 
 
 def _settle(sync, paths):
@@ -341,18 +340,18 @@ class Pipeline:
             [path for paths, _ in group for path in paths]).addBoth(settled)
 
     def _quarantine_message(self, eml, reason):
-        metadata = read_metadata(eml.with_suffix(".json")) or {}
+        metadata = read_metadata(eml.with_suffix(".json"))
         for path in (eml, eml.with_suffix(".json")):
             if path.exists():
                 os.replace(path, self._quarantine / path.name)
         (self._quarantine / f"{eml.stem}.reason").write_text(reason + "\n", encoding="utf-8")
-        identity = {k: metadata.get(k) for k in _IDENTITY}
+        identity = metadata.identity if metadata is not None else Identity()
         self._events.emit("smtplatrine.message.quarantined", identity,
                           message=eml.stem, reason=printable(reason))
 
     async def _session(self, session_id):
         path = self._dirs["session"] / f"{session_id}.json"
-        record = read_metadata(path)
+        record = read_json(path)
         if record is None:
             return
         try:
@@ -363,4 +362,4 @@ class Pipeline:
             os.replace(path, self._quarantine / path.name)
             return
         self._settle((path,), lambda: self._events.emit(
-            "smtplatrine.session.stored", {k: record.get(k) for k in _IDENTITY}))
+            "smtplatrine.session.stored", Identity.from_json(record)))

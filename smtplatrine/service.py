@@ -26,6 +26,7 @@ from twisted.python.failure import Failure
 from smtplatrine import acl, child, geoip, metrics, safety, storer, tls
 from smtplatrine.blocklist import BlockList
 from smtplatrine.disk import DiskWorker
+from smtplatrine.capture import Identity
 from smtplatrine.events import Events
 from smtplatrine.layout import DataDir
 from smtplatrine.persona import PERSONAS
@@ -186,9 +187,8 @@ class HoneypotService(Service):
 
     def _events_lost(self, count):
         """Say that *count* events could not reach the outputs (to them too)."""
-        identity = dict.fromkeys(("session", "src_ip", "src_port", "dst_ip", "dst_port"))
-        identity["sensor"] = self.config.server.sensor_name
-        self.events.emit("smtplatrine.events.lost", identity, count=count, reason="the storing process did not take them"
+        self.events.emit("smtplatrine.events.lost",
+                         Identity(sensor=self.config.server.sensor_name), count=count, reason="the storing process did not take them"
                          " in time (busy, or starting again)")
 
     def _open_database(self, delay=1.0):

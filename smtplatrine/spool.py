@@ -33,11 +33,13 @@ import os
 import uuid
 from collections import deque
 
+import attrs
 from twisted.internet import defer
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from smtplatrine import layout
+from smtplatrine.capture import Identity, Metadata
 from smtplatrine.disk import syncfs, write_json
 
 log = Logger()
@@ -58,12 +60,20 @@ def free_space(path):
     return stat.f_bavail * stat.f_frsize
 
 
-def read_metadata(path):
-    """The metadata in *path*, or None while the message is unfinished."""
+def read_json(path):
+    """The JSON object in *path*, or None while it is unfinished (empty)."""
     try:
-        return json.loads(path.read_text(encoding="ascii"))
+        record = json.loads(path.read_text(encoding="ascii"))
     except (OSError, ValueError):
         return None
+    return record if isinstance(record, dict) else None
+
+
+def read_metadata(path):
+    """The :class:`~smtplatrine.capture.Metadata` in *path*, or None while
+    the message is unfinished."""
+    record = read_json(path)
+    return None if record is None else Metadata.from_json(record)
 
 
 def _open_empty(path):
@@ -114,12 +124,15 @@ class SpoolFile:
         return self._sha256.hexdigest()
 
     def complete(self, metadata):
-        """End the message: write *metadata*, with size and hash, beside it."""
+        """End the message: write *metadata* (a
+        :class:`~smtplatrine.capture.Metadata`), with size and hash, beside
+        it."""
         self._file.close()
-        self.metadata = dict(metadata, size=self.size, sha256=self.sha256,
-                             truncated=self.truncated)
+        self.metadata = attrs.evolve(metadata, size=self.size, sha256=self.sha256,
+                                     truncated=self.truncated)
         with self._metadata_file as f:
-            f.write(json.dumps(self.metadata, sort_keys=True).encode("ascii") + b"\n")
+            f.write(json.dumps(self.metadata.to_json(), sort_keys=True).encode("ascii")
+                    + b"\n")
 
     def remove(self):
         for f in (self._file, self._metadata_file):
@@ -229,7 +242,7 @@ class Spool:
         (the connection was gone when its commit ended)."""
         try:
             write_json(spool_file.path.with_suffix(".json"),
-                       dict(spool_file.metadata, acknowledged=False))
+                       attrs.evolve(spool_file.metadata, acknowledged=False).to_json())
         except OSError as e:
             log.error("spool: cannot mark message {message} unacknowledged: {error}",
                       message=spool_file.path.stem, error=str(e))
@@ -292,20 +305,17 @@ class Spool:
         addresses, from *sensor*, received when the file was last written."""
         for path in self.messages.glob("*.eml"):
             json_path = path.with_suffix(".json")
-            metadata = read_metadata(json_path)
-            if metadata is not None:
+            if read_json(json_path) is not None:
                 continue
             if not path.stat().st_size:
                 path.unlink()
                 json_path.unlink(missing_ok=True)
                 continue
-            metadata = {"message": path.stem, "session": str(uuid.uuid4()),
-                        "sensor": sensor, "src_ip": "", "src_port": 0,
-                        "dst_ip": "", "dst_port": 0,
-                        "received": path.stat().st_mtime, "acknowledged": False,
-                        "incomplete": True, "recovered": True,
-                        "size": path.stat().st_size}
-            write_json(json_path, metadata)
+            identity = Identity(str(uuid.uuid4()), sensor, "", 0, "", 0)
+            metadata = Metadata(path.stem, identity, received=path.stat().st_mtime,
+                                acknowledged=False, incomplete=True, recovered=True,
+                                size=path.stat().st_size)
+            write_json(json_path, metadata.to_json())
             log.warn("spool: kept unfinished message {message}", message=path.stem)
         for path in [*self.messages.glob("*.tmp"), *(self.root / layout.SESSIONS).glob("*.tmp")]:
             path.unlink()

@@ -122,8 +122,9 @@ class Storing:
 
     def _stored(self, prepared):
         """After a message's commit: its storing latency, its enrichment."""
-        if self.metrics is not None and "received" in prepared.metadata:
-            self.metrics.stored(prepared.metadata["received"], self.reactor.seconds())
+        received = prepared.metadata.received
+        if self.metrics is not None and received is not None:
+            self.metrics.stored(received, self.reactor.seconds())
         if self.enrichment is not None:
             self.enrichment.submit(prepared)
 

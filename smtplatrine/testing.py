@@ -15,7 +15,7 @@ from smtplatrine.disk import LocalDisk
 from smtplatrine.events import Events
 from smtplatrine.persona import POSTFIX
 from smtplatrine.smtp.factory import HoneypotFactory
-from smtplatrine.spool import Spool, read_metadata
+from smtplatrine.spool import Spool, read_json
 
 
 class HeldDisk(LocalDisk):
@@ -75,10 +75,11 @@ def make_factory(spool_dir, config=None, tls_options=None, disk=None):
 
 def spooled(directory):
     """The finished messages in a spool's *directory*: [(metadata, raw)],
-    in the order they were received."""
+    the metadata as the spool keeps it (a JSON object), in the order they
+    were received."""
     found = []
     for path in directory.glob("*.json"):
-        metadata = read_metadata(path)
+        metadata = read_json(path)
         if metadata is not None:
             found.append((metadata, path.with_suffix(".eml").read_bytes()))
     return sorted(found, key=lambda item: item[0].get("received", 0))

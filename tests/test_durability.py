@@ -96,4 +96,4 @@ class AcknowledgementTests(unittest.TestCase):
         [(source, target, written, existed)] = renames
         self.assertEqual((source.parent, existed), (target.parent, False))
         self.assertEqual(written, path.read_bytes())
-        self.assertEqual(json.loads(written)["session"], self.protocol.identity["session"])
+        self.assertEqual(json.loads(written)["session"], self.protocol.identity.session)

@@ -677,7 +677,7 @@ class FileEnricherTests(unittest.TestCase):
             yield harness.service.submit(sent)
         rows = yield self.attachments(harness)
         for sent in (first, second):
-            mine = [r for r in rows if r[0] == sent.metadata["message"]]
+            mine = [r for r in rows if r[0] == sent.metadata.message]
             ids = {r[5]: r[2] for r in mine}
             self.assertEqual([(r[1], r[2], r[3], ids.get(r[6])) for r in mine], [
                 (0, "f0.bin", "attachment", None), (1, "inner.zip", "member", "f0.bin"),
@@ -688,7 +688,7 @@ class FileEnricherTests(unittest.TestCase):
         self.assertEqual([i for _, i, _ in unpacker.seen],
                          [hashlib.sha256(b"archive").hexdigest()])
         self.assertEqual([m for m, _, _ in unpacker.sighted_with],
-                         [first.metadata["message"], second.metadata["message"]])
+                         [first.metadata.message, second.metadata.message])
         stored = [e for e in harness.events("smtplatrine.attachment.stored")]
         self.assertEqual(sorted(e["filename"] for e in stored),
                          ["doc.txt", "doc.txt", "inner.zip", "inner.zip"])
@@ -707,7 +707,7 @@ class FileEnricherTests(unittest.TestCase):
                           sighting.depth, sighting.body.strip(), sighting.attachment_id),
                          ("f0.bin", "application/octet-stream", "attachment", 0,
                           "see http://bit.ly/x",
-                          records.attachment_id(prepared.metadata["message"], 0)))
+                          records.attachment_id(prepared.metadata.message, 0)))
 
     @defer.inlineCallbacks
     def test_quota_sees_the_first_files(self):

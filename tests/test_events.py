@@ -7,12 +7,12 @@ from twisted.internet.task import Clock
 from twisted.logger import LogLevel, globalLogPublisher
 from twisted.trial import unittest
 
+from smtplatrine.capture import Identity
 from smtplatrine.events import EVENTS, Events, printable
 from smtplatrine.testing import ListOutput
 
 ROOT = Path(__file__).resolve().parent.parent
-IDENTITY = {"session": "s-1", "sensor": "sensor-a", "src_ip": "192.0.2.1",
-            "src_port": 1, "dst_ip": "198.51.100.2", "dst_port": 25}
+IDENTITY = Identity("s-1", "sensor-a", "192.0.2.1", 1, "198.51.100.2", 25)
 
 
 class PrintableTests(unittest.TestCase):
@@ -88,8 +88,10 @@ class EventsTests(unittest.TestCase):
         output = ListOutput()
         Events(self.clock, [output]).emit("smtplatrine.mail", IDENTITY, mail_from="a@b")
         [event] = output.events
-        self.assertEqual(event, dict(IDENTITY, eventid="smtplatrine.mail", mail_from="a@b",
-                                     timestamp="2026-11-28T00:33:20.000000Z"))
+        self.assertEqual(event, {
+            "session": "s-1", "sensor": "sensor-a", "src_ip": "192.0.2.1", "src_port": 1,
+            "dst_ip": "198.51.100.2", "dst_port": 25, "eventid": "smtplatrine.mail",
+            "mail_from": "a@b", "timestamp": "2026-11-28T00:33:20.000000Z"})
 
     def test_failing_sink_isolated(self):
         """A sink that raises is logged once; the others still get every event."""

@@ -22,6 +22,7 @@ import attrs
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
+from smtplatrine.capture import Identity, Metadata
 from smtplatrine.parse import Limits
 from smtplatrine.pipeline import keep
 from tests.test_parse import ParseTestCase
@@ -197,7 +198,7 @@ class PropertyTests(ParseTestCase):
 
     def check_store(self, raw, parsed):
         """Every attachment listed is under the store by its SHA-256."""
-        prepared = keep(raw, {"message": "x"}, parsed, self.store, None)
+        prepared = keep(raw, Metadata("x", Identity()), parsed, self.store, None)
         for attachment, path in zip(parsed.attachments, prepared.attachment_paths):
             self.assertEqual(path, f"{attachment.sha256[:2]}/{attachment.sha256}")
             data = (self.store / path).read_bytes()

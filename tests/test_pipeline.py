@@ -47,9 +47,9 @@ class _Failing(Database):
         if self.errors:
             error, *self.errors = self.errors
             raise error
-        if interaction is save_message and args[1].metadata["message"] in self.refused:
+        if interaction is save_message and args[1].metadata.message in self.refused:
             raise Rejected("row too big:\r\nforged log line")
-        if (interaction is save_message and args[1].metadata["message"] in self.refuse_reading
+        if (interaction is save_message and args[1].metadata.message in self.refuse_reading
                 and args[1].parsed.error is None):
             raise Rejected("a value too long")
         return await super().run(interaction, *args)
@@ -136,7 +136,7 @@ class PipelineTests(unittest.TestCase):
         handed = []
 
         def on_stored(prepared):
-            handed.append(prepared.metadata["message"])
+            handed.append(prepared.metadata.message)
             raise RuntimeError("enrichment bug")
 
         self.pipeline.on_stored = on_stored

@@ -792,7 +792,7 @@ class RecordTests(SessionTestCase):
             "smtplatrine.mail", "smtplatrine.rcpt", "smtplatrine.message.spooled",
             "smtplatrine.session.closed"])
         for event in self.factory.output.events:
-            self.assertEqual(event["session"], self.protocol.identity["session"])
+            self.assertEqual(event["session"], self.protocol.identity.session)
             self.assertEqual((event["sensor"], event["src_ip"]),
                              ("smtplatrine", "192.0.2.7"))
             self.assertIn("timestamp", event)

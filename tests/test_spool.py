@@ -5,14 +5,23 @@ import hashlib
 import json
 from pathlib import Path
 
+import attrs
+
 from twisted.internet import defer
 from twisted.internet.task import Clock
 from twisted.trial import unittest
 
 from smtplatrine import spool as spool_module
+from smtplatrine.capture import Identity, Metadata
 from smtplatrine.disk import LocalDisk
 from smtplatrine.spool import Spool, read_metadata
 from smtplatrine.testing import HeldDisk, settle, spooled
+
+
+def a_message(**status):
+    """The metadata of a message of session s-1 with *status*."""
+    return Metadata("m-1", Identity("s-1", "sensor-a", "192.0.2.7", 40000,
+                                    "198.51.100.1", 25), **status)
 
 
 class SpoolTests(unittest.TestCase):
@@ -28,7 +37,7 @@ class SpoolTests(unittest.TestCase):
         message = self.spool.open(100)
         message.write(b"hello\r\n")
         fired = []
-        self.spool.commit(message, {"acknowledged": True}).addCallback(fired.append)
+        self.spool.commit(message, a_message(acknowledged=True)).addCallback(fired.append)
         self.assertEqual(fired, [])
         self.syncs.pop().callback({})
         self.assertEqual(fired, [message])
@@ -42,7 +51,7 @@ class SpoolTests(unittest.TestCase):
         results = []
         for i in range(10):
             message = self.spool.open(100)
-            self.spool.commit(message, {"n": i}).addCallback(results.append)
+            self.spool.commit(message, a_message()).addCallback(results.append)
         # One sync each for the first messages, then the rest share one.
         self.assertEqual(len(self.syncs), spool_module._SYNCS_IN_FLIGHT)
         self.syncs.pop(0).callback({})
@@ -55,7 +64,7 @@ class SpoolTests(unittest.TestCase):
     def test_sync_failure(self):
         """A failed sync fails every commit of its group."""
         message = self.spool.open(100)
-        d = self.spool.commit(message, {})
+        d = self.spool.commit(message, a_message())
         self.syncs.pop().errback(OSError(5, "EIO"))
         self.failureResultOf(d, OSError)
 
@@ -63,7 +72,7 @@ class SpoolTests(unittest.TestCase):
         """A message keeps at most its limit and says it was truncated."""
         message = self.spool.open(5)
         message.write(b"0123456789")
-        self.spool.commit(message, {})
+        self.spool.commit(message, a_message())
         self.syncs.pop().callback({})
         [(metadata, raw)] = spooled(self.spool.messages)
         self.assertEqual((raw, metadata["truncated"]), (b"01234", True))
@@ -79,7 +88,7 @@ class SpoolTests(unittest.TestCase):
         """A restart drops unused files and keeps unfinished mail, unacknowledged."""
         done = self.spool.open(100)
         done.write(b"done")
-        self.spool.commit(done, {"acknowledged": True})
+        self.spool.commit(done, a_message(acknowledged=True))
         self.syncs.pop().callback({})
         cut = self.spool.open(100)
         cut.write(b"cut short")
@@ -93,7 +102,31 @@ class SpoolTests(unittest.TestCase):
         self.assertEqual((recovered["acknowledged"], recovered["recovered"],
                           recovered["size"], recovered["sensor"]),
                          (False, True, 9, "sensor-a"))
-        self.assertTrue(read_metadata(done.path.with_suffix(".json"))["acknowledged"])
+        self.assertTrue(read_metadata(done.path.with_suffix(".json")).acknowledged)
+
+    def test_metadata_as_json(self):
+        """The metadata is kept as one flat JSON object, the session's
+        identity beside the envelope, and reads back the same; a record
+        lacking fields (an older version's) reads with their defaults."""
+        message = self.spool.open(100)
+        message.write(b"x")
+        sent = attrs.evolve(a_message(acknowledged=True), rcpts=("b@c.example",),
+                            flags=("pipelining",), mail_params={"SIZE": "1"})
+        self.spool.commit(message, sent)
+        self.syncs.pop().callback({})
+        path = message.path.with_suffix(".json")
+        written = json.loads(path.read_text())
+        self.assertEqual({k: written[k] for k in (
+            "message", "session", "sensor", "src_ip", "src_port", "dst_ip", "dst_port",
+            "rcpts", "flags", "mail_params", "acknowledged", "size")},
+            {"message": "m-1", "session": "s-1", "sensor": "sensor-a",
+             "src_ip": "192.0.2.7", "src_port": 40000, "dst_ip": "198.51.100.1",
+             "dst_port": 25, "rcpts": ["b@c.example"], "flags": ["pipelining"],
+             "mail_params": {"SIZE": "1"}, "acknowledged": True, "size": 1})
+        self.assertEqual(read_metadata(path),
+                         attrs.evolve(sent, size=1, sha256=hashlib.sha256(b"x").hexdigest()))
+        path.write_text(json.dumps({"message": "m-2", "session": "s-2", "received": 5.0}))
+        self.assertEqual(read_metadata(path), Metadata("m-2", Identity("s-2"), received=5.0))
 
     def test_discard(self):
         """A discarded message leaves no file behind."""
@@ -161,6 +194,6 @@ class FullDiskTests(unittest.TestCase):
         self.addCleanup(message._file.close)
         message.write(b"x" * 10000)
         self.assertEqual((message.size, message.error.errno), (10000, errno.ENOSPC))
-        self.failureResultOf(self.spool.commit(message, {}), OSError)
+        self.failureResultOf(self.spool.commit(message, a_message()), OSError)
         self.spool.discard(message)
         self.assertFalse(message.path.exists())

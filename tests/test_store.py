@@ -144,7 +144,7 @@ class StoreTestsMixin:
             cursor.execute(dialect.insert("honeypot_attachments", [
                 "attachment_id", "message_id", "position", "sensor", "filename",
                 "content_type", "disposition", "size", "md5", "sha1", "sha256"]),
-                ("00000000-0000-5000-8000-000000000001", item.metadata["message"], 0, "s",
+                ("00000000-0000-5000-8000-000000000001", item.metadata.message, 0, "s",
                  "a.txt", "text/plain", "attachment", 1, "0" * 32, "0" * 40, "0" * 64))
         yield run(old_columns)
         self.assertEqual((yield run(schema.upgrade, dialect, dialect.migrations(), True)),

@@ -82,7 +82,8 @@ def collect(client_ip, received_ips, sha256s, mail_from, url_hosts):
 
 
 def of_message(metadata, parsed):
-    """The indicators of a spooled message (its *metadata*) once *parsed*."""
-    return collect(metadata.get("src_ip"), [r.from_ip for r in parsed.received],
-                   [a.sha256 for a in parsed.attachments], metadata.get("mail_from"),
+    """The indicators of a spooled message (its
+    :class:`~smtplatrine.capture.Metadata`) once *parsed*."""
+    return collect(metadata.identity.src_ip, [r.from_ip for r in parsed.received],
+                   [a.sha256 for a in parsed.attachments], metadata.mail_from,
                    [u.host for u in parsed.urls])

@@ -16,6 +16,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from smtplatrine import interfaces
+from smtplatrine.capture import Identity
 from smtplatrine.enrich import indicators
 from smtplatrine.events import printable
 from smtplatrine.interfaces import (Context, IEnricher, LookupFailed, Member,
@@ -26,7 +27,6 @@ from smtplatrine.store.records import as_json, attachment_id
 
 log = Logger()
 
-_IDENTITY = ("session", "sensor", "src_ip", "src_port", "dst_ip", "dst_port")
 # A transient failure (timeout, 5xx) is tried this many times in all,
 # waiting retry_delay * 2**attempt in between.
 MAX_ATTEMPTS = 3
@@ -106,8 +106,7 @@ class EnrichmentService:
         Returns a Deferred that fires when every lookup has ended; it never
         fails, and the caller need not wait for it."""
         try:
-            metadata = prepared.metadata
-            identity = {k: metadata.get(k) for k in _IDENTITY}
+            identity = prepared.metadata.identity
             work = [self._enrich(enricher, sighting, identity)
                     for sighting in sightings(prepared)
                     for enricher in self.enrichers.values()
@@ -136,8 +135,7 @@ class EnrichmentService:
         lease = self._reactor.seconds() + LEASE
         claimed = await run(store.claim_due, dialect, sorted(self.enrichers),
                             self._reactor.seconds(), lease, min(free, 100))
-        identity = dict.fromkeys(_IDENTITY)
-        identity["sensor"] = self._sensor
+        identity = Identity(sensor=self._sensor)
 
         async def one(provider, kind, indicator, message, attempts):
             sighting = await run(store.sighting, dialect, message, kind, indicator)
@@ -331,7 +329,7 @@ def _save(cursor, dialect, enricher, sighting, sensor, result, now, ttl):
 # Fields of the enrichment event an enricher's summary may not take over
 # (its own, and the logger's).
 _RESERVED = {"eventid", "timestamp", "message", "provider", "kind", "indicator", "found",
-             "level", "format", *_IDENTITY}
+             "level", "format", *attrs.fields_dict(Identity)}
 
 
 def _summary(enricher, data):
@@ -354,8 +352,8 @@ def _summary(enricher, data):
 def sightings(prepared):
     """A Sighting for each indicator of the message *prepared*; an
     attachment's is its first MIME part with that content."""
-    metadata, parsed = prepared.metadata, prepared.parsed
-    message = metadata["message"]
+    parsed = prepared.parsed
+    message = prepared.metadata.message
     body = (parsed.body_text or parsed.body_html)[:store.BODY]
     first = {}
     for position, attachment in enumerate(parsed.attachments):

@@ -3,9 +3,9 @@
 from twisted.internet.protocol import Factory, Protocol
 
 from smtplatrine import acl
+from smtplatrine.capture import Identity
 from smtplatrine.persona import wire
 from smtplatrine.smtp.protocol import ABORT_AFTER, SMTPSession
-from smtplatrine.smtp.record import identity
 
 # Refusals past the global limit; the others come from acl.Guard.
 BUSY = "busy"
@@ -23,7 +23,7 @@ class _Refused(Protocol):
     def connectionMade(self):
         factory, refusal = self.factory, self.refusal
         config = factory.config
-        session = identity(self.transport, config.server.sensor_name)
+        session = Identity.of(self.transport, config.server.sensor_name)
         factory.events.emit("smtplatrine.acl.refused", session,
                             reason=refusal.reason, entry=refusal.entry)
         if refusal.ban is not None:
@@ -36,7 +36,7 @@ class _Refused(Protocol):
             key = "client_rejected" if config.protection.acl_action == "reject" else None
         if key is not None:
             lines = factory.persona.reply(key, hostname=config.server.hostname,
-                                          arg=session["src_ip"])
+                                          arg=session.src_ip)
             self.transport.write(wire(lines).encode("ascii"))
         self.transport.loseConnection()
         self._abort = factory.clock.callLater(ABORT_AFTER, self._abort_now)
@@ -91,7 +91,7 @@ class HoneypotFactory(Factory):
         """Keep the record of a finished session."""
         self.active -= 1
         record = session.record
-        ban = self.guard.closed(session.identity["src_ip"], record.messages,
+        ban = self.guard.closed(session.identity.src_ip, record.messages,
                                 acl.mismatch(session.first_bytes, record.close_reason))
         if ban is not None:
             record.flag("banned")

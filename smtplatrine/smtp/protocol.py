@@ -54,7 +54,8 @@ from smtplatrine.events import printable
 from smtplatrine.persona import wire
 from smtplatrine.smtp import auth, envelope
 from smtplatrine.smtp.framing import Framer
-from smtplatrine.smtp.record import Envelope, SessionRecord, identity
+from smtplatrine.capture import Identity, Metadata
+from smtplatrine.smtp.record import Envelope, SessionRecord
 
 log = Logger()
 
@@ -133,7 +134,7 @@ class SMTPSession(Protocol):
         self.features = factory.config.smtp_features
         self.persona = factory.persona
         self.clock = factory.clock
-        self.identity = identity(self.transport, factory.config.server.sensor_name)
+        self.identity = Identity.of(self.transport, factory.config.server.sensor_name)
         now = self.clock.seconds()
         self.record = SessionRecord(identity=self.identity, start=now)
         self._framer = Framer(self.config.line_length_limit, self.record.flag)
@@ -758,14 +759,15 @@ class SMTPSession(Protocol):
         return True
 
     def _metadata(self, **status):
+        """The metadata of the message ending now, with *status*."""
         envelope_ = self._envelope
-        return dict(
-            self.identity, message=envelope_.message, queue_id=envelope_.queue_id,
+        return Metadata(
+            envelope_.message, self.identity, queue_id=envelope_.queue_id,
             transport=envelope_.transport, mail_from=envelope_.mail_from,
-            mail_params=envelope_.params, rcpts=self._recipients,
+            mail_params=envelope_.params, rcpts=tuple(self._recipients),
             session_start=self.record.start, received=self.clock.seconds(),
             helo=self.record.helo,
-            tls=self.record.tls, flags=sorted(self.record.flags), **status)
+            tls=self.record.tls, flags=tuple(sorted(self.record.flags)), **status)
 
     def _finish_message(self, refusal=None):
         """Commit the message; answer *refusal* (key, values) if given,

@@ -6,20 +6,9 @@ kept as sent, non-UTF-8 bytes as ``\\udcXX`` surrogates (decode with
 ``surrogateescape`` to get the bytes back).
 """
 
-import uuid
-
 import attrs
 
-
-def identity(transport, sensor):
-    """The identity of a new connection on *transport*: a new session id,
-    *sensor* and both ends' addresses."""
-    peer, host = transport.getPeer(), transport.getHost()
-    return {
-        "session": str(uuid.uuid4()), "sensor": sensor,
-        "src_ip": getattr(peer, "host", ""), "src_port": getattr(peer, "port", 0),
-        "dst_ip": getattr(host, "host", ""), "dst_port": getattr(host, "port", 0),
-    }
+from smtplatrine.capture import Identity
 
 
 @attrs.define
@@ -41,7 +30,7 @@ def _params_size(params):
 
 @attrs.define
 class SessionRecord:
-    identity: dict
+    identity: Identity
     start: float
     end: float | None = None
     helo: str | None = None

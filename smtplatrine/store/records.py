@@ -12,23 +12,11 @@ import re
 import uuid
 from datetime import datetime, timezone
 
-import attrs
+from smtplatrine.capture import Identity
 
 _FIELDS = ["date", "to", "from", "cc", "reply_to", "subject", "message_id",
            "x_mailer", "user_agent", "organization", "content_type",
            "content_transfer_encoding"]
-
-
-@attrs.frozen
-class Prepared:
-    """A spooled message made ready for the database (see the pipeline)."""
-    metadata: dict
-    parsed: object
-    raw: bytes | None
-    raw_path: str | None
-    attachment_paths: tuple
-    # enrich.indicators.Indicator of the message, kept with it.
-    indicators: tuple = ()
 
 
 _TIME_FORMAT = "%Y-%m-%d %H:%M:%S.%f"
@@ -60,9 +48,9 @@ def address_parts(address):
     return username, (tag if plus else None), domain.lower()
 
 
-def _identity(metadata):
-    return [metadata["session"], metadata["sensor"], text(metadata["src_ip"], 45),
-            metadata["src_port"], text(metadata["dst_ip"], 45), metadata["dst_port"]]
+def _identity(identity):
+    return [identity.session, identity.sensor, text(identity.src_ip, 45),
+            identity.src_port, text(identity.dst_ip, 45), identity.dst_port]
 
 
 _SESSION_KEY = ["session_id", "sensor", "client_ip", "client_port", "server_ip",
@@ -78,38 +66,38 @@ def _tls(tls):
 def save_message(cursor, dialect, prepared, now):
     """Store *prepared* unless its message is already there; True if stored."""
     metadata, parsed = prepared.metadata, prepared.parsed
-    message_id = metadata["message"]
+    message_id, identity = metadata.message, metadata.identity
     cursor.execute(dialect.sql("SELECT 1 FROM honeypot_emails WHERE message_id = ?"),
                    (message_id,))
     if cursor.fetchone():
         return False
-    tls = metadata.get("tls") or {}
+    tls = metadata.tls or {}
+    started = metadata.received if metadata.session_start is None else metadata.session_start
     cursor.execute(
         dialect.insert("honeypot_sessions", _SESSION_KEY + [
             "started", "helo", *_TLS, "flags"], ignore=True),
-        _identity(metadata) + [
-            utc(metadata.get("session_start", metadata["received"])),
-            text(metadata.get("helo")), *_tls(tls), as_json(metadata.get("flags", []))])
+        _identity(identity) + [
+            utc(started), text(metadata.helo), *_tls(tls), as_json(list(metadata.flags))])
     columns = {
-        "message_id": message_id, "session_id": metadata["session"],
-        "sensor": metadata["sensor"],
-        "queue_id": metadata.get("queue_id"), "received": utc(metadata["received"]),
-        "stored": utc(now), "client_ip": text(metadata["src_ip"], 45),
-        "client_port": metadata["src_port"], "server_ip": text(metadata["dst_ip"], 45),
-        "server_port": metadata["dst_port"], "helo": text(metadata.get("helo")),
-        "tls": bool(tls), "transport": metadata.get("transport"),
-        "mail_from": text(metadata.get("mail_from")),
-        "mail_params": as_json(metadata.get("mail_params") or {}),
-        "acknowledged": metadata.get("acknowledged", False),
-        "truncated": metadata.get("truncated", False),
-        "incomplete": metadata.get("incomplete", False),
-        "recovered": metadata.get("recovered", False),
-        "size": metadata["size"], "sha256": metadata["sha256"], "md5": metadata.get("md5"),
+        "message_id": message_id, "session_id": identity.session,
+        "sensor": identity.sensor,
+        "queue_id": metadata.queue_id, "received": utc(metadata.received),
+        "stored": utc(now), "client_ip": text(identity.src_ip, 45),
+        "client_port": identity.src_port, "server_ip": text(identity.dst_ip, 45),
+        "server_port": identity.dst_port, "helo": text(metadata.helo),
+        "tls": bool(tls), "transport": metadata.transport,
+        "mail_from": text(metadata.mail_from),
+        "mail_params": as_json(metadata.mail_params or {}),
+        "acknowledged": metadata.acknowledged,
+        "truncated": metadata.truncated,
+        "incomplete": metadata.incomplete,
+        "recovered": metadata.recovered,
+        "size": metadata.size, "sha256": metadata.sha256, "md5": metadata.md5,
         "raw": prepared.raw, "raw_path": prepared.raw_path,
-        "session_flags": as_json(metadata.get("flags", [])),
-        "imported": metadata.get("imported", False),
-        "import_file": text(metadata.get("import_file")),
-        "import_index": metadata.get("import_index"),
+        "session_flags": as_json(list(metadata.flags)),
+        "imported": metadata.imported,
+        "import_file": text(metadata.import_file),
+        "import_index": metadata.import_index,
         **_reading(parsed),
     }
     cursor.execute(dialect.insert("honeypot_emails", list(columns)),
@@ -126,7 +114,7 @@ def update_reading(cursor, dialect, prepared):
     To and Cc recipients) with *prepared*'s reading; whether it reads
     differently now (False also if the message is not stored)."""
     metadata, parsed = prepared.metadata, prepared.parsed
-    message_id = metadata["message"]
+    message_id = metadata.message
     columns = _reading(parsed)
     cursor.execute(dialect.sql("SELECT received FROM honeypot_emails WHERE message_id = ?"),
                    (message_id,))
@@ -144,7 +132,7 @@ def update_reading(cursor, dialect, prepared):
     _save_search(cursor, dialect, prepared, replace=True)
     after = _compared(cursor, dialect, message_id, columns)
     seen = row[0] if isinstance(row[0], str) else row[0].strftime(_TIME_FORMAT)
-    _replace_recipients(cursor, dialect, message_id, metadata["sensor"], parsed, seen)
+    _replace_recipients(cursor, dialect, message_id, metadata.identity.sensor, parsed, seen)
     return before != after
 
 
@@ -210,7 +198,7 @@ _PART_TABLES = ("honeypot_email_headers", "honeypot_email_received",
 def _save_parts(cursor, dialect, prepared):
     """The rows of the message's headers, Received chain, URLs and attachments."""
     metadata, parsed = prepared.metadata, prepared.parsed
-    message_id, sensor = metadata["message"], metadata["sensor"]
+    message_id, sensor = metadata.message, metadata.identity.sensor
     _many(cursor, dialect, "honeypot_email_headers",
           ["message_id", "position", "sensor", "name", "value"],
           [(message_id, i, sensor, h.name[:255], h.value)
@@ -239,16 +227,16 @@ def _save_search(cursor, dialect, prepared, replace=False):
     """The message's indicators and its words in the full-text index (with
     *replace*, instead of those it had)."""
     metadata, parsed = prepared.metadata, prepared.parsed
-    message_id, fields = metadata["message"], parsed.fields
+    message_id, fields = metadata.message, parsed.fields
     if replace:
         cursor.execute(dialect.sql("DELETE FROM honeypot_email_indicators"
                                    " WHERE message_id = ?"), (message_id,))
     _many(cursor, dialect, "honeypot_email_indicators",
           ["message_id", "kind", "indicator", "source", "sensor"],
-          [(message_id, i.kind, i.value[:255], i.source, metadata["sensor"])
+          [(message_id, i.kind, i.value[:255], i.source, metadata.identity.sensor)
            for i in prepared.indicators])
     dialect.index_text(cursor, message_id, fields.get("subject") or "",
-                       f"{fields.get('from') or ''} {text(metadata.get('mail_from')) or ''}",
+                       f"{fields.get('from') or ''} {text(metadata.mail_from) or ''}",
                        f"{parsed.body_text}\n{html_text(parsed.body_html)}", replace)
 
 
@@ -273,14 +261,14 @@ def _recipient_kinds(envelope, parsed):
 
 
 def _save_recipients(cursor, dialect, metadata, parsed, now):
+    sensor = metadata.identity.sensor
     kinds = _recipient_kinds(
-        [("envelope", text(r).lower()) for r in metadata.get("rcpts", [])], parsed)
+        [("envelope", text(r).lower()) for r in metadata.rcpts], parsed)
     _count_addresses(cursor, dialect, sorted({address for _, address in kinds}),
-                     metadata["sensor"], utc(metadata["received"]))
+                     sensor, utc(metadata.received))
     _many(cursor, dialect, "honeypot_email_recipients",
           ["message_id", "address", "kind", "sensor"],
-          [(metadata["message"], address, kind, metadata["sensor"])
-           for kind, address in kinds])
+          [(metadata.message, address, kind, sensor) for kind, address in kinds])
 
 
 def _count_addresses(cursor, dialect, addresses, sensor, seen):
@@ -305,7 +293,8 @@ def _many(cursor, dialect, table, columns, rows, ignore=False):
 
 
 def save_session(cursor, dialect, record):
-    """Store (or complete) the session *record* and its AUTH attempts."""
+    """Store (or complete) the session *record* (a JSON object, see
+    :mod:`smtplatrine.smtp.record`) and its AUTH attempts."""
     columns = {
         "started": utc(record["start"]),
         "ended": utc(record["end"]) if record.get("end") else None,
@@ -322,7 +311,7 @@ def save_session(cursor, dialect, record):
     cursor.execute(
         dialect.upsert("honeypot_sessions", _SESSION_KEY + list(columns), ["session_id"],
                        {name: "new" for name in columns}),
-        _identity(record) + list(columns.values()))
+        _identity(Identity.from_json(record)) + list(columns.values()))
     _many(cursor, dialect, "honeypot_credentials",
           ["session_id", "position", "sensor", "time", "client_ip", "mechanism",
            "authzid", "username", "password", "challenge", "response", "accepted"],

@@ -19,6 +19,7 @@ from twisted.logger import Logger
 from twisted.web import resource, server
 from twisted.web.template import flattenString
 
+from smtplatrine import capture
 from smtplatrine.events import printable
 from smtplatrine.store import queries, users
 from smtplatrine.store.dialects import Rejected, Unavailable
@@ -268,11 +269,10 @@ class Dashboard(resource.Resource):
     def _identity(self, request):
         """The identity of the dashboard's events: the browser's connection."""
         client, server_address = request.getClientAddress(), request.getHost()
-        return {"session": "dashboard", "sensor": self.config.server.sensor_name,
-                "src_ip": getattr(client, "host", None),
-                "src_port": getattr(client, "port", None),
-                "dst_ip": getattr(server_address, "host", None),
-                "dst_port": getattr(server_address, "port", None)}
+        return capture.Identity("dashboard", self.config.server.sensor_name,
+                                getattr(client, "host", None), getattr(client, "port", None),
+                                getattr(server_address, "host", None),
+                                getattr(server_address, "port", None))
 
 
 def _local(path):
