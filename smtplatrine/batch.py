@@ -35,10 +35,12 @@ from email.utils import getaddresses, parseaddr, parsedate_to_datetime
 import attrs
 from twisted.internet import defer, threads
 from twisted.logger import Logger
+from zope.interface import implementer
 
 from smtplatrine import mailfiles
 from smtplatrine.capture import Identity, Metadata
 from smtplatrine.events import printable
+from smtplatrine.interfaces import IStoredConsumer
 from smtplatrine.layout import DataDir
 from smtplatrine.pipeline import announce, keep, parse_safely, prepare, store_message
 from smtplatrine.spool import read_metadata
@@ -140,6 +142,7 @@ class Summary:
     unreadable: list = attrs.Factory(list)  # (where, reason): could not be read
 
 
+@implementer(IStoredConsumer)
 class _Run:
     """The storing side of a sensor without its spool, for one command:
     messages parsed and stored a few at once; *progress* (if given) hears
@@ -222,7 +225,7 @@ class _Run:
         if stored:
             self.summary.stored += 1
             self.summary.unparsed += prepared.parsed.error is not None
-            announce(self.storing.events, prepared, self.enrich)
+            announce(self.storing.events, prepared, self)
         return stored
 
     def _write(self, prepared):
@@ -259,7 +262,7 @@ class _Run:
                 d.callback((one, prepared))
         self._writing = False
 
-    def enrich(self, prepared):
+    def stored(self, prepared):
         """Hand *prepared* to the enrichers; the run waits for them at its end."""
         if self.storing.enrichment is None:
             return
@@ -422,7 +425,7 @@ async def _reparse_one(run, row):
         "smtplatrine.message.reparsed", identity, message=row["message_id"],
         changed=changed, attachments=len(parsed.attachments), urls=len(parsed.urls),
         defects=len(parsed.defects), parse_error=parsed.error and printable(parsed.error))
-    run.enrich(prepared)
+    run.stored(prepared)
 
 
 def _quarantined(config, since):

@@ -178,6 +178,24 @@ class LookupFailed(Exception):
         self.transient = transient
 
 
+class ISpoolConsumer(Interface):
+    """Hears of what the spool holds as soon as it is whole on disk: the
+    server's handle on the storing process, which tells the pipeline."""
+
+    def notify(kind, item):
+        """The spool holds *kind* (``"message"`` or ``"session"``) *item*
+        (its id), whole and durable.  What it misses, its scans find."""
+
+
+class IStoredConsumer(Interface):
+    """Hears of each message once its transaction is durable: the storing
+    process (its enrichment and metrics), an import."""
+
+    def stored(prepared):
+        """The :class:`~smtplatrine.capture.Prepared` message was stored.
+        It must not wait; should it raise, that is only logged."""
+
+
 class IEnricher(Interface):
     """Looks indicators up with one provider.
 

@@ -19,7 +19,6 @@ message, also for ``smtplatrine import`` and ``reparse``.
 
 import errno
 import hashlib
-import os
 from collections import deque
 
 import attrs
@@ -27,13 +26,15 @@ from twisted.internet import defer, threads
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.python.failure import Failure
+from zope.interface import implementer
 
 from smtplatrine.enrich.indicators import of_message
 from smtplatrine.events import printable
-from smtplatrine import files, layout
+from smtplatrine import files
 from smtplatrine.parse import parse, unparsed
 from smtplatrine.capture import Identity, Prepared
-from smtplatrine.spool import read_json, read_metadata
+from smtplatrine.interfaces import ISpoolConsumer
+from smtplatrine.spool import GroupCommit, SpoolReader, read_message
 from smtplatrine.store.dialects import Rejected, Unavailable
 from smtplatrine.store.records import save_message, save_session
 
@@ -43,10 +44,11 @@ log = Logger()
 def prepare(eml, limits, attachments_dir, raw_dir):
     """Read and parse a spooled message, and write out its files; None if
     it is not (or no longer) in the spool."""
-    metadata = read_metadata(eml.with_suffix(".json"))
-    if metadata is None:
+    found = read_message(eml)
+    if found is None:
         return None
-    return prepare_raw(eml.read_bytes(), metadata, limits, attachments_dir, raw_dir)
+    raw, metadata = found
+    return prepare_raw(raw, metadata, limits, attachments_dir, raw_dir)
 
 
 def prepare_raw(raw, metadata, limits, attachments_dir, raw_dir):
@@ -109,9 +111,10 @@ async def store_message(database, prepared, now):
     return await database.run(save_message, database.dialect, fallback, now), fallback
 
 
-def announce(events, prepared, on_stored=None):
+def announce(events, prepared, consumer=None):
     """Emit the events of the message *prepared*, just stored, and hand it
-    to *on_stored* (the enrichment), whose failure is only logged."""
+    to *consumer* (an :class:`~smtplatrine.interfaces.IStoredConsumer`),
+    whose failure is only logged."""
     metadata, parsed = prepared.metadata, prepared.parsed
     identity = metadata.identity
     for attachment, path in zip(parsed.attachments, prepared.attachment_paths):
@@ -129,9 +132,9 @@ def announce(events, prepared, on_stored=None):
         size=metadata.size, sha256=metadata.sha256,
         attachments=len(parsed.attachments), urls=len(parsed.urls),
         defects=len(parsed.defects), imported=metadata.imported)
-    if on_stored is not None:
+    if consumer is not None:
         try:
-            on_stored(prepared)
+            consumer.stored(prepared)
         except Exception:
             log.failure("pipeline: after message {message} was stored",
                         message=metadata.message)
@@ -145,6 +148,7 @@ def _settle(sync, paths):
         path.unlink(missing_ok=True)
 
 
+@implementer(ISpoolConsumer)
 class Pipeline:
     """Moves what the spool under *spool_root* holds into *database*.
 
@@ -152,17 +156,16 @@ class Pipeline:
     record (``"session"``) is ready; it also finds them at start and when
     idle.  *limits* bound the parser, *attachments_dir* (None: do not keep
     files) and *raw_dir* (None: raw message in the database) say where
-    files go.  *on_stored* (the enrichment service's ``submit``) is handed
-    each message after its commit; what it does cannot fail the pipeline.
+    files go.  *stored* (an :class:`~smtplatrine.interfaces.IStoredConsumer`:
+    the enrichment) is handed each message after its commit; what it does
+    cannot fail the pipeline.
     """
 
     def __init__(self, reactor, spool_root, database, events, limits,
                  attachments_dir, raw_dir, threadpool, concurrency=2,
-                 max_delay=60.0, on_stored=None):
+                 max_delay=60.0, stored=None):
         self._reactor = reactor
-        self._dirs = {"message": spool_root / layout.MESSAGES,
-                      "session": spool_root / layout.SESSIONS}
-        self._quarantine = spool_root / layout.QUARANTINE
+        self._spool = SpoolReader(spool_root)
         self._database = database
         self._events = events
         self._limits = limits
@@ -171,12 +174,11 @@ class Pipeline:
         self._threadpool = threadpool
         self._concurrency = concurrency
         self._max_delay = max_delay
-        self.on_stored = on_stored
+        self.stored = stored
         self._queue = deque()
         self._queued = set()
         self._running = 0
-        self._committed = []
-        self._settling = False
+        self._settling = GroupCommit(self._settle)
         self._delay = 0.0
         self._waiting = None
         self._open = False
@@ -186,10 +188,10 @@ class Pipeline:
     @property
     def backlog(self):
         """Messages and sessions waiting or being stored."""
-        return len(self._queue) + self._running + len(self._committed)
+        return len(self._queue) + self._running + self._settling.waiting
 
     def start(self):
-        self._quarantine.mkdir(exist_ok=True)
+        self._spool.quarantine.mkdir(exist_ok=True)
         self._scan()
         self._scanner.start(30, now=False)
         self._connect()
@@ -207,15 +209,12 @@ class Pipeline:
             self._pump()
 
     def _scan(self):
-        for path in sorted(self._dirs["message"].glob("*.json")):
-            if read_metadata(path) is not None:
-                self.notify("message", path.stem)
-        for path in sorted(self._dirs["session"].glob("*.json")):
-            self.notify("session", path.stem)
+        for kind, item in self._spool.finished():
+            self.notify(kind, item)
 
     def _scan_when_idle(self):
         if (self._open and not self._queue and not self._running
-                and not self._settling):
+                and not self._settling.running and not self._settling.waiting):
             self._scan()
 
     def _connect(self):
@@ -276,7 +275,7 @@ class Pipeline:
         self._delay = 0.0
 
     async def _message(self, message_id):
-        eml = self._dirs["message"] / f"{message_id}.eml"
+        eml = self._spool.eml(message_id)
         try:
             prepared = await threads.deferToThreadPool(
                 self._reactor, self._threadpool, prepare, eml,
@@ -286,7 +285,7 @@ class Pipeline:
                 # A full disk passes: the message waits in the spool.
                 raise Unavailable(f"no room for its files: {e}") from None
             self._quarantine_message(
-                eml, f"cannot be read, or its files cannot be written: {e!r}")
+                message_id, f"cannot be read, or its files cannot be written: {e!r}")
             return
         if prepared is None:
             return
@@ -294,64 +293,49 @@ class Pipeline:
             stored, prepared = await store_message(
                 self._database, prepared, self._reactor.seconds())
         except Rejected as e:
-            self._quarantine_message(eml, str(e))
+            self._quarantine_message(message_id, str(e))
             return
         except Unavailable:
             raise
         except Exception as e:
             # A bug of ours: say so once, and keep it from holding up the rest.
             log.failure("pipeline: cannot store message {message}", message=message_id)
-            self._quarantine_message(eml, f"cannot be stored: {e!r}")
+            self._quarantine_message(message_id, f"cannot be stored: {e!r}")
             return
-        self._settle((eml, eml.with_suffix(".json")),
-                     (lambda: announce(self._events, prepared, self.on_stored))
-                     if stored else None)
+        self._durable(self._spool.files("message", message_id),
+                      (lambda: announce(self._events, prepared, self.stored))
+                      if stored else None)
 
-    def _settle(self, paths, then):
-        """Remove the spool files *paths* of what was just committed, and
-        then call *then* (if any), once the commit is durable."""
-        self._committed.append((paths, then))
-        if not self._settling:
-            self._settle_next()
+    def _durable(self, paths, then):
+        """Once what was just committed is durable, remove its spool files
+        *paths*, then call *then* (if any).  Should that fail, the files
+        stay: the next scan stores them again (a no-op for what the
+        database kept), and this is tried again."""
+        d = self._settling.add(paths)
+        if then is not None:
+            d.addCallback(lambda _: then())
+        d.addErrback(lambda _: None)
 
-    def _settle_next(self):
-        """Sync and remove, in the thread pool (both wait on the disk), the
-        spool files of what was committed since the last time; then
-        announce it."""
-        group, self._committed = self._committed, []
-        if not group:
-            return
-        self._settling = True
-
-        def settled(result):
-            self._settling = False
-            if isinstance(result, Failure):
-                # Their files stay: the next scan stores them again (a no-op
-                # for those the database kept) and retries this.
-                log.failure("pipeline: cannot make stored messages durable", result)
-            else:
-                for _, then in group:
-                    if then is not None:
-                        then()
-            self._settle_next()
-
-        threads.deferToThreadPool(
+    def _settle(self, groups):
+        """Make the commits so far durable and remove their spool files,
+        in the thread pool (both wait on the disk)."""
+        d = threads.deferToThreadPool(
             self._reactor, self._threadpool, _settle, self._database.dialect.sync,
-            [path for paths, _ in group for path in paths]).addBoth(settled)
+            [path for paths in groups for path in paths])
+        return d.addErrback(self._not_durable)
 
-    def _quarantine_message(self, eml, reason):
-        metadata = read_metadata(eml.with_suffix(".json"))
-        for path in (eml, eml.with_suffix(".json")):
-            if path.exists():
-                os.replace(path, self._quarantine / path.name)
-        (self._quarantine / f"{eml.stem}.reason").write_text(reason + "\n", encoding="utf-8")
+    def _not_durable(self, failure):
+        log.failure("pipeline: cannot make stored messages durable", failure)
+        return failure
+
+    def _quarantine_message(self, message_id, reason):
+        metadata = self._spool.quarantine_message(message_id, reason)
         identity = metadata.identity if metadata is not None else Identity()
         self._events.emit("smtplatrine.message.quarantined", identity,
-                          message=eml.stem, reason=printable(reason))
+                          message=message_id, reason=printable(reason))
 
     async def _session(self, session_id):
-        path = self._dirs["session"] / f"{session_id}.json"
-        record = read_json(path)
+        record = self._spool.session(session_id)
         if record is None:
             return
         try:
@@ -359,7 +343,7 @@ class Pipeline:
         except Rejected as e:
             log.error("session {session} cannot be stored ({reason}); kept in"
                       " spool/quarantine", session=session_id, reason=printable(str(e)))
-            os.replace(path, self._quarantine / path.name)
+            self._spool.quarantine_session(session_id)
             return
-        self._settle((path,), lambda: self._events.emit(
+        self._durable(self._spool.files("session", session_id), lambda: self._events.emit(
             "smtplatrine.session.stored", Identity.from_json(record)))

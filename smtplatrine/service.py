@@ -178,7 +178,7 @@ class HoneypotService(Service):
         dialect = dialects.from_config(config)
         self.database = Database(dialect, create=False)
         self.storer = storer.StoringProcess(self.reactor, config, ids, self._events_lost)
-        spool.ready = self.storer.notify
+        spool.ready = self.storer
         self.children = [self.storer]
         if config.web.enabled:
             self.children.append(child.ChildProcess(

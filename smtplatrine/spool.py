@@ -143,12 +143,56 @@ class SpoolFile:
             path.unlink(missing_ok=True)
 
 
+class GroupCommit:
+    """Makes items durable in groups: ``sync(items)`` (a Deferred) makes a
+    group durable; items added while *limit* syncs run wait for the next,
+    which takes them all."""
+
+    def __init__(self, sync, limit=1):
+        self._sync = sync
+        self._limit = limit
+        self._waiting = []
+        self.running = 0
+
+    @property
+    def waiting(self):
+        """Items waiting for the next sync."""
+        return len(self._waiting)
+
+    def add(self, item):
+        """A Deferred that fires with *item* once it is durable, or fails
+        as its group's sync did."""
+        d = defer.Deferred()
+        self._waiting.append((item, d))
+        if self.running < self._limit:
+            self._next()
+        return d
+
+    def _next(self):
+        group, self._waiting = self._waiting, []
+        if not group:
+            return
+        self.running += 1
+
+        def fire(result):
+            self.running -= 1
+            for item, d in group:
+                if isinstance(result, Failure):
+                    d.errback(result)
+                else:
+                    d.callback(item)
+            self._next()
+
+        self._sync([item for item, _ in group]).addBoth(fire)
+
+
 class Spool:
-    """Durable spool directory; *disk* does the work that waits on the disk
-    (a :class:`~smtplatrine.disk.DiskWorker`, or a ``LocalDisk`` in tests),
+    """The spool's writing half, on the SMTP side: a durable spool
+    directory; *disk* does the work that waits on the disk (a
+    :class:`~smtplatrine.disk.DiskWorker`, or a ``LocalDisk`` in tests),
     *clock* schedules new tries of the session records it refused.
-    ``ready(kind, id)``, when set, hears of each message (``"message"``)
-    and session record (``"session"``) once it is on disk."""
+    ``ready`` (an :class:`~smtplatrine.interfaces.ISpoolConsumer`), when
+    set, hears of each message and session record once it is on disk."""
 
     def __init__(self, root, disk, clock=None, reserve=64):
         self.root = root
@@ -156,8 +200,8 @@ class Spool:
         self.messages = root / layout.MESSAGES
         self._disk = disk
         self._clock = clock
-        self._pending = []
-        self._syncing = 0
+        self._commits = GroupCommit(lambda _: self._disk.request(op="sync"),
+                                    _SYNCS_IN_FLIGHT)
         self._reserve = reserve
         self._ready = []
         self._refilling = False
@@ -208,30 +252,14 @@ class Spool:
             spool_file.complete(metadata)
         except OSError as e:
             return defer.fail(e)
-        d = defer.Deferred()
-        self._pending.append((spool_file, d))
-        if self._syncing < _SYNCS_IN_FLIGHT:
-            self._sync_next()
-        return d
+        # Told before its session hears of it: the session may yet write
+        # that it was never acknowledged, before the storing process can
+        # read a line of ours.
+        return self._commits.add(spool_file).addCallback(self._committed)
 
-    def _sync_next(self):
-        group, self._pending = self._pending, []
-        if not group:
-            return
-        self._syncing += 1
-
-        def fire(result):
-            self._syncing -= 1
-            for spool_file, d in group:
-                if isinstance(result, Failure):
-                    d.errback(result)
-                else:
-                    # Its session may yet say it was never acknowledged.
-                    d.callback(spool_file)
-                    self._announce("message", spool_file.path.stem)
-            self._sync_next()
-
-        self._disk.request(op="sync").addBoth(fire)
+    def _committed(self, spool_file):
+        self._announce("message", spool_file.path.stem)
+        return spool_file
 
     def discard(self, spool_file):
         """Forget a message that was never accepted nor worth keeping."""
@@ -296,7 +324,7 @@ class Spool:
 
     def _announce(self, kind, item):
         if self.ready is not None:
-            self.ready(kind, item)
+            self.ready.notify(kind, item)
 
     def recover(self, sensor):
         """After a restart: drop files created ahead and never used, and
@@ -320,3 +348,61 @@ class Spool:
         for path in [*self.messages.glob("*.tmp"), *(self.root / layout.SESSIONS).glob("*.tmp")]:
             path.unlink()
         syncfs(self.messages)
+
+
+def read_message(eml):
+    """The spooled message *eml* (its ``.eml`` path): (raw bytes,
+    :class:`~smtplatrine.capture.Metadata`), or None while it is
+    unfinished or once it has left the spool."""
+    metadata = read_metadata(eml.with_suffix(".json"))
+    if metadata is None:
+        return None
+    return eml.read_bytes(), metadata
+
+
+class SpoolReader:
+    """The spool's reading half, in the storing process: what the spool
+    under *root* holds, each item's files, and the way out for what
+    cannot be stored (``quarantine/``, with a ``.reason`` beside it)."""
+
+    def __init__(self, root):
+        self._dirs = {"message": root / layout.MESSAGES, "session": root / layout.SESSIONS}
+        self.quarantine = root / layout.QUARANTINE
+
+    def finished(self):
+        """(kind, id) of every finished message, then of every session
+        record, each in the order of their names."""
+        return ([("message", path.stem) for path in sorted(self._dirs["message"].glob("*.json"))
+                 if read_json(path) is not None]
+                + [("session", path.stem) for path in sorted(self._dirs["session"].glob("*.json"))])
+
+    def eml(self, message_id):
+        """The path of the raw message *message_id*."""
+        return self._dirs["message"] / f"{message_id}.eml"
+
+    def files(self, kind, item):
+        """The spool files of *kind* *item*: they go once it is stored."""
+        if kind == "message":
+            eml = self.eml(item)
+            return eml, eml.with_suffix(".json")
+        return (self._dirs["session"] / f"{item}.json",)
+
+    def session(self, session_id):
+        """The session record *session_id* (a JSON object), or None."""
+        return read_json(self._dirs["session"] / f"{session_id}.json")
+
+    def quarantine_message(self, message_id, reason):
+        """Move the message out of the way, saying why; its metadata (None
+        if it has none)."""
+        eml = self.eml(message_id)
+        metadata = read_metadata(eml.with_suffix(".json"))
+        for path in self.files("message", message_id):
+            if path.exists():
+                os.replace(path, self.quarantine / path.name)
+        (self.quarantine / f"{message_id}.reason").write_text(reason + "\n", encoding="utf-8")
+        return metadata
+
+    def quarantine_session(self, session_id):
+        """Move the session record out of the way."""
+        [path] = self.files("session", session_id)
+        os.replace(path, self.quarantine / path.name)

@@ -14,6 +14,7 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from smtplatrine import child
+from smtplatrine.interfaces import ISpoolConsumer
 
 log = Logger()
 
@@ -24,7 +25,7 @@ MAX_LINE = 1024 * 1024
 MAX_WAITING = 1024 * 1024
 
 
-@implementer(IPushProducer)
+@implementer(IPushProducer, ISpoolConsumer)
 class StoringProcess(child.ChildProcess):
     """Runs the storing process for *config*, as *ids* (a (uid, gid), or
     None to stay who we are).  That process starts its worker again when

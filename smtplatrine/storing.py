@@ -31,9 +31,11 @@ from twisted.internet import defer, protocol
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger, LogLevel
 from twisted.python.threadpool import ThreadPool
+from zope.interface import implementer
 
 from smtplatrine import child, metrics
 from smtplatrine.events import Events
+from smtplatrine.interfaces import IStoredConsumer
 from smtplatrine.layout import DataDir
 from smtplatrine.outputs import service as outputs
 from smtplatrine.parse import Limits
@@ -47,6 +49,7 @@ from smtplatrine.storer import MAX_LINE
 log = Logger(namespace="smtplatrine.storing")
 
 
+@implementer(IStoredConsumer)
 class Storing:
     """The database, the pipeline that fills it from the spool, and the
     enrichment after each commit, built from *config* (files opened, heavy
@@ -79,7 +82,7 @@ class Storing:
         self.pipeline = Pipeline(
             reactor, spool_root, self.database, self.events, limits, attachments,
             raw, self.threadpool, concurrency, store.retry_max_delay,
-            on_stored=self._stored)
+            stored=self)
         self.quota = {}
         self._quota_watch = LoopingCall(
             lambda: defer.Deferred.fromCoroutine(self._watch_quota()))
@@ -120,7 +123,7 @@ class Storing:
                  or "none")
         return enrichment
 
-    def _stored(self, prepared):
+    def stored(self, prepared):
         """After a message's commit: its storing latency, its enrichment."""
         received = prepared.metadata.received
         if self.metrics is not None and received is not None:

@@ -7,9 +7,11 @@ from pathlib import Path
 from twisted.internet import defer, reactor, task
 from twisted.python.threadpool import ThreadPool
 from twisted.trial import unittest
+from zope.interface import implementer
 
 from smtplatrine.disk import LocalDisk
 from smtplatrine.events import Events
+from smtplatrine.interfaces import IStoredConsumer
 from smtplatrine.parse import Limits
 from smtplatrine import pipeline as pipeline_module
 from smtplatrine.pipeline import Pipeline
@@ -135,11 +137,13 @@ class PipelineTests(unittest.TestCase):
         raising keeps no message in the spool and stops no other."""
         handed = []
 
-        def on_stored(prepared):
-            handed.append(prepared.metadata.message)
-            raise RuntimeError("enrichment bug")
+        @implementer(IStoredConsumer)
+        class Enrichment:
+            def stored(self, prepared):
+                handed.append(prepared.metadata.message)
+                raise RuntimeError("enrichment bug")
 
-        self.pipeline.on_stored = on_stored
+        self.pipeline.stored = Enrichment()
         ids = [self.spool_message(f"00000000-0000-4000-8000-00000000002{i}")
                for i in range(2)]
         self.pipeline.start()

@@ -155,7 +155,11 @@ class FullDiskTests(unittest.TestCase):
         self.disk = FullDisk(root)
         self.spool = Spool(root, self.disk, self.clock)
         self.ready = []
-        self.spool.ready = lambda kind, item: self.ready.append(item)
+        self.spool.ready = self
+
+    def notify(self, kind, item):
+        """The spool's consumer: we note what it says is ready."""
+        self.ready.append(item)
 
     def record(self, session):
         return {"session": session, "transcript": [[1.0, "C", "x" * 100]]}

@@ -12,9 +12,14 @@ from twisted.logger import Logger, jsonFileLogObserver
 from twisted.python.failure import Failure
 from twisted.trial import unittest
 
+from zope.interface.verify import verifyClass
+
+from smtplatrine import batch
 from smtplatrine import config as config_module
+from smtplatrine.interfaces import ISpoolConsumer, IStoredConsumer
+from smtplatrine.pipeline import Pipeline
 from smtplatrine.storer import MAX_LINE, MAX_WAITING, StoringProcess
-from smtplatrine.storing import _Commands
+from smtplatrine.storing import Storing, _Commands
 from smtplatrine.testing import logged
 
 
@@ -193,3 +198,17 @@ class StoringProcessTests(unittest.TestCase):
         self.assertEqual(signals, ["KILL"])
         self.process.processEnded(Failure(ProcessTerminated(signal=9)))
         self.successResultOf(stopped)
+
+
+class HandOffTests(unittest.TestCase):
+
+    def test_interfaces(self):
+        """The hand-offs provide the interfaces that name them: the server's
+        handle on the storing process and the pipeline hear of what the
+        spool holds; the storing process and an import hear of each
+        stored message."""
+        for interface, provider in [(ISpoolConsumer, StoringProcess),
+                                    (ISpoolConsumer, Pipeline),
+                                    (IStoredConsumer, Storing),
+                                    (IStoredConsumer, batch._Run)]:
+            self.assertTrue(verifyClass(interface, provider))
