@@ -1,8 +1,13 @@
-"""The running honeypot: data directory, TLS, spool, outputs, listeners.
+"""The services of the SMTP side, which ``twistd smtplatrine`` runs as
+children of one :class:`InOrder` (see :mod:`smtplatrine.tap`): the human
+log, the disk worker, the storing process (and the dashboard), the block
+list, one listener per endpoint, and the privilege drop.
 
-Everything that needs root happens in ``privilegedStartService``: binding
-the ports, then handing the data directory to the unprivileged user and
-becoming that user, before the reactor runs.
+What needs root happens in ``privilegedStartService``, child after child:
+the log file opened, the children spawned (each drops its privileges
+itself), the ports bound; then the data directory is handed to the
+unprivileged user and the server becomes that user, before the reactor
+runs.
 """
 
 import errno
@@ -13,7 +18,8 @@ import syslog
 import time
 from pathlib import Path
 
-from twisted.application.service import Service
+from twisted.application.internet import StreamServerEndpointService
+from twisted.application.service import MultiService, Service
 from twisted.internet import defer
 from twisted.internet.endpoints import serverFromString
 from twisted.logger import (FilteringLogObserver, LogLevel,
@@ -21,20 +27,9 @@ from twisted.logger import (FilteringLogObserver, LogLevel,
                             formatEventAsClassicLogText, globalLogPublisher,
                             textFileLogObserver)
 from twisted.protocols.tls import TLSMemoryBIOFactory
-from twisted.python.failure import Failure
 
-from smtplatrine import acl, child, geoip, metrics, safety, storer, tls
-from smtplatrine.blocklist import BlockList
-from smtplatrine.disk import DiskWorker
-from smtplatrine.capture import Identity
-from smtplatrine.events import Events
-from smtplatrine.layout import DataDir
-from smtplatrine.persona import PERSONAS
-from smtplatrine.privileges import drop_privileges, load_codecs, unprivileged_ids
-from smtplatrine.smtp.factory import HoneypotFactory
-from smtplatrine.spool import Spool
-from smtplatrine.store import dialects
-from smtplatrine.store.database import Database
+from smtplatrine import acl, geoip, tls
+from smtplatrine.privileges import drop_privileges, load_codecs
 
 log = Logger()
 
@@ -116,185 +111,213 @@ class _SyslogObserver:
             syslog.syslog(self._facility | syslog.LOG_INFO, text)
 
 
-class HoneypotService(Service):
-    """Runs one sensor with *config*, listening on *listen* endpoint strings."""
+class InOrder(MultiService):
+    """Starts its children in the order they were added and stops them in
+    the reverse order, each once the one after it has stopped."""
 
-    def __init__(self, config, listen, reactor):
-        self.config = config
-        self.listen = listen
-        self.reactor = reactor
-        self.ports = []
-        self.observers = []
+    def stopService(self):
+        Service.stopService(self)
+
+        async def stop():
+            for child in reversed(list(self)):
+                await defer.maybeDeferred(child.stopService)
+
+        return defer.Deferred.fromCoroutine(stop())
+
+
+def _after_shutdown(reactor, f):
+    """Call *f* once the reactor has shut down: after the sessions still
+    open, which end after the services, when the reactor closes their
+    connections."""
+    reactor.addSystemEventTrigger("after", "shutdown", f)
+
+
+class HumanLog(Service):
+    """The human log of *config* (a file, syslog), at its level."""
+
+    def __init__(self, config, reactor):
+        self._config = config
+        self._reactor = reactor
+        self._observers = []
 
     def privilegedStartService(self):
-        config = self.config
-        safety.check(config)
-        ids = unprivileged_ids(config.non_privileged.user, config.non_privileged.group)
-        data_dir = DataDir.of(config)
-        data_dir.make()
-        self._start_logging()
-        cert, key, tls_options = self._tls(data_dir.tls)
-        spool_dir = data_dir.spool
-        self.disk = DiskWorker(self.reactor, spool_dir, ids)
-        self.disk.spawn()
-        spool = Spool(spool_dir, self.disk, self.reactor)
-        spool.recover(config.server.sensor_name)
-        data_dir.make_stores()
-        counting = metrics.prepare(config)
-        self._prepare_storing(spool, ids)
-        self.events = Events(self.reactor, [self.storer, *([metrics.EventMetrics()]
-                                                          if counting else [])],
-                             LogLevel.levelWithName(config.logger.level))
-        self.reactor.addSystemEventTrigger("after", "shutdown", self._after_shutdown)
-        self.factory = HoneypotFactory(
-            config, PERSONAS[config.smtp.persona], self.reactor, spool,
-            self.events, tls_options, self._guard())
-        for description in self.listen:
-            self._listen(description, cert, key, tls_options)
-        for process in self.children:
-            process.spawn()
-        if ids is not None:
-            become(ids, *data_dir.owned)
+        settings = self._config.logger
+        level = LogLevel.levelWithName(settings.level)
+        observers = []
+        if settings.file:
+            observers.append(textFileLogObserver(_LogFile(self._config.data_path(settings.file))))
+        if settings.syslog:
+            observers.append(_SyslogObserver(settings.syslog_facility))
+        self._observers = [FilteringLogObserver(o, [LogLevelFilterPredicate(level)])
+                           for o in observers]
+        for observer in self._observers:
+            globalLogPublisher.addObserver(observer)
         super().privilegedStartService()
 
-    def _guard(self):
-        """The gate of the listeners, and what keeps its block list current."""
-        config = self.config
-        # A missing file matters only once a country is on the list (the
-        # block list says so then); the enrichers report it themselves.
-        path = config.meta.geoip_main_file
-        reader = (geoip.open_database(path, "geoip_main_file")
-                  if config.meta.geoip_enable and Path(path).exists() else None)
-        guard = acl.Guard(config.protection, config.smart_acl, self.reactor, reader)
-        self.blocklist = BlockList(guard, self.database, config.server.sensor_name,
-                                   self.reactor, config.protection.acl_reload_interval)
-        return guard
+    def stopService(self):
+        super().stopService()
+        _after_shutdown(self._reactor, self._stop)
 
-    def _prepare_storing(self, spool, ids):
-        """The storing process (started once the listeners are), fed by
-        *spool*; and the database of the block list (the storing process
-        creates and upgrades the schema)."""
-        config = self.config
-        dialect = dialects.from_config(config)
-        self.database = Database(dialect, create=False)
-        self.storer = storer.StoringProcess(self.reactor, config, ids, self._events_lost)
-        spool.ready = self.storer
-        self.children = [self.storer]
-        if config.web.enabled:
-            self.children.append(child.ChildProcess(
-                self.reactor, config, ids, "smtplatrine.web.process", "the dashboard",
-                " (the SMTP side goes on)"))
-
-    def _events_lost(self, count):
-        """Say that *count* events could not reach the outputs (to them too)."""
-        self.events.emit("smtplatrine.events.lost",
-                         Identity(sensor=self.config.server.sensor_name), count=count, reason="the storing process did not take them"
-                         " in time (busy, or starting again)")
-
-    def _open_database(self, delay=1.0):
-        """Open the block list's database, trying again after *delay*
-        seconds, doubling, while it is away or has no schema yet (the
-        storing process says why)."""
-        def failed(_):
-            self._reopen = self.reactor.callLater(
-                delay, self._open_database, min(2 * delay, self.config.store.retry_max_delay))
-
-        self._reopen = None
-        defer.Deferred.fromCoroutine(self.database.open()).addErrback(failed)
-
-    def _tls(self, directory):
-        """The certificate and key paths, and the TLS options (None when
-        STARTTLS is off)."""
-        server = self.config.server
-        if server.tls_certificate:
-            cert, key = Path(server.tls_certificate), Path(server.tls_private_key)
-        else:
-            cert, key = tls.self_signed(server.hostname, directory)
-        try:
-            options = tls.context_factory(cert, key)
-        except Exception as e:
-            raise SystemExit(
-                f"smtplatrine: cannot use TLS certificate {cert} with key {key}:"
-                f" {e}; fix [server] tls_certificate and tls_private_key") from None
-        return cert, key, options if self.config.smtp_features.starttls else None
-
-    def _listen(self, description, cert, key, tls_options):
-        """Listen on *description*; ``tls:ENDPOINT`` wraps any endpoint
-        (``tls:systemd:...``) in implicit TLS, as ``ssl:`` does for TCP."""
-        factory = self.factory
-        endpoint_text = tls.endpoint_with_certificate(description, cert, key)
-        if description.startswith("tls:"):
-            endpoint_text = description[len("tls:"):]
-            factory = TLSMemoryBIOFactory(
-                tls_options or tls.context_factory(cert, key), False, factory)
-        try:
-            endpoint = serverFromString(self.reactor, endpoint_text)
-        except Exception as e:
-            raise SystemExit(
-                f"smtplatrine: bad endpoint {description!r}: {e}; examples:"
-                f" tcp:2525, tcp:25:interface=192.0.2.1, ssl:465") from None
-        results = []
-        d = endpoint.listen(factory)
-        d.addBoth(results.append)
-        if not results:
-            d.addCallback(self._listening, description)
-            d.addErrback(self._late_failure, description)
-        elif isinstance(results[0], Failure):
-            raise SystemExit(_listen_error(description, results[0].value))
-        else:
-            self._listening(results[0], description)
-
-    def _listening(self, port, description):
-        """Keep *port*, and say where it listens (the port the system chose
-        for ``tcp:0``, or the one systemd handed over)."""
-        self.ports.append(port)
-        log.info("listening on {endpoint} at {address}", endpoint=description,
-                 address=address_of(port))
-
-    def _late_failure(self, failure, description):
-        log.critical(_listen_error(description, failure.value))
-        self.reactor.stop()
-
-    def _start_logging(self):
-        settings = self.config.logger
-        level = LogLevel.levelWithName(settings.level)
-        if settings.file:
-            stream = _LogFile(self.config.data_path(settings.file))
-            self.observers.append(textFileLogObserver(stream))
-        if settings.syslog:
-            self.observers.append(_SyslogObserver(settings.syslog_facility))
-        self.observers = [
-            FilteringLogObserver(o, [LogLevelFilterPredicate(level)])
-            for o in self.observers]
-        for observer in self.observers:
-            globalLogPublisher.addObserver(observer)
-
-    def _after_shutdown(self):
-        """After the last session has ended: let the disk worker finish
-        its work and end, and stop logging to the human log (the event
-        outputs run in the storing process)."""
-        self.disk.stop()
-        for observer in self.observers:
+    def _stop(self):
+        for observer in self._observers:
             globalLogPublisher.removeObserver(observer)
+
+
+class DiskService(Service):
+    """The spool's *disk* worker, started once the spool has recovered
+    what a crash left unfinished (as made by *sensor*)."""
+
+    def __init__(self, reactor, spool, disk, sensor):
+        self._reactor = reactor
+        self._spool, self._disk, self._sensor = spool, disk, sensor
+
+    def privilegedStartService(self):
+        self._disk.spawn()
+        self._spool.recover(self._sensor)
+        super().privilegedStartService()
+
+    def stopService(self):
+        """The worker ends once the sessions still open have written what
+        they hold (see :func:`_after_shutdown`)."""
+        super().stopService()
+        _after_shutdown(self._reactor, self._disk.stop)
+
+
+class ChildrenService(Service):
+    """The child processes *children* (the storing process, the
+    dashboard): spawned as root, configured once the server runs as the
+    unprivileged user, stopped together."""
+
+    def __init__(self, children):
+        self._children = children
+
+    def privilegedStartService(self):
+        for process in self._children:
+            process.spawn()
+        super().privilegedStartService()
 
     def startService(self):
         super().startService()
-        for process in self.children:
+        for process in self._children:
             process.configure()
+
+    def stopService(self):
+        super().stopService()
+        return defer.gatherResults([process.stop() for process in self._children])
+
+
+class BlockListService(Service):
+    """Keeps *blocklist* current from *database* (opened again with
+    back-off while it is away or has no schema yet: the storing process
+    makes it), and now on SIGHUP (``smtplatrine acl add|remove``)."""
+
+    def __init__(self, reactor, blocklist, database, max_delay):
+        self._reactor = reactor
+        self._blocklist, self._database, self._max_delay = blocklist, database, max_delay
+        self._reopen = None
+        self._sighup = None
+
+    def startService(self):
+        super().startService()
         self._open_database()
-        self.blocklist.start()
-        # SIGHUP: reload the block list now (smtplatrine acl add|remove).
+        self._blocklist.start()
         self._sighup = signal.signal(
-            signal.SIGHUP, lambda *_: self.reactor.callFromThread(self.blocklist.sync))
+            signal.SIGHUP, lambda *_: self._reactor.callFromThread(self._blocklist.sync))
+
+    def _open_database(self, delay=1.0):
+        def failed(_):
+            self._reopen = self._reactor.callLater(
+                delay, self._open_database, min(2 * delay, self._max_delay))
+
+        self._reopen = None
+        defer.Deferred.fromCoroutine(self._database.open()).addErrback(failed)
 
     def stopService(self):
         super().stopService()
         signal.signal(signal.SIGHUP, self._sighup)
-        self.blocklist.stop()
+        self._blocklist.stop()
         if self._reopen is not None and self._reopen.active():
             self._reopen.cancel()
-        self.database.close()
-        stopped = defer.gatherResults([defer.maybeDeferred(port.stopListening)
-                                       for port in self.ports])
-        return stopped.addCallback(lambda _: defer.gatherResults(
-            [process.stop() for process in self.children]))
+        self._database.close()
+
+
+class Listener(StreamServerEndpointService):
+    """Listens on the endpoint *description* (parsed as *text*), as root;
+    what keeps it from listening is one line for the operator."""
+
+    _raiseSynchronously = True
+
+    def __init__(self, description, endpoint, factory):
+        super().__init__(endpoint, factory)
+        self.description = description
+
+    def privilegedStartService(self):
+        try:
+            super().privilegedStartService()
+        except Exception as e:
+            raise SystemExit(_listen_error(self.description, e)) from None
+        self._waitingForPort.addCallback(self._listening)
+
+    def _listening(self, port):
+        """Say where it listens (the port the system chose for ``tcp:0``,
+        or the one systemd handed over)."""
+        log.info("listening on {endpoint} at {address}", endpoint=self.description,
+                 address=address_of(port))
+        return port
+
+
+def listener(reactor, description, factory, cert, key, tls_options):
+    """The :class:`Listener` of *description*; ``tls:ENDPOINT`` wraps any
+    endpoint (``tls:systemd:...``) in implicit TLS, as ``ssl:`` does for
+    TCP.  A bad endpoint is one line for the operator."""
+    text = tls.endpoint_with_certificate(description, cert, key)
+    if description.startswith("tls:"):
+        text = description[len("tls:"):]
+        factory = TLSMemoryBIOFactory(
+            tls_options or tls.context_factory(cert, key), False, factory)
+    try:
+        endpoint = serverFromString(reactor, text)
+    except Exception as e:
+        raise SystemExit(
+            f"smtplatrine: bad endpoint {description!r}: {e}; examples:"
+            f" tcp:2525, tcp:25:interface=192.0.2.1, ssl:465") from None
+    return Listener(description, endpoint, factory)
+
+
+class PrivilegeDrop(Service):
+    """Hands the directories *owned* to the user and group *ids* and
+    becomes them: the last thing done as root."""
+
+    def __init__(self, ids, owned):
+        self._ids, self._owned = ids, owned
+
+    def privilegedStartService(self):
+        become(self._ids, *self._owned)
+        super().privilegedStartService()
+
+
+def tls_options(config, directory):
+    """The certificate and key paths of *config* (made in *directory* if
+    none is set), and the TLS options (None when STARTTLS is off)."""
+    server = config.server
+    if server.tls_certificate:
+        cert, key = Path(server.tls_certificate), Path(server.tls_private_key)
+    else:
+        cert, key = tls.self_signed(server.hostname, directory)
+    try:
+        options = tls.context_factory(cert, key)
+    except Exception as e:
+        raise SystemExit(
+            f"smtplatrine: cannot use TLS certificate {cert} with key {key}:"
+            f" {e}; fix [server] tls_certificate and tls_private_key") from None
+    return cert, key, options if config.smtp_features.starttls else None
+
+
+def guard(config, reactor):
+    """The gate of the listeners."""
+    # A missing file matters only once a country is on the list (the
+    # block list says so then); the enrichers report it themselves.
+    path = config.meta.geoip_main_file
+    reader = (geoip.open_database(path, "geoip_main_file")
+              if config.meta.geoip_enable and Path(path).exists() else None)
+    return acl.Guard(config.protection, config.smart_acl, reactor, reader)
