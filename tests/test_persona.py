@@ -98,7 +98,8 @@ HELO_FIRST = {
 
 # Variant C probes where Dovecot refused the credentials: the honeypot
 # checks no password, smtp_auth_accept = false refuses them all.
-REFUSED_LOGINS = {"auth_plain_ir_badpass", "auth_login_badpass", "auth_plain_ir_equals"}
+REFUSED_LOGINS = {"auth_plain_ir_badpass", "auth_login_badpass", "auth_plain_ir_equals",
+                  "auth_plain_ir_badpass_E", "auth_login_badpass_E", "auth_bare_E"}
 
 _DYNAMIC = [
     (re.compile(r"queued as [0-9A-F]{10,12}"), "queued as QUEUEID"),
@@ -115,36 +116,41 @@ def normalise(text):
 def config_for(probe, compliant=True):
     """The honeypot settings that match the probe's Postfix variant."""
     variant = probe["port_variant"]
-    auth = variant == "C"
+    auth = variant in "CE"
     smtp = {"smtp_compliant": compliant,
             "smtp_auth_accept": auth and probe["name"] not in REFUSED_LOGINS}
+    features = {"auth": auth}
+    if variant == "C":
+        features["auth_mechanisms"] = ("PLAIN", "LOGIN", "CRAM-MD5")
     if variant == "D":
         smtp["message_size_limit"] = 1000
-    return make_config(smtp=smtp, smtp_features={"auth": auth})
+    return make_config(smtp=smtp, smtp_features=features)
 
 
 # The steps of a probe that sent nothing but did something.
 FILLED, SHUT = "<queue file system filled>", "<SHUT_WR>"
 
 
-def replay(testcase, probe, exchange, closed, compliant=True):
-    """Replay *probe*'s client side, reading after each step, as the
-    recorder did, as many bytes as *exchange* has for it (what a step does
-    not read, the next one does), error sleeps let pass until they have
-    come; the replies must be *exchange*'s and the connection closed at
-    the end if *closed*."""
-    factory = make_factory(testcase.mktemp(), config_for(probe, compliant),
-                           tls_options=object())
+def converse(factory, exchange, fill):
+    """Send *exchange*'s client side to a session of *factory*, reading
+    after each step, as the recorder did, as many bytes as *exchange* has
+    for it (what a step does not read, the next one does), error sleeps
+    let pass until they have come; *fill* fills the spool's file system.
+
+    Returns the replies read, the banner's first, what was left unread,
+    and whether the session closed; it stops at a TLS handshake (that is
+    for the end-to-end tests)."""
     clock = factory.clock
-    protocol, transport = connect(factory)
-    testcase.assertEqual(transport.value().decode("latin-1"), exchange[0][1])
+    # The server's address is the recorder's: [127.0.0.1] is local to it.
+    protocol, transport = connect(factory, server=("127.0.0.1", 25))
+    replies = [transport.value().decode("latin-1")]
     transport.clear()
     unread = b""
     for sent, expected in exchange[1:]:
         if sent == SHUT:
             protocol.readConnectionLost()
         elif sent == FILLED:
-            fill(testcase, factory.spool)
+            fill(factory.spool)
         else:
             protocol.dataReceived(sent.encode("latin-1"))
         settle(clock)
@@ -155,12 +161,25 @@ def replay(testcase, probe, exchange, closed, compliant=True):
         unread += transport.value()
         transport.clear()
         got, unread = unread[:len(expected)], unread[len(expected):]
-        testcase.assertEqual(normalise(got.decode("latin-1")), normalise(expected),
-                             (probe["name"], sent))
+        replies.append(got.decode("latin-1"))
         if transport.tls is not None:
-            return  # The TLS handshake is for the end-to-end tests.
-    testcase.assertEqual(unread, b"", probe["name"])
-    testcase.assertEqual(transport.disconnecting, closed, probe["name"])
+            return replies, None, None
+    return replies, unread, transport.disconnecting
+
+
+def replay(testcase, probe, exchange, closed, compliant=True):
+    """Replay *probe*'s client side (see :func:`converse`); the replies
+    must be *exchange*'s and the connection closed at the end if
+    *closed*."""
+    factory = make_factory(testcase.mktemp(), config_for(probe, compliant),
+                           tls_options=object())
+    replies, unread, disconnecting = converse(
+        factory, exchange, lambda spool: fill(testcase, spool))
+    for (sent, expected), got in zip(exchange, replies):
+        testcase.assertEqual(normalise(got), normalise(expected), (probe["name"], sent))
+    if unread is not None:
+        testcase.assertEqual(unread, b"", probe["name"])
+        testcase.assertEqual(disconnecting, closed, probe["name"])
 
 
 def fill(testcase, spool):
