@@ -608,6 +608,9 @@ def probes():
     # after a failed EHLO.
     add("mail_after_failed_ehlo_R", R_,
         [L("EHLO"), M, L("RCPT TO:<c@d.example>"), L("DATA"), R(MSG3, 1), Q])
+    add("mail_after_failed_ehlo_B", "B",
+        [L("EHLO"), M, L("RCPT TO:<c@d.example>"), L("DATA"), R(MSG3, 1), Q],
+        "as mail_after_failed_ehlo_R, with smtpd_helo_required = yes")
     add("mail_after_bad_helo_R", R_,
         [L("HELO"), L("HELO a b"), M, RC_OK, Q])
     add("starttls_then_mail_R", R_,
