@@ -5,8 +5,10 @@
 the client sent: each message goes to the spool as its bytes come, its
 metadata when it ends (``250 ... queued as`` only once both are on disk),
 and the session record (:mod:`smtplatrine.smtp.record`) when the
-connection closes.  Nothing is ever relayed: every recipient is accepted,
-so that scanners take the server for an open relay and send their mail.
+connection closes.  Nothing is ever relayed: every recipient is accepted
+but unknown users at the persona's own domains (refused as Postfix refuses
+them, and kept all the same), so that scanners take the server for an open
+relay and send their mail.
 
 A :class:`~smtplatrine.smtp.framing.Framer` cuts the input into command
 lines, DATA pieces and BDAT chunks, as Postfix cuts it; the session reads
@@ -430,8 +432,9 @@ class SMTPSession(Protocol):
 
     def do_RCPT(self, arg):
         """RCPT TO:<address> [parameters]: every address of the right
-        syntax is accepted, whatever its domain, up to
-        ``recipient_limit`` a message."""
+        syntax is accepted, whatever its domain, up to ``recipient_limit``
+        a message, but an unknown user at a local domain (kept as
+        rejected)."""
         if self._envelope is None and self.config.smtp_compliant:
             self._reply("need_mail")
             return
