@@ -80,7 +80,17 @@ class SMTP:
         metadata=_allowed("postfix"),
     )
     smtp_compliant: bool = True
+    helo_required: bool = False
     smtp_auth_accept: bool = False
+    # A Debian 12 server with Postfix: the users of base-passwd's
+    # passwd.master, those of systemd, dbus, OpenSSH and Postfix, and
+    # Debian's one alias, postmaster.
+    local_users: tuple[str, ...] = (
+        "root", "daemon", "bin", "sys", "sync", "games", "man", "lp", "mail", "news",
+        "uucp", "proxy", "www-data", "backup", "list", "irc", "_apt", "nobody",
+        "systemd-network", "systemd-timesync", "messagebus", "sshd", "postfix",
+        "postmaster")
+    local_domains: tuple[str, ...] = ("localhost.localdomain", "localhost")
     greet_delay: float = attrs.field(default=0.0, validator=_non_negative)
     line_length_limit: int = attrs.field(default=2048, validator=v.ge(512))
     message_size_limit: int = attrs.field(default=10240000, validator=_positive)
@@ -109,7 +119,7 @@ class Features:
     starttls: bool = True
     auth: bool = True
     auth_mechanisms: tuple[str, ...] = attrs.field(
-        default=("PLAIN", "LOGIN", "CRAM-MD5"),
+        default=("PLAIN", "LOGIN"),
         validator=v.deep_iterable(v.in_(["PLAIN", "LOGIN", "CRAM-MD5"])),
         metadata=_allowed("a list of PLAIN, LOGIN, CRAM-MD5"),
     )

@@ -32,7 +32,7 @@ EVENTS = {
     "smtplatrine.login.attempt": (
         LogLevel.info, "AUTH {mechanism} username={username!r} accepted={accepted}"),
     "smtplatrine.mail": (LogLevel.debug, "MAIL FROM {mail_from!r}"),
-    "smtplatrine.rcpt": (LogLevel.debug, "RCPT TO {rcpt!r}"),
+    "smtplatrine.rcpt": (LogLevel.debug, "RCPT TO {rcpt!r} accepted={accepted}"),
     "smtplatrine.message.spooled": (
         LogLevel.debug, "message {message} of {size} bytes, acknowledged={acknowledged}"),
     "smtplatrine.message.stored": (

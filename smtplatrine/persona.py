@@ -65,6 +65,8 @@ POSTFIX = Persona(
         "rcpt_syntax": "501 5.5.4 Syntax: RCPT TO:<address>",
         "bad_sender": "501 5.1.7 Bad sender address syntax",
         "bad_recipient": "501 5.1.3 Bad recipient address syntax",
+        "unknown_user": "550 5.1.1 <{arg}>: Recipient address rejected:"
+                        " User unknown in local recipient table",
         "size_syntax": "501 5.5.4 Bad message size syntax",
         "bad_option": "555 5.5.4 Unsupported option: {arg}",
         "bad_ret": "501 5.5.4 Bad RET parameter syntax",
@@ -88,6 +90,9 @@ POSTFIX = Persona(
         "etrn_syntax": "500 Syntax: ETRN domain",
         "etrn": "459 <{arg}>: service unavailable",
         "etrn_invalid": "501 Error: invalid parameter syntax",
+        "etrn_in_mail": "503 Error: MAIL transaction in progress",
+        "xclient_syntax": "501 5.5.4 Syntax: {arg} attribute=value...",
+        "xclient_denied": "550 5.7.0 Error: insufficient authorization",
         "bdat_syntax": "521 5.5.4 Syntax: BDAT count [LAST]",
         "data_after_bdat": "503 5.5.1 Error: DATA after BDAT",
         "too_many_errors": "421 4.7.0 {hostname} Error: too many errors",
@@ -104,7 +109,7 @@ POSTFIX = Persona(
         "auth_disabled": "503 5.5.1 Error: authentication not enabled",
         "auth_syntax": "501 5.5.4 Syntax: AUTH mechanism",
         "auth_twice": "503 5.5.1 Error: already authenticated",
-        "auth_in_mail": "503 5.5.1 Error: MAIL transaction in progress",
+        "in_mail": "503 5.5.1 Error: MAIL transaction in progress",
         "auth_mechanism": "535 5.7.8 Error: authentication failed:"
                           " Invalid authentication mechanism",
         "auth_ok": "235 2.7.0 Authentication successful",

@@ -69,6 +69,9 @@ class Exchange:
         """Begin with the optional initial response of ``AUTH MECH initial``."""
         if initial is None or self.attempt.mechanism == "CRAM-MD5":
             return self._first_challenge
+        if initial.strip() == "*":
+            # Only a response cancels; for Postfix, "*" is no base64.
+            raise BadBase64()
         return self.step(initial)
 
     def step(self, line):

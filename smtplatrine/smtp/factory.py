@@ -5,6 +5,7 @@ from twisted.internet.protocol import Factory, Protocol
 from smtplatrine import acl
 from smtplatrine.capture import Identity
 from smtplatrine.persona import wire
+from smtplatrine.smtp.envelope import LocalRecipients
 from smtplatrine.smtp.protocol import ABORT_AFTER, SMTPSession
 
 # Refusals past the global limit; the others come from acl.Guard.
@@ -67,6 +68,7 @@ class HoneypotFactory(Factory):
         self.events = events
         self.tls_options = tls_options
         self.guard = guard or acl.Guard(config.protection, config.smart_acl, clock)
+        self.local = LocalRecipients.from_config(config.server.hostname, config.smtp)
         self.active = 0
 
     def buildProtocol(self, addr):

@@ -18,14 +18,15 @@ It reads as Postfix 3.7's smtpd does (``smtp_get`` with
   skipped; a line cut so keeps its CRs.  A line whose *limit* bytes end in
   a CR that its LF follows is whole: Postfix mends a CRLF that its bound
   split.  An unfinished line holds at most *limit* bytes.
-- DATA ends at a line that is a dot alone: CRLF "." CRLF, or with more CRs
-  before the LF (CRLF "." CR CR LF), as many as make a line of *limit*
-  bytes (the mended CRLF again).  A dot that begins a line is removed
-  (RFC 5321 4.5.2).  Lines end only at CRLF: after a bare LF no dot is
-  removed and none ends DATA, so ``\\n.\\n``, ``\\n.\\r\\n`` and
-  ``\\r\\n.\\n``, the SMTP smuggling variants, stay in the message.  A
-  data piece holds what was read but for at most the few bytes that may
-  begin the end of data (a CRLF, a dot and CRs), which the next piece
+- DATA ends at a line that is a dot alone, lines ending at LF with or
+  without CR: CRLF "." CRLF, but also LF "." LF, CRLF "." LF and LF "."
+  CRLF (the SMTP smuggling variants: Postfix 3.7.11 takes them), and with
+  more CRs before the last LF (CRLF "." CR CR LF), as many as make a line
+  of *limit* bytes (the mended CRLF again); what follows is commands.  A
+  dot that begins a line after CRLF is removed (RFC 5321 4.5.2); after a
+  bare LF it is kept, as are all other bytes: the message is kept as sent.
+  A data piece holds what was read but for at most the few bytes that may
+  begin the end of data (a line end, a dot and CRs), which the next piece
   begins with.
 - A BDAT chunk is its size in bytes, taken as they come.
   :attr:`Framer.crlf_shortfall` is what Postfix adds to a chunked
@@ -41,10 +42,9 @@ Flags (the session record's names):
     a command line, or the line that ended DATA, with more than one CR
     before its LF.
 ``smuggling``
-    DATA held a dot between line ends of which one at least was a bare LF
-    (``\\n.\\n``, ``\\n.\\r\\n``, ``\\r\\n.\\n``), or between CRs
-    (``\\r.\\r``): an end of data that another server may take, and this
-    one does not.
+    DATA ended at a dot between line ends of which one at least was a bare
+    LF (``\\n.\\n``, ``\\n.\\r\\n``, ``\\r\\n.\\n``), or held a dot between
+    CRs (``\\r.\\r``): an end of data that servers disagree on.
 ``long_line``
     a line of DATA longer than *limit* (it is kept whole).
 """
@@ -54,9 +54,6 @@ import attrs
 # Bytes held back at the end of a data piece: enough for CRLF "." CR, the
 # start of the end of data, split across reads.
 _HOLD = 4
-# End-of-data variants that SMTP smuggling relies on; DATA ends only at
-# CRLF "." CRLF (or with more CRs before the LF).
-_SMUGGLING_LF = (b"\n.\n", b"\n.\r\n", b"\r\n.\n")
 
 
 @attrs.frozen
@@ -70,28 +67,26 @@ class Piece:
 
 
 def _end_of_data(buf, max_crs):
-    """Where DATA ends in *buf*, at a dot and at most *max_crs* CRs before
-    an LF: (the index of the CRLF before the dot, the index after the LF,
-    the CRs before that LF), or None."""
+    """Where DATA ends in *buf*, at a line that is a dot and at most
+    *max_crs* CRs: (the index of the LF before the dot, the index after
+    the dot line's LF, the CRs before that LF), or None."""
     start = 0
-    while (found := buf.find(b"\r\n.\r", start)) >= 0:
-        run = buf[found + 3:found + 4 + max_crs]
+    while (found := buf.find(b"\n.", start)) >= 0:
+        run = buf[found + 2:found + 3 + max_crs]
         crs = len(run) - len(run.lstrip(b"\r"))
         if crs <= max_crs and run[crs:crs + 1] == b"\n":
-            return found, found + 4 + crs, crs
+            return found, found + 3 + crs, crs
         start = found + 1
     return None
 
 
 def _partial_end(buf, max_crs):
-    """Where a possible end of DATA starts at the end of *buf* (CR, CRLF,
-    CRLF "." and at most *max_crs* CRs), else len(buf)."""
-    tail = len(buf) - (max_crs + 3)
-    dot = buf.rfind(b"\r\n.", max(tail, 0))
-    if dot >= 0 and not buf[dot + 3:].strip(b"\r"):
-        return dot
-    if buf.endswith(b"\r\n"):
-        return len(buf) - 2
+    """Where a possible end of DATA starts at the end of *buf* (the line
+    end before it, its dot and at most *max_crs* CRs), else len(buf)."""
+    lf = buf.rfind(b"\n", max(len(buf) - (max_crs + 2), 0))
+    if lf >= 0 and (lf == len(buf) - 1
+                    or (buf[lf + 1:lf + 2] == b"." and not buf[lf + 2:].strip(b"\r"))):
+        return lf - 1 if buf[lf - 1:lf] == b"\r" else lf
     if buf.endswith(b"\r"):
         return len(buf) - 1
     return len(buf)
@@ -209,7 +204,9 @@ class Framer:
             end, after, crs = found
             if crs > 1:
                 self._flag("extra_cr")
-            piece, self._buffer, self._carry = buf[:end + 2], buf[after:], b""
+            if crs == 0 or buf[end - 1:end] != b"\r":
+                self._flag("smuggling")
+            piece, self._buffer, self._carry = buf[:end + 1], buf[after:], b""
         else:
             cut = max(len(buf) - _HOLD, 0)
             # Never split a CRLF: "\r\n." must be seen whole to unstuff it.
@@ -219,8 +216,7 @@ class Framer:
                 cut -= 1
             cut = max(min(cut, _partial_end(buf, self._max_crs)), 0)
             piece, self._carry = buf[:cut], buf[cut:]
-        # The CRLF before the dot may end a smuggled end of data.
-        self._inspect(buf[:end + 2] if found is not None else buf)
+        self._inspect(buf[:after] if found is not None else buf)
         return Piece(self._unstuff(piece), found is not None)
 
     def flush(self):
@@ -251,13 +247,10 @@ class Framer:
         return piece
 
     def _inspect(self, buf):
-        """Flag bare line feeds and smuggling attempts in *buf*, which holds
-        no end of data (but perhaps the CRLF before it): each LF variant
-        of it has a bare LF."""
+        """Flag bare line feeds and dots between CRs in *buf*, DATA up to
+        and with its end, if that is in it."""
         if buf.count(b"\n") != buf.count(b"\r\n"):
             self._flag("bare_lf")
-            if any(pattern in buf for pattern in _SMUGGLING_LF):
-                self._flag("smuggling")
         if b"\r.\r" in buf:
             self._flag("smuggling")
 

@@ -5,8 +5,10 @@
 the client sent: each message goes to the spool as its bytes come, its
 metadata when it ends (``250 ... queued as`` only once both are on disk),
 and the session record (:mod:`smtplatrine.smtp.record`) when the
-connection closes.  Nothing is ever relayed: every recipient is accepted,
-so that scanners take the server for an open relay and send their mail.
+connection closes.  Nothing is ever relayed: every recipient is accepted
+but unknown users at the persona's own domains (refused as Postfix refuses
+them, and kept all the same), so that scanners take the server for an open
+relay and send their mail.
 
 A :class:`~smtplatrine.smtp.framing.Framer` cuts the input into command
 lines, DATA pieces and BDAT chunks, as Postfix cuts it; the session reads
@@ -37,7 +39,6 @@ commands past ``junk_command_limit`` count as errors; recipients past
 """
 
 import errno
-import ipaddress
 import re
 import secrets
 import socket
@@ -85,27 +86,6 @@ def _spool_error(error):
     return "too_big_for_disk" if getattr(error, "errno", None) == errno.EFBIG else "write_error"
 
 
-_LABEL = re.compile(r"[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?")
-
-
-def _is_domain(text):
-    """A host name (not all numeric) or an address literal, as Postfix's
-    valid_hostname and valid_mailhost_literal take them."""
-    if text.startswith("[") and text.endswith("]"):
-        literal = text[1:-1]
-        try:
-            if literal[:5].upper() == "IPV6:":
-                ipaddress.IPv6Address(literal[5:])
-            else:
-                ipaddress.IPv4Address(literal)
-        except ValueError:
-            return False
-        return True
-    labels = text.split(".")
-    return (len(text) <= 255 and all(map(_LABEL.fullmatch, labels))
-            and not all(label.isdigit() for label in labels))
-
-
 def _is_utf8(text):
     """Whether *text* (surrogate-escaped bytes) was valid UTF-8."""
     try:
@@ -151,6 +131,9 @@ class SMTPSession(Protocol):
         self._closing = False
         self._greeted = False
         self._envelope = None
+        # The size the client last declared (MAIL ... SIZE=), as Postfix
+        # keeps it.
+        self._declared_size = 0
         self._file = None
         self._exchange = None
         self._authenticated = False
@@ -387,9 +370,9 @@ class SMTPSession(Protocol):
         return lines
 
     def _needs_helo(self):
-        """Refuse the command for want of HELO, if ``smtp_compliant``
-        wants one (as ``smtpd_helo_required = yes``); True if refused."""
-        if self.config.smtp_compliant and self.record.helo is None:
+        """Refuse the command for want of HELO, if ``helo_required`` (as
+        Postfix's ``smtpd_helo_required``); True if refused."""
+        if self.config.helo_required and self.record.helo is None:
             self._reply("need_helo")
             return True
         return False
@@ -405,13 +388,20 @@ class SMTPSession(Protocol):
             return
         try:
             path = envelope.parse(arg, "FROM", "mail_syntax", "bad_sender")
-            envelope.check_mail_params(
-                path, self.config.message_size_limit, self.features)
+            envelope.check_mail_params(path, self.features)
         except envelope.EnvelopeError as e:
+            if e.key == "too_big_for_disk":
+                self._declared_size = 0  # Postfix's size is -1 then
             self._reply(e.key, arg=printable(e.arg))
             return
-        size = path.params.get("SIZE")
-        if not self._has_room(int(size) if size else 0):
+        # As in Postfix, a size refused stays declared for the MAILs after
+        # it, until another is declared or the session is reset.
+        if "SIZE" in path.params:
+            self._declared_size = int(path.params["SIZE"])
+        if self._declared_size > self.config.message_size_limit:
+            self._reply("too_big")
+            return
+        if not self._has_room(self._declared_size):
             self._reply("no_space")
             return
         self._start_transaction(path.address, path.params)
@@ -443,13 +433,15 @@ class SMTPSession(Protocol):
 
     def do_RCPT(self, arg):
         """RCPT TO:<address> [parameters]: every address of the right
-        syntax is accepted, whatever its domain, up to
-        ``recipient_limit`` a message."""
+        syntax is accepted, whatever its domain, up to ``recipient_limit``
+        a message, but an unknown user at a local domain (kept as
+        rejected)."""
         if self._envelope is None and self.config.smtp_compliant:
             self._reply("need_mail")
             return
+        utf8 = self._envelope is not None and "SMTPUTF8" in self._envelope.params
         try:
-            path = envelope.parse(arg, "TO", "rcpt_syntax", "bad_recipient")
+            path = envelope.parse(arg, "TO", "rcpt_syntax", "bad_recipient", utf8)
             envelope.check_rcpt_params(path, self.features)
         except envelope.EnvelopeError as e:
             self._reply(e.key, arg=printable(e.arg))
@@ -461,12 +453,21 @@ class SMTPSession(Protocol):
             self._rcpt_overshoot += 1
             self._reply("too_many_rcpts", counts=self._rcpt_overshoot > _RCPT_OVERSHOOT)
             return
-        self._recipients.append(path.address)
+        unknown = self._unknown_user(path.address)
         self.record.keep_recipient(self._envelope, path.address,
-                                   self.config.envelope_bytes_limit)
+                                   self.config.envelope_bytes_limit, rejected=unknown)
         self.factory.events.emit("smtplatrine.rcpt", self.identity,
-                                 rcpt=printable(path.address))
+                                 rcpt=printable(path.address), accepted=not unknown)
+        if unknown:
+            self._reply("unknown_user", arg=printable(envelope.internal_form(path.address)))
+            return
+        self._recipients.append(path.address)
         self._reply("rcpt_ok")
+
+    def _unknown_user(self, address):
+        """Whether *address* is at one of the persona's domains and none of
+        its users' (Postfix's "User unknown in local recipient table")."""
+        return self.factory.local.unknown(address, self.identity["dst_ip"])
 
     def _transaction_error(self):
         """The persona's reply key when DATA or BDAT may not start yet."""
@@ -550,31 +551,62 @@ class SMTPSession(Protocol):
         self._reply("bye", then=self._close)
 
     def do_VRFY(self, arg):
-        """VRFY address: every address is confirmed (252), as an open
-        relay would; words not quoted are refused as Postfix refuses them."""
+        """VRFY address [SMTPUTF8]: an unknown user at one of the persona's
+        domains is refused as by RCPT, any other address confirmed (252),
+        as an open relay would; words not quoted are refused as Postfix
+        refuses them, and a domain not in ASCII without SMTPUTF8."""
         if not self.features.vrfy:
             self._reply("vrfy_disabled")
-        elif not arg:
+            return
+        if not arg:
             self._reply("vrfy_syntax")
-        elif _BLANKS.search(arg) and '"' not in arg:
+            return
+        try:
+            address, rest = envelope.split_address(arg)
+        except ValueError:
+            address, rest = "", ""
+        words = rest.split()
+        utf8 = [word.upper() for word in words] == ["SMTPUTF8"]
+        domain = envelope.domain_of(address)
+        if (not address or (words and not utf8)
+                or (_BLANKS.search(address) and '"' not in address)
+                or (domain is not None and not envelope.is_domain(domain, utf8))):
             self._reply("bad_recipient")
+        elif self._unknown_user(address):
+            self._reply("unknown_user", arg=printable(envelope.internal_form(address)))
         else:
-            self._reply("vrfy", arg=printable(arg))
+            self._reply("vrfy", arg=printable(arg[:len(arg) - len(rest)]))
 
     def do_ETRN(self, arg):
         """ETRN domain: refused for any valid domain (or ``@domain``,
         ``#queue``) as Postfix refuses one it does not relay for."""
         if not self.features.etrn:
             self._reply("unknown")
+        elif self._envelope is not None:
+            self._reply("etrn_in_mail")
         elif not arg or _BLANKS.search(arg):
             self._reply("etrn_syntax")
         else:
             # Postfix skips one leading "@" or "#" (a domain or a queue).
             domain = arg[1:] if arg[0] in "@#" else arg
-            if _is_domain(domain):
+            if envelope.is_domain(domain):
                 self._reply("etrn", arg=printable(domain))
             else:
                 self._reply("etrn_invalid")
+
+    def do_XCLIENT(self, arg, command="XCLIENT"):
+        """XCLIENT attribute=value...: refused, as Postfix refuses a client
+        that is not in its ``smtpd_authorized_xclient_hosts``."""
+        if self._envelope is not None:
+            self._reply("in_mail")
+        elif not arg:
+            self._reply("xclient_syntax", arg=command)
+        else:
+            self._reply("xclient_denied")
+
+    def do_XFORWARD(self, arg):
+        """XFORWARD attribute=value...: refused as XCLIENT is."""
+        self.do_XCLIENT(arg, "XFORWARD")
 
     def do_STARTTLS(self, arg):
         """STARTTLS: 220, then the handshake; what the client sent after
@@ -644,7 +676,7 @@ class SMTPSession(Protocol):
             self._reply("auth_twice")
             return
         if self._envelope is not None:
-            self._reply("auth_in_mail")
+            self._reply("in_mail")
             return
         mechanism, *initial = _BLANKS.split(arg, 1)
         mechanism = mechanism.upper()
@@ -700,7 +732,8 @@ class SMTPSession(Protocol):
         "HELO": do_HELO, "EHLO": do_EHLO, "MAIL": do_MAIL, "RCPT": do_RCPT,
         "DATA": do_DATA, "BDAT": do_BDAT, "RSET": do_RSET, "NOOP": do_NOOP,
         "QUIT": do_QUIT, "VRFY": do_VRFY, "ETRN": do_ETRN,
-        "STARTTLS": do_STARTTLS, "AUTH": do_AUTH,
+        "STARTTLS": do_STARTTLS, "AUTH": do_AUTH, "XCLIENT": do_XCLIENT,
+        "XFORWARD": do_XFORWARD,
     }
 
     # --- message bodies ----------------------------------------------------
@@ -780,6 +813,7 @@ class SMTPSession(Protocol):
         metadata = self._metadata(acknowledged=accepted, incomplete=False)
         envelope_ = self._envelope
         self._envelope = None
+        self._declared_size = 0
         self._busy = True
 
         def committed(_):
@@ -832,12 +866,13 @@ class SMTPSession(Protocol):
         self.factory.spool.discard(spool_file)
 
     def _reset_transaction(self):
-        """Forget the transaction; its message file, if one was open, is
-        removed (it was never acknowledged)."""
+        """Forget the transaction and the size declared; its message file,
+        if one was open, is removed (it was never acknowledged)."""
         if self._file is not None:
             self.factory.spool.discard(self._file)
             self._file = None
         self._envelope = None
+        self._declared_size = 0
 
     # --- replies -----------------------------------------------------------
 

@@ -17,6 +17,8 @@ class Envelope:
     params: dict
     time: float
     rcpts: list = attrs.Factory(list)
+    # Recipients refused (an unknown local user), kept all the same.
+    rejected: list = attrs.Factory(list)
     message: str | None = None
     queue_id: str | None = None
     transport: str | None = None
@@ -77,12 +79,12 @@ class SessionRecord:
             self.envelopes_dropped += 1
             self.flag("envelopes_truncated")
 
-    def keep_recipient(self, envelope, address, byte_limit):
-        """Add *address* to *envelope* if that was kept and the bytes bound
-        allows; else only count it."""
+    def keep_recipient(self, envelope, address, byte_limit, rejected=False):
+        """Add *address* to *envelope* (to its ``rejected`` if it was) if
+        that was kept and the bytes bound allows; else only count it."""
         if envelope is self._open and self._envelope_bytes + len(address) <= byte_limit:
             self._envelope_bytes += len(address)
-            envelope.rcpts.append(address)
+            (envelope.rejected if rejected else envelope.rcpts).append(address)
         else:
             self.recipients_dropped += 1
             self.flag("envelopes_truncated")

@@ -5,7 +5,7 @@ Stdlib only.  Each probe is a fresh TCP connection: the banner is read first,
 then every step is sent and the reply read back exactly as received.
 
 Output: a JSON list of objects
-    {"name": ..., "port_variant": "A"|"B"|"C",
+    {"name": ..., "port_variant": "A"|"B"|"C"|"D"|"R"|"E",
      "exchange": [[sent, reply], ...],      # sent/reply decoded latin-1
      "times": [t, ...],                      # seconds since first send, one per
                                              # exchange entry (reply complete; for
@@ -22,14 +22,23 @@ Variants (ports are configurable on the command line):
      test credentials testuser / testpass
   D  as A plus message_size_limit = 1000            (default 127.0.0.1:10028)
      (in master.cf: ``-o message_size_limit=1000`` on its smtpd line)
-A main.cf for A that answers as recorded (Debian's main.cf, then):
-  myhostname = mail.example.com, mydestination = mail.example.com, localhost,
-  mynetworks = a range that does not hold the client, inet_interfaces =
-  loopback-only, smtpd_tls_cert_file/key_file set with smtpd_tls_security_level
-  = may, and default_transport = relay_transport = local_transport = discard:
-Run it with `postfix -c DIR start` (DIR listed in the default main.cf's
-alternate_config_directories) and --only NAME,... to record a few probes;
-the file written holds only those, to be appended to postfix_replies.json.
+  R  as A, but the client may relay (mynetworks = 127.0.0.0/8): the
+     persona's reference, answering as the honeypot answers a relay
+     attempt                                        (default 127.0.0.1:10029)
+  E  as R plus Dovecot SASL set up as Postfix's SASL_README shows it
+     (auth_mechanisms = plain login): the persona's AUTH
+                                                    (default 127.0.0.1:10030)
+tests/data/postfix_instance.sh starts them all (and Dovecot) from Debian's
+main.cf: myhostname = mail.example.com, mydestination = $myhostname,
+localhost.localdomain, , localhost (Debian's), recipient_delimiter = +,
+aliases with only postmaster: root, mynetworks = a range that does not hold
+the client, inet_interfaces = loopback-only, smtpd_tls_cert_file/key_file
+set with smtpd_tls_security_level = may, and default_transport =
+relay_transport = local_transport = virtual_transport = discard:.  (Probes
+recorded before R and E ran on an A whose mydestination was
+mail.example.com, localhost; none of them names localhost.localdomain.)
+Run it, then this with --only NAME,... to record a few probes; the file
+written holds only those, to be appended to postfix_replies.json.
 Probes that fill the queue file system (FILL steps) run only with --fill
 DIR, DIR a directory on that file system (queue_directory on a small tmpfs:
 ``mount -t tmpfs -o size=64m tmpfs QUEUE_DIR`` before ``postfix start``);
@@ -549,6 +558,161 @@ def probes():
         [E, R(b"NOOP\r\n" * 100, 100), M, RC_OK, L("DATA"), R(MSG3, 1),
          R(b"NOOP\r\n" * 110, None)],
         "does a delivered message reset the junk command count?")
+    # --- issue 14: the reference of the persona, R (the client may relay) ----
+    R_ = "R"
+    add("full_session_R", R_, [
+        E, M, L("RCPT TO:<c@d.example>"), RC_OK,
+        L("RCPT TO:<nosuchuser@mail.example.com>"), L("RCPT TO:<postmaster>"),
+        L("RCPT TO:<root@localhost>"), L("DATA"), R(MSG3, 1),
+        L("RSET"), L("NOOP"), Q], "full_session where the client may relay")
+    add("nmap_open_relay_default_domain_R", R_,
+        nmap_relay_steps("nmap.scanme.org", "mail.example.com", "127.0.0.1"))
+    add("nmap_open_relay_domain_mail.example.com_R", R_,
+        nmap_relay_steps("mail.example.com", "mail.example.com", "127.0.0.1"))
+    add("vrfy_outside_R", R_, [E, L("VRFY c@d.example"), Q])
+    add("pipelined_no_valid_rcpt_R", R_,
+        [E, R(b"MAIL FROM:<a@b.example>\r\nRCPT TO:<nosuchuser@mail.example.com>\r\n"
+              b"RCPT TO:<nosuchuser>\r\nDATA\r\n", 4), R(MSG3, None), Q])
+    # Local recipients: Debian's system users and aliases, at the host
+    # name, localhost, localhost.localdomain and [the server's address].
+    add("local_recipients_R", R_, [E, M] + [L("RCPT TO:<%s>" % a) for a in (
+        "nosuchuser@mail.example.com", "nosuchuser", "victim@[127.0.0.1]",
+        "root@[127.0.0.1]", "nosuchuser@localhost", "nosuchuser@localhost.localdomain",
+        "root@localhost.localdomain", "NoSuchUser@MAIL.EXAMPLE.COM",
+        "ROOT@Mail.Example.Com", "root+tag@mail.example.com",
+        "nosuchuser+tag@mail.example.com", "postmaster+a+b@localhost", "+tag@mail.example.com",
+        "root+@mail.example.com", "\"root\"@mail.example.com", "\"no such\"@mail.example.com",
+        "daemon", "www-data@localhost", "nobody", "mail", "postfix", "_apt",
+        "nosuchuser@mail.example.com.", "nosuchuser@sub.mail.example.com",
+        "victim@[127.0.0.2]", "victim@[IPv6:::1]", "c@d.example")]
+        + [L("DATA"), R(MSG3, 1), Q])
+    add("local_no_valid_rcpt_R", R_,
+        [E, M, L("RCPT TO:<nosuchuser>"), L("RCPT TO:<victim@[127.0.0.1]>"),
+         L("DATA"), R(b"BDAT 5 LAST\r\nhello", None), L("NOOP"), Q])
+    add("local_unknown_error_limit_R", R_,
+        [E, M] + [L("RCPT TO:<nosuchuser%d@mail.example.com>" % i) for i in range(22)],
+        "unknown local users count as errors: sleep past 10, 421 at 20")
+    add("vrfy_local_R", R_, [E] + [L("VRFY " + a) for a in (
+        "nosuchuser", "root", "root+tag", "nosuchuser@[127.0.0.1]", "<nosuchuser@localhost>",
+        "NOSUCHUSER@MAIL.EXAMPLE.COM", "postmaster@localhost.localdomain",
+        "root SMTPUTF8", "root smtputf8", "root FOO", "<root> SMTPUTF8", "<>",
+        "nosuchuser SMTPUTF8")] + [Q])
+    add("rcpt_local_before_ehlo_R", R_,
+        [M, L("RCPT TO:<nosuchuser>"), L("RCPT TO:<root>"), Q])
+    add("mail_local_sender_R", R_,
+        [E, L("MAIL FROM:<nosuchuser@mail.example.com>"), L("RCPT TO:<c@d.example>"),
+         L("RSET"), L("MAIL FROM:<nosuchuser>"), Q],
+        "a sender at a local domain that is no user")
+
+    # HELO is not required (smtpd_helo_required = no): neither at first nor
+    # after a failed EHLO.
+    add("mail_after_failed_ehlo_R", R_,
+        [L("EHLO"), M, L("RCPT TO:<c@d.example>"), L("DATA"), R(MSG3, 1), Q])
+    add("mail_after_failed_ehlo_B", "B",
+        [L("EHLO"), M, L("RCPT TO:<c@d.example>"), L("DATA"), R(MSG3, 1), Q],
+        "as mail_after_failed_ehlo_R, with smtpd_helo_required = yes")
+    add("mail_after_bad_helo_R", R_,
+        [L("HELO"), L("HELO a b"), M, RC_OK, Q])
+    add("starttls_then_mail_R", R_,
+        [E, L("STARTTLS"), TLS(), M, RC_OK, L("EHLO client.example.org"), Q],
+        "MAIL right after the TLS handshake, no EHLO again")
+
+    # Address syntax as Postfix 3.7 checks it.
+    utf8 = lambda text: R(text.encode() + b"\r\n", 1)
+    add("mail_utf8_R", R_,
+        [E, utf8("MAIL FROM:<j\u00f6rg@b.example>"), utf8("RCPT TO:<\u00fcser@d.example>"),
+         utf8("RCPT TO:<c@d\u00e9.example>"), utf8("RCPT TO:<\u00fcser>"),
+         L("RSET"), utf8("MAIL FROM:<a@b\u00e9.example>"),
+         utf8("MAIL FROM:<a@b\u00e9.example> SMTPUTF8"),
+         utf8("RCPT TO:<c@d\u00e9.example>"), L("RSET"),
+         utf8("VRFY j\u00f6rg@d\u00e9.example"), utf8("VRFY j\u00f6rg@d\u00e9.example SMTPUTF8"),
+         utf8("VRFY n\u00f6suchuser"), Q],
+        "UTF-8 addresses with and without SMTPUTF8 on MAIL")
+    add("rcpt_null_R", R_, [E, M, L("RCPT TO:<>"), L("RCPT TO: <>"), L("RCPT TO:"), Q])
+    long_addr = "l" * 1500 + "@d.example"
+    add("long_addresses_R", R_,
+        [E, L("MAIL FROM:<%s>" % long_addr), L("RSET"), M, L("RCPT TO:<%s>" % long_addr),
+         L("VRFY " + long_addr), L("RCPT TO:<%s@d.example>" % ("x" * 64)),
+         L("RCPT TO:<%s@d.example>" % ("x" * 65)),
+         L("RCPT TO:<c@%s.example>" % ("d" * 250)), Q],
+        "a 1,510-character address; local parts and domains at their RFC bounds")
+    mail_lines = ["MAIL FROM:<a@b.example>junk", "MAIL FROM:<a@b.example>  ",
+                  "MAIL FROM:<<a@b.example>>", "MAIL FROM:<a@b.example",
+                  "MAIL FROM:a@b.example>", "MAIL FROM:<a@b.example> <x>",
+                  "MAIL FROM:<a@b.example>>", "MAIL FROM:<<a@b.example>",
+                  "MAIL FROM:<\"a b\"@b.example>", "MAIL FROM:<a@b..example>",
+                  "MAIL FROM:<a@[999.1.1.1]>", "MAIL FROM:<@>", "MAIL FROM:<a@>"]
+    add("mail_address_junk_R", R_, [E] + [x for line in mail_lines
+                                         for x in (L(line), L("RSET"))] + [Q])
+    add("rcpt_address_junk_R", R_,
+        [E, M] + [L("RCPT TO:" + a) for a in (
+            "<c@d.example>junk", "<<c@d.example>>", "<c@d.example", "<c@d.example>>",
+            "<<c@d.example>", "<@>", "<c@>", "<@d.example>", "<c@d..example>",
+            "<c@[1.2.3.4]>", "<c@[999.1.1.1]>", "<\"a b\"@d.example>", "<c@d.example >",
+            "< c@d.example>", "<c@-d.example>", "<<nosuchuser>>", "<nosuchuser>junk")] + [Q])
+
+    # Order and state.
+    add("etrn_in_transaction_R", R_,
+        [E, M, L("ETRN example.com"), L("RSET"), L("ETRN example.com"), Q])
+    add("mail_after_size_rejection_R", R_,
+        [E, L("MAIL FROM:<a@b> SIZE=99999999999"), M, M, L("MAIL FROM:<a@b> SIZE=10"),
+         L("RSET"), M, L("RSET"), E, M, L("RSET"), L("HELO client.example.org"), M, Q],
+        "a refused SIZE=, then MAIL without it; what makes MAIL work again")
+    add("mail_after_size_rejection_reset_R", R_,
+        [E, L("MAIL FROM:<a@b> SIZE=99999999999"), L("RSET"), M, L("RSET"), L("MAIL FROM:<a@b> SIZE=99999999999"), E, M, L("RSET"), L("MAIL FROM:<a@b> SIZE=99999999999"),
+         L("HELO client.example.org"), M, L("RSET"), L("MAIL FROM:<a@b> SIZE=99999999999"), L("NOOP"), M,
+         L("MAIL FROM:<a@b> SIZE=abc"), L("RSET"), L("MAIL FROM:<a@b> SIZE=99999999999"), L("MAIL FROM:<a@b> SIZE=abc"), M,
+         L("MAIL FROM:<a@b> BODY=FOO"), L("MAIL FROM:<a@b> SIZE=99999999999"), L("MAIL FROM:<a@b> BODY=FOO"), M, Q],
+        "what forgets the refused SIZE=")
+    add("mail_after_size_rejection_D", "D",
+        [E, L("MAIL FROM:<a@b> SIZE=1001"), M, L("MAIL FROM:<a@b> SIZE=999"), RC_OK,
+         L("DATA"), R(MSG3, 1), Q])
+    add("xclient_xforward_R", R_,
+        [L("XCLIENT NAME=spike.example ADDR=192.0.2.1"), E,
+         L("XCLIENT NAME=spike.example ADDR=192.0.2.1"), L("XFORWARD NAME=spike.example"),
+         L("XCLIENT"), L("XFORWARD"), M, L("XCLIENT ADDR=1.2.3.4"), Q])
+    add("noop_cr_cr_lf_R", R_, [R(b"NOOP\r\r\n", 1), R(b"EHLO x\r\r\n", 1), Q])
+
+    # Limits and ends.
+    add("noop_125_R", R_, [R(b"NOOP\r\n" * 125, None)],
+        "125 accepted commands in one write: junk past 100 counts as errors")
+    add("mixed_125_R", R_,
+        [E, M, R(b"".join(b"RCPT TO:<u%d@d.example>\r\nNOOP\r\nVRFY root\r\n" % i
+                          for i in range(65)), None)],
+        "RCPT, NOOP and VRFY 65 times each in one write")
+    add("data_bare_lf_end_R", R_,
+        [E, M, RC_OK, L("DATA"), R(b"Subject: s\n\nhello\n.\n", 1), L("NOOP"), Q],
+        "a message in bare LF lines, ended by LF . LF")
+    add("data_bare_lf_variants_R", R_,
+        [E, M, RC_OK, L("DATA"), R(b"Subject: s\r\n\r\nhello\r\n.\n", 1),
+         M, RC_OK, L("DATA"), R(b"Subject: s\r\n\r\nhello\n.\r\n", 1),
+         M, RC_OK, L("DATA"), R(b"Subject: s\n\n..stuffed\n.\r\r\n", 1),
+         M, RC_OK, L("DATA"), R(b"Subject: s\r\n\r\nhello\r.\r\nNOOP\r\n.\r\n", 2), Q])
+    add("data_over_limit_R", R_,
+        [E, M, RC_OK, L("DATA"),
+         R(b"Subject: big\r\n\r\n" + (b"x" * 998 + b"\r\n") * 10300 + b".\r\n", 1),
+         L("NOOP"), M, RC_OK, R(b"BDAT 10240001 LAST\r\n" + b"y" * 10240001, 1), Q],
+        "DATA and BDAT one line past message_size_limit = 10240000")
+
+    # --- issue 14: AUTH with Dovecot as Postfix's SASL_README sets it up (E)
+    E_ = "E"
+    add("ehlo_E", E_, [E, L("HELO client.example.org"), Q])
+    add("starttls_ok_E", E_, [E, L("STARTTLS"), TLS(), E, Q])
+    add("auth_plain_ir_ok_E", E_, [E, L("AUTH PLAIN " + PLAIN_OK), M,
+                                   L("RCPT TO:<c@d.example>"), Q])
+    add("auth_plain_ir_badpass_E", E_, [E, L("AUTH PLAIN " + PLAIN_BAD), Q])
+    add("auth_login_ok_E", E_, [E, L("AUTH LOGIN"), L(b64(USER)), L(b64(PASSWORD)), Q])
+    add("auth_login_badpass_E", E_, [E, L("AUTH LOGIN"), L(b64(USER)),
+                                     L(b64("wrongpass")), Q])
+    add("auth_cram_md5_E", E_, [E, L("AUTH CRAM-MD5"), L("AUTH DIGEST-MD5"), Q])
+    add("auth_bare_E", E_, [E, L("AUTH"), L("AUTH PLAIN ="), L("AUTH LOGIN *"), Q])
+    add("auth_before_ehlo_E", E_, [L("AUTH PLAIN " + PLAIN_OK), Q])
+    add("auth_after_helo_E", E_, [L("HELO client.example.org"), L("AUTH PLAIN " + PLAIN_OK), Q])
+    add("auth_cancel_E", E_, [E, L("AUTH LOGIN"), L("*"), L("AUTH PLAIN"), L("*"), Q])
+    add("auth_bad_base64_E", E_, [E, L("AUTH PLAIN !!!"), L("AUTH LOGIN"), L("%%%"), Q])
+    add("auth_in_transaction_E", E_, [E, M, L("AUTH PLAIN " + PLAIN_OK), Q])
+    add("mail_auth_param_E", E_, [E, L("MAIL FROM:<a@b> AUTH=<>"), L("RSET"),
+                                  L("MAIL FROM:<a@b> AUTH=a+40b"), Q])
     return P
 
 
@@ -745,13 +909,16 @@ def main():
     ap.add_argument("--port-b", type=int, default=10026)
     ap.add_argument("--port-c", type=int, default=10027)
     ap.add_argument("--port-d", type=int, default=10028)
+    ap.add_argument("--port-r", type=int, default=10029)
+    ap.add_argument("--port-e", type=int, default=10030)
     ap.add_argument("--skip-c", action="store_true", help="no SASL instance")
     ap.add_argument("--only", help="comma-separated probe names")
     ap.add_argument("--fill", metavar="DIR",
                     help="a directory on the queue file system, for FILL probes")
     ap.add_argument("--out", required=True, help="the JSON file to write")
     a = ap.parse_args()
-    ports = {"A": a.port_a, "B": a.port_b, "C": a.port_c, "D": a.port_d}
+    ports = {"A": a.port_a, "B": a.port_b, "C": a.port_c, "D": a.port_d,
+             "R": a.port_r, "E": a.port_e}
     results = []
     only = set(a.only.split(",")) if a.only else None
     filler = os.path.join(a.fill, "filler") if a.fill else None
