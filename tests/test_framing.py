@@ -352,3 +352,17 @@ class ChunkTests(unittest.TestCase):
                      + (2 if message and not message.endswith(b"\n") else 0))
         self.assertEqual(taken[-1][2], shortfall)
         self.assertEqual(events[-1], ("line", b"NOOP"))
+
+    def test_chunked_message_counted_across_reads(self):
+        """A message in two chunks, each read a byte at a time: every byte
+        counts as read (the data rate is measured on it), and the
+        shortfall is one for the bare LF of the first chunk and two for the
+        unfinished last line."""
+        framer = Framer(512, lambda name: None)
+        framer.start_message()
+        for chunk in (b"ab\n", b"c\r\nd"):
+            framer.start_chunk(len(chunk))
+            for byte in chunk:
+                framer.feed(bytes([byte]))
+                framer.chunk()
+        self.assertEqual((framer.body_read, framer.crlf_shortfall), (7, 3))
