@@ -42,13 +42,18 @@ class BlockListTestsMixin:
         self.assertEqual(added, ["192.0.2.0/24", "2001:db8::/32", "CN"])
         again = yield self.interact(acl_store.add, ["192.0.2.0/24"], [], NOW + 1)
         self.assertEqual(again, [])
+        after = yield self.interact(acl_store.add, ["192.0.2.0/24", "198.51.100.0/24"], [],
+                                    NOW + 2)
+        self.assertEqual(after, ["198.51.100.0/24"])
+        yield self.interact(acl_store.remove, ["198.51.100.0/24"], [])
         rows = yield self.interact(acl_store.entries)
         self.assertEqual([(r["kind"], r["entry"], r["tries"], r["reason"], r["expires"])
                           for r in rows],
                          [("ip", "192.0.2.0/24", 0, "spam run", None),
                           ("ip", "2001:db8::/32", 0, "spam run", None),
                           ("country", "CN", 0, "spam run", None)])
-        self.assertEqual(str(rows[0]["added"])[:19], "2026-01-01 00:00:00")
+        self.assertEqual([str(r["added"])[:19] for r in rows], ["2026-01-01 00:00:00"] * 3)
+        self.assertEqual([(r["last_seen"], r["sensor"]) for r in rows], [(None, None)] * 3)
         removed = yield self.interact(acl_store.remove, ["2001:db8::/32", "10.0.0.0/8"], ["CN"])
         self.assertEqual(removed, ["2001:db8::/32", "CN"])
         rows = yield self.interact(acl_store.entries)
