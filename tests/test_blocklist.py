@@ -60,6 +60,18 @@ class BlockListTestsMixin:
         self.assertEqual([r["entry"] for r in rows], ["192.0.2.0/24"])
 
     @defer.inlineCallbacks
+    def test_country_hits_counted(self):
+        """Hits on a country are counted on its entry, beside an address's."""
+        yield self.interact(acl_store.add, ["192.0.2.0/24"], ["CN"], NOW)
+        yield self.interact(acl_store.sync, {("geo", "CN"): [2, NOW + 5],
+                                             ("ip", "192.0.2.0/24"): [1, NOW + 7]},
+                            [], "sensor-a", NOW + 9)
+        rows = yield self.interact(acl_store.entries)
+        self.assertEqual([(r["entry"], r["tries"], str(r["last_seen"])[:19]) for r in rows],
+                         [("192.0.2.0/24", 1, "2026-01-01 00:00:07"),
+                          ("CN", 2, "2026-01-01 00:00:05")])
+
+    @defer.inlineCallbacks
     def test_sync_loads_and_counts(self):
         """A sync loads the list into the gate and writes the hits back."""
         yield self.interact(acl_store.add, ["192.0.2.0/24"], ["CN"], NOW)
