@@ -57,6 +57,20 @@ class ClientLimitTests(GateTestCase):
         first.connectionLost(None)
         self.assertEqual(self.connect("192.0.2.7")[1].value(), BANNER)
 
+    def test_two_places_freed_one_at_a_time(self):
+        """With two places per client, closing one of two connections frees
+        one place, not both."""
+        guard = self.make(protection={"max_connections_per_client": 2}).guard
+        for _ in range(2):
+            self.assertIsNone(guard.admit("192.0.2.7"))
+        guard.closed("192.0.2.7")
+        self.assertIsNone(guard.admit("192.0.2.7"))
+        self.assertEqual(guard.admit("192.0.2.7").reason, acl.CLIENT_LIMIT)
+        guard.closed("192.0.2.7")
+        guard.closed("192.0.2.7")
+        for _ in range(2):
+            self.assertIsNone(guard.admit("192.0.2.7"))
+
     def test_ipv6_prefix(self):
         """IPv6 addresses in one /64 are one client; another /64 is another."""
         self.make(protection={"max_connections_per_client": 1})
@@ -288,6 +302,23 @@ class SmartBanTests(GateTestCase):
         self.assertIsNone(guard.closed("192.0.2.7", messages=10))
         self.assertIsNone(guard.admit("192.0.2.7"))
         self.assertEqual(guard.closed("192.0.2.7", messages=1).reason, "message_flood")
+
+    def test_floods_counted_per_client(self):
+        """Messages and mismatches count per client: clients each under
+        the limits are not banned however many they are, and a plain
+        session counts as neither; a ban bears the time it was made."""
+        guard = self.make(smart_acl={"max_messages": 10, "max_mismatches": 2}).guard
+        self.clock.advance(100)
+        for n in range(5):
+            ip = f"192.0.2.{n}"
+            self.assertIsNone(guard.admit(ip))
+            self.assertIsNone(guard.closed(ip, messages=10, mismatch=True))
+            for _ in range(3):
+                self.assertIsNone(guard.admit(ip))
+                self.assertIsNone(guard.closed(ip))
+        self.assertIsNone(guard.admit("192.0.2.0"))
+        ban = guard.closed("192.0.2.0", messages=1)
+        self.assertEqual((ban.reason, ban.network, ban.time), ("message_flood", "192.0.2.0/32", 100))
 
     def test_disabled(self):
         """With smart ACLs off nobody is banned."""
