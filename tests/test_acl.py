@@ -57,6 +57,20 @@ class ClientLimitTests(GateTestCase):
         first.connectionLost(None)
         self.assertEqual(self.connect("192.0.2.7")[1].value(), BANNER)
 
+    def test_two_places_freed_one_at_a_time(self):
+        """With two places per client, closing one of two connections frees
+        one place, not both."""
+        guard = self.make(protection={"max_connections_per_client": 2}).guard
+        for _ in range(2):
+            self.assertIsNone(guard.admit("192.0.2.7"))
+        guard.closed("192.0.2.7")
+        self.assertIsNone(guard.admit("192.0.2.7"))
+        self.assertEqual(guard.admit("192.0.2.7").reason, acl.CLIENT_LIMIT)
+        guard.closed("192.0.2.7")
+        guard.closed("192.0.2.7")
+        for _ in range(2):
+            self.assertIsNone(guard.admit("192.0.2.7"))
+
     def test_ipv6_prefix(self):
         """IPv6 addresses in one /64 are one client; another /64 is another."""
         self.make(protection={"max_connections_per_client": 1})
@@ -153,6 +167,16 @@ class BlockListTests(GateTestCase):
             self.assertIsNotNone(guard.blocked(ip), ip)
         for ip in ("192.0.2.6", "198.51.101.0", "2001:db8::2", "unix", ""):
             self.assertIsNone(guard.blocked(ip), ip)
+
+    def test_entry_errors(self):
+        """An entry that is no network is refused with the entry named; a
+        country is two ASCII letters, in either case."""
+        for text in ("10.0.0.1/8", "example.com"):
+            with self.assertRaises(ValueError) as caught:
+                acl.network(text)
+            self.assertIn(repr(text), str(caught.exception))
+        self.assertEqual([acl.country(text) for text in ("cn", " Fr ", "CHN", "C", "1A", "\u00c4T")],
+                         ["CN", "FR", None, None, None, None])
 
     def test_ipv4_mapped_edges(self):
         """An IPv4-mapped entry (RFC 4291 2.5.5.2: 96 bits, then the IPv4
@@ -254,8 +278,9 @@ class SmartBanTests(GateTestCase):
                       b"post /x HTTP/1.0", b"PRI * HTTP/2.0\r\n", b"\x00\x00\x00\x85",
                       b"\x1b[31m"):
             self.assertTrue(acl.mismatch(first, "client"), first)
+        self.assertTrue(acl.mismatch(b"\x0cEHLO x\r\n", "client"))
         for first in (b"EHLO client.example\r\n", b"  helo x\r\n", b"", b"\r\n",
-                      b"QUIT\r\n"):
+                      b"QUIT\r\n", b"\t\r\nNOOP\r\n", b"Q\r\n"):
             self.assertFalse(acl.mismatch(first, "client"), first)
         self.assertTrue(acl.mismatch(b"EHLO x\r\n", "too_many_errors"))
 
@@ -278,6 +303,23 @@ class SmartBanTests(GateTestCase):
         self.assertIsNone(guard.admit("192.0.2.7"))
         self.assertEqual(guard.closed("192.0.2.7", messages=1).reason, "message_flood")
 
+    def test_floods_counted_per_client(self):
+        """Messages and mismatches count per client: clients each under
+        the limits are not banned however many they are, and a plain
+        session counts as neither; a ban bears the time it was made."""
+        guard = self.make(smart_acl={"max_messages": 10, "max_mismatches": 2}).guard
+        self.clock.advance(100)
+        for n in range(5):
+            ip = f"192.0.2.{n}"
+            self.assertIsNone(guard.admit(ip))
+            self.assertIsNone(guard.closed(ip, messages=10, mismatch=True))
+            for _ in range(3):
+                self.assertIsNone(guard.admit(ip))
+                self.assertIsNone(guard.closed(ip))
+        self.assertIsNone(guard.admit("192.0.2.0"))
+        ban = guard.closed("192.0.2.0", messages=1)
+        self.assertEqual((ban.reason, ban.network, ban.time), ("message_flood", "192.0.2.0/32", 100))
+
     def test_disabled(self):
         """With smart ACLs off nobody is banned."""
         guard = self.make(smart_acl={"enabled": False, "max_mismatches": 1}).guard
@@ -297,3 +339,22 @@ class SmartBanTests(GateTestCase):
         guard.replace([], [])
         self.assertEqual(guard.blocked("192.0.2.7"), ("ip", "192.0.2.7/32"))
         self.assertEqual((guard.take_hits(), guard.take_bans()), (hits, bans))
+
+    def test_restore_beside_newer(self):
+        """Restored hits add to those counted since, and restored bans come
+        before the bans made since, none lost."""
+        guard = self.make(smart_acl={"max_mismatches": 1}).guard
+        guard.replace(["198.51.100.0/24"], [])
+        self.clock.advance(10)
+        guard.admit("198.51.100.1")
+        guard.admit("192.0.2.7")
+        guard.closed("192.0.2.7", mismatch=True)
+        hits, bans = guard.take_hits(), guard.take_bans()
+        self.clock.advance(5)
+        guard.admit("198.51.100.2")
+        guard.admit("192.0.2.8")
+        guard.closed("192.0.2.8", mismatch=True)
+        guard.restore(hits, bans)
+        self.assertEqual(guard.take_hits(), {("ip", "198.51.100.0/24"): [2, 15]})
+        self.assertEqual([ban.network for ban in guard.take_bans()],
+                         ["192.0.2.7/32", "192.0.2.8/32"])

@@ -42,17 +42,34 @@ class BlockListTestsMixin:
         self.assertEqual(added, ["192.0.2.0/24", "2001:db8::/32", "CN"])
         again = yield self.interact(acl_store.add, ["192.0.2.0/24"], [], NOW + 1)
         self.assertEqual(again, [])
+        after = yield self.interact(acl_store.add, ["192.0.2.0/24", "198.51.100.0/24"], [],
+                                    NOW + 2)
+        self.assertEqual(after, ["198.51.100.0/24"])
+        yield self.interact(acl_store.remove, ["198.51.100.0/24"], [])
         rows = yield self.interact(acl_store.entries)
         self.assertEqual([(r["kind"], r["entry"], r["tries"], r["reason"], r["expires"])
                           for r in rows],
                          [("ip", "192.0.2.0/24", 0, "spam run", None),
                           ("ip", "2001:db8::/32", 0, "spam run", None),
                           ("country", "CN", 0, "spam run", None)])
-        self.assertEqual(str(rows[0]["added"])[:19], "2026-01-01 00:00:00")
+        self.assertEqual([str(r["added"])[:19] for r in rows], ["2026-01-01 00:00:00"] * 3)
+        self.assertEqual([(r["last_seen"], r["sensor"]) for r in rows], [(None, None)] * 3)
         removed = yield self.interact(acl_store.remove, ["2001:db8::/32", "10.0.0.0/8"], ["CN"])
         self.assertEqual(removed, ["2001:db8::/32", "CN"])
         rows = yield self.interact(acl_store.entries)
         self.assertEqual([r["entry"] for r in rows], ["192.0.2.0/24"])
+
+    @defer.inlineCallbacks
+    def test_country_hits_counted(self):
+        """Hits on a country are counted on its entry, beside an address's."""
+        yield self.interact(acl_store.add, ["192.0.2.0/24"], ["CN"], NOW)
+        yield self.interact(acl_store.sync, {("geo", "CN"): [2, NOW + 5],
+                                             ("ip", "192.0.2.0/24"): [1, NOW + 7]},
+                            [], "sensor-a", NOW + 9)
+        rows = yield self.interact(acl_store.entries)
+        self.assertEqual([(r["entry"], r["tries"], str(r["last_seen"])[:19]) for r in rows],
+                         [("192.0.2.0/24", 1, "2026-01-01 00:00:07"),
+                          ("CN", 2, "2026-01-01 00:00:05")])
 
     @defer.inlineCallbacks
     def test_sync_loads_and_counts(self):

@@ -6,7 +6,6 @@ import signal
 import sys
 from pathlib import Path
 
-from twisted.internet import reactor
 from twisted.trial import unittest
 
 from smtplatrine import disk
@@ -18,6 +17,8 @@ from tests.durability import DurabilityRecorder
 class DiskWorkerTests(unittest.TestCase):
 
     def setUp(self):
+        from twisted.internet import reactor
+
         self.root = Path(self.mktemp())
         Spool(self.root, None)  # makes the spool's directories
         self.worker = DiskWorker(reactor, self.root)

@@ -252,6 +252,26 @@ class SplitTests(unittest.TestCase):
 
 class DataTests(unittest.TestCase):
 
+    def test_end_after_many_crs_split_before_its_lf(self):
+        """A line of a dot and six CRs ends DATA (it is shorter than the
+        limit), also when its LF comes in a later read; the message's
+        bytes are all counted as read, as sent, that line included."""
+        reader = Reader(512)
+        for data in (b"DATA\r\nx\r\n.\r\r\r\r\r", b"\r\n", b"NOOP\r\n"):
+            reader.feed(data)
+        self.assertEqual(reader.events, [("line", b"DATA"), ("data", b"x\r\n", True),
+                                         ("line", b"NOOP")])
+        self.assertEqual(reader.framer.body_read, len(b"x\r\n.\r\r\r\r\r\r\n"))
+        self.assertEqual(reader.flags, {"extra_cr"})
+
+    def test_bare_lf_alone_is_no_smuggling(self):
+        """A bare LF inside a line of DATA is flagged as such, and not as
+        smuggling: no dot stands between line ends."""
+        reader = Reader(512)
+        reader.feed(b"DATA\r\nab\ncd\r\n.\r\n")
+        self.assertEqual(reader.events[-1], ("data", b"ab\ncd\r\n", True))
+        self.assertEqual(reader.flags, {"bare_lf"})
+
     @SETTINGS
     @given(st.lists(st.sampled_from([b"a", b".", b"\r\n", b"\r", b"\n", b"..", b"x" * 30]),
                     max_size=60).map(b"".join), CUTS, LIMITS)
@@ -359,3 +379,17 @@ class ChunkTests(unittest.TestCase):
                      + (2 if message and not message.endswith(b"\n") else 0))
         self.assertEqual(taken[-1][2], shortfall)
         self.assertEqual(events[-1], ("line", b"NOOP"))
+
+    def test_chunked_message_counted_across_reads(self):
+        """A message in two chunks, each read a byte at a time: every byte
+        counts as read (the data rate is measured on it), and the
+        shortfall is one for the bare LF of the first chunk and two for the
+        unfinished last line."""
+        framer = Framer(512, lambda name: None)
+        framer.start_message()
+        for chunk in (b"ab\n", b"c\r\nd"):
+            framer.start_chunk(len(chunk))
+            for byte in chunk:
+                framer.feed(bytes([byte]))
+                framer.chunk()
+        self.assertEqual((framer.body_read, framer.crlf_shortfall), (7, 3))

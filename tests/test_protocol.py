@@ -572,6 +572,29 @@ class AuthTests(SessionTestCase):
         self.assertEqual((attempt["mechanism"], attempt["username"], attempt["password"]),
                          ("LOGIN", "bob", "hunter2"))
 
+    def test_login_empty_initial_response(self):
+        """RFC 4954 4: an initial response of ``=`` is an empty one: the
+        user name is empty, and the password is asked for."""
+        self.assertEqual(self.send(b"AUTH LOGIN =\r\n"), b"334 UGFzc3dvcmQ6\r\n")
+        self.send(base64.b64encode(b"hunter2") + b"\r\n")
+        [attempt] = self.attempts()
+        self.assertEqual((attempt["username"], attempt["password"]), ("", "hunter2"))
+
+    def test_user_name_not_utf8_kept(self):
+        """A user name in Latin-1 (not UTF-8) is captured byte for byte."""
+        self.send(b"AUTH LOGIN\r\n")
+        self.send(base64.b64encode("b\u00f6b".encode("latin-1")) + b"\r\n")
+        self.send(base64.b64encode(b"pw") + b"\r\n")
+        [attempt] = self.attempts()
+        self.assertEqual(attempt["username"].encode("utf-8", "surrogateescape"), b"b\xf6b")
+
+    def test_plain_malformed_kept(self):
+        """RFC 4616: a PLAIN message is authzid NUL user NUL password; one
+        without its two NULs names no user, and is kept whole."""
+        self.send(b"AUTH PLAIN " + base64.b64encode(b"alice:s3cret") + b"\r\n")
+        [attempt] = self.attempts()
+        self.assertEqual((attempt["username"], attempt["response"]), (None, "alice:s3cret"))
+
     def test_outcome_recorded_as_answered(self):
         """Each attempt is recorded, and emitted, as accepted exactly when
         it was answered 235."""

@@ -1,0 +1,77 @@
+"""The mutation run: ``python -m tests.mutation`` in the checkout (what
+``tox -e mutation`` does); README.rst, "Mutation testing".
+
+mutmut (its settings: pyproject.toml, [tool.mutmut]) copies the tree to
+mutants/, mutates the listed modules, runs the selected tests once under
+pytest to learn which tests call which function, then runs each mutant's
+tests in a process forked for it.  There, pytest's start-up would cost
+more than most mutants' tests, so they are loaded by name and run as
+unittest runs them, fastest first, up to the first failure.  Then
+tests/mutation/score.py gives the score per module.
+
+``--keep`` reuses mutants/ from the last run: only mutants of changed
+functions are run again, and further arguments name the mutants to run
+again (``'smtplatrine.smtp.auth.*'``); for working on the tests, while
+the score of record comes from a clean run.
+"""
+
+import importlib
+import os
+import shutil
+import sys
+import unittest
+
+import mutmut.workers.isolation
+from mutmut.__main__ import _run
+from mutmut.runners.harness import PytestRunner
+from mutmut.state import state
+from mutmut.utils.file_utils import change_cwd
+
+from tests.mutation import plugin, score
+
+# Both cores: the mutants' processes are the run's only work.
+WORKERS = 2
+
+
+def load(nodeid):
+    """The test named by pytest's *nodeid* (``tests/test_x.py::Class::test``)."""
+    path, cls, method = nodeid.split("::")
+    module = importlib.import_module(path.removesuffix(".py").replace("/", "."))
+    test = getattr(module, cls)(method)
+    plugin.fewer_examples(getattr(test, method))
+    return test
+
+
+class UnittestRunner(PytestRunner):
+    """mutmut's pytest runner, but for a mutant's tests."""
+
+    def run_tests(self, *, mutant_name, tests):
+        if mutant_name is None or not tests:  # the runs on unmutated code
+            return super().run_tests(mutant_name=mutant_name, tests=tests)
+        durations = state().duration_by_test
+        result = unittest.TestResult()
+        with change_cwd("mutants"):
+            for nodeid in sorted(tests, key=lambda nodeid: durations.get(nodeid, 0.0)):
+                load(nodeid).run(result)
+                if not result.wasSuccessful():
+                    return 1
+        return 0
+
+
+def main(argv):
+    if argv[:1] == ["--keep"]:
+        names = argv[1:]
+    else:
+        shutil.rmtree("mutants", ignore_errors=True)
+        names = []
+    mutmut.workers.isolation.PytestRunner = UnittestRunner
+    # This package was imported from the checkout, the tests pytest
+    # collects are mutmut's copies: the same files (mutmut says so for
+    # its stats, not for its listing of the tests).
+    os.environ["PY_IGNORE_IMPORTMISMATCH"] = "1"
+    _run(names, WORKERS)
+    score.main()
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
