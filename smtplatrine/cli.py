@@ -74,15 +74,10 @@ def _defect(text):
 
 def _entry(text):
     """An ACL entry: ("country", code) or ("ip", network text)."""
-    code = acl.country(text)
-    if code is not None:
-        return "country", code
     try:
-        return "ip", str(acl.network(text))
+        return acl.entry(text)
     except ValueError as e:
-        raise argparse.ArgumentTypeError(
-            f"{e}; give an address, a network such as 192.0.2.0/24 or"
-            f" 2001:db8::/32, or a two-letter country code") from None
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def _parser():
