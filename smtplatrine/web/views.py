@@ -52,7 +52,7 @@ async def messages(ctx):
         ctx, attrs.evolve(found, rows=displayable(found.rows))))
 
 
-def _visible(record, forensic):
+def visible(record, forensic):
     """What the role may see of a stored message: without *forensic*, no
     body, URL, password or transcript; never our file paths."""
     record = dict(record)
@@ -107,7 +107,7 @@ async def message(ctx, message_id):
     if forensic and not ctx.api:
         raw = await _raw(ctx, message_id)
         raw_text = raw[:templates.SHOWN].decode("utf-8", "replace").replace("\r\n", "\n")
-    return Result(_visible(record, forensic),
+    return Result(visible(record, forensic),
                   lambda: templates.message(ctx, record, forensic, raw_text))
 
 
@@ -175,8 +175,8 @@ async def session(ctx, session_id):
         raise HTTPError(404, "No session has this id.")
     record = displayable(record)
     forensic = ctx.may("forensic")
-    visible = _visible({"session": record, "attachments": []}, forensic)["session"]
-    return Result(visible, lambda: templates.session(ctx, record, forensic))
+    shown = visible({"session": record, "attachments": []}, forensic)["session"]
+    return Result(shown, lambda: templates.session(ctx, record, forensic))
 
 
 @page(r"/users", "admin", "Users", nav=True)
