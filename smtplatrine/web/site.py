@@ -24,7 +24,7 @@ from smtplatrine.store import queries, users
 from smtplatrine.store.dialects import Rejected, Unavailable
 from smtplatrine.web import templates, views  # noqa: F401 (views registers the pages)
 # More pages, after views' in the navigation bar.
-from smtplatrine.web import blocklist, exports  # noqa: F401,I001
+from smtplatrine.web import blocklist, exports, live  # noqa: F401,I001
 from smtplatrine.web.auth import Identity, Sessions, Throttle
 from smtplatrine.web.routing import (Context, Download, HTTPError, Preview, Redirect,
                                      Stream, match)
