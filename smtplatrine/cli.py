@@ -258,7 +258,8 @@ def _export(options, connection, dialect, config):
           else nullcontext(sys.stdout.buffer)) as stream:
         count = export.write(connection, dialect, fmt,
                              queries.Scope(since, until, options.sensor), stream, query,
-                             options.raw and options.format == "jsonl")
+                             options.raw and options.format == "jsonl",
+                             config.server.data_dir)
     noun = "message(s)" if fmt.source == "messages" else "indicator(s)"
     print(f"smtplatrine: exported {count} {noun}", file=sys.stderr)
 

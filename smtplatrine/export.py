@@ -26,6 +26,7 @@ import json
 import re
 import time
 from datetime import datetime
+from pathlib import Path
 
 from smtplatrine import intel
 from smtplatrine.store import indicators, queries
@@ -113,6 +114,8 @@ _SENDER = re.compile(r"[!-~]{1,256}")
 
 
 class Mbox:
+    """The raw messages (a message whose raw bytes are not kept here is
+    left out)."""
     name, extension, content_type, source = "mbox", "mbox", "application/mbox", "messages"
     raw = True
 
@@ -120,11 +123,13 @@ class Mbox:
         return b""
 
     def item(self, record):
+        if record.get("raw") is None:
+            return b""
         sender = record["mail_from"] or ""
         if not _SENDER.fullmatch(sender):
             sender = "MAILER-DAEMON"
         received = datetime.fromisoformat(record["received"].replace("Z", "+00:00"))
-        data = _FROM_LINE.sub(rb">\1", record["raw"] or b"")
+        data = _FROM_LINE.sub(rb">\1", record["raw"])
         if not data.endswith(b"\n"):
             data += b"\n"
         return (f"From {sender} {time.asctime(received.timetuple())}\n".encode("ascii")
@@ -184,6 +189,24 @@ def make(name, sensor="smtplatrine", info="smtplatrine", now=None, urls=True):
             "stix": lambda: Stix(sensor), "misp": lambda: Misp(info, now)}[name]()
 
 
+# Files the storing side keeps named by their SHA-256 (raw messages under
+# data_dir/raw/, attachments): never a name a sender chose.
+STORED = re.compile(r"[0-9a-f]{2}/[0-9a-f]{64}")
+
+
+def with_raw_file(record, data_dir):
+    """*record*, its raw bytes read from the raw directory under *data_dir*
+    if they are kept there ([store] raw_in_database = false) and not in
+    the database."""
+    path = record.get("raw_path") or ""
+    if record.get("raw") is None and STORED.fullmatch(path):
+        try:
+            record["raw"] = (Path(data_dir) / "raw" / path).read_bytes()
+        except OSError:
+            pass
+    return record
+
+
 # Indicators read at a time.
 INDICATOR_PAGE = 500
 
@@ -206,14 +229,17 @@ def read_page(cursor, dialect, fmt, scope, search=None, position=None, raw=False
     return found, ((index + 1, None) if index + 1 < len(kinds) else None)
 
 
-def write(connection, dialect, fmt, scope, stream, search=None, raw=False):
+def write(connection, dialect, fmt, scope, stream, search=None, raw=False, data_dir=None):
     """Write the export *fmt* of what is in *scope* and matches *search* to
-    the binary *stream*; how many rows."""
+    the binary *stream* (raw messages kept as files read from *data_dir*);
+    how many rows."""
     cursor, position, count = connection.cursor(), None, 0
     stream.write(fmt.head())
     while True:
         rows, position = read_page(cursor, dialect, fmt, scope, search, position, raw)
         for row in rows:
+            if getattr(fmt, "raw", False):
+                row = with_raw_file(row, data_dir)
             stream.write(fmt.item(row))
         count += len(rows)
         if position is None:

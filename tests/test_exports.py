@@ -262,6 +262,10 @@ class SQLiteExportTests(ExportTestsMixin, unittest.TestCase):
         data, _ = run("--format", "csv", "subject:money")
         self.assertEqual([r["message_id"] for r in csv.DictReader(io.StringIO(data.decode()))],
                          [M3])
+        data, said = run("--format", "mbox", "subject:memo")
+        self.assertEqual(data.count(b"\nFrom ceo@corp.example "), 0)
+        self.assertTrue(data.startswith(b"From ceo@corp.example "))
+        self.assertIn(b">From the desk", data)
         data, said = run()
         self.assertEqual(len(data.splitlines()), 6)
         self.assertIn("raw_base64", json.loads(data.splitlines()[0]))

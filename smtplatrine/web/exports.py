@@ -16,9 +16,7 @@ the message view's zip is: a folder of live malware that a virus scanner
 (or a double click) on the analyst's machine must not open by itself.
 """
 
-import re
 import time
-from pathlib import Path
 
 from twisted.internet import threads
 
@@ -31,8 +29,6 @@ from smtplatrine.web.zipcrypto import EncryptedZip
 
 # The formats of the messages' exports, and the role each needs.
 FORMATS = {name: role for name, _, role in MESSAGE_EXPORTS}
-# Raw messages stored as files by us, named by their SHA-256.
-_STORED = re.compile(r"[0-9a-f]{2}/[0-9a-f]{64}")
 
 
 class EmlZip:
@@ -51,21 +47,6 @@ class EmlZip:
 
     def tail(self):
         return self._zip.end()
-
-
-def _raw_file(record, data_dir):
-    """*record* with its raw bytes read from the raw directory, if they
-    are kept there rather than in the database; None if neither has them."""
-    if record.get("raw") is None:
-        path = record.get("raw_path") or ""
-        if _STORED.fullmatch(path):
-            try:
-                record["raw"] = (Path(data_dir) / "raw" / path).read_bytes()
-            except OSError:
-                return None
-        else:
-            return None
-    return record
 
 
 @page(r"/export/messages\.(?P<name>" + "|".join(FORMATS) + ")", "statistical")
@@ -95,8 +76,8 @@ async def messages_export(ctx, name):
         pieces = []
         for row in rows:
             if raw:
-                row = _raw_file(row, data_dir)
-                if row is None:
+                row = export.with_raw_file(row, data_dir)
+                if row.get("raw") is None:
                     continue
             elif fmt.source == "messages":
                 row = visible(row, forensic)

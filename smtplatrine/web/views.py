@@ -8,6 +8,7 @@ from pathlib import Path
 import attrs
 from twisted.internet import threads
 
+from smtplatrine import export
 from smtplatrine.store import queries, search, users
 from smtplatrine.web import templates
 from smtplatrine.web.routing import (Download, HTTPError, Preview, Redirect, Result,
@@ -15,8 +16,6 @@ from smtplatrine.web.routing import (Download, HTTPError, Preview, Redirect, Res
 from smtplatrine.web.zipcrypto import encrypted_zip
 
 _ID = "[0-9a-f-]{36}"
-# Files we wrote ourselves, named by their SHA-256 (never a sender's name).
-_STORED = re.compile(r"[0-9a-f]{2}/[0-9a-f]{64}")
 
 
 def displayable(value):
@@ -84,7 +83,7 @@ async def _raw(ctx, message_id):
     if found is None:
         raise HTTPError(404, "No message has this id.")
     data, path, _ = found
-    if data is None and path and _STORED.fullmatch(path):
+    if data is None and path and export.STORED.fullmatch(path):
         file = Path(ctx.app.config.server.data_dir) / "raw" / path
         data = await threads.deferToThread(_read, file)
     if data is None:
@@ -137,7 +136,7 @@ async def _attachment(ctx, attachment_id):
     smtp = ctx.app.config.smtp
     path = row["stored_path"]
     data = None
-    if path and _STORED.fullmatch(path):
+    if path and export.STORED.fullmatch(path):
         data = await threads.deferToThread(
             _read, ctx.app.config.data_path(smtp.smtp_attachments_path) / path)
     if data is None:
