@@ -246,6 +246,35 @@ class ExportsTestsMixin(ExportsFixture):
         self.assertIn("127.0.0.1", row.text)
         self.shot("live")
 
+    def test_streams_left_midway(self):
+        """Clients that leave a live stream go without a trace (setUp
+        checks the log) and make room: the streams a user may open are
+        free again."""
+        import urllib.request
+        token = self.tokens["statistical"]
+
+        def stream():
+            request = urllib.request.Request(self.base + "/api/live/events",
+                                             headers={"Authorization": f"Bearer {token}"})
+            try:
+                response = urllib.request.urlopen(request, timeout=web.WAIT)
+            except urllib.error.HTTPError as e:
+                return e.code, None
+            self.assertEqual(response.fp.readline(), b"14\r\n")
+            return response.status, response
+        opened = [stream() for _ in range(4)]
+        self.assertEqual([status for status, _ in opened], [200] * 4)
+        self.assertEqual(stream()[0], 503)
+        for _, response in opened:
+            response.close()
+
+        def admitted():
+            status, response = stream()
+            if response is not None:
+                response.close()
+            return status == 200
+        self.honeypot.wait_for(admitted)
+
 
 class SQLiteExportsTests(ExportsTestsMixin, unittest.TestCase):
     holder = None

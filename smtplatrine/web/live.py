@@ -85,12 +85,16 @@ class Hub:
         self._open = {}             # session id -> None, waiting for its end
         self._ticks = 0
 
-    def admit(self, watcher):
-        """Start sending to *watcher*; HTTPError 503 past the limits."""
+    def room(self, name):
+        """HTTPError 503 if no more streams may open, for user *name*."""
         if len(self.watchers) >= MAX_WATCHERS:
             raise HTTPError(503, "Too many live views are open; close one and try again.")
-        if sum(w.name == watcher.name for w in self.watchers) >= PER_USER:
+        if sum(w.name == name for w in self.watchers) >= PER_USER:
             raise HTTPError(503, f"You have {PER_USER} live views open already; close one.")
+
+    def admit(self, watcher):
+        """Start sending to *watcher*; HTTPError 503 past the limits."""
+        self.room(watcher.name)
         self.watchers.append(watcher)
         if self._loop is None:
             self._loop = LoopingCall(lambda: defer.Deferred.fromCoroutine(self._tick()))
@@ -202,6 +206,9 @@ async def live_events(ctx):
     else:
         def alive():
             return True
+
+    # Said before the answer starts (admit, in the same turn, checks again).
+    hub.room(identity.name)
 
     async def body(output):
         watcher = Watcher(output, identity.name, ctx.may("forensic"), alive)

@@ -62,4 +62,5 @@ class Output:
             transport.abortConnection()
 
     def close(self):
-        self.request.unregisterProducer()
+        if self.request.channel is not None:    # None: the connection is gone
+            self.request.unregisterProducer()
