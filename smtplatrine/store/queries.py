@@ -305,18 +305,6 @@ def session(cursor, dialect, session_id, transcript=True):
     return record
 
 
-def export(connection, dialect, scope, with_raw=True, search=None):
-    """Each message in *scope* matching *search*, oldest first, as
-    :func:`export_page` gives them; a generator over a DB-API
-    *connection*, one page at a time."""
-    cursor, after = connection.cursor(), None
-    while True:
-        records, after = export_page(cursor, dialect, scope, search, after, with_raw)
-        yield from records
-        if after is None:
-            return
-
-
 def export_page(cursor, dialect, scope, search=None, after=None, with_raw=True, size=None):
     """The messages in *scope* matching *search* that follow *after* (None:
     from the first), oldest first, with everything :func:`message` gives
