@@ -5,8 +5,11 @@ stored messages.
 HOW TO RUN
     python3 bench/exports.py                  # SQLite and MariaDB, 100,000 messages
     python3 bench/exports.py --only sqlite --messages 20000
-    python3 bench/exports.py --keep /tmp/dash-bench --reuse   # the databases
-                                               # bench/dashboard.py --keep filled
+    python3 bench/exports.py --keep /tmp/dash-bench --reuse   # measure again
+
+    MariaDB: 127.0.0.1:3306 as root without a password, database
+    smtplatrine_bench_exports (made, and dropped at the end unless --keep),
+    or a private mariadbd with --buffer-pool, as bench/dashboard.py.
 
 WHAT IT DOES
     Fills the database as bench/dashboard.py does (same messages, same
@@ -34,12 +37,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.dashboard import (MYSQL_DB, _free_port, fill, private_mariadb,  # noqa: E402
-                             rss_kb, run_dashboard, say, templates)
+from bench.dashboard import (_free_port, fill, private_mariadb, rss_kb,  # noqa: E402
+                             run_dashboard, say, templates)
 from smtplatrine.config import MySQL as MySQLSettings  # noqa: E402
 from smtplatrine.store import dialects  # noqa: E402
 
 FORMATS = ("jsonl", "csv", "stix", "misp", "mbox", "zip")
+# Its own database: bench/dashboard.py may run at the same time.
+MYSQL_DB = "smtplatrine_bench_exports"
 
 
 class Sampler(threading.Thread):
