@@ -59,6 +59,19 @@ def country(text):
     return text.upper() if len(text) == 2 and text.isascii() and text.isalpha() else None
 
 
+def entry(text):
+    """A block list entry typed by a person: ("country", code) or ("ip",
+    network text); ValueError saying what to give instead."""
+    code = country(text)
+    if code is not None:
+        return "country", code
+    try:
+        return "ip", str(network(text))
+    except ValueError as e:
+        raise ValueError(f"{e}; give an address, a network such as 192.0.2.0/24 or"
+                         f" 2001:db8::/32, or a two-letter country code") from None
+
+
 def client_network(ip, ipv6_prefix):
     """The network that counts as one client: the address, or for IPv6 its
     prefix of *ipv6_prefix* bits."""

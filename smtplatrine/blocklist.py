@@ -49,8 +49,12 @@ class BlockList:
         if self._running is not None:
             self._again = True
             return self._running
-        self._running = defer.Deferred.fromCoroutine(self._sync())
-        return self._running
+        running = defer.Deferred.fromCoroutine(self._sync())
+        # A sync that ended at once (a database that refused before any
+        # wait) is over: kept as running, it would hold off every later one.
+        if not running.called:
+            self._running = running
+        return running
 
     async def _sync(self):
         while True:

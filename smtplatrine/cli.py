@@ -1,7 +1,8 @@
 """The ``smtplatrine`` command: tools for analysts beside ``twistd smtplatrine``.
 
     smtplatrine export [--config DIR] [--since TIME] [--until TIME]
-                       [--sensor NAME] [--no-raw] [--output FILE]
+                       [--sensor NAME] [--format FORMAT] [--no-raw]
+                       [--output FILE] [QUERY...]
     smtplatrine import [--config DIR] PATH...
     smtplatrine reparse [--config DIR] [--since TIME] [--defect NAME]
     smtplatrine acl add [--config DIR] [--reason TEXT] ENTRY...
@@ -20,6 +21,10 @@ import stores the messages of .eml files, directories of them, mbox files
 and Maildirs as if the sensor had received them; reparse reads stored (and
 quarantined) messages again with this version's parser.  Both show a
 progress bar on a terminal and end with a summary.
+
+export writes the stored messages matching QUERY (the search language;
+none: all) as JSON lines (the default), CSV or mbox, or their indicators
+as a STIX 2.1 bundle or a MISP event (README: Exports).
 
 A ROLE is statistical, forensic or admin (README: Users and roles).
 
@@ -74,15 +79,10 @@ def _defect(text):
 
 def _entry(text):
     """An ACL entry: ("country", code) or ("ip", network text)."""
-    code = acl.country(text)
-    if code is not None:
-        return "country", code
     try:
-        return "ip", str(acl.network(text))
+        return acl.entry(text)
     except ValueError as e:
-        raise argparse.ArgumentTypeError(
-            f"{e}; give an address, a network such as 192.0.2.0/24 or"
-            f" 2001:db8::/32, or a two-letter country code") from None
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def _parser():
@@ -90,14 +90,20 @@ def _parser():
         prog="smtplatrine", description=__doc__.split("\n")[0],
         formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
-    p = commands.add_parser("export", help="stored messages as JSON lines")
+    p = commands.add_parser("export", help="stored messages (JSON lines, CSV, mbox) or"
+                                           " their indicators (STIX, MISP)")
     p.add_argument("--config", metavar="DIR", help="configuration directory (etc/)")
     p.add_argument("--since", type=_time, metavar="TIME", help="received at or after")
     p.add_argument("--until", type=_time, metavar="TIME", help="received before")
     p.add_argument("--sensor", metavar="NAME", help="only this sensor's messages")
+    p.add_argument("--format", choices=export.FORMATS, default="jsonl",
+                   help="jsonl (default), csv, mbox, stix (STIX 2.1 bundle of the"
+                        " indicators) or misp (MISP event of the indicators)")
     p.add_argument("--no-raw", dest="raw", action="store_false",
-                   help="leave out the raw message (raw_base64)")
+                   help="jsonl: leave out the raw message (raw_base64)")
     p.add_argument("--output", metavar="FILE", help="write here instead of stdout")
+    p.add_argument("query", nargs="*", metavar="QUERY",
+                   help="only the messages this search finds, e.g. from:paypal.com")
     p = commands.add_parser("search", help="stored messages matching a query (README:"
                                            " Search)")
     p.add_argument("--config", metavar="DIR", help="configuration directory (etc/)")
@@ -239,14 +245,23 @@ def _upgrade(cursor, dialect, config):
                    config.mysql.mysql_auto_create_db or dialect.name == "sqlite")
 
 
-def _export(options, connection, dialect):
+def _export(options, connection, dialect, config):
+    text = " ".join(options.query)
+    try:
+        query = search.parse(text) if text else None
+    except search.SearchError as e:
+        sys.exit(f"smtplatrine: export: {e}")
     since, until = (None if t is None else utc(t) for t in (options.since, options.until))
-    records = export.messages(connection, dialect, queries.Scope(since, until, options.sensor),
-                              options.raw)
-    with (open(options.output, "w", encoding="utf-8") if options.output
-          else nullcontext(sys.stdout)) as stream:
-        count = export.write(stream, records)
-    print(f"smtplatrine: exported {count} message(s)", file=sys.stderr)
+    fmt = export.make(options.format, config.server.sensor_name,
+                      f"smtplatrine: {text or 'everything'}")
+    with (open(options.output, "wb") if options.output
+          else nullcontext(sys.stdout.buffer)) as stream:
+        count = export.write(connection, dialect, fmt,
+                             queries.Scope(since, until, options.sensor), stream, query,
+                             options.raw and options.format == "jsonl",
+                             config.server.data_dir)
+    noun = "message(s)" if fmt.source == "messages" else "indicator(s)"
+    print(f"smtplatrine: exported {count} {noun}", file=sys.stderr)
 
 
 def _search(options, connection, dialect):
@@ -410,7 +425,7 @@ def main(argv=None):
     dialect = dialects.from_config(config)
     try:
         if options.command == "export":
-            _export(options, dialect.connect(readonly=True), dialect)
+            _export(options, dialect.connect(readonly=True), dialect, config)
         elif options.command == "similar":
             _similar(options, dialect.connect(readonly=True), dialect)
         elif options.command == "search":

@@ -162,6 +162,23 @@ class BlockListTestsMixin:
         self.assertIsNotNone(self.guard.blocked("192.0.2.9"))
         self.assertEqual(self.guard.take_hits(), {("ip", "192.0.2.0/24"): [1, NOW]})
 
+    @defer.inlineCallbacks
+    def test_reloads_after_a_failure_at_once(self):
+        """A sync that fails at once (the database refusing before any
+        wait) does not stop the later ones: an entry added afterwards is
+        in force at the next reload."""
+        real_run = self.database.run
+
+        async def unavailable(*args):
+            raise Unavailable("MySQL error 2003: Can't connect to server")
+
+        self.database.run = unavailable
+        yield self.blocklist.sync()
+        self.database.run = real_run
+        yield self.interact(acl_store.add, ["192.0.2.0/24"], [], NOW)
+        yield self.blocklist.sync()
+        self.assertEqual(self.guard.blocked("192.0.2.9"), ("ip", "192.0.2.0/24"))
+
 
 class SQLiteBlockListTests(BlockListTestsMixin, unittest.TestCase):
     make_dialect = test_store.SQLiteStoreTests.make_dialect

@@ -101,7 +101,7 @@ def chrome(downloads):
     return driver
 
 
-class DashboardMixin:
+class DashboardFixture:
     """One honeypot with its dashboard, one spy server and one browser for
     the tests of a class that a trial process runs (started by the first,
     stopped when the process exits: trial has no setUpClass); each test
@@ -296,7 +296,10 @@ class DashboardMixin:
     def spied(self):
         return self.spy_log.read_text().splitlines()
 
-    # The tests each database runs
+
+
+class DashboardMixin(DashboardFixture):
+    """The tests each database runs."""
 
     def test_first_admin(self):
         """At first start an admin is made, its password written once to

@@ -305,22 +305,31 @@ def session(cursor, dialect, session_id, transcript=True):
     return record
 
 
-def export(connection, dialect, scope, with_raw=True):
-    """Each message in *scope*, oldest first, with everything
-    :func:`message` gives (the session without its transcript) and, if
-    *with_raw*, its raw bytes as ``raw``; a generator over a DB-API
-    *connection*, reading 100 messages at a time."""
-    clauses, args = scope.where("received", "sensor")
+def export_page(cursor, dialect, scope, search=None, after=None, with_raw=True, size=None):
+    """The messages in *scope* matching *search* that follow *after* (None:
+    from the first), oldest first, with everything :func:`message` gives
+    (the session without its transcript) and, if *with_raw*, the raw bytes
+    as ``raw``: (records, the *after* of the next page, or None at the
+    end).  A page is *size* messages (by default 100, or 10 with the raw
+    bytes, which may be large)."""
+    size = size or (10 if with_raw else 100)
+    clauses, args = scope.where("m.received", "m.sensor")
+    if search is not None:
+        more, more_args = search.where(dialect)
+        clauses += more
+        args += more_args
+    if after is not None:
+        clauses.append("(m.received > ? OR (m.received = ? AND m.message_id > ?))")
+        args += [after[0], after[0], after[1]]
     columns = _MESSAGE_COLUMNS + (["raw"] if with_raw else [])
-    outer = connection.cursor()
-    outer.execute(dialect.sql(f"SELECT {', '.join(columns)} FROM honeypot_emails"
-                              f"{_where(clauses)} ORDER BY received, message_id"), args)
-    names = [d[0] for d in outer.description]
-    cursor = connection.cursor()
-    while batch := outer.fetchmany(100):
-        for row in batch:
-            record = _clean(dict(zip(names, row)))
-            if record.get("raw") is not None:
-                record["raw"] = bytes(record["raw"])
-            _add_related(cursor, dialect, record, transcript=False)
-            yield record
+    cursor.execute(dialect.sql(
+        f"SELECT {', '.join('m.' + c for c in columns)}, m.received AS page_received"
+        f" FROM honeypot_emails m{_where(clauses)} ORDER BY m.received, m.message_id"
+        f" LIMIT {int(size)}"), args)
+    records = _rows(cursor)
+    for record in records:
+        key = (record.pop("page_received"), record["message_id"])
+        if record.get("raw") is not None:
+            record["raw"] = bytes(record["raw"])
+        _add_related(cursor, dialect, record, transcript=False)
+    return records, (key if len(records) == size else None)

@@ -67,6 +67,14 @@ class Sessions:
         session.seen = now
         return session
 
+    def alive(self, key):
+        """True if the session of cookie value *key* is live (its idle time
+        is not started again: a page left open does not keep it alive)."""
+        session = self._sessions.get(key or "")
+        now = self._clock.seconds()
+        return session is not None and not (now - session.seen > self._idle
+                                             or now - session.created > self._lifetime)
+
     def end(self, key):
         self._sessions.pop(key or "", None)
 

@@ -87,6 +87,16 @@ class Preview:
 
 
 @attrs.frozen
+class Stream:
+    """A response written piece by piece, as long as it takes: ``await
+    body(output)`` writes with ``await output.write(bytes)`` (see
+    web.streaming); with a *filename*, the browser saves it."""
+    body: object
+    content_type: str
+    filename: str = ""
+
+
+@attrs.frozen
 class Redirect:
     location: str
 

@@ -11,7 +11,7 @@ from twisted.logger import Logger, LogLevel
 from twisted.python.failure import Failure
 from twisted.web import server
 
-from smtplatrine import tls
+from smtplatrine import intel, tls
 from smtplatrine.outputs import service as outputs
 from smtplatrine.events import Events
 from smtplatrine.layout import DataDir
@@ -46,6 +46,7 @@ class WebService(Service):
                              [outputs.configure(outputs.discover(), config, self.reactor)],
                              LogLevel.levelWithName(config.logger.level))
         self.dashboard = Dashboard(config, self.reader, self.writer, self.events, self.reactor)
+        intel.prepare()
         site = server.Site(self.dashboard)
         site.displayTracebacks = False
         site.log = lambda request: None

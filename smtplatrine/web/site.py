@@ -24,18 +24,22 @@ from smtplatrine.events import printable
 from smtplatrine.store import queries, users
 from smtplatrine.store.dialects import Rejected, Unavailable
 from smtplatrine.web import templates, views  # noqa: F401 (views registers the pages)
+# More pages, after views' in the navigation bar.
+from smtplatrine.web import blocklist, exports, live  # noqa: F401,I001
 from smtplatrine.web.auth import Identity, Sessions, Throttle
 from smtplatrine.web.routing import (Context, Download, HTTPError, Preview, Redirect,
-                                     match)
+                                     Stream, match)
+from smtplatrine.web.streaming import Gone, Output
 
 log = Logger()
 
 SESSION_COOKIE, LOGIN_COOKIE = b"smtplatrine_session", b"smtplatrine_login"
 
-# The pages: our own scripts, styles and images only; no frame, no plugin.
+# The pages: our own scripts, styles, images and event streams only; no
+# frame, no plugin.
 PAGE_POLICY = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:;"
-               " frame-src 'self'; form-action 'self'; frame-ancestors 'none';"
-               " base-uri 'none'")
+               " connect-src 'self'; frame-src 'self'; form-action 'self';"
+               " frame-ancestors 'none'; base-uri 'none'")
 # A captured HTML body: nothing runs, nothing loads but its inline styles
 # and data: images, no form goes anywhere, and it is a sandbox of its own.
 PREVIEW_POLICY = ("default-src 'none'; style-src 'unsafe-inline'; img-src data:;"
@@ -77,9 +81,9 @@ class Dashboard(resource.Resource):
         try:
             return await self.writer.run(interaction, self.writer.dialect, *args)
         except Rejected as e:
-            raise HTTPError(403, f"The dashboard's database account may not change"
-                                 f" users ({e}); use smtplatrine user on the command"
-                                 f" line.") from None
+            raise HTTPError(403, f"The dashboard's database account may not write"
+                                 f" this ({e}); use smtplatrine user or smtplatrine acl"
+                                 f" on the command line.") from None
 
     def render(self, request):
         _headers(request)
@@ -149,6 +153,8 @@ class Dashboard(resource.Resource):
             request.setHeader(b"Content-Length", str(len(result.data)).encode())
             request.write(result.data)
             return
+        if isinstance(result, Stream):
+            return await _stream(request, result)
         if isinstance(result, Preview):
             request.setHeader(b"Content-Security-Policy", PREVIEW_POLICY.encode())
             request.setHeader(b"X-Frame-Options", b"SAMEORIGIN")
@@ -292,6 +298,23 @@ def _headers(request):
                         (b"X-DNS-Prefetch-Control", b"off"),
                         (b"Cache-Control", b"no-store")):
         request.setHeader(name, value)
+
+
+async def _stream(request, result):
+    request.setHeader(b"Content-Type", result.content_type.encode("ascii"))
+    if result.filename:
+        request.setHeader(b"Content-Disposition",
+                          f'attachment; filename="{result.filename}"'.encode("ascii"))
+    output = Output(request)
+    try:
+        await result.body(output)
+    except Gone:
+        pass
+    except BaseException:
+        output.abort()
+        raise
+    finally:
+        output.close()
 
 
 def _redirect(request, location):

@@ -136,6 +136,23 @@ def pager(ctx, path, found, noun):
                     class_="pager")
 
 
+# The exports of the messages a search finds: (format, label, role needed).
+MESSAGE_EXPORTS = [("jsonl", "JSON lines", "statistical"), ("csv", "CSV", "statistical"),
+                   ("stix", "STIX 2.1", "statistical"), ("misp", "MISP event", "statistical"),
+                   ("mbox", "mbox", "forensic"), ("zip", "zip of .eml (infected)", "forensic")]
+
+
+def exports(ctx, path, formats):
+    """Links to the exports of what a page lists, with its search, sensor
+    and time range: *path* + "." + format for each of *formats* (as
+    MESSAGE_EXPORTS) the user's role allows."""
+    args = {k: ctx.args.get(k) for k in ("q", "sensor", "since", "until")}
+    return tags.div(tags.span("Export", class_="muted"), " ", *[
+        [tags.a(label, href=link(f"{path}.{name}", **args), class_="button",
+                download=""), " "]
+        for name, label, role in formats if ctx.may(role)], class_="exports")
+
+
 def table(headings, rows, class_="list"):
     return tags.table(tags.thead(tags.tr(*[tags.th(h) for h in headings])),
                       tags.tbody(*rows), class_=class_)
@@ -176,7 +193,9 @@ def messages(ctx, found):
         for r in found.rows] or [empty_row(10, "No message matches.")]
     title = f"Messages matching {ctx.query}" if ctx.query else "Messages"
     return layout(ctx, title, tags.h1("Messages"),
-                  filters(ctx, "/messages"), pager(ctx, "/messages", found, "messages"),
+                  filters(ctx, "/messages"),
+                  exports(ctx, "/export/messages", MESSAGE_EXPORTS),
+                  pager(ctx, "/messages", found, "messages"),
                   table(["Received (UTC)", "Sensor", "Client", "MAIL FROM", "From",
                          "Subject", "Rcpt", "Att", "Size", "Flags"], rows),
                   pager(ctx, "/messages", found, "messages"))
@@ -421,7 +440,7 @@ def session(ctx, record, forensic):
                        for m in record["message_list"]]) if record["message_list"]
              else tags.p("No message.", class_="muted")]
     if forensic:
-        lines = [line for step in record.get("transcript") or [] for line in _step(step)]
+        lines = [line for step in record.get("transcript") or [] for line in step_lines(step)]
         body += [tags.h2("Transcript"),
                  tags.pre("\n".join(lines) or "(empty)", class_="source transcript")]
     else:
@@ -430,7 +449,7 @@ def session(ctx, record, forensic):
     return layout(ctx, "Session", *body)
 
 
-def _step(step):
+def step_lines(step):
     """A transcript step ([time, "C" or "S", text]) as lines "C: text",
     controls escaped (a multi-line reply: one line each)."""
     try:

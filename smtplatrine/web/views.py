@@ -7,6 +7,7 @@ import re
 import attrs
 from twisted.internet import threads
 
+from smtplatrine import export
 from smtplatrine.layout import DataDir
 from smtplatrine.store import queries, search, users
 from smtplatrine.web import templates
@@ -15,8 +16,6 @@ from smtplatrine.web.routing import (Download, HTTPError, Preview, Redirect, Res
 from smtplatrine.web.zipcrypto import encrypted_zip
 
 _ID = "[0-9a-f-]{36}"
-# Files we wrote ourselves, named by their SHA-256 (never a sender's name).
-_STORED = re.compile(r"[0-9a-f]{2}/[0-9a-f]{64}")
 
 
 def displayable(value):
@@ -52,7 +51,7 @@ async def messages(ctx):
         ctx, attrs.evolve(found, rows=displayable(found.rows))))
 
 
-def _visible(record, forensic):
+def visible(record, forensic):
     """What the role may see of a stored message: without *forensic*, no
     body, URL, password or transcript; never our file paths."""
     record = dict(record)
@@ -84,7 +83,7 @@ async def _raw(ctx, message_id):
     if found is None:
         raise HTTPError(404, "No message has this id.")
     data, path, _ = found
-    if data is None and path and _STORED.fullmatch(path):
+    if data is None and path and export.STORED.fullmatch(path):
         file = DataDir.of(ctx.app.config).raw / path
         data = await threads.deferToThread(_read, file)
     if data is None:
@@ -107,7 +106,7 @@ async def message(ctx, message_id):
     if forensic and not ctx.api:
         raw = await _raw(ctx, message_id)
         raw_text = raw[:templates.SHOWN].decode("utf-8", "replace").replace("\r\n", "\n")
-    return Result(_visible(record, forensic),
+    return Result(visible(record, forensic),
                   lambda: templates.message(ctx, record, forensic, raw_text))
 
 
@@ -136,7 +135,7 @@ async def _attachment(ctx, attachment_id):
         raise HTTPError(404, "No attachment has this id.")
     path = row["stored_path"]
     data = None
-    if path and _STORED.fullmatch(path):
+    if path and export.STORED.fullmatch(path):
         data = await threads.deferToThread(
             _read, DataDir.of(ctx.app.config).attachments / path)
     if data is None:
@@ -174,8 +173,8 @@ async def session(ctx, session_id):
         raise HTTPError(404, "No session has this id.")
     record = displayable(record)
     forensic = ctx.may("forensic")
-    visible = _visible({"session": record, "attachments": []}, forensic)["session"]
-    return Result(visible, lambda: templates.session(ctx, record, forensic))
+    shown = visible({"session": record, "attachments": []}, forensic)["session"]
+    return Result(shown, lambda: templates.session(ctx, record, forensic))
 
 
 @page(r"/users", "admin", "Users", nav=True)

@@ -58,28 +58,67 @@ def _dos_time(seconds):
 def encrypted_zip(files, password=b"infected", now=None):
     """A zip archive holding *files* ([(name, bytes)]; names are ASCII or
     UTF-8, flagged as such), each deflated and then encrypted with *password*."""
-    now = time.time() if now is None else now
-    dos_time, dos_date = _dos_time(now)
-    body, directory = bytearray(), bytearray()
-    for name, data in files:
+    archive = EncryptedZip(password, now)
+    return b"".join([*(archive.member(name, data) for name, data in files), archive.end()])
+
+
+class EncryptedZip:
+    """An encrypted zip archive written member by member, for archives of
+    any size: :meth:`member` gives the bytes of one file, :meth:`end` the
+    central directory that ends the archive (kept until then: about 100
+    bytes a member).  Past 65,535 members or 4 GiB it is a Zip64 archive
+    (APPNOTE 4.3.14, 4.5.3)."""
+
+    def __init__(self, password=b"infected", now=None):
+        self._password = password
+        self._time = _dos_time(time.time() if now is None else now)
+        self._offset = 0
+        self._count = 0
+        self._directory = []
+
+    def member(self, name, data):
+        """The local header and encrypted data of the file *name* holding *data*."""
         raw_name = name.encode("utf-8")
         crc = zlib.crc32(data)
         compressor = zlib.compressobj(9, zlib.DEFLATED, -15)
         compressed = compressor.compress(data) + compressor.flush()
-        keys = _Keys(password)
+        keys = _Keys(self._password)
         # 11 random bytes and the CRC's high byte, which lets a reader tell
         # a wrong password (APPNOTE 6.1.6).
         header = secrets.token_bytes(11) + bytes([crc >> 24])
         payload = keys.encrypt(header) + keys.encrypt(compressed)
         flags = 0x0001 | 0x0800  # encrypted; UTF-8 name
-        fields = struct.pack("<HHHHHIII", 20, flags, 8, dos_time, dos_date, crc,
+        dos_time, dos_date = self._time
+        fields = struct.pack("<HHHHIII", flags, 8, dos_time, dos_date, crc,
                              len(payload), len(data))
-        offset = len(body)
-        body += b"PK\x03\x04" + fields + struct.pack("<HH", len(raw_name), 0) + raw_name
-        body += payload
-        directory += (b"PK\x01\x02" + struct.pack("<H", 20) + fields
-                      + struct.pack("<HHHHHII", len(raw_name), 0, 0, 0, 0, 0, offset)
-                      + raw_name)
-    end = b"PK\x05\x06" + struct.pack("<HHHHIIH", 0, 0, len(files), len(files),
-                                      len(directory), len(body), 0)
-    return bytes(body + directory + end)
+        extra = b""
+        offset = self._offset
+        if offset >= _MAX32:
+            extra, offset = struct.pack("<HHQ", 1, 8, self._offset), _MAX32
+        self._directory.append(
+            b"PK\x01\x02" + struct.pack("<HH", 45, 45 if extra else 20) + fields
+            + struct.pack("<HHHHHII", len(raw_name), len(extra), 0, 0, 0, 0, offset)
+            + raw_name + extra)
+        local = (b"PK\x03\x04" + struct.pack("<H", 20) + fields
+                 + struct.pack("<HH", len(raw_name), 0) + raw_name + payload)
+        self._offset += len(local)
+        self._count += 1
+        return local
+
+    def end(self):
+        """The central directory and its end record."""
+        directory = b"".join(self._directory)
+        self._directory = []
+        start, size, count = self._offset, len(directory), self._count
+        tail = b""
+        if count >= 0xFFFF or start >= _MAX32 or size >= _MAX32:
+            end64 = start + size
+            tail = (b"PK\x06\x06" + struct.pack("<QHHIIQQQQ", 44, 45, 45, 0, 0, count, count,
+                                                 size, start)
+                    + b"PK\x06\x07" + struct.pack("<IQI", 0, end64, 1))
+            count, size, start = min(count, 0xFFFF), min(size, _MAX32), min(start, _MAX32)
+        return directory + tail + b"PK\x05\x06" + struct.pack(
+            "<HHHHIIH", 0, 0, count, count, size, start, 0)
+
+
+_MAX32 = 0xFFFFFFFF

@@ -1,0 +1,4 @@
+-- smtplatrine schema, version 8, SQLite: nothing to do.  The dashboard's
+-- live view follows the rowid of honeypot_sessions and honeypot_emails,
+-- which numbers their rows in the order they were written (MySQL gets a
+-- column for it in this version).
