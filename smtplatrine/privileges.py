@@ -31,6 +31,9 @@ def load_codecs():
     for module in pkgutil.iter_modules(encodings.__path__, "encodings."):
         with contextlib.suppress(ImportError):
             importlib.import_module(module.name)
+    # So does the idna package's table, which treq needs for any host name.
+    with contextlib.suppress(ImportError):
+        importlib.import_module("idna.uts46data")
 
 
 def drop_privileges(uid, gid):

@@ -467,7 +467,7 @@ class SMTPSession(Protocol):
     def _unknown_user(self, address):
         """Whether *address* is at one of the persona's domains and none of
         its users' (Postfix's "User unknown in local recipient table")."""
-        return self.factory.local.unknown(address, self.identity["dst_ip"])
+        return self.factory.local.unknown(address, self.identity.dst_ip)
 
     def _transaction_error(self):
         """The persona's reply key when DATA or BDAT may not start yet."""
