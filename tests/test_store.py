@@ -90,12 +90,12 @@ class StoreTestsMixin:
 
     @defer.inlineCallbacks
     def test_schema_version(self):
-        """The schema is created at version 6 (002 the enrichment, 003 the
+        """The schema is created at version 7 (002 the enrichment, 003 the
         block list, 004 the dashboard, 005 imports and parse failures, 006
-        attachment forensics), and opening again keeps it."""
+        attachment forensics, 007 the tallies), and opening again keeps it."""
         yield defer.Deferred.fromCoroutine(self.database.open())
         rows = yield self.query("SELECT version FROM schema_version ORDER BY version")
-        self.assertEqual(rows, [(1,), (2,), (3,), (4,), (5,), (6,)])
+        self.assertEqual(rows, [(1,), (2,), (3,), (4,), (5,), (6,), (7,)])
 
     @defer.inlineCallbacks
     def test_upgrade_in_any_order(self):
@@ -110,13 +110,13 @@ class StoreTestsMixin:
             schema.upgrade, dialect, migrations, True))
         self.assertEqual((yield run(older)), (3, [1, 2, 3]))
         without_four = [m for m in dialect.migrations() if m[0] != 4]
-        self.assertEqual((yield run(without_four)), (6, [5, 6]))
+        self.assertEqual((yield run(without_four)), (7, [5, 6, 7]))
         checked = defer.Deferred.fromCoroutine(database.run(
             schema.check, dialect, dialect.migrations()))
         error = yield self.assertFailure(checked, Rejected)
         self.assertIn("lacks 004_dashboard.sql", str(error))
-        self.assertEqual((yield run(dialect.migrations())), (6, [4]))
-        self.assertEqual((yield run(dialect.migrations())), (6, []))
+        self.assertEqual((yield run(dialect.migrations())), (7, [4]))
+        self.assertEqual((yield run(dialect.migrations())), (7, []))
 
         def columns(cursor):
             cursor.execute("SELECT imported, import_file, import_index, parse_error, md5,"
@@ -148,7 +148,7 @@ class StoreTestsMixin:
                  "a.txt", "text/plain", "attachment", 1, "0" * 32, "0" * 40, "0" * 64))
         yield run(old_columns)
         self.assertEqual((yield run(schema.upgrade, dialect, dialect.migrations(), True)),
-                         (6, [4, 5, 6]))
+                         (7, [4, 5, 6, 7]))
 
         def parents(cursor):
             cursor.execute("SELECT filename, parent_id FROM honeypot_attachments")

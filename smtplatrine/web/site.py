@@ -22,7 +22,8 @@ from twisted.web.template import flattenString
 from smtplatrine.events import printable
 from smtplatrine.store import queries, users
 from smtplatrine.store.dialects import Rejected, Unavailable
-from smtplatrine.web import templates, views  # noqa: F401 (views registers the pages)
+# pivots and views register the pages (the overview first in the navigation).
+from smtplatrine.web import pivots, templates, views  # noqa: F401
 from smtplatrine.web.auth import Identity, Sessions, Throttle
 from smtplatrine.web.routing import (Context, Download, HTTPError, Preview, Redirect,
                                      match)

@@ -1,0 +1,136 @@
+"""The counts the overview and the pivot pages read, kept by the storing
+side in the same transaction as the rows they count (so a page sums a few
+thousand tally rows instead of grouping every stored message).
+
+``honeypot_tallies`` holds one row per (kind, bucket, sensor, value): how
+many times *value* was seen as *kind* in that bucket, and the first and
+last time.  The plain counters (value '') are counted per hour, the
+values per day (BUCKETS); a range is read in whole buckets.
+"""
+
+import email.utils
+import json
+import re
+from collections import Counter
+
+from smtplatrine.store.values import text, utc
+
+HOUR, DAY = 3600, 86400
+
+# What is counted, and in which bucket: counters per hour, values per day.
+BUCKETS = {
+    # Counters (value ''): the activity over time.
+    "connections": HOUR, "sessions": HOUR, "auth": HOUR, "messages": HOUR,
+    "attachments": HOUR, "new_attachments": HOUR,
+    # Values, per session: its client, HELO, and each AUTH attempt.
+    "client": DAY, "client_auth": DAY, "helo": DAY,
+    "username": DAY, "password": DAY, "credential": DAY,
+    # Values, per message.
+    "client_messages": DAY, "mail_from_domain": DAY, "from_domain": DAY,
+    "recipient": DAY, "rcpt_domain": DAY, "mailer": DAY, "attachment_type": DAY,
+    "attachment": DAY, "url": DAY, "url_host": DAY, "subject": DAY,
+}
+# The widest value kept (the column's width; longer ones are clipped).
+WIDTH = 255
+_DIGITS = re.compile(r"\d+")
+_SPACE = re.compile(r"\s+")
+
+
+def bucket(kind, seconds):
+    """The bucket (epoch hours, at its start) that *seconds* falls in."""
+    size = BUCKETS[kind]
+    return int(seconds // size * size // HOUR)
+
+
+def credential(mechanism, username, password):
+    """The value a credential is counted under: a JSON list, each part clipped."""
+    return json.dumps([mechanism or "", (username or "")[:100], (password or "")[:100]],
+                      ensure_ascii=False)
+
+
+def subject_template(subject):
+    """A subject with its numbers and spacing made alike, so the copies of
+    one run ("Invoice 1234", "Invoice 987") count as one."""
+    return _SPACE.sub(" ", _DIGITS.sub("#", subject or "")).strip()
+
+
+def domain(address):
+    """The lowercased domain of an address (or of a From header), or ''."""
+    _, parsed = email.utils.parseaddr(address or "")
+    found = (parsed or address or "").rpartition("@")[2]
+    return found.strip(" <>").lower() if "@" in (parsed or address or "") else ""
+
+
+def write(cursor, dialect, sensor, counted):
+    """Add *counted* ({(kind, value, seconds): n}, values already text) to
+    the tallies of *sensor*.  One statement per tally row, in a fixed
+    order, so that sensors sharing a database lock rows alike and do not
+    deadlock."""
+    rows = {}
+    for (kind, value, seconds), n in counted.items():
+        if not n:
+            continue
+        key = (kind, bucket(kind, seconds), (value or "")[:WIDTH])
+        _, first, last = rows.get(key, (0, seconds, seconds))
+        rows[key] = (rows.get(key, (0,))[0] + n, min(first, seconds), max(last, seconds))
+    if not rows:
+        return
+    statement = dialect.upsert(
+        "honeypot_tallies", ["kind", "hour", "sensor", "value", "n", "first_seen",
+                             "last_seen"], ["kind", "hour", "sensor", "value"],
+        {"n": "add", "first_seen": "min", "last_seen": "max"})
+    cursor.executemany(statement, [
+        (kind, hour, sensor, value, n, utc(first), utc(last))
+        for (kind, hour, value), (n, first, last) in sorted(rows.items())])
+
+
+def of_session(record):
+    """The tallies of a finished session record (the spool's JSON)."""
+    when = record["start"]
+    client = text(record["src_ip"], 45)
+    attempts = record.get("auth") or []
+    counted = Counter({("connections", "", when): 1, ("client", client, when): 1})
+    if record.get("helo"):
+        counted["sessions", "", when] += 1
+        counted["helo", text(record["helo"]), when] += 1
+    for attempt in attempts:
+        at = attempt.get("time", when)
+        username, password = text(attempt.get("username")), text(attempt.get("password"))
+        counted["auth", "", at] += 1
+        counted["client_auth", client, at] += 1
+        if username is not None:
+            counted["username", username, at] += 1
+        if password is not None:
+            counted["password", password, at] += 1
+        counted["credential", credential(attempt.get("mechanism"), username, password),
+                at] += 1
+    return counted
+
+
+def of_message(metadata, parsed, new_hashes):
+    """The tallies of a stored message; *new_hashes*: the attachment
+    hashes no message carried before it."""
+    when = metadata["received"]
+    fields = parsed.fields
+    counted = Counter({("messages", "", when): 1,
+                       ("client_messages", text(metadata["src_ip"], 45), when): 1})
+    for kind, value in (("mail_from_domain", domain(text(metadata.get("mail_from")))),
+                        ("from_domain", domain(fields.get("from"))),
+                        ("mailer", fields.get("x_mailer") or fields.get("user_agent")),
+                        ("subject", subject_template(fields.get("subject")))):
+        if value:
+            counted[kind, value, when] += 1
+    for address in {text(r).lower() for r in metadata.get("rcpts", [])}:
+        counted["recipient", address[:320], when] += 1
+        if domain(address):
+            counted["rcpt_domain", domain(address), when] += 1
+    for attachment in parsed.attachments:
+        counted["attachments", "", when] += 1
+        counted["attachment", attachment.sha256, when] += 1
+        counted["attachment_type", (attachment.content_type or "").lower(), when] += 1
+    counted["new_attachments", "", when] += len(new_hashes)
+    for url in {u.url for u in parsed.urls}:
+        counted["url", url, when] += 1
+    for host in {u.host.lower() for u in parsed.urls if u.host}:
+        counted["url_host", host, when] += 1
+    return counted
