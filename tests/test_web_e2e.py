@@ -296,7 +296,10 @@ class DashboardMixin:
     def spied(self):
         return self.spy_log.read_text().splitlines()
 
-    # The tests each database runs
+
+
+class DashboardTestsMixin:
+    """The tests each database runs."""
 
     def test_first_admin(self):
         """At first start an admin is made, its password written once to
@@ -561,7 +564,8 @@ class _Holder(unittest.TestCase):
         pass
 
 
-class SQLiteDashboardTests(MoreDashboardTestsMixin, DashboardMixin, unittest.TestCase):
+class SQLiteDashboardTests(MoreDashboardTestsMixin, DashboardTestsMixin, DashboardMixin,
+                           unittest.TestCase):
     holder = None
 
 
@@ -572,7 +576,7 @@ def _mariadb(holder):
                       "mysql_database": settings["database"]}}
 
 
-class MariaDBDashboardTests(DashboardMixin, unittest.TestCase):
+class MariaDBDashboardTests(DashboardTestsMixin, DashboardMixin, unittest.TestCase):
     """The same dashboard over MariaDB."""
     holder = _Holder()
     database_sections = staticmethod(_mariadb)

@@ -28,8 +28,10 @@ CAMPAIGN_KINDS = {"attachment": "same attachment", "url_host": "same URL host",
 
 
 def _hours(text):
-    """Stored UTC text as epoch hours (fractional)."""
-    when = datetime.strptime(text[:19], "%Y-%m-%d %H:%M:%S").replace(tzinfo=timezone.utc)
+    """Stored UTC text as epoch hours (fractional).  (No strptime: it
+    imports a module at its first call, which may be out of reach after
+    the privilege drop.)"""
+    when = datetime.fromisoformat(text[:19]).replace(tzinfo=timezone.utc)
     return when.timestamp() / tallies.HOUR
 
 
@@ -301,16 +303,40 @@ def credentials(cursor, dialect, scope, page=1, size=50, passwords=True):
 
 
 def exchanges(cursor, dialect, scope, mechanism, username, password, limit=20):
-    """The raw AUTH exchanges (challenge and response as sent) behind one
-    credential: [{time, client_ip, session_id, challenge, response}]."""
-    clauses, args = scope.where("time", "sensor")
+    """The AUTH attempts behind one credential, newest first: [{time,
+    client_ip, session_id, challenge, response, transcript}], transcript
+    the lines of its session's AUTH exchanges as they were sent."""
+    clauses, args = scope.where("c.time", "c.sensor")
     cursor.execute(dialect.sql(
-        "SELECT time, client_ip, session_id, challenge, response FROM honeypot_credentials"
-        " WHERE mechanism = ? AND COALESCE(username, '') = ?"
-        " AND COALESCE(password, '') = ?" + "".join(" AND " + c for c in clauses)
-        + f" ORDER BY time DESC LIMIT {int(limit)}"),
+        "SELECT c.time, c.client_ip, c.session_id, c.challenge, c.response, s.transcript"
+        " FROM honeypot_credentials c JOIN honeypot_sessions s"
+        " ON s.session_id = c.session_id WHERE c.mechanism = ?"
+        " AND COALESCE(c.username, '') = ? AND COALESCE(c.password, '') = ?"
+        + "".join(" AND " + c for c in clauses) + f" ORDER BY c.time DESC LIMIT {int(limit)}"),
         [mechanism, username, password] + args)
-    return queries._rows(cursor)
+    found = queries._rows(cursor)
+    for row in found:
+        row["transcript"] = _auth_lines(row["transcript"] or [])
+    return found
+
+
+def _auth_lines(transcript):
+    """The steps of a transcript that belong to AUTH: the command, the
+    server's 334 challenges, the client's answers and the final reply."""
+    lines, within = [], False
+    for step in transcript:
+        try:
+            _, direction, text = step
+        except (TypeError, ValueError):
+            continue
+        text = str(text)
+        if direction == "C" and text[:5].upper() == "AUTH ":
+            within = True
+        if within:
+            lines.append([direction, text.removesuffix("\r\n")])
+            if direction == "S" and not text.startswith("334"):
+                within = False
+    return lines
 
 
 def wordlist(cursor, dialect, scope, kind):

@@ -73,8 +73,9 @@ def _step(first, last):
 
 
 def _hour(iso):
-    return int(datetime.strptime(iso[:13], "%Y-%m-%dT%H").replace(
-        tzinfo=timezone.utc).timestamp() // 3600)
+    """Epoch hours of an ISO time (fromisoformat: strptime imports a module
+    at its first call, which may be out of reach after the privilege drop)."""
+    return int(datetime.fromisoformat(iso[:13] + ":00:00+00:00").timestamp() // 3600)
 
 
 def _day(hour, step):
@@ -132,8 +133,9 @@ def timeline(label, points, kinds, names, width=1060, height=220):
         colour = COLOURS[j % len(COLOURS)]
         spots = [at(i, counts[kind]) for i, (_, counts) in enumerate(found)]
         if len(spots) == 1:
+            # Smaller for each series, so that equal counts stay visible.
             children.append(Tag("circle")(cx=f"{spots[0][0]:.1f}", cy=f"{spots[0][1]:.1f}",
-                                          r="4", fill=colour))
+                                          r=str(7 - 2 * j), fill=colour))
         else:
             children.append(Tag("polyline")(
                 points=" ".join(f"{x:.1f},{y:.1f}" for x, y in spots), fill="none",

@@ -11,6 +11,7 @@ from urllib.parse import quote
 
 from twisted.web.template import tags
 
+from smtplatrine.events import printable
 from smtplatrine.store import acl as acl_store
 from smtplatrine.store import pivots, queries, search
 from smtplatrine.web import charts
@@ -289,13 +290,16 @@ async def credential_exchange(ctx):
     rows = displayable(await ctx.read(pivots.exchanges, ctx.scope, *args))
     return Result({"exchanges": rows}, lambda: layout(
         ctx, "AUTH exchange", tags.h1("AUTH ", args[0], " as ", code(args[1])),
-        table(["Time", "Client", "Session", "Challenge", "Response"],
+        table(["Time", "Client", "Session", "Challenge / response", "As sent"],
               [tags.tr(tags.td(when(r["time"]), class_="nowrap"),
                        tags.td(tags.a(code(r["client_ip"]),
                                       href=f"/clients/{quote(r['client_ip'])}")),
                        tags.td(tags.a("session", href=f"/sessions/{quote(r['session_id'])}")),
-                       tags.td(code(r["challenge"] or ""), class_="wrap"),
-                       tags.td(code(r["response"] or ""), class_="wrap"))
+                       tags.td(code(f"{r['challenge']} {r['response']}")
+                               if r["response"] else "", class_="wrap"),
+                       tags.td(tags.pre("\n".join(f"{d}: {printable(t)}"
+                                                  for d, t in r["transcript"]),
+                                        class_="source"), class_="wrap"))
                for r in rows] or [empty_row(5, "No such exchange in this range.")])))
 
 
