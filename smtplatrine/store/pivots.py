@@ -3,8 +3,10 @@
 for the rows of one page what the stored rows and the enrichment add.
 Plain ``f(cursor, dialect, ...)`` functions, as in store/queries.py.
 
-A range is read in whole buckets: the counters by the hour, the values
-by the day (a range from 10:30 counts the values of that whole day).
+Without a time range, or with one that holds everything stored, the
+values are read from their totals; a narrower range is read in whole
+buckets: the counters by the hour, the values by the day (a range from
+10:30 counts the values of that whole day).
 """
 
 import ipaddress
@@ -60,20 +62,59 @@ def _kinds(kinds, scope):
     return " AND ".join([f"kind IN ({marks})"] + clauses), list(kinds) + args
 
 
-def counters(cursor, dialect, scope):
+def _whole(cursor, dialect, scope):
+    """Whether *scope* holds all that is stored (no range, or one from
+    before the first hour counted to after the last), so that the totals
+    answer for it."""
+    if scope.since is None and scope.until is None:
+        return True
+    hours = []
+    for kind in ("connections", "messages"):
+        for extreme in ("MIN", "MAX"):
+            cursor.execute(dialect.sql(f"SELECT {extreme}(hour) FROM honeypot_tallies"
+                                       " WHERE kind = ?"), (kind,))
+            hours.append(cursor.fetchone()[0])
+    hours = [h for h in hours if h is not None]
+    if not hours:
+        return True
+    return ((scope.since is None or _hours(scope.since) <= min(hours))
+            and (scope.until is None or _hours(scope.until) >= max(hours) + 1))
+
+
+def _grouped(whole, scope, kind, values=None):
+    """(SELECT, arguments) of the values of *kind* in *scope* as rows
+    (value, n, first_seen, last_seen): from the totals if *whole*, else
+    summed from the day buckets; only *values* if given."""
+    only = f" AND value IN ({_in(values)})" if values else ""
+    if whole:
+        return (f"SELECT value, n, first_seen, last_seen FROM honeypot_tally_totals"
+                f" WHERE kind = ? AND sensor = ?{only}",
+                [kind, scope.sensor or ""] + list(values or []))
+    where, args = _kinds((kind,), scope)
+    return (f"SELECT value, SUM(n) AS n, MIN(first_seen) AS first_seen,"
+            f" MAX(last_seen) AS last_seen FROM honeypot_tallies WHERE {where}{only}"
+            f" GROUP BY value", args + list(values or []))
+
+
+def counters(cursor, dialect, scope, whole=None):
     """{counter: n} over *scope*, with ``clients`` (distinct client
     addresses) and ``credentials`` (distinct credentials tried)."""
+    if whole is None:
+        whole = _whole(cursor, dialect, scope)
     where, args = _kinds(COUNTERS, scope)
     cursor.execute(dialect.sql(f"SELECT kind, SUM(n) FROM honeypot_tallies WHERE {where}"
                                " GROUP BY kind"), args)
     found = {kind: 0 for kind in COUNTERS}
     found.update({kind: int(n) for kind, n in cursor.fetchall()})
-    for name, kinds in (("clients", ("client", "client_messages")),
-                        ("credentials", ("credential",))):
-        where, args = _kinds(kinds, scope)
-        cursor.execute(dialect.sql("SELECT COUNT(DISTINCT value) FROM honeypot_tallies"
-                                   f" WHERE {where}"), args)
-        found[name] = cursor.fetchone()[0]
+    sessions, more = _grouped(whole, scope, "client")
+    messages, args = _grouped(whole, scope, "client_messages")
+    cursor.execute(dialect.sql(f"SELECT COUNT(*) FROM (SELECT value FROM ({sessions}) s"
+                               f" UNION SELECT value FROM ({messages}) m) clients"),
+                   more + args)
+    found["clients"] = cursor.fetchone()[0]
+    tried, args = _grouped(whole, scope, "credential")
+    cursor.execute(dialect.sql(f"SELECT COUNT(*) FROM ({tried}) tried"), args)
+    found["credentials"] = cursor.fetchone()[0]
     return found
 
 
@@ -94,92 +135,97 @@ def _iso_hour(hour):
         "%Y-%m-%dT%H:00:00Z")
 
 
-def top(cursor, dialect, scope, kind, limit=10):
+def top(cursor, dialect, scope, kind, limit=10, whole=None):
     """The *limit* values most often seen as *kind* in *scope*:
     [{"value", "n"}], most first."""
-    where, args = _kinds((kind,), scope)
-    cursor.execute(dialect.sql(
-        f"SELECT value, SUM(n) AS total FROM honeypot_tallies WHERE {where}"
-        f" GROUP BY value ORDER BY total DESC, value LIMIT {int(limit)}"), args)
+    if whole is None:
+        whole = _whole(cursor, dialect, scope)
+    grouped, args = _grouped(whole, scope, kind)
+    cursor.execute(dialect.sql(f"SELECT value, n FROM ({grouped}) g"
+                               f" ORDER BY n DESC, value LIMIT {int(limit)}"), args)
     return [{"value": value, "n": int(n)} for value, n in cursor.fetchall()]
 
 
-def _top_joined(cursor, dialect, scope, kind, join, column, limit, label=None):
+def _top_joined(cursor, dialect, scope, kind, join, column, limit, label=None, whole=None):
     """Top of what *column* of the table *join* (aliased j, joined on the
     tallied value v.value) says of the values of *kind*; *label*: a
     column to show beside it (any of the group's)."""
-    where, args = _kinds((kind,), scope)
+    if whole is None:
+        whole = _whole(cursor, dialect, scope)
+    grouped, args = _grouped(whole, scope, kind)
     shown = f", MAX({label})" if label else ""
     cursor.execute(dialect.sql(
-        f"SELECT {column} AS found, SUM(v.total) AS total{shown} FROM"
-        f" (SELECT value, SUM(n) AS total FROM honeypot_tallies WHERE {where}"
-        f" GROUP BY value) v JOIN {join} WHERE {column} IS NOT NULL GROUP BY {column}"
-        f" ORDER BY total DESC, found LIMIT {int(limit)}"),
-        args)
+        f"SELECT {column} AS found, SUM(v.n) AS total{shown} FROM ({grouped}) v"
+        f" JOIN {join} WHERE {column} IS NOT NULL GROUP BY {column}"
+        f" ORDER BY total DESC, found LIMIT {int(limit)}"), args)
     return [{"value": str(row[0]), "n": int(row[1]), **({"label": row[2]} if label else {})}
             for row in cursor.fetchall()]
 
 
-def top_countries(cursor, dialect, scope, limit=10):
+def top_countries(cursor, dialect, scope, limit=10, whole=None):
     """Countries (GeoIP) of the clients' sessions: [{"value": code, "n"}]."""
     return _top_joined(cursor, dialect, scope, "client",
                        "honeypot_enrichment j ON j.provider = 'geoip_city'"
                        " AND j.indicator = v.value",
-                       dialect.json_value("j.result", "country_code"), limit)
+                       dialect.json_value("j.result", "country_code"), limit, whole=whole)
 
 
-def top_asns(cursor, dialect, scope, limit=10):
+def top_asns(cursor, dialect, scope, limit=10, whole=None):
     """Autonomous systems of the clients' sessions: [{"value": number,
     "label": organisation, "n"}]."""
     return _top_joined(cursor, dialect, scope, "client",
                        "honeypot_enrichment j ON j.provider = 'geoip_asn'"
                        " AND j.indicator = v.value",
                        dialect.json_value("j.result", "asn"), limit,
-                       dialect.json_value("j.result", "organization"))
+                       dialect.json_value("j.result", "organization"), whole)
 
 
-def top_detected_types(cursor, dialect, scope, limit=10):
+def top_detected_types(cursor, dialect, scope, limit=10, whole=None):
     """What the attachments' content is (libmagic), by times seen."""
     return _top_joined(cursor, dialect, scope, "attachment",
-                       "honeypot_files j ON j.sha256 = v.value", "j.mime", limit)
+                       "honeypot_files j ON j.sha256 = v.value", "j.mime", limit,
+                       whole=whole)
 
 
 def overview(cursor, dialect, scope, passwords):
     """Everything the overview shows for *scope*; the top passwords only
     if *passwords*."""
-    found = {"counters": counters(cursor, dialect, scope),
+    whole = _whole(cursor, dialect, scope)
+    found = {"counters": counters(cursor, dialect, scope, whole),
              "activity": activity(cursor, dialect, scope),
-             "top": {name: top(cursor, dialect, scope, kind) for name, kind in TOPS.items()
-                     if passwords or name != "password"}}
-    found["top"]["country"] = top_countries(cursor, dialect, scope)
-    found["top"]["asn"] = top_asns(cursor, dialect, scope)
-    found["top"]["detected_type"] = top_detected_types(cursor, dialect, scope)
+             "top": {name: top(cursor, dialect, scope, kind, whole=whole)
+                     for name, kind in TOPS.items() if passwords or name != "password"}}
+    found["top"]["country"] = top_countries(cursor, dialect, scope, whole=whole)
+    found["top"]["asn"] = top_asns(cursor, dialect, scope, whole=whole)
+    found["top"]["detected_type"] = top_detected_types(cursor, dialect, scope, whole=whole)
     return found
 
 
 def listing(cursor, dialect, scope, kinds, page=1, size=50):
-    """The values of *kinds* (one bucket size) in *scope*, by the count of
-    the first kind, most first: a Page of {"value", kind: n...,
-    "first_seen", "last_seen"}."""
-    where, args = _kinds(kinds, scope)
-    sums = ", ".join(f"SUM(CASE WHEN kind = '{kind}' THEN n ELSE 0 END) AS {kind}"
-                     for kind in kinds)
+    """The values of *kinds* in *scope*, by the count of the first kind
+    (those never seen as the first kind left out), most first: a Page of
+    {"value", kind: n..., "first_seen", "last_seen"} (the times of the
+    first kind)."""
+    whole = _whole(cursor, dialect, scope)
+    grouped, args = _grouped(whole, scope, kinds[0])
     number = max(1, page)
     cursor.execute(dialect.sql(
-        f"SELECT value, {sums}, MIN(first_seen) AS first_seen, MAX(last_seen) AS last_seen"
-        f" FROM honeypot_tallies WHERE {where} GROUP BY value"
-        f" ORDER BY {kinds[0]} DESC, value LIMIT {int(size) + 1}"
-        f" OFFSET {(number - 1) * int(size)}"), args)
-    names = [d[0] for d in cursor.description]
-    rows = []
-    for row in cursor.fetchall():
-        row = dict(zip(names, row))
-        row.update({kind: int(row[kind]) for kind in kinds})
-        row["first_seen"], row["last_seen"] = iso(row["first_seen"]), iso(row["last_seen"])
-        rows.append(row)
-    cursor.execute(dialect.sql(f"SELECT COUNT(*) FROM (SELECT DISTINCT value FROM"
-                               f" honeypot_tallies WHERE {where} LIMIT"
-                               f" {queries.COUNT_LIMIT + 1}) counted"), args)
+        f"SELECT value, n, first_seen, last_seen FROM ({grouped}) g"
+        f" ORDER BY n DESC, value LIMIT {int(size) + 1} OFFSET {(number - 1) * int(size)}"),
+        args)
+    rows = [{"value": value, kinds[0]: int(n), "first_seen": iso(first),
+             "last_seen": iso(last)} for value, n, first, last in cursor.fetchall()]
+    values = [row["value"] for row in rows]
+    for kind in kinds[1:]:
+        counts = {}
+        if values:
+            more, more_args = _grouped(whole, scope, kind, values)
+            cursor.execute(dialect.sql(f"SELECT value, n FROM ({more}) g"), more_args)
+            counts = {value: int(n) for value, n in cursor.fetchall()}
+        for row in rows:
+            row[kind] = counts.get(row["value"], 0)
+    cursor.execute(dialect.sql(f"SELECT COUNT(*) FROM (SELECT 1 FROM ({grouped}) g"
+                               f" LIMIT {queries.COUNT_LIMIT + 1}) counted"), args)
     return Page(rows[:size], number, size, len(rows) > size, cursor.fetchone()[0])
 
 
@@ -279,42 +325,51 @@ def credentials(cursor, dialect, scope, page=1, size=50, passwords=True):
     rows = []
     for row in found.rows:
         mechanism, username, password = json.loads(row.pop("value"))
+        attempts = _attempts(cursor, dialect, scope, mechanism, username, password,
+                             "c.client_ip")
         rows.append(dict(row, mechanism=mechanism, username=username, password=password,
-                         times=row.pop("credential")))
-    usernames = sorted({r["username"] for r in rows})
-    seen = {}
-    if usernames:
-        clauses, args = scope.where("time", "sensor")
-        cursor.execute(dialect.sql(
-            "SELECT mechanism, COALESCE(username, ''), COALESCE(password, ''),"
-            " COUNT(DISTINCT client_ip) FROM honeypot_credentials WHERE"
-            f" COALESCE(username, '') IN ({_in(usernames)})"
-            + "".join(" AND " + c for c in clauses)
-            + " GROUP BY mechanism, COALESCE(username, ''), COALESCE(password, '')"),
-            usernames + args)
-        for mechanism, username, password, count in cursor.fetchall():
-            key = (mechanism, username[:100], password[:100])
-            seen[key] = seen.get(key, 0) + count
-    for row in rows:
-        row["clients"] = seen.get((row["mechanism"], row["username"], row["password"]), 0)
+                         times=row.pop("credential"),
+                         clients=len({client for client, in attempts})))
         if not passwords:
-            row.pop("password")
+            rows[-1].pop("password")
     return Page(rows, found.number, found.size, found.more, found.total)
+
+
+def _attempts(cursor, dialect, scope, mechanism, username, password, columns, limit=None):
+    """Rows of *columns* (of honeypot_credentials c joined to its session
+    s) of the AUTH attempts in *scope* behind a credential as tallied
+    (None kept as ''), newest first.  Found through the (username,
+    password) index; compared exactly here, as MySQL's collation would
+    take "Admin" for "admin"."""
+    clauses, args = scope.where("c.time", "c.sensor")
+    for column, value in (("c.username", username), ("c.password", password)):
+        if value:
+            clauses.append(f"{column} = ?")
+            args.append(value)
+        else:
+            clauses.append(f"({column} IS NULL OR {column} = '')")
+    cursor.execute(dialect.sql(
+        f"SELECT c.mechanism, c.username, c.password, {columns} FROM honeypot_credentials c"
+        f" JOIN honeypot_sessions s ON s.session_id = c.session_id"
+        f" WHERE {' AND '.join(clauses)} ORDER BY c.time DESC"), args)
+    found = []
+    for row in cursor.fetchall():
+        if (row[0], (row[1] or "")[:100], (row[2] or "")[:100]) == (mechanism, username,
+                                                                    password):
+            found.append(row[3:])
+            if limit is not None and len(found) >= limit:
+                break
+    return found
 
 
 def exchanges(cursor, dialect, scope, mechanism, username, password, limit=20):
     """The AUTH attempts behind one credential, newest first: [{time,
     client_ip, session_id, challenge, response, transcript}], transcript
     the lines of its session's AUTH exchanges as they were sent."""
-    clauses, args = scope.where("c.time", "c.sensor")
-    cursor.execute(dialect.sql(
-        "SELECT c.time, c.client_ip, c.session_id, c.challenge, c.response, s.transcript"
-        " FROM honeypot_credentials c JOIN honeypot_sessions s"
-        " ON s.session_id = c.session_id WHERE c.mechanism = ?"
-        " AND COALESCE(c.username, '') = ? AND COALESCE(c.password, '') = ?"
-        + "".join(" AND " + c for c in clauses) + f" ORDER BY c.time DESC LIMIT {int(limit)}"),
-        [mechanism, username, password] + args)
-    found = queries._rows(cursor)
+    names = ["time", "client_ip", "session_id", "challenge", "response", "transcript"]
+    rows = _attempts(cursor, dialect, scope, mechanism, username, password,
+                     ", ".join(f"c.{n}" for n in names[:-1]) + ", s.transcript", limit)
+    found = [queries._clean(dict(zip(names, row))) for row in rows]
     for row in found:
         row["transcript"] = _auth_lines(row["transcript"] or [])
     return found
@@ -343,9 +398,8 @@ def wordlist(cursor, dialect, scope, kind):
     """Every username, password or credential pair (*kind*: username,
     password, pair) tried in *scope*, most tried first: [text]."""
     tally = {"username": "username", "password": "password", "pair": "credential"}[kind]
-    where, args = _kinds((tally,), scope)
-    cursor.execute(dialect.sql(f"SELECT value, SUM(n) AS total FROM honeypot_tallies"
-                               f" WHERE {where} GROUP BY value ORDER BY total DESC, value"),
+    grouped, args = _grouped(_whole(cursor, dialect, scope), scope, tally)
+    cursor.execute(dialect.sql(f"SELECT value FROM ({grouped}) g ORDER BY n DESC, value"),
                    args)
     values = [row[0] for row in cursor.fetchall()]
     if kind != "pair":
@@ -417,13 +471,13 @@ def campaigns(cursor, dialect, scope, limit=100):
     """Messages of *scope* grouped by what they share (CAMPAIGN_KINDS),
     groups of two or more, largest first: [{by, value, messages,
     first_seen, last_seen}]."""
+    whole = _whole(cursor, dialect, scope)
     found = []
     for kind in CAMPAIGN_KINDS:
-        where, args = _kinds((kind,), scope)
+        grouped, args = _grouped(whole, scope, kind)
         cursor.execute(dialect.sql(
-            f"SELECT value, SUM(n) AS total, MIN(first_seen), MAX(last_seen)"
-            f" FROM honeypot_tallies WHERE {where} GROUP BY value HAVING SUM(n) > 1"
-            f" ORDER BY total DESC, value LIMIT {int(limit)}"), args)
+            f"SELECT value, n, first_seen, last_seen FROM ({grouped}) g WHERE n > 1"
+            f" ORDER BY n DESC, value LIMIT {int(limit)}"), args)
         found += [{"by": kind, "value": value, "messages": int(n), "first_seen": iso(first),
                    "last_seen": iso(last)} for value, n, first, last in cursor.fetchall()]
     found.sort(key=lambda row: (-row["messages"], row["by"], row["value"]))

@@ -63,25 +63,35 @@ def domain(address):
 
 def write(cursor, dialect, sensor, counted):
     """Add *counted* ({(kind, value, seconds): n}, values already text) to
-    the tallies of *sensor*.  One statement per tally row, in a fixed
-    order, so that sensors sharing a database lock rows alike and do not
-    deadlock."""
-    rows = {}
+    the tallies of *sensor*, and the values to their totals (the sensor's
+    and all sensors').  One statement per row, in a fixed order, so that
+    sensors sharing a database lock rows alike and do not deadlock."""
+    buckets, totals = {}, {}
     for (kind, value, seconds), n in counted.items():
         if not n:
             continue
-        key = (kind, bucket(kind, seconds), (value or "")[:WIDTH])
-        _, first, last = rows.get(key, (0, seconds, seconds))
-        rows[key] = (rows.get(key, (0,))[0] + n, min(first, seconds), max(last, seconds))
-    if not rows:
-        return
-    statement = dialect.upsert(
-        "honeypot_tallies", ["kind", "hour", "sensor", "value", "n", "first_seen",
-                             "last_seen"], ["kind", "hour", "sensor", "value"],
-        {"n": "add", "first_seen": "min", "last_seen": "max"})
-    cursor.executemany(statement, [
-        (kind, hour, sensor, value, n, utc(first), utc(last))
-        for (kind, hour, value), (n, first, last) in sorted(rows.items())])
+        value = (value or "")[:WIDTH]
+        _add(buckets, (kind, bucket(kind, seconds), value), n, seconds)
+        if BUCKETS[kind] == DAY:
+            for who in (sensor, ""):
+                _add(totals, (kind, who, value), n, seconds)
+    for table, key, rows in (
+            ("honeypot_tallies", ["kind", "hour", "value"], buckets),
+            ("honeypot_tally_totals", ["kind", "sensor", "value"], totals)):
+        if not rows:
+            continue
+        columns = key + ["n", "first_seen", "last_seen"]
+        extra = [] if "sensor" in key else ["sensor"]
+        statement = dialect.upsert(table, columns + extra, key + extra,
+                                   {"n": "add", "first_seen": "min", "last_seen": "max"})
+        cursor.executemany(statement, [
+            (*key_, n, utc(first), utc(last), *([sensor] if extra else []))
+            for key_, (n, first, last) in sorted(rows.items())])
+
+
+def _add(rows, key, n, seconds):
+    count, first, last = rows.get(key, (0, seconds, seconds))
+    rows[key] = (count + n, min(first, seconds), max(last, seconds))
 
 
 def of_session(record):

@@ -15,3 +15,20 @@ CREATE TABLE honeypot_tallies (
     PRIMARY KEY (kind, hour, sensor, value),
     KEY honeypot_tallies_value (kind, value, hour)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_unicode_ci;
+
+-- The same values over all time, per sensor and for all sensors (sensor
+-- ''): what a page without a time range (or with one holding everything
+-- stored) reads, most seen first from the index.
+CREATE TABLE honeypot_tally_totals (
+    kind            VARCHAR(32) NOT NULL,
+    sensor          VARCHAR(64) NOT NULL,
+    value           VARCHAR(255) COLLATE utf8mb4_bin NOT NULL,
+    n               BIGINT NOT NULL,
+    first_seen      DATETIME(6) NOT NULL,
+    last_seen       DATETIME(6) NOT NULL,
+    PRIMARY KEY (kind, sensor, value),
+    KEY honeypot_tally_totals_n (kind, sensor, n)
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_unicode_ci;
+
+-- The credentials page counts the clients that tried each pair.
+CREATE INDEX honeypot_credentials_pair ON honeypot_credentials (username(100), password(100));
