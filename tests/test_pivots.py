@@ -12,7 +12,7 @@ from pathlib import Path
 from twisted.internet import defer
 from twisted.trial import unittest
 
-from smtplatrine.store import acl, dialects, pivots, queries, records, search
+from smtplatrine.store import acl, dialects, pivots, queries, records, schema, search
 from smtplatrine.store.database import Database
 from tests.test_search import mariadb_dialect
 from tests.test_store import PDF, message_bytes, prepared
@@ -244,6 +244,32 @@ class PivotsTestsMixin:
             self.assertEqual((yield self.call(read, part)), (yield self.call(read, whole)))
         self.assertEqual((yield self.call(pivots.wordlist, part, "pair")),
                          (yield self.call(pivots.wordlist, whole, "pair")))
+
+    @defer.inlineCallbacks
+    def test_upgrade_counts_what_was_stored(self):
+        """What was stored before the tallies existed is counted when 007
+        is applied: the pages read the same as when each row was counted
+        as it was stored."""
+        scope = queries.Scope()
+        reads = (pivots.clients, pivots.credentials, pivots.recipients, pivots.attachments,
+                 pivots.urls)
+        before = yield self.call(pivots.overview, scope, True)
+        pages = []
+        for read in reads:
+            pages.append((yield self.call(read, scope)).rows)
+
+        def undo_007(cursor, dialect):
+            for table in ("honeypot_tallies", "honeypot_tally_totals"):
+                cursor.execute(f"DROP TABLE {table}")
+            cursor.execute("DROP INDEX honeypot_credentials_pair"
+                           + (" ON honeypot_credentials" if dialect.name == "mysql" else ""))
+            cursor.execute("DELETE FROM schema_version WHERE version = 7")
+        yield self.call(undo_007)
+        self.assertEqual((yield self.call(schema.upgrade, self.dialect.migrations(), True)),
+                         (7, [7]))
+        self.assertEqual((yield self.call(pivots.overview, scope, True)), before)
+        for read, rows in zip(reads, pages):
+            self.assertEqual((yield self.call(read, scope)).rows, rows)
 
     @defer.inlineCallbacks
     def test_new_search_terms(self):

@@ -12,6 +12,8 @@ import email.utils
 import json
 import re
 from collections import Counter
+from datetime import datetime, timezone
+from types import SimpleNamespace
 
 from smtplatrine.store.values import text, utc
 
@@ -144,3 +146,78 @@ def of_message(metadata, parsed, new_hashes):
     for host in {u.host.lower() for u in parsed.urls if u.host}:
         counted["url_host", host, when] += 1
     return counted
+
+
+def _epoch(value):
+    """A stored UTC time (text or datetime) as epoch seconds."""
+    text = value if isinstance(value, str) else value.strftime("%Y-%m-%d %H:%M:%S.%f")
+    return datetime.fromisoformat(text[:26]).replace(tzinfo=timezone.utc).timestamp()
+
+
+def _grouped_rows(cursor, statement):
+    """{first column: [the other columns]} of the rows of *statement*."""
+    cursor.execute(statement)
+    found = {}
+    for row in cursor.fetchall():
+        found.setdefault(row[0], []).append(row[1:])
+    return found
+
+
+def backfill(cursor, dialect):
+    """Count what was stored before the tallies existed (run once, by the
+    upgrade that makes them): every finished session and every message,
+    as the storing side would have."""
+    credentials = _grouped_rows(cursor, "SELECT session_id, time, mechanism, username,"
+                                        " password FROM honeypot_credentials"
+                                        " ORDER BY session_id, position")
+    counted = _Batches(cursor, dialect)
+    cursor.execute("SELECT session_id, sensor, client_ip, started, helo"
+                   " FROM honeypot_sessions WHERE ended IS NOT NULL")
+    for session_id, sensor, client, started, helo in cursor.fetchall():
+        record = {"src_ip": client, "start": _epoch(started), "helo": helo, "auth": [
+            {"time": _epoch(t), "mechanism": m, "username": u, "password": p}
+            for t, m, u, p in credentials.get(session_id, [])]}
+        counted.add(sensor, of_session(record))
+    recipients = _grouped_rows(cursor, "SELECT message_id, address FROM"
+                                       " honeypot_email_recipients WHERE kind = 'envelope'")
+    attachments = _grouped_rows(cursor, "SELECT message_id, sha256, content_type FROM"
+                                        " honeypot_attachments WHERE parent_id IS NULL"
+                                        " ORDER BY message_id, position")
+    urls = _grouped_rows(cursor, "SELECT message_id, url, host FROM honeypot_email_urls")
+    seen = set()
+    cursor.execute("SELECT message_id, sensor, client_ip, received, mail_from, header_from,"
+                   " header_x_mailer, header_user_agent, header_subject FROM honeypot_emails"
+                   " ORDER BY received, message_id")
+    for row in cursor.fetchall():
+        message_id, sensor, client, received, mail_from = row[:5]
+        parsed = SimpleNamespace(
+            fields=dict(zip(("from", "x_mailer", "user_agent", "subject"), row[5:])),
+            attachments=[SimpleNamespace(sha256=d, content_type=t)
+                         for d, t in attachments.get(message_id, [])],
+            urls=[SimpleNamespace(url=u, host=h) for u, h in urls.get(message_id, [])])
+        metadata = {"received": _epoch(received), "src_ip": client, "mail_from": mail_from,
+                    "rcpts": [a for a, in recipients.get(message_id, [])]}
+        new = {a.sha256 for a in parsed.attachments} - seen
+        seen |= new
+        counted.add(sensor, of_message(metadata, parsed, new))
+    counted.flush()
+
+
+class _Batches:
+    """Tallies gathered per sensor and written every so many, so that a
+    large store's are never all in memory."""
+
+    def __init__(self, cursor, dialect, size=50_000):
+        self.cursor, self.dialect, self.size = cursor, dialect, size
+        self.pending, self.count = {}, 0
+
+    def add(self, sensor, counted):
+        self.pending.setdefault(sensor, Counter()).update(counted)
+        self.count += len(counted)
+        if self.count >= self.size:
+            self.flush()
+
+    def flush(self):
+        for sensor in sorted(self.pending):
+            write(self.cursor, self.dialect, sensor, self.pending[sensor])
+        self.pending, self.count = {}, 0
