@@ -272,6 +272,30 @@ class PivotsTestsMixin:
             self.assertEqual((yield self.call(read, scope)).rows, rows)
 
     @defer.inlineCallbacks
+    def test_read_again(self):
+        """A message read again (smtplatrine reparse) is counted by its
+        new reading instead of its old one; a value it no longer has goes
+        when no other message has it."""
+        day1 = epoch(DAY1)
+        yield self.call(records.update_reading, prepared(
+            self.tmp, M2, OTHER, session=S1, src_ip="192.0.2.7", received=day1 + 60,
+            session_start=day1 - 1))
+        found = yield self.call(pivots.overview, queries.Scope(), False)
+        self.assertEqual(found["top"]["mailer"], [{"value": "Bulk/2", "n": 2},
+                                                  {"value": "Mailer 1.0", "n": 1}])
+        self.assertEqual(found["counters"]["messages"], 3)
+        attachments = yield self.call(pivots.attachments, queries.Scope())
+        self.assertEqual([r["times"] for r in attachments.rows], [1])
+        self.assertEqual((yield self.call(pivots.hosts, queries.Scope())),
+                         [{"host": "pills.example", "messages": 2},
+                          {"host": "pay.example.com", "messages": 1}])
+        day1_only = queries.Scope(search.moment("2026-01-01T09:30"),
+                                  search.moment("2026-01-02"))
+        self.assertEqual([r["value"] for r in (yield self.call(pivots.top, day1_only,
+                                                               "subject"))],
+                         ["Cheap pills #% off", "Invoice #"])
+
+    @defer.inlineCallbacks
     def test_new_search_terms(self):
         """type:, mailer: and password: find the messages behind the rows."""
         async def find(text):

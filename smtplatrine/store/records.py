@@ -130,6 +130,7 @@ def update_reading(cursor, dialect, prepared):
     if row is None:
         return False
     before = _compared(cursor, dialect, message_id, columns)
+    sensor, counted = tallies.of_stored(cursor, dialect, message_id)
     cursor.execute(dialect.sql(
         f"UPDATE honeypot_emails SET {', '.join(f'{c} = ?' for c in columns)}"
         " WHERE message_id = ?"), [*columns.values(), message_id])
@@ -141,6 +142,9 @@ def update_reading(cursor, dialect, prepared):
     after = _compared(cursor, dialect, message_id, columns)
     seen = row[0] if isinstance(row[0], str) else row[0].strftime(TIME_FORMAT)
     _replace_recipients(cursor, dialect, message_id, metadata["sensor"], parsed, seen)
+    # The tallies of the new reading instead of the old one's.
+    counted.subtract(tallies.of_stored(cursor, dialect, message_id)[1])
+    tallies.write(cursor, dialect, sensor, {k: -n for k, n in counted.items()})
     return before != after
 
 

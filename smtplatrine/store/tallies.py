@@ -64,9 +64,10 @@ def domain(address):
 
 
 def write(cursor, dialect, sensor, counted):
-    """Add *counted* ({(kind, value, seconds): n}, values already text) to
-    the tallies of *sensor*, and the values to their totals (the sensor's
-    and all sensors').  One statement per row, in a fixed order, so that
+    """Add *counted* ({(kind, value, seconds): n}, values already text; n
+    below 0 takes away, and a row counted down to 0 goes) to the tallies
+    of *sensor*, and the values to their totals (the sensor's and all
+    sensors').  One statement per row, in a fixed order, so that
     sensors sharing a database lock rows alike and do not deadlock."""
     buckets, totals = {}, {}
     for (kind, value, seconds), n in counted.items():
@@ -89,6 +90,12 @@ def write(cursor, dialect, sensor, counted):
         cursor.executemany(statement, [
             (*key_, n, utc(first), utc(last), *([sensor] if extra else []))
             for key_, (n, first, last) in sorted(rows.items())])
+        emptied = [(*key_, *([sensor] if extra else []))
+                   for key_, (n, _, _) in sorted(rows.items()) if n < 0]
+        if emptied:
+            where = " AND ".join(f"{c} = ?" for c in key + extra)
+            cursor.executemany(dialect.sql(f"DELETE FROM {table} WHERE {where} AND n <= 0"),
+                               emptied)
 
 
 def _add(rows, key, n, seconds):
@@ -154,40 +161,31 @@ def _epoch(value):
     return datetime.fromisoformat(text[:26]).replace(tzinfo=timezone.utc).timestamp()
 
 
-def _grouped_rows(cursor, statement):
+def _grouped_rows(cursor, dialect, statement, args):
     """{first column: [the other columns]} of the rows of *statement*."""
-    cursor.execute(statement)
+    cursor.execute(dialect.sql(statement), args)
     found = {}
     for row in cursor.fetchall():
         found.setdefault(row[0], []).append(row[1:])
     return found
 
 
-def backfill(cursor, dialect):
-    """Count what was stored before the tallies existed (run once, by the
-    upgrade that makes them): every finished session and every message,
-    as the storing side would have."""
-    credentials = _grouped_rows(cursor, "SELECT session_id, time, mechanism, username,"
-                                        " password FROM honeypot_credentials"
-                                        " ORDER BY session_id, position")
-    counted = _Batches(cursor, dialect)
-    cursor.execute("SELECT session_id, sensor, client_ip, started, helo"
-                   " FROM honeypot_sessions WHERE ended IS NOT NULL")
-    for session_id, sensor, client, started, helo in cursor.fetchall():
-        record = {"src_ip": client, "start": _epoch(started), "helo": helo, "auth": [
-            {"time": _epoch(t), "mechanism": m, "username": u, "password": p}
-            for t, m, u, p in credentials.get(session_id, [])]}
-        counted.add(sensor, of_session(record))
-    recipients = _grouped_rows(cursor, "SELECT message_id, address FROM"
-                                       " honeypot_email_recipients WHERE kind = 'envelope'")
-    attachments = _grouped_rows(cursor, "SELECT message_id, sha256, content_type FROM"
-                                        " honeypot_attachments WHERE parent_id IS NULL"
-                                        " ORDER BY message_id, position")
-    urls = _grouped_rows(cursor, "SELECT message_id, url, host FROM honeypot_email_urls")
-    seen = set()
-    cursor.execute("SELECT message_id, sensor, client_ip, received, mail_from, header_from,"
-                   " header_x_mailer, header_user_agent, header_subject FROM honeypot_emails"
-                   " ORDER BY received, message_id")
+def _stored_messages(cursor, dialect, message_id=None):
+    """(message id, sensor, metadata, parsed) of every stored message (or
+    of one), oldest first, read back as :func:`of_message` takes them."""
+    only, args = (" AND message_id = ?", [message_id]) if message_id else ("", [])
+    recipients = _grouped_rows(cursor, dialect, "SELECT message_id, address FROM"
+                               " honeypot_email_recipients WHERE kind = 'envelope'" + only,
+                               args)
+    attachments = _grouped_rows(cursor, dialect, "SELECT message_id, sha256, content_type"
+                                " FROM honeypot_attachments WHERE parent_id IS NULL" + only
+                                + " ORDER BY message_id, position", args)
+    urls = _grouped_rows(cursor, dialect, "SELECT message_id, url, host FROM"
+                         " honeypot_email_urls WHERE 1 = 1" + only, args)
+    cursor.execute(dialect.sql(
+        "SELECT message_id, sensor, client_ip, received, mail_from, header_from,"
+        " header_x_mailer, header_user_agent, header_subject FROM honeypot_emails"
+        " WHERE 1 = 1" + only + " ORDER BY received, message_id"), args)
     for row in cursor.fetchall():
         message_id, sensor, client, received, mail_from = row[:5]
         parsed = SimpleNamespace(
@@ -197,6 +195,34 @@ def backfill(cursor, dialect):
             urls=[SimpleNamespace(url=u, host=h) for u, h in urls.get(message_id, [])])
         metadata = {"received": _epoch(received), "src_ip": client, "mail_from": mail_from,
                     "rcpts": [a for a, in recipients.get(message_id, [])]}
+        yield message_id, sensor, metadata, parsed
+
+
+def of_stored(cursor, dialect, message_id):
+    """(sensor, tallies) of a stored message as it reads now, without
+    the new attachments it made (those it counts for good)."""
+    for _, sensor, metadata, parsed in _stored_messages(cursor, dialect, message_id):
+        return sensor, of_message(metadata, parsed, set())
+    return None, Counter()
+
+
+def backfill(cursor, dialect):
+    """Count what was stored before the tallies existed (run once, by the
+    upgrade that makes them): every finished session and every message,
+    as the storing side would have."""
+    credentials = _grouped_rows(cursor, dialect, "SELECT session_id, time, mechanism,"
+                                " username, password FROM honeypot_credentials"
+                                " ORDER BY session_id, position", [])
+    counted = _Batches(cursor, dialect)
+    cursor.execute("SELECT session_id, sensor, client_ip, started, helo"
+                   " FROM honeypot_sessions WHERE ended IS NOT NULL")
+    for session_id, sensor, client, started, helo in cursor.fetchall():
+        record = {"src_ip": client, "start": _epoch(started), "helo": helo, "auth": [
+            {"time": _epoch(t), "mechanism": m, "username": u, "password": p}
+            for t, m, u, p in credentials.get(session_id, [])]}
+        counted.add(sensor, of_session(record))
+    seen = set()
+    for _, sensor, metadata, parsed in _stored_messages(cursor, dialect):
         new = {a.sha256 for a in parsed.attachments} - seen
         seen |= new
         counted.add(sensor, of_message(metadata, parsed, new))
