@@ -77,9 +77,9 @@ class Dashboard(resource.Resource):
         try:
             return await self.writer.run(interaction, self.writer.dialect, *args)
         except Rejected as e:
-            raise HTTPError(403, f"The dashboard's database account may not change"
-                                 f" users ({e}); use smtplatrine user on the command"
-                                 f" line.") from None
+            raise HTTPError(403, f"The dashboard's database account may not write"
+                                 f" this ({e}); grant it, or use smtplatrine user or"
+                                 f" smtplatrine acl on the command line.") from None
 
     def render(self, request):
         _headers(request)
