@@ -22,7 +22,7 @@ from twisted.web.template import flattenString
 from smtplatrine.events import printable
 from smtplatrine.store import queries, users
 from smtplatrine.store.dialects import Rejected, Unavailable
-# pivots and views register the pages (the overview first in the navigation).
+# pivots and views register the pages.
 from smtplatrine.web import pivots, templates, views  # noqa: F401
 from smtplatrine.web.auth import Identity, Sessions, Throttle
 from smtplatrine.web.routing import (Context, Download, HTTPError, Preview, Redirect,
