@@ -427,11 +427,14 @@ def attachments(cursor, dialect, scope, page=1, size=50):
     details = {d: {"names": [], "content_types": [], "size": None, "attachment_id": None}
                for d in digests}
     if digests:
-        cursor.execute(dialect.sql(
-            "SELECT sha256, filename, content_type, size, attachment_id FROM"
-            f" honeypot_attachments WHERE sha256 IN ({_in(digests)})"
-            " ORDER BY sha256, attachment_id"), digests)
-        for digest, name, kind, length, attachment_id in cursor.fetchall():
+        rows = []
+        for digest in digests:
+            # The names of its first 100 copies (a common file has thousands).
+            cursor.execute(dialect.sql(
+                "SELECT sha256, filename, content_type, size, attachment_id FROM"
+                " honeypot_attachments WHERE sha256 = ? LIMIT 100"), (digest,))
+            rows += cursor.fetchall()
+        for digest, name, kind, length, attachment_id in rows:
             entry = details[digest]
             if name and name not in entry["names"] and len(entry["names"]) < 10:
                 entry["names"].append(name)
