@@ -31,8 +31,10 @@ WHAT IT DOES
     with a forensic API token, each 20 times (other values where it
     matters): the login page (the baseline: HTTP and twistd, no database),
     the messages page (page 1, and page 500), free-text searches (1% and
-    10% of the messages match), from:, ip: and sha256: searches, and a
-    message view.  Prints median and worst beside the issue's targets, and
+    10% of the messages match), from:, ip: and sha256: searches, a
+    message view, the overview (30 days, one day) and each pivot page
+    (clients, credentials, recipients, attachments, URLs, campaigns) over
+    30 days, and a client's page.  Prints median and worst beside the issue's targets, and
     the dashboard's memory (VmRSS) before and after paging through 300
     pages of messages.  Wall time: on a shared machine, say so with the
     figures.
@@ -66,11 +68,16 @@ from smtplatrine.parse import Limits  # noqa: E402
 from smtplatrine.files import keep  # noqa: E402
 from smtplatrine.pipeline import prepare  # noqa: E402
 from smtplatrine.store import dialects, schema, users  # noqa: E402
-from smtplatrine.store.records import save_message  # noqa: E402
+from smtplatrine.store.records import save_message, save_session  # noqa: E402
 from tests.corpus import CORPUS  # noqa: E402
 
 MYSQL_DB = "smtplatrine_bench_dashboard"
-TARGETS = {"messages page": 0.3, "free text": 0.3, "indexed": 0.1, "view": 0.1}
+TARGETS = {"messages page": 0.3, "free text": 0.3, "indexed": 0.1, "view": 0.1,
+           "overview": 1.0, "pivot": 0.3}
+# Sessions for every message, and as many again four times over without
+# a message: scanners and credential stuffers.
+SESSIONS_PER_MESSAGE = 5
+DAYS = 30
 START = 1767225600.0  # 2026-01-01
 # The attachment hashes a third of the copies get instead of the corpus's.
 SHARED_HASHES = [hashlib.sha256(f"shared {i}".encode()).hexdigest() for i in range(300)]
@@ -150,26 +157,77 @@ def generate(base, count, seed=7):
                            indicators=tuple(of_message(metadata, new_parsed)))
 
 
+def session_record(rng, session_id, sensor, ip, start, helo, credentials, messages=0):
+    """A finished session as the SMTP side spools it; a third of them try
+    AUTH one to three times."""
+    attempts = []
+    if rng.random() < 1 / 3:
+        for i in range(rng.randint(1, 3)):
+            username, password = rng.choice(credentials)
+            attempts.append({"mechanism": rng.choice(["PLAIN", "LOGIN"]), "authzid": "",
+                             "username": username, "password": password,
+                             "challenge": None, "response": None, "time": start + 1 + i,
+                             "accepted": False})
+    return {"session": session_id, "sensor": sensor, "src_ip": ip,
+            "src_port": rng.randrange(1024, 65535), "dst_ip": "192.0.2.2", "dst_port": 25,
+            "start": start, "end": start + 3, "helo": helo, "tls": None,
+            "transcript": [[0.0, "S", "220 mail.example.com ESMTP Postfix (Debian/GNU)"]],
+            "flags": [], "commands": 3 + len(attempts), "unknown_commands": 0, "errors": 0,
+            "messages": messages, "pregreet": "", "close_reason": "quit", "auth": attempts,
+            "envelopes": []}
+
+
+def sessions(count, messages, seed=11):
+    """*count* session records: first one for each of *messages* (the
+    metadata of generate's), then scanners' sessions without a message over
+    the same 30 days, from 20,000 addresses."""
+    rng = random.Random(seed)
+    usernames = ["admin", "root", "info", "test", "postmaster", "user", "sales"] + [
+        f"user{i}" for i in range(200)]
+    passwords = ["123456", "password", "admin", "qwerty"] + [f"pass{i}!" for i in range(2000)]
+    credentials = [(rng.choice(usernames), rng.choice(passwords)) for _ in range(5000)]
+    for m in messages:
+        yield session_record(rng, m.identity.session, m.identity.sensor, m.identity.src_ip,
+                             m.session_start, m.helo, credentials, 1)
+    ips = public_addresses(rng, 20_000)
+    scanners = count - len(messages)
+    for i in range(scanners):
+        yield session_record(rng, str(uuid.UUID(int=rng.getrandbits(128), version=4)),
+                             f"sensor-{i % 3}", rng.choice(ips), START + i * DAYS * 86400 / scanners,
+                             rng.choice(["localhost", "scanner.example", None, "ylmf-pc"]),
+                             credentials)
+
+
 def fill(dialect, base, count, reuse):
-    """Store *count* messages (with *reuse*, unless the database holds
+    """Store *count* messages and SESSIONS_PER_MESSAGE times as many
+    sessions (with *reuse*, unless the database holds
     them already, from an earlier run with --keep); (seconds or None, a
     sample of what to search for, an API token)."""
     connection = dialect.connect(create=True)
     cursor = connection.cursor()
     schema.upgrade(cursor, dialect, dialect.migrations(), True)
     connection.commit()
-    cursor.execute("SELECT COUNT(*) FROM honeypot_emails")
-    store = not (reuse and cursor.fetchone()[0] >= count)
-    started, sample = time.monotonic(), []
+    cursor.execute("SELECT COUNT(*) FROM honeypot_sessions WHERE ended IS NOT NULL")
+    store = not (reuse and cursor.fetchone()[0] >= count * SESSIONS_PER_MESSAGE)
+    started, sample, stored = time.monotonic(), [], []
     for n, prepared in enumerate(generate(base, count), 1):
         if store:
             save_message(cursor, dialect, prepared, time.time())
+            stored.append(prepared.metadata)
         if n % 997 == 0:
             sample.append(prepared)
         if store and n % 500 == 0:
             connection.commit()
         if store and n % 10_000 == 0:
             say(f"  {n:,} stored ({n / (time.monotonic() - started):,.0f}/s)")
+    if store:
+        say(f"  and {count * SESSIONS_PER_MESSAGE:,} sessions")
+        for n, record in enumerate(sessions(count * SESSIONS_PER_MESSAGE, stored), 1):
+            save_session(cursor, dialect, record)
+            if n % 1000 == 0:
+                connection.commit()
+            if n % 100_000 == 0:
+                say(f"  {n:,} sessions stored")
     token = users.new_token()
     users.add_token(cursor, dialect, f"bench-{token[-8:]}", "forensic", token, time.time())
     connection.commit()
@@ -230,6 +288,25 @@ def measure(base_url, token, sample, process):
          [f"/messages/{p.metadata.message}" for p in sample[:20]])
     case("message view (JSON)", TARGETS["view"],
          [f"/api/messages/{p.metadata.message}" for p in sample[:20]])
+    # The 30 days the store holds (its first session starts a second before
+    # 2026; read from the totals), then part of them.
+    days = "since=2025-12-31&until=2026-02-01"
+    case("overview, 30 days", TARGETS["overview"], [f"/overview?{days}"] * 20)
+    case("overview, 30 days (JSON)", TARGETS["overview"], [f"/api/overview?{days}"] * 20)
+    case("overview, one day", TARGETS["overview"],
+         ["/overview?since=2026-01-15&until=2026-01-16"] * 20)
+    for path in ("/clients", "/credentials", "/recipients", "/attachments", "/urls",
+                 "/campaigns"):
+        case(f"{path[1:]}, 30 days", TARGETS["pivot"], [f"{path}?{days}"] * 20)
+    # Part of the stored range: summed from the day buckets.
+    half = "since=2026-01-08&until=2026-01-23"
+    case("overview, 15 of the 30 days", TARGETS["overview"], [f"/overview?{half}"] * 20)
+    for path in ("/clients", "/credentials", "/recipients", "/attachments", "/campaigns"):
+        case(f"{path[1:]}, 15 of 30 days", TARGETS["pivot"], [f"{path}?{half}"] * 20)
+    case("clients, page 50", TARGETS["pivot"], [f"/clients?{days}&page=50"] * 20)
+    case("clients, one sensor", TARGETS["pivot"], [f"/clients?{days}&sensor=sensor-1"] * 20)
+    case("client page", TARGETS["pivot"],
+         [f"/clients/{p.metadata.identity.src_ip}" for p in sample[:20]])
     before = rss_kb(process.pid)
     for page in range(1, 301):
         timed(f"{base_url}/messages?page={page}", token)

@@ -92,11 +92,11 @@ class StoreTestsMixin:
     def test_schema_version(self):
         """The schema is created at version 8 (002 the enrichment, 003 the
         block list, 004 the dashboard, 005 imports and parse failures, 006
-        attachment forensics, 008 the live view's numbering), and opening
-        again keeps it."""
+        attachment forensics, 007 the tallies, 008 the live view's
+        numbering), and opening again keeps it."""
         yield defer.Deferred.fromCoroutine(self.database.open())
         rows = yield self.query("SELECT version FROM schema_version ORDER BY version")
-        self.assertEqual(rows, [(1,), (2,), (3,), (4,), (5,), (6,), (8,)])
+        self.assertEqual(rows, [(1,), (2,), (3,), (4,), (5,), (6,), (7,), (8,)])
 
     @defer.inlineCallbacks
     def test_upgrade_in_any_order(self):

@@ -564,7 +564,8 @@ class _Holder(unittest.TestCase):
         pass
 
 
-class SQLiteDashboardTests(MoreDashboardTestsMixin, DashboardMixin, unittest.TestCase):
+class SQLiteDashboardTests(MoreDashboardTestsMixin, DashboardMixin,
+                           unittest.TestCase):
     holder = None
 
 

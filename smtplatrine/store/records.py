@@ -7,36 +7,20 @@ to their width, so no value an attacker chooses can fail a whole message.
 """
 
 import html
-import json
 import re
 import uuid
-from datetime import datetime, timezone
 
 from smtplatrine.capture import Identity
+
+from smtplatrine.store import tallies
+# Also imported from here by the modules that write.
+from smtplatrine.store.values import TIME_FORMAT, as_json, text, utc  # noqa: F401
 
 _FIELDS = ["date", "to", "from", "cc", "reply_to", "subject", "message_id",
            "x_mailer", "user_agent", "organization", "content_type",
            "content_transfer_encoding"]
 
 
-_TIME_FORMAT = "%Y-%m-%d %H:%M:%S.%f"
-
-
-def utc(seconds):
-    """Epoch *seconds* as the UTC text both databases take."""
-    return datetime.fromtimestamp(seconds, timezone.utc).strftime(_TIME_FORMAT)
-
-
-def text(value, width=None):
-    """Network text for a column: undecodable bytes escaped, maybe clipped."""
-    if value is None:
-        return None
-    value = value.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
-    return value[:width] if width else value
-
-
-def as_json(value):
-    return json.dumps(value, sort_keys=True)
 
 
 def address_parts(address):
@@ -102,10 +86,24 @@ def save_message(cursor, dialect, prepared, now):
     }
     cursor.execute(dialect.insert("honeypot_emails", list(columns)),
                    list(columns.values()))
+    new_hashes = _new_hashes(cursor, dialect, parsed.attachments)
     _save_parts(cursor, dialect, prepared)
     _save_search(cursor, dialect, prepared)
     _save_recipients(cursor, dialect, metadata, parsed, now)
+    tallies.write(cursor, dialect, metadata.identity.sensor,
+                  tallies.of_message(metadata, parsed, new_hashes))
     return True
+
+
+def _new_hashes(cursor, dialect, attachments):
+    """The SHA-256 of *attachments* that no stored attachment has."""
+    found = set()
+    for digest in sorted({a.sha256 for a in attachments}):
+        cursor.execute(dialect.sql("SELECT 1 FROM honeypot_attachments WHERE sha256 = ?"
+                                   " LIMIT 1"), (digest,))
+        if cursor.fetchone() is None:
+            found.add(digest)
+    return found
 
 
 def update_reading(cursor, dialect, prepared):
@@ -122,6 +120,7 @@ def update_reading(cursor, dialect, prepared):
     if row is None:
         return False
     before = _compared(cursor, dialect, message_id, columns)
+    sensor, counted = tallies.of_stored(cursor, dialect, message_id)
     cursor.execute(dialect.sql(
         f"UPDATE honeypot_emails SET {', '.join(f'{c} = ?' for c in columns)}"
         " WHERE message_id = ?"), [*columns.values(), message_id])
@@ -131,8 +130,11 @@ def update_reading(cursor, dialect, prepared):
     _save_parts(cursor, dialect, prepared)
     _save_search(cursor, dialect, prepared, replace=True)
     after = _compared(cursor, dialect, message_id, columns)
-    seen = row[0] if isinstance(row[0], str) else row[0].strftime(_TIME_FORMAT)
+    seen = row[0] if isinstance(row[0], str) else row[0].strftime(TIME_FORMAT)
     _replace_recipients(cursor, dialect, message_id, metadata.identity.sensor, parsed, seen)
+    # The tallies of the new reading instead of the old one's.
+    counted.subtract(tallies.of_stored(cursor, dialect, message_id)[1])
+    tallies.write(cursor, dialect, sensor, {k: -n for k, n in counted.items()})
     return before != after
 
 
@@ -308,6 +310,13 @@ def save_session(cursor, dialect, record):
         "transcript": as_json(record.get("transcript", [])),
         "envelopes": as_json(record.get("envelopes", [])),
     }
+    # Counted once: when the record first completes the session (a record
+    # stored again after a crash, or a row a message made, counts no more).
+    cursor.execute(dialect.sql("SELECT ended FROM honeypot_sessions WHERE session_id = ?"),
+                   (record["session"],))
+    before = cursor.fetchone()
+    if columns["ended"] is not None and (before is None or before[0] is None):
+        tallies.write(cursor, dialect, record["sensor"], tallies.of_session(record))
     cursor.execute(
         dialect.upsert("honeypot_sessions", _SESSION_KEY + list(columns), ["session_id"],
                        {name: "new" for name in columns}),

@@ -4,7 +4,12 @@ applied in order, the versions applied kept in ``schema_version``."""
 import re
 from datetime import datetime, timezone
 
+from smtplatrine.store import tallies
 from smtplatrine.store.dialects import Rejected
+
+# What a version needs done in Python after its statements: 007 counts
+# what was stored before it.
+_AFTER = {7: tallies.backfill}
 
 
 def statements(text):
@@ -54,6 +59,8 @@ def upgrade(cursor, dialect, migrations, create):
         for version, _, text in pending:
             for statement in statements(text):
                 cursor.execute(statement)
+            if version in _AFTER:
+                _AFTER[version](cursor, dialect)
             cursor.execute(dialect.insert("schema_version", ["version", "applied"]),
                            (version, datetime.now(timezone.utc).isoformat()))
         return max(applied | {m[0] for m in pending}, default=0), [m[0] for m in pending]

@@ -36,6 +36,9 @@ FIELDS = {
     "url": "part of a link in the body",
     "domain": "a link's host, or a domain above it",
     "user": "a username tried with AUTH in the session",
+    "password": "a password tried with AUTH in the session (forensic role)",
+    "mailer": "the X-Mailer or User-Agent header, as it is",
+    "type": "an attachment's declared or detected type, such as application/pdf",
     "is": "tls, auth or truncated",
     "before": "received before a date or time (2026-03-02, 2026-03-02T10:00)",
     "after": "received at or after a date or time",
@@ -123,7 +126,9 @@ _EXAMPLES = {
     "ip": "192.0.2.7", "helo": "localhost", "country": "CN", "asn": "AS4134",
     "sensor": "sensor-1", "has": "attachment", "filename": "invoice.pdf",
     "sha256": "<64 hex digits>", "md5": "<32 hex digits>", "url": "login.php",
-    "domain": "example.com", "user": "admin", "is": "tls", "before": "2026-03-02",
+    "domain": "example.com", "user": "admin", "password": "123456",
+    "mailer": "Microsoft Outlook 16.0", "type": "application/pdf", "is": "tls",
+    "before": "2026-03-02",
     "after": "2026-03-02", "larger": "10k", "smaller": "2M",
 }
 
@@ -313,6 +318,17 @@ def _simple(clause, convert=str):
     return lambda dialect, value: (clause, [convert(value)])
 
 
+def _mailer(dialect, value):
+    return "(m.header_x_mailer = ? OR m.header_user_agent = ?)", [value, value]
+
+
+def _type(dialect, value):
+    value = value.lower()
+    return _either("SELECT message_id FROM honeypot_attachments WHERE content_type = ?",
+                   "SELECT a.message_id FROM honeypot_attachments a JOIN honeypot_files f"
+                   " ON f.sha256 = a.sha256 WHERE f.mime = ?", [value])
+
+
 def _helo(dialect, value):
     return f"m.helo = ?{dialect.nocase}", [value]
 
@@ -337,6 +353,10 @@ _CLAUSES = {
     "domain": _domain,
     "user": _simple("m.session_id IN (SELECT session_id FROM honeypot_credentials"
                     " WHERE username = ?)"),
+    "password": _simple("m.session_id IN (SELECT session_id FROM honeypot_credentials"
+                        " WHERE password = ?)"),
+    "mailer": _mailer,
+    "type": _type,
     "is": _is,
     "before": _simple("m.received < ?", moment),
     "after": _simple("m.received >= ?", moment),

@@ -25,7 +25,7 @@ from smtplatrine.store import queries, users
 from smtplatrine.store.dialects import Rejected, Unavailable
 from smtplatrine.web import templates, views  # noqa: F401 (views registers the pages)
 # More pages, after views' in the navigation bar.
-from smtplatrine.web import blocklist, exports, live  # noqa: F401,I001
+from smtplatrine.web import pivots, blocklist, exports, live  # noqa: F401,I001
 from smtplatrine.web.auth import Identity, Sessions, Throttle
 from smtplatrine.web.routing import (Context, Download, HTTPError, Preview, Redirect,
                                      Stream, match)
@@ -82,8 +82,8 @@ class Dashboard(resource.Resource):
             return await self.writer.run(interaction, self.writer.dialect, *args)
         except Rejected as e:
             raise HTTPError(403, f"The dashboard's database account may not write"
-                                 f" this ({e}); use smtplatrine user or smtplatrine acl"
-                                 f" on the command line.") from None
+                                 f" this ({e}); grant it, or use smtplatrine user or"
+                                 f" smtplatrine acl on the command line.") from None
 
     def render(self, request):
         _headers(request)

@@ -46,6 +46,9 @@ async def messages(ctx):
         ctx.parse_query()
     except search.SearchError as e:
         raise HTTPError(400, f"The search cannot be read: {e}") from None
+    if ctx.search and not ctx.may("forensic") and any(
+            term.field == "password" for term in ctx.search.terms):
+        raise HTTPError(403, "Searching by password needs the forensic role.")
     found = await ctx.read(queries.messages, ctx.scope, ctx.search, ctx.page, ctx.per_page)
     return Result(found.as_json("messages"), lambda: templates.messages(
         ctx, attrs.evolve(found, rows=displayable(found.rows))))
@@ -222,4 +225,4 @@ async def users_change(ctx):
 
 @page(r"/", "statistical")
 async def home(ctx):
-    return Redirect("/messages")
+    return Redirect("/overview")
