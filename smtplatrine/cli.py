@@ -48,6 +48,7 @@ from pathlib import Path
 from smtplatrine import acl
 from smtplatrine import config as config_module
 from smtplatrine import export, mailfiles
+from smtplatrine.layout import DataDir
 from smtplatrine.enrich import indicators
 from smtplatrine.events import printable
 from smtplatrine.parse import DEFECTS
@@ -259,7 +260,7 @@ def _export(options, connection, dialect, config):
         count = export.write(connection, dialect, fmt,
                              queries.Scope(since, until, options.sensor), stream, query,
                              options.raw and options.format == "jsonl",
-                             config.server.data_dir)
+                             DataDir.of(config).raw)
     noun = "message(s)" if fmt.source == "messages" else "indicator(s)"
     print(f"smtplatrine: exported {count} {noun}", file=sys.stderr)
 

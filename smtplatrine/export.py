@@ -194,14 +194,14 @@ def make(name, sensor="smtplatrine", info="smtplatrine", now=None, urls=True):
 STORED = re.compile(r"[0-9a-f]{2}/[0-9a-f]{64}")
 
 
-def with_raw_file(record, data_dir):
-    """*record*, its raw bytes read from the raw directory under *data_dir*
+def with_raw_file(record, raw_dir):
+    """*record*, its raw bytes read from *raw_dir* (``layout.DataDir.raw``)
     if they are kept there ([store] raw_in_database = false) and not in
     the database."""
     path = record.get("raw_path") or ""
     if record.get("raw") is None and STORED.fullmatch(path):
         try:
-            record["raw"] = (Path(data_dir) / "raw" / path).read_bytes()
+            record["raw"] = (Path(raw_dir) / path).read_bytes()
         except OSError:
             pass
     return record
@@ -229,9 +229,9 @@ def read_page(cursor, dialect, fmt, scope, search=None, position=None, raw=False
     return found, ((index + 1, None) if index + 1 < len(kinds) else None)
 
 
-def write(connection, dialect, fmt, scope, stream, search=None, raw=False, data_dir=None):
+def write(connection, dialect, fmt, scope, stream, search=None, raw=False, raw_dir=None):
     """Write the export *fmt* of what is in *scope* and matches *search* to
-    the binary *stream* (raw messages kept as files read from *data_dir*);
+    the binary *stream* (raw messages kept as files read from *raw_dir*);
     how many rows."""
     cursor, position, count = connection.cursor(), None, 0
     stream.write(fmt.head())
@@ -239,7 +239,7 @@ def write(connection, dialect, fmt, scope, stream, search=None, raw=False, data_
         rows, position = read_page(cursor, dialect, fmt, scope, search, position, raw)
         for row in rows:
             if getattr(fmt, "raw", False):
-                row = with_raw_file(row, data_dir)
+                row = with_raw_file(row, raw_dir)
             stream.write(fmt.item(row))
         count += len(rows)
         if position is None:

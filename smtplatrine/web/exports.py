@@ -21,6 +21,7 @@ import time
 from twisted.internet import threads
 
 from smtplatrine import export
+from smtplatrine.layout import DataDir
 from smtplatrine.store import indicators, search
 from smtplatrine.web.routing import HTTPError, Stream, page
 from smtplatrine.web.templates import MESSAGE_EXPORTS
@@ -68,7 +69,7 @@ async def messages_export(ctx, name):
         fmt = export.make(name, config.server.sensor_name,
                           f"smtplatrine: {ctx.query or 'everything'}", now, urls=forensic)
     kinds = tuple(k for k in indicators.KINDS if forensic or k != "url")
-    data_dir = config.server.data_dir
+    raw_dir = DataDir.of(config).raw
     raw = getattr(fmt, "raw", False)
 
     def render(rows):
@@ -76,7 +77,7 @@ async def messages_export(ctx, name):
         pieces = []
         for row in rows:
             if raw:
-                row = export.with_raw_file(row, data_dir)
+                row = export.with_raw_file(row, raw_dir)
                 if row.get("raw") is None:
                     continue
             elif fmt.source == "messages":
