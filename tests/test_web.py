@@ -15,7 +15,7 @@ from twisted.internet.task import Clock
 from twisted.trial import unittest
 
 from smtplatrine.web.auth import Sessions, Throttle, allows
-from smtplatrine.web.templates import defang, flag
+from smtplatrine.web.templates import defang, flag, known_of
 from smtplatrine.web.views import safe_name
 from smtplatrine.web.zipcrypto import encrypted_zip
 from tests.process import (TWISTD, environment, free_port, reachable_directory,
@@ -101,6 +101,16 @@ class DisplayTests(unittest.TestCase):
         self.assertEqual(defang("http://evil.test/a.php"), "hxxp[://]evil[.]test/a[.]php")
         self.assertEqual(flag("de"), "\U0001F1E9\U0001F1EA DE")
         self.assertEqual(flag("<b>"), "")
+
+    def test_what_is_known_of_an_address(self):
+        """The line beside an address says its country, AS and PTR names,
+        as the enrichers store them (rdns: {"ptr": [...]})."""
+        line = known_of({"geoip_city": {"country_code": "US", "city": "Mountain View"},
+                         "geoip_asn": {"asn": 15169, "organization": "GOOGLE"},
+                         "rdns": {"ptr": ["dns.google", "alt.dns.google"]}})
+        self.assertEqual(line, "\U0001F1FA\U0001F1F8 US · Mountain View · AS15169 GOOGLE"
+                               " · dns.google, alt.dns.google")
+        self.assertEqual(known_of({}), "")
 
 
 class ZipCryptoTests(unittest.TestCase):

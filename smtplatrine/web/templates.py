@@ -210,14 +210,14 @@ def _facts(*pairs):
     return tags.dl(*items, class_="facts")
 
 
-def _geo(enrichment):
+def known_of(enrichment):
     """A short line of what GeoIP, ASN and rDNS said of an address."""
     city = enrichment.get("geoip_city") or {}
     asn = enrichment.get("geoip_asn") or {}
     rdns = enrichment.get("rdns") or {}
     parts = [flag(city.get("country_code")), city.get("city") or "",
              f"AS{asn['asn']} {asn.get('organization') or ''}" if asn.get("asn") else "",
-             ", ".join(rdns.get("names", [])) if isinstance(rdns.get("names"), list) else ""]
+             ", ".join(rdns["ptr"]) if isinstance(rdns.get("ptr"), list) else ""]
     return " · ".join(p for p in parts if p)
 
 
@@ -314,7 +314,7 @@ def message(ctx, record, forensic, raw_text=""):
         table(["#", "From host", "From IP", "What is known", "By", "Protocol", "Date"],
               [tags.tr(tags.td(str(i + 1)), tags.td(h["from_host"] or ""),
                        tags.td(code(h["from_ip"] or "")),
-                       tags.td(_geo(enrichment.get(h["from_ip"], {}))),
+                       tags.td(known_of(enrichment.get(h["from_ip"], {}))),
                        tags.td(h["by_host"] or ""), tags.td(h["protocol"] or ""),
                        tags.td(h["date"] or "", class_="nowrap"))
                for i, h in enumerate(record["received_chain"])]
@@ -378,7 +378,7 @@ def _session_facts(session, enrichment):
            if session.get("tls_version") else "no")
     return _facts(
         ("Client", [code(f"{session['client_ip']}:{session['client_port']}"), " ",
-                    _geo(enrichment)]),
+                    known_of(enrichment)]),
         ("Server", code(f"{session['server_ip']}:{session['server_port']}")),
         ("HELO", session["helo"]), ("TLS", tls),
         ("Started", when(session["started"])), ("Ended", when(session["ended"])),
