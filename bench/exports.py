@@ -24,12 +24,7 @@ WHAT IT DOES
     asserts nothing.
 """
 
-import argparse
-import os
-import shutil
-import subprocess
 import sys
-import tempfile
 import threading
 import time
 import urllib.request
@@ -37,10 +32,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.dashboard import (_free_port, fill, private_mariadb, rss_kb,  # noqa: E402
-                             run_dashboard, say, templates)
-from smtplatrine.config import MySQL as MySQLSettings  # noqa: E402
-from smtplatrine.store import dialects  # noqa: E402
+from bench.dashboard import arguments, dashboards, rss_kb, say  # noqa: E402
 
 FORMATS = ("jsonl", "csv", "stix", "misp", "mbox", "zip")
 # Its own database: bench/dashboard.py may run at the same time.
@@ -107,52 +99,10 @@ def measure(base_url, token, process, count):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--messages", type=int, default=100_000)
-    parser.add_argument("--only", choices=["sqlite", "mariadb"], action="append")
-    parser.add_argument("--keep", metavar="DIR", help="work (and keep everything) here")
-    parser.add_argument("--reuse", action="store_true",
-                        help="measure the databases an earlier --keep run filled")
-    parser.add_argument("--buffer-pool", metavar="SIZE",
-                        help="MariaDB: a private mariadbd with this buffer pool (1G)")
-    options = parser.parse_args()
-    directory = Path(options.keep or tempfile.mkdtemp(prefix="smtplatrine-export-bench-"))
-    directory.mkdir(parents=True, exist_ok=True)
-    directory.chmod(0o755)
-    say(f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs (shared machine:"
-        f" wall times vary)")
-    base = templates(directory)
-    try:
-        for name in options.only or ["sqlite", "mariadb"]:
-            if name == "sqlite":
-                dialect = dialects.SQLite(directory / "data" / "smtplatrine.sqlite")
-                sections = {}
-            else:
-                port = (private_mariadb(directory, options.buffer_pool)
-                        if options.buffer_pool else 3306)
-                dialect = dialects.MySQL(MySQLSettings(
-                    mysql_host="127.0.0.1", mysql_port=port, mysql_database=MYSQL_DB))
-                sections = {"engine": {"engine_backend": "mysql"},
-                            "mysql": {"mysql_host": "127.0.0.1", "mysql_port": port,
-                                      "mysql_database": MYSQL_DB}}
-            say(f"\nfilling {dialect.describe()} with {options.messages:,} messages...")
-            _, _, token = fill(dialect, base, options.messages, options.reuse)
-            subprocess.run(["chmod", "-R", "a+rwX", str(directory)], check=True)
-            port = _free_port()
-            process = run_dashboard(directory, sections, port)
-            say(f"{dialect.describe()}: {options.messages:,} messages")
-            try:
-                measure(f"http://127.0.0.1:{port}", token, process, options.messages)
-            finally:
-                process.terminate()
-                process.wait(30)
-            if name == "mariadb" and not options.keep:
-                connection = dialect.connect()
-                connection.cursor().execute(f"DROP DATABASE {MYSQL_DB}")
-                connection.close()
-    finally:
-        if not options.keep:
-            shutil.rmtree(directory, ignore_errors=True)
+    options, directory = arguments(__doc__.split("\n")[0], "smtplatrine-export-bench-")
+    for dialect, (_, _, token), process, url, _ in dashboards(options, directory, MYSQL_DB):
+        say(f"{dialect.describe()}: {options.messages:,} messages")
+        measure(url, token, process, options.messages)
 
 
 if __name__ == "__main__":
