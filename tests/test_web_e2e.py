@@ -525,6 +525,7 @@ class MoreDashboardTestsMixin:
                          ("nosniff", "no-referrer"))
         self.assertIn("frame-ancestors 'none'", headers["Content-Security-Policy"])
         self.assertNotIn("'unsafe-inline'", headers["Content-Security-Policy"])
+        self.assertIsNone(headers.get("Server"), "the dashboard names its web server")
 
 
     def test_sessions(self):

@@ -289,6 +289,8 @@ def _local(path):
 
 
 def _headers(request):
+    # Nothing that names the software and its version to whoever finds the port.
+    request.responseHeaders.removeHeader(b"Server")
     for name, value in ((b"Content-Security-Policy", PAGE_POLICY.encode()),
                         (b"X-Content-Type-Options", b"nosniff"),
                         (b"Referrer-Policy", b"no-referrer"),
