@@ -9,6 +9,7 @@ buckets: the counters by the hour, the values by the day (a range from
 10:30 counts the values of that whole day).
 """
 
+import heapq
 import ipaddress
 import json
 from datetime import datetime, timezone
@@ -20,7 +21,7 @@ from smtplatrine.store.records import address_parts
 # The counters of the overview and their kinds.
 COUNTERS = ("connections", "sessions", "messages", "auth", "attachments", "new_attachments")
 # The top lists of the overview: name -> tally kind.
-TOPS = {"helo": "helo", "client": "client", "mail_from_domain": "mail_from_domain",
+TOPS = {"helo": "helo", "mail_from_domain": "mail_from_domain",
         "from_domain": "from_domain", "rcpt_domain": "rcpt_domain", "mailer": "mailer",
         "attachment_type": "attachment_type", "username": "username",
         "password": "password"}
@@ -96,9 +97,10 @@ def _grouped(whole, scope, kind, values=None):
             f" GROUP BY value", args + list(values or []))
 
 
-def counters(cursor, dialect, scope, whole=None):
+def counters(cursor, dialect, scope, whole=None, sessions=None):
     """{counter: n} over *scope*, with ``clients`` (distinct client
-    addresses) and ``credentials`` (distinct credentials tried)."""
+    addresses) and ``credentials`` (distinct credentials tried);
+    *sessions*: :func:`client_sessions` of *scope*, if already read."""
     if whole is None:
         whole = _whole(cursor, dialect, scope)
     where, args = _kinds(COUNTERS, scope)
@@ -106,16 +108,23 @@ def counters(cursor, dialect, scope, whole=None):
                                " GROUP BY kind"), args)
     found = {kind: 0 for kind in COUNTERS}
     found.update({kind: int(n) for kind, n in cursor.fetchall()})
-    sessions, more = _grouped(whole, scope, "client")
+    if sessions is None:
+        sessions = client_sessions(cursor, dialect, scope, whole)
     messages, args = _grouped(whole, scope, "client_messages")
-    cursor.execute(dialect.sql(f"SELECT COUNT(*) FROM (SELECT value FROM ({sessions}) s"
-                               f" UNION SELECT value FROM ({messages}) m) clients"),
-                   more + args)
-    found["clients"] = cursor.fetchone()[0]
+    cursor.execute(dialect.sql(f"SELECT value FROM ({messages}) m"), args)
+    found["clients"] = len(sessions.keys() | {value for value, in cursor.fetchall()})
     tried, args = _grouped(whole, scope, "credential")
     cursor.execute(dialect.sql(f"SELECT COUNT(*) FROM ({tried}) tried"), args)
     found["credentials"] = cursor.fetchone()[0]
     return found
+
+
+def client_sessions(cursor, dialect, scope, whole):
+    """{client address: sessions} of every client of *scope*: read once,
+    for the overview's counters and its three top lists of clients."""
+    grouped, args = _grouped(whole, scope, "client")
+    cursor.execute(dialect.sql(f"SELECT value, n FROM ({grouped}) g"), args)
+    return {value: int(n) for value, n in cursor.fetchall()}
 
 
 def activity(cursor, dialect, scope, kinds=("connections", "messages", "auth")):
@@ -146,57 +155,62 @@ def top(cursor, dialect, scope, kind, limit=10, whole=None):
     return [{"value": value, "n": int(n)} for value, n in cursor.fetchall()]
 
 
-def _top_joined(cursor, dialect, scope, kind, join, column, limit, label=None, whole=None):
-    """Top of what *column* of the table *join* (aliased j, joined on the
-    tallied value v.value) says of the values of *kind*; *label*: a
-    column to show beside it (any of the group's)."""
-    if whole is None:
-        whole = _whole(cursor, dialect, scope)
-    grouped, args = _grouped(whole, scope, kind)
-    shown = f", MAX({label})" if label else ""
-    cursor.execute(dialect.sql(
-        f"SELECT {column} AS found, SUM(v.n) AS total{shown} FROM ({grouped}) v"
-        f" JOIN {join} WHERE {column} IS NOT NULL GROUP BY {column}"
-        f" ORDER BY total DESC, found LIMIT {int(limit)}"), args)
-    return [{"value": str(row[0]), "n": int(row[1]), **({"label": row[2]} if label else {})}
-            for row in cursor.fetchall()]
+def top_places(cursor, dialect, sessions, limit=10):
+    """(countries, autonomous systems) of the clients of *sessions*
+    (:func:`client_sessions`) by their sessions, as GeoIP found them:
+    [{"value": country code, "n"}], [{"value": AS number, "label":
+    organisation, "n"}], most first."""
+    countries, systems, names = {}, {}, {}
+    addresses = sorted(sessions)
+    code, number = (dialect.json_value("result", "country_code"),
+                    dialect.json_value("result", "asn"))
+    name = dialect.json_value("result", "organization")
+    for start in range(0, len(addresses), 500):
+        chunk = addresses[start:start + 500]
+        cursor.execute(dialect.sql(
+            f"SELECT indicator, provider, {code}, {number}, {name} FROM honeypot_enrichment"
+            f" WHERE provider IN ('geoip_city', 'geoip_asn') AND indicator IN ({_in(chunk)})"),
+            chunk)
+        for address, provider, country, asn, organisation in cursor.fetchall():
+            n = sessions[address]
+            if provider == "geoip_city" and country is not None:
+                countries[str(country)] = countries.get(str(country), 0) + n
+            elif provider == "geoip_asn" and asn is not None:
+                systems[int(asn)] = systems.get(int(asn), 0) + n
+                if organisation is not None:
+                    names[int(asn)] = max(names.get(int(asn), ""), str(organisation))
+    return ([{"value": c, "n": n} for c, n in _most(countries, limit)],
+            [{"value": str(a), "n": n, "label": names.get(a)} for a, n in _most(systems, limit)])
 
 
-def top_countries(cursor, dialect, scope, limit=10, whole=None):
-    """Countries (GeoIP) of the clients' sessions: [{"value": code, "n"}]."""
-    return _top_joined(cursor, dialect, scope, "client",
-                       "honeypot_enrichment j ON j.provider = 'geoip_city'"
-                       " AND j.indicator = v.value",
-                       dialect.json_value("j.result", "country_code"), limit, whole=whole)
-
-
-def top_asns(cursor, dialect, scope, limit=10, whole=None):
-    """Autonomous systems of the clients' sessions: [{"value": number,
-    "label": organisation, "n"}]."""
-    return _top_joined(cursor, dialect, scope, "client",
-                       "honeypot_enrichment j ON j.provider = 'geoip_asn'"
-                       " AND j.indicator = v.value",
-                       dialect.json_value("j.result", "asn"), limit,
-                       dialect.json_value("j.result", "organization"), whole)
+def _most(counts, limit):
+    """The *limit* (key, n) of *counts* with the largest n (ties by key)."""
+    return heapq.nsmallest(limit, counts.items(), key=lambda item: (-item[1], item[0]))
 
 
 def top_detected_types(cursor, dialect, scope, limit=10, whole=None):
     """What the attachments' content is (libmagic), by times seen."""
-    return _top_joined(cursor, dialect, scope, "attachment",
-                       "honeypot_files j ON j.sha256 = v.value", "j.mime", limit,
-                       whole=whole)
+    if whole is None:
+        whole = _whole(cursor, dialect, scope)
+    grouped, args = _grouped(whole, scope, "attachment")
+    cursor.execute(dialect.sql(
+        f"SELECT j.mime AS found, SUM(v.n) AS total FROM ({grouped}) v"
+        f" JOIN honeypot_files j ON j.sha256 = v.value WHERE j.mime IS NOT NULL"
+        f" GROUP BY j.mime ORDER BY total DESC, found LIMIT {int(limit)}"), args)
+    return [{"value": str(found), "n": int(n)} for found, n in cursor.fetchall()]
 
 
 def overview(cursor, dialect, scope, passwords):
     """Everything the overview shows for *scope*; the top passwords only
     if *passwords*."""
     whole = _whole(cursor, dialect, scope)
-    found = {"counters": counters(cursor, dialect, scope, whole),
+    sessions = client_sessions(cursor, dialect, scope, whole)
+    found = {"counters": counters(cursor, dialect, scope, whole, sessions),
              "activity": activity(cursor, dialect, scope),
              "top": {name: top(cursor, dialect, scope, kind, whole=whole)
                      for name, kind in TOPS.items() if passwords or name != "password"}}
-    found["top"]["country"] = top_countries(cursor, dialect, scope, whole=whole)
-    found["top"]["asn"] = top_asns(cursor, dialect, scope, whole=whole)
+    found["top"]["client"] = [{"value": a, "n": n} for a, n in _most(sessions, 10)]
+    found["top"]["country"], found["top"]["asn"] = top_places(cursor, dialect, sessions)
     found["top"]["detected_type"] = top_detected_types(cursor, dialect, scope, whole=whole)
     return found
 
@@ -209,12 +223,18 @@ def listing(cursor, dialect, scope, kinds, page=1, size=50):
     whole = _whole(cursor, dialect, scope)
     grouped, args = _grouped(whole, scope, kinds[0])
     number = max(1, page)
+    # Summed from the day buckets, every value is grouped anyway: the
+    # count rides along (a window) rather than grouping them all again.
+    # From the totals the index gives the first rows, and the count below
+    # stops at COUNT_LIMIT.
+    counted = "NULL" if whole else "COUNT(*) OVER ()"
     cursor.execute(dialect.sql(
-        f"SELECT value, n, first_seen, last_seen FROM ({grouped}) g"
+        f"SELECT value, n, first_seen, last_seen, {counted} FROM ({grouped}) g"
         f" ORDER BY n DESC, value LIMIT {int(size) + 1} OFFSET {(number - 1) * int(size)}"),
         args)
+    fetched = cursor.fetchall()
     rows = [{"value": value, kinds[0]: int(n), "first_seen": iso(first),
-             "last_seen": iso(last)} for value, n, first, last in cursor.fetchall()]
+             "last_seen": iso(last)} for value, n, first, last, _ in fetched]
     values = [row["value"] for row in rows]
     for kind in kinds[1:]:
         counts = {}
@@ -224,9 +244,14 @@ def listing(cursor, dialect, scope, kinds, page=1, size=50):
             counts = {value: int(n) for value, n in cursor.fetchall()}
         for row in rows:
             row[kind] = counts.get(row["value"], 0)
-    cursor.execute(dialect.sql(f"SELECT COUNT(*) FROM (SELECT 1 FROM ({grouped}) g"
-                               f" LIMIT {queries.COUNT_LIMIT + 1}) counted"), args)
-    return Page(rows[:size], number, size, len(rows) > size, cursor.fetchone()[0])
+    if fetched and not whole:
+        total = int(fetched[0][4])
+    else:
+        cursor.execute(dialect.sql(f"SELECT COUNT(*) FROM (SELECT 1 FROM ({grouped}) g"
+                                   f" LIMIT {queries.COUNT_LIMIT + 1}) counted"), args)
+        total = cursor.fetchone()[0]
+    return Page(rows[:size], number, size, len(rows) > size,
+                min(total, queries.COUNT_LIMIT + 1))
 
 
 def _in(values):
