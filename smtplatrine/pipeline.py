@@ -158,12 +158,14 @@ class Pipeline:
     files) and *raw_dir* (None: raw message in the database) say where
     files go.  *stored* (an :class:`~smtplatrine.interfaces.IStoredConsumer`:
     the enrichment) is handed each message after its commit; what it does
-    cannot fail the pipeline.
+    cannot fail the pipeline.  *left* (a function of a list of message ids)
+    hears of the messages that left the spool, stored or quarantined: the
+    SMTP side counts its backlog by it.
     """
 
     def __init__(self, reactor, spool_root, database, events, limits,
                  attachments_dir, raw_dir, threadpool, concurrency=2,
-                 max_delay=60.0, stored=None):
+                 max_delay=60.0, stored=None, left=None):
         self._reactor = reactor
         self._spool = SpoolReader(spool_root)
         self._database = database
@@ -175,6 +177,7 @@ class Pipeline:
         self._concurrency = concurrency
         self._max_delay = max_delay
         self.stored = stored
+        self._left = left
         self._queue = deque()
         self._queued = set()
         self._running = 0
@@ -288,6 +291,7 @@ class Pipeline:
                 message_id, f"cannot be read, or its files cannot be written: {e!r}")
             return
         if prepared is None:
+            self._gone([message_id])
             return
         try:
             stored, prepared = await store_message(
@@ -302,27 +306,35 @@ class Pipeline:
             log.failure("pipeline: cannot store message {message}", message=message_id)
             self._quarantine_message(message_id, f"cannot be stored: {e!r}")
             return
-        self._durable(self._spool.files("message", message_id),
+        self._durable("message", message_id,
                       (lambda: announce(self._events, prepared, self.stored))
                       if stored else None)
 
-    def _durable(self, paths, then):
-        """Once what was just committed is durable, remove its spool files
-        *paths*, then call *then* (if any).  Should that fail, the files
-        stay: the next scan stores them again (a no-op for what the
+    def _durable(self, kind, item, then):
+        """Once what was just committed is durable, remove the spool files
+        of *kind* *item*, then call *then* (if any).  Should that fail, the
+        files stay: the next scan stores them again (a no-op for what the
         database kept), and this is tried again."""
-        d = self._settling.add(paths)
+        d = self._settling.add((kind, item))
         if then is not None:
             d.addCallback(lambda _: then())
         d.addErrback(lambda _: None)
 
-    def _settle(self, groups):
-        """Make the commits so far durable and remove their spool files,
-        in the thread pool (both wait on the disk)."""
+    def _settle(self, items):
+        """Make the commits so far durable and remove the spool files of
+        their *items* ((kind, id) pairs), in the thread pool (both wait on
+        the disk); then say which messages left."""
         d = threads.deferToThreadPool(
             self._reactor, self._threadpool, _settle, self._database.dialect.sync,
-            [path for paths in groups for path in paths])
+            [path for kind, item in items for path in self._spool.files(kind, item)])
+        d.addCallback(lambda _: self._gone(
+            [item for kind, item in items if kind == "message"]))
         return d.addErrback(self._not_durable)
+
+    def _gone(self, message_ids):
+        """Tell *left* of the messages *message_ids*, out of the spool."""
+        if self._left is not None and message_ids:
+            self._left(message_ids)
 
     def _not_durable(self, failure):
         log.failure("pipeline: cannot make stored messages durable", failure)
@@ -330,6 +342,7 @@ class Pipeline:
 
     def _quarantine_message(self, message_id, reason):
         metadata = self._spool.quarantine_message(message_id, reason)
+        self._gone([message_id])
         identity = metadata.identity if metadata is not None else Identity()
         self._events.emit("smtplatrine.message.quarantined", identity,
                           message=message_id, reason=printable(reason))
@@ -345,5 +358,5 @@ class Pipeline:
                       " spool/quarantine", session=session_id, reason=printable(str(e)))
             self._spool.quarantine_session(session_id)
             return
-        self._durable(self._spool.files("session", session_id), lambda: self._events.emit(
+        self._durable("session", session_id, lambda: self._events.emit(
             "smtplatrine.session.stored", Identity.from_json(record)))

@@ -87,8 +87,17 @@ class PipelineTests(unittest.TestCase):
         self.pipeline = Pipeline(
             self.reactor, self.spool, self.database,
             Events(self.reactor.clock, [self.output]), Limits(),
-            self.root / "attachments", None, threadpool, max_delay=8)
+            self.root / "attachments", None, threadpool, max_delay=8,
+            left=self.gone)
         self.addCleanup(self.pipeline.stop)
+        self.went = []
+
+    def gone(self, message_ids):
+        """The pipeline says messages left the spool: note which, with
+        whether their spool files are gone by then."""
+        messages = self.spool / "messages"
+        self.went.extend((message_id, not list(messages.glob(f"{message_id}.*")))
+                         for message_id in message_ids)
 
     def spool_message(self, message_id, raw=None):
         raw = raw or message_bytes()
@@ -274,6 +283,25 @@ class PipelineTests(unittest.TestCase):
         [event] = [e for e in self.output.events
                    if e["eventid"] == "smtplatrine.message.quarantined"]
         self.assertEqual(event["reason"], "row too big:\\r\\nforged log line")
+
+    @defer.inlineCallbacks
+    def test_messages_that_left_said(self):
+        """Each message stored, or quarantined, is said to have left the
+        spool (for the SMTP side's backlog) once its files are gone from
+        it; a session record is not."""
+        self.pipeline.start()
+        yield defer.Deferred.fromCoroutine(until(lambda: self.pipeline._open))
+        bad = self.spool_message("00000000-0000-4000-8000-00000000001d")
+        self.database.refused = {bad}
+        good = self.spool_message("00000000-0000-4000-8000-00000000001e")
+        (self.spool / "sessions" / "s-1.json").write_text(json.dumps(dict(
+            metadata(good, b"x"), start=1767000000.0, end=1767000009.0,
+            transcript=[], flags=[])))
+        for kind, item in (("message", bad), ("message", good), ("session", "s-1")):
+            self.pipeline.notify(kind, item)
+        yield defer.Deferred.fromCoroutine(until(lambda: not self.left("sessions")))
+        yield defer.Deferred.fromCoroutine(until(lambda: len(self.went) == 2))
+        self.assertEqual(sorted(self.went), [(bad, True), (good, True)])
 
     @defer.inlineCallbacks
     def test_parse_failure_stored(self):
