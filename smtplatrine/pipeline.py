@@ -1,7 +1,9 @@
 """The capture pipeline: spooled messages and sessions into the database.
 
 Each message is parsed (bounded, in a thread pool, never on the reactor),
-its attachments written under their SHA-256, then stored in one transaction.
+its attachments written under their SHA-256, then stored: those parsed
+while a transaction runs are stored together in the next
+(:class:`GroupWriter`).
 Commits are made durable in groups (one ``dialect.sync()`` for all those
 committed while the last one ran); only then do their spool files go, so a
 crash loses no message: what was not synced is still spooled, and storing
@@ -111,6 +113,79 @@ async def store_message(database, prepared, now):
     return await database.run(save_message, database.dialect, fallback, now), fallback
 
 
+# Messages stored in one transaction, at most; and bytes of messages parsed
+# and waiting for their transaction, at most (beyond those being parsed).
+GROUP = 64
+_WAITING_BYTES = 32 * 1024 * 1024
+
+
+def save_group(cursor, dialect, group, now):
+    """Store the messages *group* in one transaction."""
+    return [save_message(cursor, dialect, prepared, now) for prepared in group]
+
+
+class GroupWriter:
+    """Stores messages as :func:`store_message` does, those that come while
+    a transaction runs together in the next (up to ``GROUP``): one commit,
+    and one write of the database's log, for many.  Should a group fail (a
+    message the database refuses, a deadlock with a sensor writing to the
+    same database), each of its messages is stored on its own, in a
+    transaction of its own; should the database be away, each fails with
+    Unavailable.  *clock* says the time they are stored."""
+
+    def __init__(self, database, clock):
+        self._database = database
+        self._clock = clock
+        self._waiting = []  # (prepared, Deferred) for the next group
+        self._writing = False
+        # Messages handed to write() and not yet answered, and their bytes.
+        self.pending = 0
+        self.pending_bytes = 0
+
+    def write(self, prepared):
+        """A Deferred of (stored, what was stored), as
+        :func:`store_message` returns, or its failure."""
+        d = defer.Deferred()
+        self._waiting.append((prepared, d))
+        size = prepared.metadata.size or 0
+        self.pending += 1
+        self.pending_bytes += size
+
+        def answered(result):
+            self.pending -= 1
+            self.pending_bytes -= size
+            return result
+
+        if not self._writing:
+            self._writing = True
+            defer.Deferred.fromCoroutine(self._write_groups())
+        return d.addBoth(answered)
+
+    async def _write_groups(self):
+        while self._waiting:
+            group, self._waiting = self._waiting[:GROUP], self._waiting[GROUP:]
+            now = self._clock.seconds()
+            try:
+                for prepared, _ in group:
+                    self._database.check_size(prepared)
+                stored = await self._database.run(save_group, self._database.dialect,
+                                                  [p for p, _ in group], now)
+            except Unavailable as e:
+                for _, d in group:
+                    d.errback(e)
+                continue
+            except Exception:
+                for prepared, d in group:
+                    try:
+                        d.callback(await store_message(self._database, prepared, now))
+                    except Exception as e:
+                        d.errback(e)
+                continue
+            for (prepared, d), one in zip(group, stored):
+                d.callback((one, prepared))
+        self._writing = False
+
+
 def announce(events, prepared, consumer=None):
     """Emit the events of the message *prepared*, just stored, and hand it
     to *consumer* (an :class:`~smtplatrine.interfaces.IStoredConsumer`),
@@ -181,6 +256,7 @@ class Pipeline:
         self._queue = deque()
         self._queued = set()
         self._running = 0
+        self._writer = GroupWriter(database, reactor)
         self._settling = GroupCommit(self._settle)
         self._delay = 0.0
         self._waiting = None
@@ -235,8 +311,12 @@ class Pipeline:
         defer.Deferred.fromCoroutine(self._database.open()).addCallbacks(opened, failed)
 
     def _pump(self):
+        # At most *concurrency* items read and parsed at once; those parsed
+        # wait for the next group's transaction (bounded) without counting.
+        writer = self._writer
         while (self._open and self._waiting is None and self._queue
-               and self._running < self._concurrency):
+               and self._running - writer.pending < self._concurrency
+               and writer.pending < GROUP and writer.pending_bytes < _WAITING_BYTES):
             kind, item = self._queue.popleft()
             self._running += 1
             process = self._message if kind == "message" else self._session
@@ -293,9 +373,11 @@ class Pipeline:
         if prepared is None:
             self._gone([message_id])
             return
+        written = self._writer.write(prepared)
+        # Waiting for its group, it leaves its place to the next message.
+        self._pump()
         try:
-            stored, prepared = await store_message(
-                self._database, prepared, self._reactor.seconds())
+            stored, prepared = await written
         except Rejected as e:
             self._quarantine_message(message_id, str(e))
             return

@@ -115,7 +115,12 @@ class Storing:
             sandbox.start(self.ids)
             self.sandbox = sandbox
         # Its own connections: lookups never wait for, or hold up, storage.
-        self.enrichment_database = Database(self.database.dialect, create=False)
+        # Its commits need no sync each (with SQLite, one fsync of the log
+        # per lookup): the pipeline's next sync makes them durable with the
+        # messages'; a power cut before it can take a lookup's result or a
+        # quota's count, never a message.
+        self.enrichment_database = Database(self.database.dialect, create=False,
+                                            grouped=True)
         enrichment = enrich.EnrichmentService(
             self.reactor, self.enrichment_database, self.events, enrichers,
             self.config.server.sensor_name, meta.meta_timeout, meta.meta_concurrency,
