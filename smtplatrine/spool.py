@@ -35,6 +35,7 @@ import contextlib
 import hashlib
 import json
 import os
+import time
 import uuid
 from collections import deque
 
@@ -59,8 +60,11 @@ _UNSAVED_BYTES = 16 * 2**20
 _RETRY_AFTER = 5.0
 # Seconds between counts of the spool's messages on disk while the backlog
 # is over its bound (the count corrects what the storing process could not
-# say: one killed between its commit and its word).
+# say: one killed between its commit and its word), and at least this many
+# times as long as the last count took (a spool that grew through a long
+# database outage must not stall the SMTP side with its counting).
 _RECOUNT_AFTER = 10.0
+_RECOUNT_SHARE = 100
 
 
 def free_space(path):
@@ -202,7 +206,8 @@ class Backlog:
     without reading the directory: each message the spool hands off
     (:meth:`added`) until the storing process says it has left
     (:meth:`left`).  The directory is counted only at start and, while the
-    backlog is over its bound, at most every ``_RECOUNT_AFTER`` seconds.
+    backlog is over its bound, at most every ``_RECOUNT_AFTER`` seconds
+    (longer for a spool so large that counting takes long).
 
     It is over its bound at *max_messages* messages or *max_bytes* bytes;
     then :meth:`wait` holds a new message back up to *delay* seconds, or
@@ -218,7 +223,9 @@ class Backlog:
         self._sizes = {}
         self.bytes = 0
         self._waiters = []
-        self._counted = clock.seconds() if clock is not None else 0.0
+        # When the directory was last counted (by the clock).
+        self._counted = 0.0
+        self._recount_after = _RECOUNT_AFTER
         self._was_over = False
 
     def __len__(self):
@@ -245,6 +252,7 @@ class Backlog:
     def count(self):
         """Count the finished messages on disk (at start, and to correct
         the count)."""
+        started = time.perf_counter()
         sizes = {}
         with os.scandir(self._messages) as entries:
             for entry in entries:
@@ -258,6 +266,8 @@ class Backlog:
                     continue  # stored meanwhile
                 sizes[entry.name[:-5]] = eml.st_size
         self._sizes, self.bytes = sizes, sum(sizes.values())
+        self._recount_after = max(_RECOUNT_AFTER,
+                                  _RECOUNT_SHARE * (time.perf_counter() - started))
         if self._clock is not None:
             self._counted = self._clock.seconds()
         self._changed()
@@ -267,7 +277,7 @@ class Backlog:
         while the backlog is under its bound, else after the delay or
         when the backlog is back under its bound, whichever comes first."""
         if (self.over and self._clock is not None
-                and self._clock.seconds() - self._counted >= _RECOUNT_AFTER):
+                and self._clock.seconds() - self._counted >= self._recount_after):
             self.count()
         if not self.over or not self._delay or self._clock is None:
             return defer.succeed(None)
