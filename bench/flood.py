@@ -116,7 +116,8 @@ def section(tmp, opts):
         f" {len(sibling.errors)} errors{': ' + sibling.errors[0] if sibling.errors else ''}")
     say(f"  spool backlog (finished messages not yet stored) max {max(samples)},"
         f" bound {bound.spool_backlog_messages}")
-    say(f"  sibling's slowest reply: {sibling.slowest[0]:.2f} s (to {sibling.slowest[1]})")
+    say(f"  sibling's slowest reply: {sibling.slowest[0]:.2f} s (to {sibling.slowest[1]};"
+        f" a MAIL may be held up to in_flow_delay)")
     stored = (f"all stored {drained:.1f} s after the start" if drained is not None
               else f"NOT all stored: {why}")
     say(f"  rows in SQLite: {rows} for {expected} acknowledged (>= expected: a"
