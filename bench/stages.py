@@ -54,7 +54,8 @@ STAGES = [
     ("hand-off (notify, left)", "smtp",
      r"(StoringProcess\.(notify|lineReceived)|Spool\._announce|Spool\._committed|Backlog\.\w+) \("),
     ("session record", "smtp",
-     r"(save_session|to_json|session_closed|connectionLost) \(.*(spool|record|factory|protocol)\.py"),
+     r"(save_session|to_json|session_closed|connectionLost)"
+     r" \(.*(spool|record|factory|protocol)\.py"),
     ("DATA framing", "smtp", r"smtp/framing\.py|_data_step|_bdat_step"),
     ("commands and replies", "smtp", r"smtp/(protocol|envelope|auth)\.py|persona\.py"),
     ("pipe to the storing process", "smtp", r"ProcessWriter|Child\.outReceived"),
