@@ -5,12 +5,13 @@ smtp-source's messages while py-spy samples every one of its processes
 in the stage its innermost known frame belongs to, and each stage is
 printed in CPU microseconds per message.
 
-    python3 bench/stages.py [--quick] [--case 1k|1k-conn|1m]... [--rate HZ]
+    python3 bench/stages.py [--quick] [--case 1k|1k-conn|1m]... [--rate HZ] [--keep-tmp]
 
-py-spy counts only samples of threads that are running (not waiting), so
-a stage's figure is its share of the CPU; beside each process's sum is the
-CPU /proc says it used over the same time, the check that the samples tell
-the whole story.  bench/README.md explains the stages.
+py-spy counts a thread that is runnable, or waiting on the disk, as
+running, which on a busy machine is far more than its CPU: so each
+process's samples only share out the CPU /proc counted for it over the
+same time, and samples whose innermost frame waits are left out.
+bench/README.md explains the stages.
 """
 
 import argparse
@@ -80,7 +81,8 @@ STAGES = [
     ("hand-off (lines in and out)", "storing", r"storing\.py"),
     ("waking the reactor from threads", "storing", r"callFromThread|ThreadWorker\.do"),
     ("reactor, threads (the rest)", "storing", r"."),
-    # the enrichment's sandbox (its CPU as /proc counts it; not sampled)
+    # the enrichment's sandbox and its workers (their CPU as /proc counts
+    # it; not sampled)
     ("attachment analysis", "sandbox", r"."),
 ]
 _RULES = [(stage, process, re.compile(rule)) for stage, process, rule in STAGES]
@@ -140,15 +142,23 @@ def processes(server):
 
 
 def own_cpu(pids):
-    """CPU seconds of *pids* alone (utime + stime; those gone count 0)."""
-    total = 0
+    """{pid: CPU seconds of it and of its children that ended (utime,
+    stime, cutime, cstime)} of those of *pids* still running."""
+    found = {}
     for pid in pids:
         try:
             fields = _stat(pid)
         except OSError:
             continue
-        total += int(fields[11]) + int(fields[12])
-    return total / procfs.CLOCK_TICKS
+        found[pid] = sum(int(f) for f in fields[11:15]) / procfs.CLOCK_TICKS
+    return found
+
+
+def cpu_since(before, pids):
+    """CPU seconds *pids* used since *before* (:func:`own_cpu`), counting
+    those that ran throughout."""
+    after = own_cpu(pids)
+    return sum(after[pid] - before[pid] for pid in after if pid in before)
 
 
 def profile_case(tmp, name, opts):
@@ -178,7 +188,7 @@ def profile_case(tmp, name, opts):
         options = ["-F", str(msg.path)] if per_connection else ["-d", "-F", str(msg.path)]
         _, error = run_smtp_source(server.port, SESSIONS, count, options, STORED_TIMEOUT)
         done, _, why = wait_stored(server, WARM_UP + count, start + STORED_TIMEOUT, [])
-        cpu = {role: (own_cpu(pids) - cpu_before[role]) / count * 1e6
+        cpu = {role: cpu_since(cpu_before[role], pids) / count * 1e6
                for role, pids in roles.items()}
         for spy in spies:
             spy.send_signal(signal.SIGINT)
