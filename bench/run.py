@@ -18,12 +18,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench import idle, large, load, stored, throughput  # noqa: E402
+from bench import flood, idle, large, load, stored, throughput  # noqa: E402
 from bench.clients import SMTP_SOURCE, SOURCE_OPTS  # noqa: E402
 from bench.report import say, verdicts  # noqa: E402
 from bench.servers import SMTP_SINK, Aiosmtpd, Honeypot, SmtpSink, StoringHoneypot  # noqa: E402
 
-SECTIONS = ("throughput", "idle", "large", "stored", "load")
+SECTIONS = ("throughput", "idle", "large", "stored", "load", "flood")
 SOURCE_TIMEOUT = 180    # seconds per smtp-source run (quick: 60)
 
 
@@ -87,7 +87,7 @@ def print_header(opts, nofile):
 def summary(sections, results):
     """One line per honeypot target of the sections run."""
     modules = {"throughput": throughput, "idle": idle, "large": large, "stored": stored,
-               "load": load}
+               "load": load, "flood": flood}
     return verdicts([t for name in SECTIONS if name in sections
                      for t in modules[name].targets(results[name])])
 
@@ -128,6 +128,8 @@ def main():
                                                [aiosmtpd, sink], tmp, opts)
         if "load" in sections:
             results["load"] = load.section(hp + [aiosmtpd], opts)
+        if "flood" in sections and not opts.skip_honeypot:
+            results["flood"] = flood.section(tmp, opts)
         say("\n== Summary: honeypot targets (informational, exit code is 0 regardless) ==")
         say(summary(sections, results))
     except KeyboardInterrupt:

@@ -196,7 +196,8 @@ class StoringHoneypot(Honeypot):
     """The honeypot with its database configured for the stored section.
 
     config "spool-only": engine_backend = mysql on a loopback port nobody
-    listens on and retry_max_delay = 3600, so the pipeline only backs off;
+    listens on and retry_max_delay = 3600, so the pipeline only backs off
+    (and in_flow_delay = 0: the backlog only grows, and must not slow it);
     "sqlite": the default database file; "mariadb": a fresh database per
     instance, created by the honeypot and dropped when the instance stops.
     """
@@ -211,6 +212,7 @@ class StoringHoneypot(Honeypot):
     def sections(self):
         sections = super().sections()
         if self.config == "spool-only":
+            sections["smtp"] = dict(sections["smtp"], in_flow_delay=0)
             sections.update(engine={"engine_backend": "mysql"},
                             mysql={"mysql_host": HOST, "mysql_port": process.free_port(),
                                    "mysql_database": "smtplatrine"},  # never reached

@@ -5,7 +5,7 @@ Both use the storing side of a sensor (:class:`~smtplatrine.storing.Storing`:
 its database, parser limits, files, events and enrichers) and store each
 message as the pipeline does (:func:`~smtplatrine.pipeline.parse_safely`,
 :func:`~smtplatrine.pipeline.keep`,
-:func:`~smtplatrine.pipeline.store_message`,
+:class:`~smtplatrine.pipeline.GroupWriter`,
 :func:`~smtplatrine.pipeline.announce`), a few at a time, parsing in
 threads.  Neither sends anything anywhere: the enrichers look indicators
 up, as they do for captured mail, and that is all.
@@ -42,10 +42,10 @@ from smtplatrine.capture import Identity, Metadata
 from smtplatrine.events import printable
 from smtplatrine.interfaces import IStoredConsumer
 from smtplatrine.layout import DataDir
-from smtplatrine.pipeline import announce, keep, parse_safely, prepare, store_message
+from smtplatrine.pipeline import GroupWriter, announce, keep, parse_safely, prepare
 from smtplatrine.spool import read_metadata
 from smtplatrine.store.dialects import Rejected, Unavailable
-from smtplatrine.store.records import save_message, update_reading, utc
+from smtplatrine.store.records import update_reading, utc
 from smtplatrine.storing import Storing
 
 log = Logger()
@@ -53,12 +53,11 @@ log = Logger()
 # The UUIDs of imported messages are uuid5(IMPORTED, SHA-256 of the message).
 IMPORTED = uuid.UUID("1b0d6c63-7a4e-5b8e-9f35-4f0e8a2d6c11")
 _ENVELOPE_FIELDS = ("delivered-to", "x-original-to", "envelope-to", "x-envelope-to")
-# Messages read from files ahead of those being stored, at most; messages
-# being parsed or stored at once; and stored in one transaction, at most.
+# Messages read from files ahead of those being stored, at most; and messages
+# being parsed or stored at once (a GroupWriter stores them in groups).
 _READ_AHEAD = 64
 _READ_AHEAD_BYTES = 32 * 1024 * 1024
 _IN_FLIGHT = 32
-_GROUP = 64
 
 
 def imported_id(raw):
@@ -158,8 +157,7 @@ class _Run:
         self.progress = progress or (lambda done, total, messages: None)
         self.summary = Summary()
         self._slots = defer.DeferredSemaphore(_IN_FLIGHT)
-        self._waiting = []  # (prepared, Deferred) to write in the next group
-        self._writing = False
+        self._writer = GroupWriter(self.database, reactor)
         self._running = set()
         self._enriching = set()
         self._lost = None
@@ -218,7 +216,7 @@ class _Run:
         """Store *prepared* and announce it: True if stored now, False if
         it was already, None if the database refused it."""
         try:
-            stored, prepared = await self._write(prepared)
+            stored, prepared = await self._writer.write(prepared)
         except Rejected as e:
             self.summary.refused.append((where, str(e)))
             return None
@@ -228,40 +226,6 @@ class _Run:
             announce(self.storing.events, prepared, self)
         return stored
 
-    def _write(self, prepared):
-        """Store *prepared* (:func:`~smtplatrine.pipeline.store_message`),
-        in one transaction with the others waiting meanwhile: a commit, and
-        its wait for the disk, for many messages.  Should the group fail
-        (a message the database refuses, a deadlock with a sensor writing
-        to the same database), each is stored on its own, as a sensor
-        stores it."""
-        d = defer.Deferred()
-        self._waiting.append((prepared, d))
-        if not self._writing:
-            self._writing = True
-            defer.Deferred.fromCoroutine(self._write_groups())
-        return d
-
-    async def _write_groups(self):
-        while self._waiting:
-            group, self._waiting = self._waiting[:_GROUP], self._waiting[_GROUP:]
-            now = self.reactor.seconds()
-            try:
-                for prepared, _ in group:
-                    self.database.check_size(prepared)
-                stored = await self.database.run(_save_all, self.dialect,
-                                                 [p for p, _ in group], now)
-            except Exception:
-                for prepared, d in group:
-                    try:
-                        d.callback(await store_message(self.database, prepared, now))
-                    except Exception as e:
-                        d.errback(e)
-                continue
-            for (prepared, d), one in zip(group, stored):
-                d.callback((one, prepared))
-        self._writing = False
-
     def stored(self, prepared):
         """Hand *prepared* to the enrichers; the run waits for them at its end."""
         if self.storing.enrichment is None:
@@ -269,11 +233,6 @@ class _Run:
         d = self.storing.enrichment.submit(prepared)
         self._enriching.add(d)
         d.addBoth(lambda _: self._enriching.discard(d))
-
-
-def _save_all(cursor, dialect, group, now):
-    """Store the messages *group* in one transaction."""
-    return [save_message(cursor, dialect, prepared, now) for prepared in group]
 
 
 def _stored_ids(cursor, dialect, ids):

@@ -106,6 +106,9 @@ class SMTP:
     envelope_bytes_limit: int = attrs.field(default=524288, validator=_non_negative)
     junk_command_limit: int = attrs.field(default=100, validator=_positive)
     spool_min_free: int = attrs.field(default=0, validator=_non_negative)
+    in_flow_delay: float = attrs.field(default=1.0, validator=_non_negative)
+    spool_backlog_messages: int = attrs.field(default=1000, validator=_positive)
+    spool_backlog_bytes: int = attrs.field(default=2**30, validator=_positive)
     smtp_attachments_store: bool = True
     smtp_attachments_path: str = attrs.field(default="attachments", validator=v.min_len(1))
 

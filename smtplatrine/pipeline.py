@@ -1,7 +1,9 @@
 """The capture pipeline: spooled messages and sessions into the database.
 
 Each message is parsed (bounded, in a thread pool, never on the reactor),
-its attachments written under their SHA-256, then stored in one transaction.
+its attachments written under their SHA-256, then stored: those parsed
+while a transaction runs are stored together in the next
+(:class:`GroupWriter`).
 Commits are made durable in groups (one ``dialect.sync()`` for all those
 committed while the last one ran); only then do their spool files go, so a
 crash loses no message: what was not synced is still spooled, and storing
@@ -111,6 +113,79 @@ async def store_message(database, prepared, now):
     return await database.run(save_message, database.dialect, fallback, now), fallback
 
 
+# Messages stored in one transaction, at most; and bytes of messages parsed
+# and waiting for their transaction, at most (beyond those being parsed).
+GROUP = 64
+_WAITING_BYTES = 32 * 1024 * 1024
+
+
+def save_group(cursor, dialect, group, now):
+    """Store the messages *group* in one transaction."""
+    return [save_message(cursor, dialect, prepared, now) for prepared in group]
+
+
+class GroupWriter:
+    """Stores messages as :func:`store_message` does, those that come while
+    a transaction runs together in the next (up to ``GROUP``): one commit,
+    and one write of the database's log, for many.  Should a group fail (a
+    message the database refuses, a deadlock with a sensor writing to the
+    same database), each of its messages is stored on its own, in a
+    transaction of its own; should the database be away, each fails with
+    Unavailable.  *clock* says the time they are stored."""
+
+    def __init__(self, database, clock):
+        self._database = database
+        self._clock = clock
+        self._waiting = []  # (prepared, Deferred) for the next group
+        self._writing = False
+        # Messages handed to write() and not yet answered, and their bytes.
+        self.pending = 0
+        self.pending_bytes = 0
+
+    def write(self, prepared):
+        """A Deferred of (stored, what was stored), as
+        :func:`store_message` returns, or its failure."""
+        d = defer.Deferred()
+        self._waiting.append((prepared, d))
+        size = prepared.metadata.size or 0
+        self.pending += 1
+        self.pending_bytes += size
+
+        def answered(result):
+            self.pending -= 1
+            self.pending_bytes -= size
+            return result
+
+        if not self._writing:
+            self._writing = True
+            defer.Deferred.fromCoroutine(self._write_groups())
+        return d.addBoth(answered)
+
+    async def _write_groups(self):
+        while self._waiting:
+            group, self._waiting = self._waiting[:GROUP], self._waiting[GROUP:]
+            now = self._clock.seconds()
+            try:
+                for prepared, _ in group:
+                    self._database.check_size(prepared)
+                stored = await self._database.run(save_group, self._database.dialect,
+                                                  [p for p, _ in group], now)
+            except Unavailable as e:
+                for _, d in group:
+                    d.errback(e)
+                continue
+            except Exception:
+                for prepared, d in group:
+                    try:
+                        d.callback(await store_message(self._database, prepared, now))
+                    except Exception as e:
+                        d.errback(e)
+                continue
+            for (prepared, d), one in zip(group, stored):
+                d.callback((one, prepared))
+        self._writing = False
+
+
 def announce(events, prepared, consumer=None):
     """Emit the events of the message *prepared*, just stored, and hand it
     to *consumer* (an :class:`~smtplatrine.interfaces.IStoredConsumer`),
@@ -158,12 +233,14 @@ class Pipeline:
     files) and *raw_dir* (None: raw message in the database) say where
     files go.  *stored* (an :class:`~smtplatrine.interfaces.IStoredConsumer`:
     the enrichment) is handed each message after its commit; what it does
-    cannot fail the pipeline.
+    cannot fail the pipeline.  *left* (a function of a list of message ids)
+    hears of the messages that left the spool, stored or quarantined: the
+    SMTP side counts its backlog by it.
     """
 
     def __init__(self, reactor, spool_root, database, events, limits,
                  attachments_dir, raw_dir, threadpool, concurrency=2,
-                 max_delay=60.0, stored=None):
+                 max_delay=60.0, stored=None, left=None):
         self._reactor = reactor
         self._spool = SpoolReader(spool_root)
         self._database = database
@@ -175,9 +252,11 @@ class Pipeline:
         self._concurrency = concurrency
         self._max_delay = max_delay
         self.stored = stored
+        self._left = left
         self._queue = deque()
         self._queued = set()
         self._running = 0
+        self._writer = GroupWriter(database, reactor)
         self._settling = GroupCommit(self._settle)
         self._delay = 0.0
         self._waiting = None
@@ -232,8 +311,12 @@ class Pipeline:
         defer.Deferred.fromCoroutine(self._database.open()).addCallbacks(opened, failed)
 
     def _pump(self):
+        # At most *concurrency* items read and parsed at once; those parsed
+        # wait for the next group's transaction (bounded) without counting.
+        writer = self._writer
         while (self._open and self._waiting is None and self._queue
-               and self._running < self._concurrency):
+               and self._running - writer.pending < self._concurrency
+               and writer.pending < GROUP and writer.pending_bytes < _WAITING_BYTES):
             kind, item = self._queue.popleft()
             self._running += 1
             process = self._message if kind == "message" else self._session
@@ -288,10 +371,13 @@ class Pipeline:
                 message_id, f"cannot be read, or its files cannot be written: {e!r}")
             return
         if prepared is None:
+            self._gone([message_id])
             return
+        written = self._writer.write(prepared)
+        # Waiting for its group, it leaves its place to the next message.
+        self._pump()
         try:
-            stored, prepared = await store_message(
-                self._database, prepared, self._reactor.seconds())
+            stored, prepared = await written
         except Rejected as e:
             self._quarantine_message(message_id, str(e))
             return
@@ -302,27 +388,35 @@ class Pipeline:
             log.failure("pipeline: cannot store message {message}", message=message_id)
             self._quarantine_message(message_id, f"cannot be stored: {e!r}")
             return
-        self._durable(self._spool.files("message", message_id),
+        self._durable("message", message_id,
                       (lambda: announce(self._events, prepared, self.stored))
                       if stored else None)
 
-    def _durable(self, paths, then):
-        """Once what was just committed is durable, remove its spool files
-        *paths*, then call *then* (if any).  Should that fail, the files
-        stay: the next scan stores them again (a no-op for what the
+    def _durable(self, kind, item, then):
+        """Once what was just committed is durable, remove the spool files
+        of *kind* *item*, then call *then* (if any).  Should that fail, the
+        files stay: the next scan stores them again (a no-op for what the
         database kept), and this is tried again."""
-        d = self._settling.add(paths)
+        d = self._settling.add((kind, item))
         if then is not None:
             d.addCallback(lambda _: then())
         d.addErrback(lambda _: None)
 
-    def _settle(self, groups):
-        """Make the commits so far durable and remove their spool files,
-        in the thread pool (both wait on the disk)."""
+    def _settle(self, items):
+        """Make the commits so far durable and remove the spool files of
+        their *items* ((kind, id) pairs), in the thread pool (both wait on
+        the disk); then say which messages left."""
         d = threads.deferToThreadPool(
             self._reactor, self._threadpool, _settle, self._database.dialect.sync,
-            [path for paths in groups for path in paths])
+            [path for kind, item in items for path in self._spool.files(kind, item)])
+        d.addCallback(lambda _: self._gone(
+            [item for kind, item in items if kind == "message"]))
         return d.addErrback(self._not_durable)
+
+    def _gone(self, message_ids):
+        """Tell *left* of the messages *message_ids*, out of the spool."""
+        if self._left is not None and message_ids:
+            self._left(message_ids)
 
     def _not_durable(self, failure):
         log.failure("pipeline: cannot make stored messages durable", failure)
@@ -330,6 +424,7 @@ class Pipeline:
 
     def _quarantine_message(self, message_id, reason):
         metadata = self._spool.quarantine_message(message_id, reason)
+        self._gone([message_id])
         identity = metadata.identity if metadata is not None else Identity()
         self._events.emit("smtplatrine.message.quarantined", identity,
                           message=message_id, reason=printable(reason))
@@ -345,5 +440,5 @@ class Pipeline:
                       " spool/quarantine", session=session_id, reason=printable(str(e)))
             self._spool.quarantine_session(session_id)
             return
-        self._durable(self._spool.files("session", session_id), lambda: self._events.emit(
+        self._durable("session", session_id, lambda: self._events.emit(
             "smtplatrine.session.stored", Identity.from_json(record)))

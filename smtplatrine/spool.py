@@ -24,12 +24,18 @@ A full disk is a state, not an accident: a message that cannot be written
 is refused and removed, a session record that cannot be written is kept in
 memory (up to ``_UNSAVED_BYTES``) and tried again, and :func:`free_space`
 tells the SMTP side to refuse mail before it comes to that.
+
+A storing process slower than the flood must not let the spool grow
+without bound: the writing half counts its :class:`Backlog` (finished
+messages not yet stored), and while that is over its bound the SMTP side
+holds each new MAIL back a while, as Postfix's ``in_flow_delay``.
 """
 
 import contextlib
 import hashlib
 import json
 import os
+import time
 import uuid
 from collections import deque
 
@@ -40,6 +46,7 @@ from twisted.python.failure import Failure
 
 from smtplatrine import layout
 from smtplatrine.capture import Identity, Metadata
+from smtplatrine.config import SMTP
 from smtplatrine.disk import syncfs, write_json
 
 log = Logger()
@@ -51,6 +58,13 @@ _SYNCS_IN_FLIGHT = 3
 # and how often they are.
 _UNSAVED_BYTES = 16 * 2**20
 _RETRY_AFTER = 5.0
+# Seconds between counts of the spool's messages on disk while the backlog
+# is over its bound (the count corrects what the storing process could not
+# say: one killed between its commit and its word), and at least this many
+# times as long as the last count took (a spool that grew through a long
+# database outage must not stall the SMTP side with its counting).
+_RECOUNT_AFTER = 10.0
+_RECOUNT_SHARE = 100
 
 
 def free_space(path):
@@ -186,15 +200,126 @@ class GroupCommit:
         self._sync([item for item, _ in group]).addBoth(fire)
 
 
+class Backlog:
+    """The finished messages of the spool *messages* that the storing
+    process has not yet taken out of it, as the SMTP side counts them
+    without reading the directory: each message the spool hands off
+    (:meth:`added`) until the storing process says it has left
+    (:meth:`left`).  The directory is counted only at start and, while the
+    backlog is over its bound, at most every ``_RECOUNT_AFTER`` seconds
+    (longer for a spool so large that counting takes long).
+
+    It is over its bound at *max_messages* messages or *max_bytes* bytes;
+    then :meth:`wait` holds a new message back up to *delay* seconds, or
+    until the backlog is under its bound again (Postfix's
+    ``in_flow_delay``; a *delay* of 0 holds nothing back).
+    """
+
+    def __init__(self, clock, messages, max_messages, max_bytes, delay):
+        self._clock = clock
+        self._messages = messages
+        self._max_messages, self._max_bytes, self._delay = max_messages, max_bytes, delay
+        # Message id → its size.
+        self._sizes = {}
+        self.bytes = 0
+        self._waiters = []
+        # When the directory was last counted (by the clock).
+        self._counted = 0.0
+        self._recount_after = _RECOUNT_AFTER
+        self._was_over = False
+
+    def __len__(self):
+        return len(self._sizes)
+
+    @property
+    def over(self):
+        """Whether the backlog is at its bound."""
+        return len(self._sizes) >= self._max_messages or self.bytes >= self._max_bytes
+
+    def added(self, message_id, size):
+        """The spool handed off the message *message_id* of *size* bytes."""
+        self.bytes += size - self._sizes.get(message_id, 0)
+        self._sizes[message_id] = size
+        self._changed()
+
+    def left(self, message_ids):
+        """The storing process took the messages *message_ids* out of the
+        spool (stored, or quarantined); ids it never had are ignored."""
+        for message_id in message_ids:
+            self.bytes -= self._sizes.pop(message_id, 0)
+        self._changed()
+
+    def count(self):
+        """Count the finished messages on disk (at start, and to correct
+        the count)."""
+        started = time.perf_counter()
+        sizes = {}
+        with os.scandir(self._messages) as entries:
+            for entry in entries:
+                if not entry.name.endswith(".json"):
+                    continue
+                try:
+                    if not entry.stat().st_size:
+                        continue  # a message still being received
+                    eml = os.stat(os.path.join(self._messages, entry.name[:-5] + ".eml"))
+                except OSError:
+                    continue  # stored meanwhile
+                sizes[entry.name[:-5]] = eml.st_size
+        self._sizes, self.bytes = sizes, sum(sizes.values())
+        self._recount_after = max(_RECOUNT_AFTER,
+                                  _RECOUNT_SHARE * (time.perf_counter() - started))
+        if self._clock is not None:
+            self._counted = self._clock.seconds()
+        self._changed()
+
+    def wait(self):
+        """A Deferred that fires once a new message may go on: at once
+        while the backlog is under its bound, else after the delay or
+        when the backlog is back under its bound, whichever comes first."""
+        if (self.over and self._clock is not None
+                and self._clock.seconds() - self._counted >= self._recount_after):
+            self.count()
+        if not self.over or not self._delay or self._clock is None:
+            return defer.succeed(None)
+        d = defer.Deferred()
+        call = self._clock.callLater(self._delay, self._release, d)
+        self._waiters.append((d, call))
+        return d
+
+    def _release(self, d):
+        self._waiters = [(w, call) for w, call in self._waiters if w is not d]
+        d.callback(None)
+
+    def _changed(self):
+        over = self.over
+        if over != self._was_over:
+            self._was_over = over
+            if over:
+                log.warn("spool: {messages} messages ({bytes} bytes) wait to be stored;"
+                         " new messages are held back up to {delay} s each until"
+                         " storing catches up", messages=len(self._sizes),
+                         bytes=self.bytes, delay=self._delay)
+            else:
+                log.info("spool: storing caught up ({messages} messages wait)",
+                         messages=len(self._sizes))
+        if not over and self._waiters:
+            waiters, self._waiters = self._waiters, []
+            for d, call in waiters:
+                call.cancel()
+                d.callback(None)
+
+
 class Spool:
     """The spool's writing half, on the SMTP side: a durable spool
     directory; *disk* does the work that waits on the disk (a
     :class:`~smtplatrine.disk.DiskWorker`, or a ``LocalDisk`` in tests),
     *clock* schedules new tries of the session records it refused.
     ``ready`` (an :class:`~smtplatrine.interfaces.ISpoolConsumer`), when
-    set, hears of each message and session record once it is on disk."""
+    set, hears of each message and session record once it is on disk.
+    *flow* (the ``[smtp]`` options) bounds its :class:`Backlog`,
+    ``backlog``."""
 
-    def __init__(self, root, disk, clock=None, reserve=64):
+    def __init__(self, root, disk, clock=None, reserve=64, flow=SMTP()):
         self.root = root
         self.ready = None
         self.messages = root / layout.MESSAGES
@@ -212,6 +337,8 @@ class Spool:
         self.sessions_lost = 0
         for directory in (self.messages, root / layout.SESSIONS):
             directory.mkdir(parents=True, exist_ok=True)
+        self.backlog = Backlog(clock, self.messages, flow.spool_backlog_messages,
+                               flow.spool_backlog_bytes, flow.in_flow_delay)
 
     def has_room(self, size, limit, min_free):
         """Whether the spool's file system takes a message of *size* bytes
@@ -258,6 +385,7 @@ class Spool:
         return self._commits.add(spool_file).addCallback(self._committed)
 
     def _committed(self, spool_file):
+        self.backlog.added(spool_file.path.stem, spool_file.size)
         self._announce("message", spool_file.path.stem)
         return spool_file
 
@@ -348,6 +476,7 @@ class Spool:
         for path in [*self.messages.glob("*.tmp"), *(self.root / layout.SESSIONS).glob("*.tmp")]:
             path.unlink()
         syncfs(self.messages)
+        self.backlog.count()
 
 
 def read_message(eml):

@@ -4,7 +4,9 @@ events.
 
 The lines it writes to the process's input are ``message ID`` and
 ``session ID`` (the spool has them on disk) and ``event JSON`` (for the
-outputs); none is longer than ``MAX_LINE``.
+outputs); none is longer than ``MAX_LINE``.  The process's output holds
+its log events and ``left ID...`` lines: messages out of the spool, which
+the spool's backlog counts.
 """
 
 import json
@@ -23,6 +25,8 @@ MAX_LINE = 1024 * 1024
 # Bytes of events written to the process's input while it does not read
 # (a busy or restarting worker) before further events are dropped.
 MAX_WAITING = 1024 * 1024
+# What starts a line of the process that lists messages out of the spool.
+LEFT = b"left "
 
 
 @implementer(IPushProducer, ISpoolConsumer)
@@ -36,17 +40,29 @@ class StoringProcess(child.ChildProcess):
     a line.  While the process does not read (busy, or its worker starting
     again), up to ``MAX_WAITING`` bytes of them wait; the rest are dropped,
     and *lost* (a function of the number) is told once they flow again.
+    *left* (a function of a list of message ids) hears of the messages the
+    process took out of the spool.
     """
 
-    def __init__(self, reactor, config, ids, lost=None):
+    def __init__(self, reactor, config, ids, lost=None, left=None):
         super().__init__(reactor, config, ids, "smtplatrine.storing", "the storing process",
                          ": captured mail stays in the spool until smtplatrine is"
                          " restarted")
         self._lost = lost
+        self._left = left
         # Bytes written since the pipe filled (None: it is not full), and
         # events dropped meanwhile.
         self._waiting = None
         self._dropped = 0
+
+    def lineReceived(self, line):
+        """A line of the process: messages that left the spool, or a log
+        event."""
+        if line.startswith(LEFT):
+            if self._left is not None:
+                self._left(line[len(LEFT):].decode("ascii", "replace").split())
+        else:
+            super().lineReceived(line)
 
     def connectionMade(self):
         self.transport.registerProducer(self, True)

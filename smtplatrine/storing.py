@@ -10,7 +10,8 @@ StoringProcess`).  It gets the configuration on file descriptor 3, then
 one line per item on its input (``message ID`` or ``session ID``, as the
 spool finishes them), and finds the rest by scanning the spool at start
 and when idle.  Its log events go back to the server as JSON lines on its
-output.
+output, and so do ``left ID...`` lines: the messages it took out of the
+spool, so that the SMTP side knows its backlog without reading the spool.
 
 It also runs the event outputs (``smtplatrine.outputs``), for its own events
 and for those of the SMTP side, which come as ``event JSON`` lines on its
@@ -43,7 +44,7 @@ from smtplatrine.pipeline import Pipeline
 from smtplatrine.store import dialects
 from smtplatrine.store import enrichment as enrichment_store
 from smtplatrine.store.database import Database
-from smtplatrine.storer import MAX_LINE
+from smtplatrine.storer import LEFT, MAX_LINE
 
 # Named: run as ``python -m``, this module is __main__.
 log = Logger(namespace="smtplatrine.storing")
@@ -82,7 +83,7 @@ class Storing:
         self.pipeline = Pipeline(
             reactor, spool_root, self.database, self.events, limits, attachments,
             raw, self.threadpool, concurrency, store.retry_max_delay,
-            stored=self)
+            stored=self, left=_left)
         self.quota = {}
         self._quota_watch = LoopingCall(
             lambda: defer.Deferred.fromCoroutine(self._watch_quota()))
@@ -114,7 +115,12 @@ class Storing:
             sandbox.start(self.ids)
             self.sandbox = sandbox
         # Its own connections: lookups never wait for, or hold up, storage.
-        self.enrichment_database = Database(self.database.dialect, create=False)
+        # Its commits need no sync each (with SQLite, one fsync of the log
+        # per lookup): the pipeline's next sync makes them durable with the
+        # messages'; a power cut before it can take a lookup's result or a
+        # quota's count, never a message.
+        self.enrichment_database = Database(self.database.dialect, create=False,
+                                            grouped=True)
         enrichment = enrich.EnrichmentService(
             self.reactor, self.enrichment_database, self.events, enrichers,
             self.config.server.sensor_name, meta.meta_timeout, meta.meta_concurrency,
@@ -181,6 +187,13 @@ class Storing:
         self.threadpool.stop()
         self.database.close()
         return self.events.close()
+
+
+def _left(message_ids):
+    """Tell the server that the messages *message_ids* left the spool (on
+    the output its log events take, a line at a time)."""
+    sys.stdout.write(f"{LEFT.decode('ascii')}{' '.join(message_ids)}\n")
+    sys.stdout.flush()
 
 
 class _Commands(protocol.Protocol):

@@ -72,7 +72,7 @@ def makeService(options, reactor=None):
     service.HumanLog(config, reactor).setServiceParent(top)
 
     disk = DiskWorker(reactor, data_dir.spool, ids)
-    spool = Spool(data_dir.spool, disk, reactor)
+    spool = Spool(data_dir.spool, disk, reactor, flow=config.smtp)
     service.DiskService(reactor, spool, disk, sensor).setServiceParent(top)
 
     events = None
@@ -82,7 +82,7 @@ def makeService(options, reactor=None):
                     reason="the storing process did not take them in time (busy,"
                            " or starting again)")
 
-    storing = storer.StoringProcess(reactor, config, ids, lost)
+    storing = storer.StoringProcess(reactor, config, ids, lost, spool.backlog.left)
     spool.ready = storing
     children = [storing]
     if config.web.enabled:

@@ -65,9 +65,10 @@ def make_factory(spool_dir, config=None, tls_options=None, disk=None):
     clock = Clock()
     output = ListOutput()
     spool_dir = Path(spool_dir)
+    config = config or make_config()
     factory = HoneypotFactory(
-        config or make_config(), POSTFIX, clock,
-        Spool(spool_dir, disk or LocalDisk(spool_dir), clock),
+        config, POSTFIX, clock,
+        Spool(spool_dir, disk or LocalDisk(spool_dir), clock, flow=config.smtp),
         Events(clock, [output]), tls_options)
     factory.output = output
     return factory

@@ -61,6 +61,17 @@ class ConfigTests(unittest.TestCase):
                            "local.ini [smtp] line_length_limit = '10':"
                            " expected a whole number >= 512")
 
+    def test_flow_control_values(self):
+        """The flow control's bound is read, and a size with a unit (not
+        taken: bytes are a whole number) is one line saying so."""
+        loaded = self.load("[smtp]\nin_flow_delay = 0.5\nspool_backlog_messages = 50\n"
+                           "spool_backlog_bytes = 1048576\n")
+        self.assertEqual((loaded.smtp.in_flow_delay, loaded.smtp.spool_backlog_messages,
+                          loaded.smtp.spool_backlog_bytes), (0.5, 50, 1048576))
+        self.assertRefused("[smtp]\nspool_backlog_bytes = 1G\n",
+                           "local.ini [smtp] spool_backlog_bytes = '1G':"
+                           " expected a whole number > 0")
+
     def test_unknown_key(self):
         """An unknown option is refused, listing the known ones."""
         with self.assertRaises(config.ConfigError) as caught:

@@ -492,16 +492,28 @@ class GroupTests(unittest.TestCase):
         mail.write_bytes(mbox(*(message(b"m%d" % i) for i in range(100))))
         self.found = mailfiles.find([mail])
 
-    def refuse(self, module, subjects, unparsed_too):
-        """Make *module*'s save_message refuse the messages with *subjects*."""
-        original = module.save_message
+    def refuse(self, subjects, unparsed_too):
+        """Make the database refuse the messages with *subjects* (and,
+        *unparsed_too*, even unparsed)."""
+        original = pipeline.save_message
 
         def save_message(cursor, dialect, prepared, now):
             if (prepared.parsed.fields["subject"] in subjects
                     or unparsed_too and prepared.parsed.error is not None):
                 raise Rejected("refused by the test")
             return original(cursor, dialect, prepared, now)
-        self.patch(module, "save_message", save_message)
+        self.patch(pipeline, "save_message", save_message)
+
+    def refuse_groups(self, subjects):
+        """Make the database refuse any group of messages holding one with
+        *subjects* (a deadlock with another sensor, say)."""
+        original = pipeline.save_group
+
+        def save_group(cursor, dialect, group, now):
+            if any(p.parsed.fields["subject"] in subjects for p in group):
+                raise Rejected("refused by the test")
+            return original(cursor, dialect, group, now)
+        self.patch(pipeline, "save_group", save_group)
 
     def stored(self):
         with closing(sqlite3.connect(self.directory / "data" / "smtplatrine.sqlite")) as db:
@@ -510,9 +522,9 @@ class GroupTests(unittest.TestCase):
 
     @defer.inlineCallbacks
     def test_group_refused(self):
-        """A group with a message the database refuses: the others are
-        stored one by one, and that one unparsed."""
-        self.refuse(batch, {"m5"}, False)
+        """A group the database refuses: its messages are stored one by
+        one, that one too."""
+        self.refuse_groups({"m5"})
         summary = yield defer.Deferred.fromCoroutine(
             batch.import_files(self.config, reactor, self.found))
         self.assertEqual((summary.read, summary.stored, summary.unparsed, summary.refused),
@@ -523,8 +535,7 @@ class GroupTests(unittest.TestCase):
     def test_message_refused_even_unparsed(self):
         """A message the database refuses even unparsed is reported, and
         the others are stored."""
-        self.refuse(batch, {"m5"}, False)
-        self.refuse(pipeline, {"m5"}, True)
+        self.refuse({"m5"}, True)
         summary = yield defer.Deferred.fromCoroutine(
             batch.import_files(self.config, reactor, self.found))
         self.assertEqual((summary.stored, [(w.rsplit("/", 1)[1], r) for w, r in summary.refused]),

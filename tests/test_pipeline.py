@@ -14,7 +14,7 @@ from smtplatrine.events import Events
 from smtplatrine.interfaces import IStoredConsumer
 from smtplatrine.parse import Limits
 from smtplatrine import pipeline as pipeline_module
-from smtplatrine.pipeline import Pipeline
+from smtplatrine.pipeline import Pipeline, save_group
 from smtplatrine.spool import Spool
 from smtplatrine.store import dialects
 from smtplatrine.store.database import Database
@@ -44,16 +44,31 @@ class _Failing(Database):
     errors = ()
     refused = ()
     refuse_reading = ()
+    # A Deferred the next group's transaction waits for.
+    hold = None
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # The messages of each group stored in one transaction.
+        self.groups = []
 
     async def run(self, interaction, *args):
         if self.errors:
             error, *self.errors = self.errors
             raise error
-        if interaction is save_message and args[1].metadata.message in self.refused:
+        messages = ([args[1]] if interaction is save_message
+                    else args[1] if interaction is save_group else [])
+        if interaction is save_group:
+            self.groups.append([p.metadata.message for p in messages])
+        if any(p.metadata.message in self.refused for p in messages):
             raise Rejected("row too big:\r\nforged log line")
-        if (interaction is save_message and args[1].metadata.message in self.refuse_reading
-                and args[1].parsed.error is None):
+        if any(p.metadata.message in self.refuse_reading and p.parsed.error is None
+               for p in messages):
             raise Rejected("a value too long")
+        if interaction is save_group:
+            if self.hold is not None:
+                hold, self.hold = self.hold, None
+                await hold
         return await super().run(interaction, *args)
 
 
@@ -87,8 +102,17 @@ class PipelineTests(unittest.TestCase):
         self.pipeline = Pipeline(
             self.reactor, self.spool, self.database,
             Events(self.reactor.clock, [self.output]), Limits(),
-            self.root / "attachments", None, threadpool, max_delay=8)
+            self.root / "attachments", None, threadpool, max_delay=8,
+            left=self.gone)
         self.addCleanup(self.pipeline.stop)
+        self.went = []
+
+    def gone(self, message_ids):
+        """The pipeline says messages left the spool: note which, with
+        whether their spool files are gone by then."""
+        messages = self.spool / "messages"
+        self.went.extend((message_id, not list(messages.glob(f"{message_id}.*")))
+                         for message_id in message_ids)
 
     def spool_message(self, message_id, raw=None):
         raw = raw or message_bytes()
@@ -274,6 +298,50 @@ class PipelineTests(unittest.TestCase):
         [event] = [e for e in self.output.events
                    if e["eventid"] == "smtplatrine.message.quarantined"]
         self.assertEqual(event["reason"], "row too big:\\r\\nforged log line")
+
+    @defer.inlineCallbacks
+    def test_messages_that_left_said(self):
+        """Each message stored, or quarantined, is said to have left the
+        spool (for the SMTP side's backlog) once its files are gone from
+        it; a session record is not."""
+        self.pipeline.start()
+        yield defer.Deferred.fromCoroutine(until(lambda: self.pipeline._open))
+        bad = self.spool_message("00000000-0000-4000-8000-00000000001d")
+        self.database.refused = {bad}
+        good = self.spool_message("00000000-0000-4000-8000-00000000001e")
+        (self.spool / "sessions" / "s-1.json").write_text(json.dumps(dict(
+            metadata(good, b"x"), start=1767000000.0, end=1767000009.0,
+            transcript=[], flags=[])))
+        for kind, item in (("message", bad), ("message", good), ("session", "s-1")):
+            self.pipeline.notify(kind, item)
+        yield defer.Deferred.fromCoroutine(until(lambda: not self.left("sessions")))
+        yield defer.Deferred.fromCoroutine(until(lambda: len(self.went) == 2))
+        self.assertEqual(sorted(self.went), [(bad, True), (good, True)])
+
+    @defer.inlineCallbacks
+    def test_messages_parsed_meanwhile_stored_in_one_transaction(self):
+        """The messages parsed while a transaction runs are stored together
+        in the next; when the database refuses one of them, the others are
+        stored all the same, each on its own, and it is quarantined."""
+        self.pipeline.start()
+        yield defer.Deferred.fromCoroutine(until(lambda: self.pipeline._open))
+        self.database.hold = held = defer.Deferred()
+        first = self.spool_message("00000000-0000-4000-8000-000000000030")
+        self.pipeline.notify("message", first)
+        yield defer.Deferred.fromCoroutine(until(lambda: self.database.groups == [[first]]))
+        more = [self.spool_message(f"00000000-0000-4000-8000-00000000003{i}")
+                for i in range(1, 5)]
+        self.database.refused = {more[2]}
+        for message in more:
+            self.pipeline.notify("message", message)
+        yield defer.Deferred.fromCoroutine(until(lambda: self.pipeline._writer.pending == 5))
+        held.callback(None)
+        good = sorted([first, *more[:2], more[3]])
+        yield defer.Deferred.fromCoroutine(until(lambda: self.stored() == good))
+        self.assertEqual(sorted(self.database.groups[1]), more)
+        yield defer.Deferred.fromCoroutine(until(lambda: len(self.went) == 5))
+        self.assertEqual(sorted(p.name for p in (self.spool / "quarantine").iterdir()),
+                         [f"{more[2]}.{ext}" for ext in ("eml", "json", "reason")])
 
     @defer.inlineCallbacks
     def test_parse_failure_stored(self):

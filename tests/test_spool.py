@@ -15,7 +15,8 @@ from smtplatrine import spool as spool_module
 from smtplatrine.capture import Identity, Metadata
 from smtplatrine.disk import LocalDisk
 from smtplatrine.spool import Spool, read_metadata
-from smtplatrine.testing import HeldDisk, settle, spooled
+from smtplatrine.testing import (HeldDisk, connect, make_config, make_factory, settle,
+                                 spooled)
 
 
 def a_message(**status):
@@ -201,3 +202,124 @@ class FullDiskTests(unittest.TestCase):
         self.failureResultOf(self.spool.commit(message, a_message()), OSError)
         self.spool.discard(message)
         self.assertFalse(message.path.exists())
+
+
+class FlowControlTests(unittest.TestCase):
+    """Postfix's in_flow_delay: while the backlog of messages not yet
+    stored is at its bound, MAIL is answered after in_flow_delay, or as
+    soon as storing catches up."""
+
+    EHLO = b"EHLO client.example.org\r\n"
+    MESSAGE = (b"MAIL FROM:<a@b.example>\r\nRCPT TO:<c@d.example>\r\n"
+               b"DATA\r\nSubject: x\r\n\r\nbody\r\n.\r\n")
+    MAIL = b"MAIL FROM:<a@b.example>\r\n"
+    # Debian Postfix 3.7's reply to MAIL.
+    MAIL_OK = b"250 2.1.0 Ok\r\n"
+
+    def setUp(self):
+        self.root = Path(self.mktemp())
+        self.factory = make_factory(self.root, make_config(smtp={
+            "spool_backlog_messages": 2, "spool_backlog_bytes": 10**6,
+            "in_flow_delay": 1.0}))
+        self.clock = self.factory.clock
+        self.backlog = self.factory.spool.backlog
+
+    def session(self):
+        protocol, transport = connect(self.factory)
+        protocol.dataReceived(self.EHLO)
+        settle(self.clock)
+        transport.clear()
+        return protocol, transport
+
+    def spool_messages(self, count):
+        """Send *count* messages; their ids, as the spool names them."""
+        protocol, transport = self.session()
+        protocol.dataReceived(self.MESSAGE * count)
+        settle(self.clock)
+        self.assertEqual(transport.value().count(b"queued as"), count)
+        return sorted(m["message"] for m, _ in spooled(self.factory.spool.messages))
+
+    def test_mail_answered_at_once_under_the_bound(self):
+        """With one message waiting (bound: two), MAIL is answered at once."""
+        self.spool_messages(1)
+        protocol, transport = self.session()
+        protocol.dataReceived(self.MAIL)
+        self.assertEqual(transport.value(), self.MAIL_OK)
+
+    def test_mail_held_back_at_the_bound(self):
+        """With two messages waiting, MAIL is answered only after
+        in_flow_delay (and then taken: the delay slows, never refuses)."""
+        self.spool_messages(2)
+        protocol, transport = self.session()
+        protocol.dataReceived(self.MAIL + b"RCPT TO:<c@d.example>\r\n")
+        self.clock.advance(0.99)
+        self.assertEqual(transport.value(), b"")
+        self.clock.advance(0.01)
+        self.assertEqual(transport.value(), self.MAIL_OK + b"250 2.1.5 Ok\r\n")
+
+    def test_released_when_storing_catches_up(self):
+        """A held MAIL is answered as soon as the storing process says a
+        message left the spool, and the next MAIL is not held."""
+        first, _ = self.spool_messages(2)
+        protocol, transport = self.session()
+        protocol.dataReceived(self.MAIL)
+        self.clock.advance(0.3)
+        self.assertEqual(transport.value(), b"")
+        self.backlog.left([first])
+        self.assertEqual(transport.value(), self.MAIL_OK)
+        other, other_transport = self.session()
+        other.dataReceived(self.MAIL)
+        self.assertEqual(other_transport.value(), self.MAIL_OK)
+
+    def test_ids_never_handed_off_ignored(self):
+        """A message the storing process names that this spool never
+        handed off (or names twice) changes no count."""
+        first, _ = self.spool_messages(2)
+        self.backlog.left(["00000000-0000-4000-8000-000000000000", first, first])
+        self.assertEqual((len(self.backlog), self.backlog.over), (1, False))
+
+    def test_bytes_bound(self):
+        """One message of a million bytes is at the bound in bytes."""
+        protocol, transport = self.session()
+        protocol.dataReceived(self.MESSAGE.replace(b"body", b"b" * 10**6))
+        settle(self.clock)
+        self.assertEqual((len(self.backlog), self.backlog.bytes),
+                         (1, len(b"Subject: x\r\n\r\n") + 10**6 + 2))
+        self.assertTrue(self.backlog.over)
+
+    def test_no_delay_when_zero(self):
+        """in_flow_delay = 0 holds nothing back."""
+        factory = make_factory(Path(self.mktemp()), make_config(smtp={
+            "spool_backlog_messages": 1, "in_flow_delay": 0.0}))
+        protocol, transport = connect(factory)
+        protocol.dataReceived(self.EHLO + self.MESSAGE + self.MAIL)
+        settle(factory.clock)
+        self.assertTrue(factory.spool.backlog.over)
+        self.assertTrue(transport.value().endswith(b"\r\n" + self.MAIL_OK))
+
+    def test_counted_at_start(self):
+        """After a restart the messages still in the spool are counted (the
+        files created ahead and unused, and the unfinished, are not)."""
+        self.spool_messages(2)
+        restarted = Spool(self.root, LocalDisk(self.root), Clock(),
+                          flow=self.factory.config.smtp)
+        restarted.open(100).write(b"unfinished")
+        restarted.recover("sensor-a")
+        self.assertEqual(len(restarted.backlog), 3)
+        self.assertTrue(restarted.backlog.over)
+
+    def test_recounted_when_word_is_lost(self):
+        """Messages stored by a storing process killed before it could say
+        so hold MAIL back at most until the next count of the directory
+        (every ten seconds while over the bound)."""
+        for message in self.spool_messages(2):
+            for path in self.factory.spool.messages.glob(f"{message}.*"):
+                path.unlink()
+        protocol, transport = self.session()
+        protocol.dataReceived(self.MAIL)
+        self.clock.advance(1)
+        self.assertEqual(transport.value(), self.MAIL_OK)
+        self.clock.advance(9)
+        protocol.dataReceived(b"RSET\r\n" + self.MAIL)
+        self.assertEqual(transport.value(), self.MAIL_OK + b"250 2.0.0 Ok\r\n" + self.MAIL_OK)
+        self.assertEqual(len(self.backlog), 0)

@@ -90,6 +90,20 @@ class StoringProcessTests(unittest.TestCase):
         self.assertEqual(self.process.transport.value(),
                          b"message 5f0c\nsession 9a1b\n")
 
+    def test_messages_that_left(self):
+        """The child's line naming messages out of the spool is handed on
+        (not logged); log lines around it are logged."""
+        left = []
+        process = StoringProcess(self.reactor, config_module.load(), None, left=left.extend)
+        stream = io.StringIO()
+        Logger(namespace="smtplatrine.pipeline",
+               observer=jsonFileLogObserver(stream)).info("hello")
+        events = logged(self)
+        process.outReceived(b"left 5f0c 9a1b\n" + stream.getvalue().encode()
+                            + b"left 77aa\n")
+        self.assertEqual(left, ["5f0c", "9a1b", "77aa"])
+        self.assertEqual([e.get("log_format") for e in events], ["hello"])
+
     def test_events_written_as_lines(self):
         """An event of the SMTP side becomes one JSON line to the child."""
         self.process.makeConnection(StringTransport())

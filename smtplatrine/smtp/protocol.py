@@ -19,7 +19,8 @@ parameters is :mod:`smtplatrine.smtp.envelope`'s, SASL
 :mod:`smtplatrine.smtp.auth`'s.
 
 Commands are answered strictly in order: while one waits on a Deferred (a
-spool commit, an error delay) later pipelined commands wait in the framer.
+spool commit, an error delay, a MAIL held back while storing lags) later
+pipelined commands wait in the framer.
 
 Answering stops (:meth:`SMTPSession._hold`) while the transport's write
 buffer is full (the session is its push producer), while STARTTLS waits
@@ -404,10 +405,21 @@ class SMTPSession(Protocol):
         if not self._has_room(self._declared_size):
             self._reply("no_space")
             return
+        self._busy = True
+        self.factory.spool.backlog.wait().addCallback(self._mail_ok, path)
+
+    def _mail_ok(self, _, path):
+        """Open the transaction of MAIL *path* and answer it, once the
+        spool's backlog lets a new message in (at once, unless storing
+        lags: see :class:`smtplatrine.spool.Backlog`)."""
+        self._release()
+        if self._closing:
+            return
         self._start_transaction(path.address, path.params)
         self.factory.events.emit("smtplatrine.mail", self.identity,
                                  mail_from=printable(path.address))
         self._reply("mail_ok")
+        self._process()
 
     def _has_room(self, size):
         """Whether the spool can take a message of *size* bytes, as

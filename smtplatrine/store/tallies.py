@@ -142,8 +142,8 @@ def of_message(metadata, parsed, new_hashes):
             counted[kind, value, when] += 1
     for address in {text(r).lower() for r in metadata.rcpts}:
         counted["recipient", address[:320], when] += 1
-        if domain(address):
-            counted["rcpt_domain", domain(address), when] += 1
+        if rcpt_domain := domain(address):
+            counted["rcpt_domain", rcpt_domain, when] += 1
     for attachment in parsed.attachments:
         counted["attachments", "", when] += 1
         counted["attachment", attachment.sha256, when] += 1
