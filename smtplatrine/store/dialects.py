@@ -23,6 +23,14 @@ from twisted.enterprise import adbapi
 _MYSQL_NEVER = {1153, 1301}
 
 
+# How large a reading connection's temporary tables grow in memory before
+# MariaDB moves them to disk (16 MB by default).  Summing a range of the
+# tallies groups one row per distinct value, each some 1 KB (the value
+# column's full width): 25,000 client addresses in 15 days filled 16 MB,
+# and the page took 6.8 s instead of 0.7.  Only as much as a query uses is
+# taken, for as long as it runs.
+READ_TEMPORARY = 128 * 2**20
+
 class _Connection(adbapi.Connection):
     """adbapi's connection, except that a rollback on a connection the
     server dropped closes it quietly (the next interaction opens another),
@@ -257,9 +265,12 @@ class MySQL(_Dialect):
 
     def pool(self, grouped=False, readonly=False):
         """The connections; InnoDB makes each commit durable, *grouped* or
-        not.  *readonly*: the account needs no more than SELECT."""
+        not.  *readonly*: the account needs no more than SELECT (and the
+        connections group in memory, :data:`READ_TEMPORARY`)."""
         return _pool("MySQLdb", cp_min=1, cp_max=self.settings.mysql_connections,
-                     cp_reconnect=True, cp_openfun=self._setup, **self._connect_args())
+                     cp_reconnect=True, cp_openfun=functools.partial(self._setup,
+                                                                     reading=readonly),
+                     **self._connect_args())
 
     def connect(self, create=False, readonly=False):
         """A plain DB-API connection (for the command line tools); with
@@ -269,14 +280,17 @@ class MySQL(_Dialect):
         if create:
             self.prepare()
         connection = MySQLdb.connect(**self._connect_args())
-        self._setup(connection)
+        self._setup(connection, reading=readonly)
         return connection
 
     @staticmethod
-    def _setup(connection):
+    def _setup(connection, reading=False):
         cursor = connection.cursor()
         cursor.execute("SET time_zone = '+00:00'")
         cursor.execute("SET SESSION sql_mode = 'STRICT_ALL_TABLES,NO_ENGINE_SUBSTITUTION'")
+        if reading:
+            cursor.execute("SET SESSION tmp_table_size = %s, max_heap_table_size = %s",
+                           (READ_TEMPORARY, READ_TEMPORARY))
         cursor.close()
 
     def _on_conflict(self, key):
