@@ -3,6 +3,8 @@
 import errno
 import hashlib
 import json
+import os
+import uuid
 from pathlib import Path
 
 import attrs
@@ -104,6 +106,40 @@ class SpoolTests(unittest.TestCase):
                          (False, True, 9, "sensor-a"))
         self.assertTrue(read_metadata(done.path.with_suffix(".json")).acknowledged)
 
+    def test_recover_writes_what_is_known(self):
+        """A message a crash cut short is kept as received when its file
+        was last written, with its size, as incomplete and unacknowledged,
+        in a new session of its own (a distinct UUID each, no address or
+        port: the connection is unknown); an empty file created ahead
+        goes, whether or not its metadata file was made, and so do the
+        temporary files of writes a crash interrupted."""
+        cuts = []
+        for body in (b"cut short", b"cut too"):
+            cut = self.spool.open(100)
+            cut.write(body)
+            cut._file.flush()
+            os.utime(cut.path, (1767000000.5, 1767000000.5))
+            cuts.append(cut)
+        lone = self.spool.messages / f"{uuid.uuid4()}.eml"
+        lone.touch()
+        stale = [self.spool.messages / "x.json.tmp", self.spool.root / "sessions" / "s.json.tmp"]
+        for path in stale:
+            path.write_text("{")
+        Spool(self.spool.root, LocalDisk(self.spool.root)).recover("sensor-b")
+        written = [json.loads(cut.path.with_suffix(".json").read_text()) for cut in cuts]
+        self.assertEqual(
+            [{k: w[k] for k in ("message", "sensor", "src_ip", "src_port", "dst_ip",
+                                "dst_port", "received", "size", "acknowledged",
+                                "incomplete", "recovered")} for w in written],
+            [{"message": cut.path.stem, "sensor": "sensor-b", "src_ip": "", "src_port": 0,
+              "dst_ip": "", "dst_port": 0, "received": 1767000000.5, "size": size,
+              "acknowledged": False, "incomplete": True, "recovered": True}
+             for cut, size in zip(cuts, (9, 7))])
+        sessions = [uuid.UUID(w["session"]) for w in written]
+        self.assertNotEqual(sessions[0], sessions[1])
+        self.assertFalse(lone.exists())
+        self.assertEqual([path.exists() for path in stale], [False, False])
+
     def test_metadata_as_json(self):
         """The metadata is kept as one flat JSON object, the session's
         identity beside the envelope, and reads back the same; a record
@@ -137,11 +173,14 @@ class SpoolTests(unittest.TestCase):
 
 
 class FullDisk(LocalDisk):
-    """Disk work done at once; session records refused while ``full``."""
+    """Disk work done at once; session records refused while ``full``;
+    ``tries`` counts the session records asked to be written."""
 
     full = True
+    tries = 0
 
     def request(self, **request):
+        self.tries += request["op"] == "session"
         if request["op"] == "session" and self.full:
             return defer.fail(OSError(errno.ENOSPC, "No space left on device"))
         return super().request(**request)
@@ -190,6 +229,50 @@ class FullDiskTests(unittest.TestCase):
         self.clock.advance(5)
         settle(self.clock)
         self.assertEqual(self.ready, ["a", "b"])
+
+    def test_one_try_at_a_time(self):
+        """However many records are kept, a full disk is asked again for
+        one of them each few seconds, oldest first; when it has written
+        them all, records it refuses later are tried again in turn."""
+        for session in "abc":
+            self.spool.save_session(self.record(session))
+        self.assertEqual(self.disk.tries, 3)
+        self.clock.advance(spool_module._RETRY_AFTER)
+        settle(self.clock)
+        self.assertEqual(self.disk.tries, 4)
+        self.clock.advance(spool_module._RETRY_AFTER)
+        settle(self.clock)
+        self.assertEqual(self.disk.tries, 5)
+        self.disk.full = False
+        self.clock.advance(spool_module._RETRY_AFTER)
+        settle(self.clock)
+        self.assertEqual(self.ready, ["a", "b", "c"])
+        self.disk.full = True
+        self.spool.save_session(self.record("d"))
+        self.disk.full = False
+        self.clock.advance(spool_module._RETRY_AFTER)
+        settle(self.clock)
+        self.assertEqual(self.ready, ["a", "b", "c", "d"])
+
+    def test_bound_exact_and_freed(self):
+        """Records that fill the bound exactly are kept; the bytes of those
+        written are free again for the next ones refused."""
+        size = len(json.dumps(self.record("a")))
+        self.patch(spool_module, "_UNSAVED_BYTES", 2 * size)
+        for session in "abc":
+            self.spool.save_session(self.record(session))
+        self.assertEqual(self.spool.sessions_lost, 1)
+        self.disk.full = False
+        self.clock.advance(spool_module._RETRY_AFTER)
+        settle(self.clock)
+        self.disk.full = True
+        for session in "de":
+            self.spool.save_session(self.record(session))
+        self.assertEqual(self.spool.sessions_lost, 1)
+        self.disk.full = False
+        self.clock.advance(spool_module._RETRY_AFTER)
+        settle(self.clock)
+        self.assertEqual(self.ready, ["a", "b", "d", "e"])
 
     def test_write_error_refuses_commit(self):
         """A message whose writing failed cannot be committed, and is removed."""

@@ -340,6 +340,72 @@ class StoreTestsMixin:
             ("2001:db8::1", 1, 1, "quit", json.dumps(["pregreet"]), "admin", "hunter2",
              "PLAIN", "2025-12-29 09:20:02")])
 
+    def save_session(self, record):
+        return defer.Deferred.fromCoroutine(self.database.run(
+            records.save_session, self.database.dialect, record))
+
+    @defer.inlineCallbacks
+    def test_session_record_stored_whole(self):
+        """Every field of a session record reaches its column, and every
+        field of each AUTH attempt its credential row, in order; text that is
+        not UTF-8 as \\x escapes, the client address clipped to 45."""
+        record = {
+            "session": SESSION, "sensor": "sensor-b", "src_ip": "192.0.2.9",
+            "src_port": 51000, "dst_ip": "198.51.100.1", "dst_port": 587,
+            "start": 1767000000.25, "end": 1767000060.5, "helo": "h\udcffst",
+            "tls": {"implicit": True, "version": "TLSv1.3", "cipher": "TLS_AES_128_GCM_SHA256"},
+            "auth": [
+                {"mechanism": "LOGIN", "authzid": None, "username": "r\udcfeot",
+                 "password": "toor", "challenge": None, "response": None,
+                 "time": 1767000010.0, "accepted": False},
+                {"mechanism": "CRAM-MD5", "authzid": "boss", "username": "john doe",
+                 "password": None, "challenge": "<1.2@mx>", "response": "cafe",
+                 "time": 1767000020.0, "accepted": True}],
+            "transcript": [[0.0, "S", "220 banner"]], "flags": ["bare_lf", "pregreet"],
+            "envelopes": [{"mail_from": "a@example.net"}],
+            "commands": 7, "unknown_commands": 2, "errors": 3, "messages": 0,
+            "pregreet": "EHLO early", "close_reason": "timeout"}
+        yield self.save_session(record)
+        rows = yield self.query(
+            "SELECT sensor, client_ip, client_port, server_ip, server_port, started, ended,"
+            " helo, tls_implicit, tls_version, tls_cipher, auth_attempts, commands,"
+            " unknown_commands, errors, messages, close_reason, pregreet, flags,"
+            " transcript, envelopes FROM honeypot_sessions WHERE session_id = ?", SESSION)
+        self.assertEqual([(*r[:5], str(r[5])[:22], str(r[6])[:22], *r[7:]) for r in rows], [(
+            "sensor-b", "192.0.2.9", 51000, "198.51.100.1", 587,
+            "2025-12-29 09:20:00.25", "2025-12-29 09:21:00.50", "h\\xffst",
+            1, "TLSv1.3", "TLS_AES_128_GCM_SHA256", 2, 7, 2, 3, 0, "timeout", "EHLO early",
+            json.dumps(["bare_lf", "pregreet"]), json.dumps([[0.0, "S", "220 banner"]]),
+            json.dumps([{"mail_from": "a@example.net"}]))])
+        rows = yield self.query(
+            "SELECT position, sensor, time, client_ip, mechanism, authzid, username,"
+            " password, challenge, response, accepted FROM honeypot_credentials"
+            " WHERE session_id = ? ORDER BY position", SESSION)
+        self.assertEqual([(*r[:2], str(r[2])[:19], *r[3:]) for r in rows], [
+            (0, "sensor-b", "2025-12-29 09:20:10", "192.0.2.9", "LOGIN", None,
+             "r\\xfeot", "toor", None, None, 0),
+            (1, "sensor-b", "2025-12-29 09:20:20", "192.0.2.9", "CRAM-MD5", "boss",
+             "john doe", None, "<1.2@mx>", "cafe", 1)])
+
+    @defer.inlineCallbacks
+    def test_session_counted_once_when_it_ends(self):
+        """A session is counted in the connections tally when a record
+        first says it ended: not while it is open, not again when its
+        record is stored once more."""
+        record = {
+            "session": SESSION, "sensor": "sensor-a", "src_ip": "192.0.2.9",
+            "src_port": 51000, "dst_ip": "198.51.100.1", "dst_port": 25,
+            "start": 1767000000.0, "helo": None, "tls": None, "auth": []}
+        counts = []
+        for end in (None, 1767000009.0, 1767000009.0):
+            yield self.save_session({**record, "end": end})
+            rows = yield self.query("SELECT n FROM honeypot_tally_totals"
+                                    " WHERE kind = 'client' AND sensor = ''")
+            counts.append(rows)
+        self.assertEqual(counts, [[], [(1,)], [(1,)]])
+        rows = yield self.query("SELECT ended FROM honeypot_sessions")
+        self.assertEqual([str(r[0])[:19] for r in rows], ["2025-12-29 09:20:09"])
+
     @defer.inlineCallbacks
     def test_missing_schema_not_created_when_told_not_to(self):
         """With auto-creation off, an empty database is refused, naming the

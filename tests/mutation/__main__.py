@@ -9,10 +9,11 @@ more than most mutants' tests, so they are loaded by name and run as
 unittest runs them, fastest first, up to the first failure.  Then
 tests/mutation/score.py gives the score per module.
 
-``--keep`` reuses mutants/ from the last run: only mutants of changed
-functions are run again, and further arguments name the mutants to run
-again (``'smtplatrine.smtp.auth.*'``); for working on the tests, while
-the score of record comes from a clean run.
+Arguments name the mutants to run (``'smtplatrine.smtp.auth.*'``), the
+others are left unrun.  ``--keep`` reuses mutants/ from the last run: only
+mutants of changed functions, or the ones named, are run again.  Both are
+for working on the tests: the score of record comes from a clean run of
+all.
 """
 
 import importlib
@@ -60,10 +61,10 @@ class UnittestRunner(PytestRunner):
 
 def main(argv):
     if argv[:1] == ["--keep"]:
-        names = argv[1:]
+        argv = argv[1:]
     else:
         shutil.rmtree("mutants", ignore_errors=True)
-        names = []
+    names = argv
     mutmut.workers.isolation.PytestRunner = UnittestRunner
     # This package was imported from the checkout, the tests pytest
     # collects are mutmut's copies: the same files (mutmut says so for
