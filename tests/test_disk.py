@@ -8,7 +8,7 @@ from pathlib import Path
 
 from twisted.trial import unittest
 
-from smtplatrine import disk
+from smtplatrine import disk, privileges
 from smtplatrine.disk import DiskWorker
 from smtplatrine.spool import Spool
 from tests.durability import DurabilityRecorder
@@ -103,3 +103,38 @@ class DiskProgramTests(unittest.TestCase):
         self.assertEqual(self.recorder.log, [
             ("answer", {"errno": 5, "error": "Input/output error", "id": 1})])
         self.assertIsNone(self.recorder.durable(self.message))
+
+    def test_session_record_as_sorted_json(self):
+        """A session record is written as one line of JSON, keys sorted,
+        under a temporary name and then renamed to the session's."""
+        self.run_program({"op": "session", "record": {"session": "s-1", "end": 2.5,
+                                                      "auth": [{"username": "\u00e9"}]}})
+        path = self.root / "sessions" / "s-1.json"
+        self.assertEqual(path.read_bytes(),
+                         b'{"auth": [{"username": "\\u00e9"}], "end": 2.5, "session": "s-1"}\n')
+        self.assertEqual([(kind, *(Path(name).relative_to(self.root.resolve()) for name in names))
+                          if kind == "rename" else (kind, *names)
+                          for kind, *names in self.recorder.log], [
+            ("rename", Path("sessions/s-1.tmp"), Path("sessions/s-1.json")),
+            ("answer", {"id": 1})])
+
+    def test_error_without_errno_answered(self):
+        """A request that fails with an error that has no errno (here, a
+        session request without its record) is answered with errno 0 and
+        the error's text, and the next request is still served."""
+        self.run_program({"op": "session"}, {"op": "sync"})
+        answers = sorted((entry[1] for entry in self.recorder.log if entry[0] == "answer"),
+                         key=lambda answer: answer["id"])
+        self.assertEqual(answers, [{"errno": 0, "error": "'record'", "id": 1}, {"id": 2}])
+
+    def test_privileges_dropped_when_told(self):
+        """Given a user and a group the program becomes them before it reads
+        a request; without them it stays who it is."""
+        became = []
+        self.patch(privileges, "drop_privileges", lambda *ids: became.append(ids))
+        self.run_program()
+        self.assertEqual(became, [])
+        self.patch(sys, "argv", [])
+        self.patch(sys, "stdin", io.StringIO(""))
+        disk.main([str(self.root), "1001", "1002"])
+        self.assertEqual(became, [(1001, 1002)])
