@@ -245,6 +245,18 @@ class TransactionTests(SessionTestCase):
         self.assertEqual(self.send(b"MAIL FROM:<a@b> SIZE=abc\r\n"),
                          b"501 5.5.4 Bad message size syntax\r\n")
 
+    def test_dsn_parameter_edges(self):
+        """RFC 3461: an ENVID is xtext, any of "!" to "~"; NOTIFY takes
+        SUCCESS, FAILURE and DELAY together; an ORCPT's address is all
+        that follows its first ";", and an xtext escape there that is no
+        hexadecimal pair is refused (Postfix 3.7's replies)."""
+        self.assertEqual(self.send(b"MAIL FROM:<a@b> ENVID=!x~\r\n"), b"250 2.1.0 Ok\r\n")
+        self.assertEqual(self.send(b"RCPT TO:<c@d> NOTIFY=SUCCESS,FAILURE,DELAY\r\n"
+                                   b"RCPT TO:<e@d> NOTIFY=FAILURE\r\n"),
+                         b"250 2.1.5 Ok\r\n" * 2)
+        self.assertEqual(self.send(b"RCPT TO:<f@d> ORCPT=rfc822;a+ZZ;b@d\r\n"),
+                         b"501 5.5.4 Error: Bad ORCPT parameter syntax\r\n")
+
     def test_size_refused_at_mail(self):
         """SIZE= over the limit is refused at MAIL with 552."""
         self.assertEqual(self.send(b"MAIL FROM:<a@b> SIZE=10240001\r\n"),
@@ -418,6 +430,16 @@ class LocalRecipientTests(SessionTestCase):
                          b"550")
         self.assertEqual(self.send(b"RCPT TO:<nosuchuser@[IPv6:2001:db8::2]>\r\n")[:3],
                          b"250")
+
+
+    def test_ipv4_literal_on_a_dual_stack_socket(self):
+        """An IPv4 client of an IPv6 socket sees the server's IPv4 address,
+        which the socket reports mapped (::ffff:198.51.100.1): that
+        address's literal is local, another is not."""
+        self.connect(peer=("::ffff:192.0.2.7", 40000), server=("::ffff:198.51.100.1", 25))
+        self.send(b"MAIL FROM:<a@b.example>\r\n")
+        self.assertEqual(self.send(b"RCPT TO:<nosuchuser@[198.51.100.1]>\r\n")[:3], b"550")
+        self.assertEqual(self.send(b"RCPT TO:<nosuchuser@[198.51.100.2]>\r\n")[:3], b"250")
 
 
 class LongLineFlagTests(SessionTestCase):
