@@ -169,9 +169,11 @@ class StoreTestsMixin:
                             attachment_paths=())
         self.assertTrue((yield self.save(item)))
         rows = yield self.query("SELECT mail_from, raw, sha256, defects, parse_error,"
-                                " header_subject, imported FROM honeypot_emails")
+                                " header_subject, body_text, body_html, imported"
+                                " FROM honeypot_emails")
         self.assertEqual(rows, [("alice@example.net", raw, hashlib.sha256(raw).hexdigest(),
-                                 '["parse_failed"]', "the parser failed: boom", None, 0)])
+                                 '["parse_failed"]', "the parser failed: boom", None,
+                                 "", "", 0)])
         rows = yield self.query("SELECT COUNT(*) FROM honeypot_email_headers")
         self.assertEqual(rows, [(0,)])
 
