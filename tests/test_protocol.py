@@ -903,6 +903,36 @@ class RecordTests(SessionTestCase):
                              ("smtplatrine", "192.0.2.7"))
             self.assertIn("timestamp", event)
 
+    def test_event_fields(self):
+        """The events carry what the client said and what became of it: the
+        greeting's verb and name, the sender, each recipient and whether
+        it was taken, the message spooled (its id, queue id, size and
+        SHA-256 as written), and at the end how long the session lasted,
+        its messages and commands and why it ended (the client left)."""
+        self.send(EHLO)
+        self.send(b"MAIL FROM:<a@b.example>\r\nRCPT TO:<c@d.example>\r\n"
+                  b"RCPT TO:<nosuchuser>\r\nDATA\r\nx\r\n.\r\n")
+        self.clock.advance(7)
+        self.close()
+        [(metadata, _)] = self.spooled()
+        fields = [{k: v for k, v in event.items()
+                   if k not in ("session", "sensor", "src_ip", "src_port", "dst_ip",
+                                "dst_port", "timestamp")}
+                  for event in self.factory.output.events[1:]]
+        self.assertEqual(fields, [
+            {"eventid": "smtplatrine.session.helo", "command": "EHLO",
+             "helo": "client.example.org"},
+            {"eventid": "smtplatrine.mail", "mail_from": "a@b.example"},
+            {"eventid": "smtplatrine.rcpt", "rcpt": "c@d.example", "accepted": True},
+            {"eventid": "smtplatrine.rcpt", "rcpt": "nosuchuser", "accepted": False},
+            {"eventid": "smtplatrine.message.spooled", "message": metadata["message"],
+             "queue_id": metadata["queue_id"], "size": 3,
+             "sha256": hashlib.sha256(b"x\r\n").hexdigest(), "acknowledged": True,
+             "truncated": False},
+            {"eventid": "smtplatrine.session.closed", "duration": 7.0, "messages": 1,
+             "commands": 5, "reason": "client", "tls_failed": False,
+             "envelopes_dropped": 0, "recipients_dropped": 0}])
+
     def test_transcript_bounded(self):
         """The transcript keeps transcript_limit lines and flags the rest."""
         self.connect(make_config(smtp={"transcript_limit": 10}))
