@@ -16,7 +16,7 @@ from twisted.trial import unittest
 from smtplatrine import spool as spool_module
 from smtplatrine.capture import Identity, Metadata
 from smtplatrine.disk import LocalDisk
-from smtplatrine.spool import Spool, read_metadata
+from smtplatrine.spool import Spool, SpoolReader, read_message, read_metadata
 from smtplatrine.testing import HeldDisk, settle, spooled
 
 
@@ -170,6 +170,60 @@ class SpoolTests(unittest.TestCase):
         self.spool.discard(message)
         self.assertFalse(message.path.exists())
         self.assertFalse(message.path.with_suffix(".json").exists())
+
+
+class SpoolReaderTests(unittest.TestCase):
+    """The storing side's view of a spool the SMTP side wrote."""
+
+    def setUp(self):
+        self.root = Path(self.mktemp())
+        self.spool = Spool(self.root, LocalDisk(self.root))
+        (self.root / "quarantine").mkdir()
+        self.reader = SpoolReader(self.root)
+
+    def message(self, body, **status):
+        spool_file = self.spool.open(100)
+        spool_file.write(body)
+        metadata = attrs.evolve(a_message(**status), message=spool_file.path.stem)
+        self.spool.commit(spool_file, metadata)
+        return spool_file.path.stem
+
+    def test_finished_in_order(self):
+        """Finished messages, in the order of their names, then session
+        records likewise; a message still being written is not listed."""
+        ids = sorted(self.message(b"x") for _ in range(3))
+        self.spool.open(100).write(b"unfinished")
+        for session in ("s-2", "s-1"):
+            self.spool.save_session({"session": session})
+        self.assertEqual(self.reader.finished(),
+                         [("message", i) for i in ids] + [("session", "s-1"), ("session", "s-2")])
+        self.assertEqual(self.reader.session("s-1"), {"session": "s-1"})
+        self.assertIsNone(self.reader.session("s-3"))
+        raw, metadata = read_message(self.reader.eml(ids[0]))
+        self.assertEqual((raw, metadata.message, metadata.size), (b"x", ids[0], 1))
+
+    def test_quarantine(self):
+        """A message that cannot be stored leaves the spool for quarantine/
+        whole, with the reason beside it, its metadata given back; one
+        without metadata goes too; a session record likewise."""
+        kept = self.message(b"bad", acknowledged=True)
+        metadata = self.reader.quarantine_message(kept, "the store refused it")
+        self.assertEqual((metadata.message, metadata.acknowledged), (kept, True))
+        bare = self.root / "messages" / "0000.eml"
+        bare.write_bytes(b"no metadata")
+        self.assertIsNone(self.reader.quarantine_message("0000", "unreadable"))
+        self.spool.save_session({"session": "s-1"})
+        self.reader.quarantine_session("s-1")
+        quarantine = self.root / "quarantine"
+        self.assertEqual(sorted(p.name for p in quarantine.iterdir()), sorted([
+            f"{kept}.eml", f"{kept}.json", f"{kept}.reason", "0000.eml", "0000.reason",
+            "s-1.json"]))
+        self.assertEqual(((quarantine / f"{kept}.eml").read_bytes(),
+                          (quarantine / f"{kept}.reason").read_text(),
+                          (quarantine / "0000.reason").read_text()),
+                         (b"bad", "the store refused it\n", "unreadable\n"))
+        self.assertEqual(self.reader.finished(), [])
+        self.assertEqual(list((self.root / "messages").glob(f"{kept}.*")), [])
 
 
 class FullDisk(LocalDisk):
