@@ -251,7 +251,9 @@ class FullDiskTests(unittest.TestCase):
         self.spool.ready = self
 
     def notify(self, kind, item):
-        """The spool's consumer: we note what it says is ready."""
+        """The spool's consumer: we note the session records it says are
+        ready (and nothing else is)."""
+        self.assertEqual(kind, "session")
         self.ready.append(item)
 
     def record(self, session):

@@ -405,8 +405,25 @@ class StoreTestsMixin:
                                     " WHERE kind = 'client' AND sensor = ''")
             counts.append(rows)
         self.assertEqual(counts, [[], [(1,)], [(1,)]])
-        rows = yield self.query("SELECT ended FROM honeypot_sessions")
-        self.assertEqual([str(r[0])[:19] for r in rows], ["2025-12-29 09:20:09"])
+        rows = yield self.query("SELECT ended, flags, transcript, envelopes"
+                                " FROM honeypot_sessions")
+        self.assertEqual([(str(r[0])[:19], *r[1:]) for r in rows],
+                         [("2025-12-29 09:20:09", "[]", "[]", "[]")])
+
+    @defer.inlineCallbacks
+    def test_long_client_address_clipped(self):
+        """A client address longer than its column (an IPv6 link-local
+        address with a long zone) is clipped to its 45 characters, in the
+        session's row and in its credentials'."""
+        client = "fe80:0:0:0:1234:5678:9abc:def0%verylonginterface"
+        yield self.save_session({
+            "session": SESSION, "sensor": "sensor-a", "src_ip": client,
+            "src_port": 51000, "dst_ip": "::1", "dst_port": 25, "start": 1767000000.0,
+            "end": 1767000009.0, "auth": [{"mechanism": "PLAIN", "username": "u",
+                                           "password": "p", "time": 1767000001.0}]})
+        rows = yield self.query("SELECT s.client_ip, c.client_ip FROM honeypot_sessions s"
+                                " JOIN honeypot_credentials c ON c.session_id = s.session_id")
+        self.assertEqual(rows, [(client[:45], client[:45])])
 
     @defer.inlineCallbacks
     def test_missing_schema_not_created_when_told_not_to(self):
