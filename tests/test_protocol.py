@@ -698,6 +698,24 @@ class TLSTests(SessionTestCase):
                          b"554 5.5.1 Error: TLS already active\r\n")
         self.assertIn("starttls_injection", self.close()["flags"])
 
+    def test_starttls_forgets_what_came_before(self):
+        """RFC 3207 4.2: after STARTTLS the server forgets what the client
+        told it before: its greeting (none is recorded until the next)
+        and its authentication (AUTH is taken again).  Its TLS is not the
+        implicit kind."""
+        self.connect(make_config(smtp={"smtp_auth_accept": True}))
+        self.send(EHLO)
+        token = base64.b64encode(b"\0u\0p")
+        self.send(b"AUTH PLAIN " + token + b"\r\n")
+        self.assertEqual(self.send(b"STARTTLS\r\n"), b"220 2.0.0 Ready to start TLS\r\n")
+        self.send(EHLO)
+        self.assertEqual(self.send(b"AUTH PLAIN " + token + b"\r\n"),
+                         b"235 2.7.0 Authentication successful\r\n")
+        self.assertEqual(self.close()["tls"], {"implicit": False})
+        self.connect()
+        self.send(EHLO + b"STARTTLS\r\n")
+        self.assertIsNone(self.close()["helo"])
+
     def test_starttls_with_argument(self):
         """STARTTLS takes no argument."""
         self.assertEqual(self.send(b"STARTTLS now\r\n"), b"501 5.5.4 Syntax: STARTTLS\r\n")
@@ -807,10 +825,14 @@ class LimitTests(SessionTestCase):
         self.assertEqual(self.close()["close_reason"], "idle_timeout")
 
     def test_slow_command(self):
-        """A command dribbled one byte every 10 s ends at the timeout."""
-        for _ in range(31):
+        """A command dribbled one byte every 10 s ends at the timeout, not
+        before."""
+        for _ in range(29):
             self.send(b"N")
             self.clock.advance(10)
+            self.assertFalse(self.transport.disconnecting)
+        self.send(b"N")
+        self.clock.advance(10)
         self.assertTrue(self.transport.disconnecting)
         self.assertEqual(self.close()["close_reason"], "command_timeout")
 
@@ -830,6 +852,20 @@ class LimitTests(SessionTestCase):
             self.clock.advance(1)
         self.assertTrue(self.transport.disconnecting)
         self.assertEqual(self.close()["close_reason"], "slow_data")
+
+    def test_data_at_the_minimum_rate(self):
+        """A client that sends commands slowly, then DATA at exactly
+        min_data_rate bytes a second, is not cut off: only slower DATA is."""
+        self.send(EHLO)
+        for _ in range(12):
+            self.clock.advance(5)
+            self.send(b"NOOP\r\n")
+        self.send(b"MAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nDATA\r\n")
+        for _ in range(60):
+            self.send(b"x" * 500)
+            self.clock.advance(1)
+        self.assertFalse(self.transport.disconnecting)
+        self.assertIn(b"queued as", self.send(b"\r\n.\r\n"))
 
     def test_overlong_command(self):
         """A 100 KB command line is cut to the limit and the session goes on."""

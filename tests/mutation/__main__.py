@@ -6,8 +6,12 @@ mutants/, mutates the listed modules, runs the selected tests once under
 pytest to learn which tests call which function, then runs each mutant's
 tests in a process forked for it.  There, pytest's start-up would cost
 more than most mutants' tests, so they are loaded by name and run as
-unittest runs them, fastest first, up to the first failure.  Then
-tests/mutation/score.py gives the score per module.
+unittest runs them, fastest first, up to the first failure, each with a
+budget of processor time (TIME_FACTOR times what it took on the code as
+it is, plus TIME_SLACK seconds): a mutant that makes a test loop or crawl
+past it is detected as a timeout at once, not when mutmut's own limit for
+all of its tests runs out.  Then tests/mutation/score.py gives the score
+per module.
 
 Arguments name the mutants to run (``'smtplatrine.smtp.auth.*'``), the
 others are left unrun.  ``--keep`` reuses mutants/ from the last run: only
@@ -19,6 +23,7 @@ all.
 import importlib
 import os
 import shutil
+import signal
 import sys
 import unittest
 
@@ -32,6 +37,21 @@ from tests.mutation import plugin, score
 
 # Both cores: the mutants' processes are the run's only work.
 WORKERS = 2
+# A test's processor time on a mutant: at most this many times what it took
+# on the code as it is, plus this many seconds.
+TIME_FACTOR = 10
+TIME_SLACK = 1.0
+# mutmut's exit status for a mutant whose tests ran out of time.
+TIMEOUT = 36
+
+
+class OutOfTime(BaseException):
+    """A test ran past its budget (a BaseException: tests that catch
+    Exception do not swallow it)."""
+
+
+def out_of_time(signum, frame):
+    raise OutOfTime()
 
 
 def load(nodeid):
@@ -51,9 +71,19 @@ class UnittestRunner(PytestRunner):
             return super().run_tests(mutant_name=mutant_name, tests=tests)
         durations = state().duration_by_test
         result = unittest.TestResult()
+        signal.signal(signal.SIGVTALRM, out_of_time)
         with change_cwd("mutants"):
             for nodeid in sorted(tests, key=lambda nodeid: durations.get(nodeid, 0.0)):
-                load(nodeid).run(result)
+                budget = TIME_SLACK + TIME_FACTOR * durations.get(nodeid, 0.0)
+                signal.setitimer(signal.ITIMER_VIRTUAL, budget)
+                try:
+                    load(nodeid).run(result)
+                except OutOfTime:
+                    return TIMEOUT
+                finally:
+                    spent = signal.setitimer(signal.ITIMER_VIRTUAL, 0)[0] == 0
+                if spent:  # the test caught OutOfTime as an error of its own
+                    return TIMEOUT
                 if not result.wasSuccessful():
                     return 1
         return 0
