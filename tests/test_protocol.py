@@ -366,14 +366,19 @@ class TransactionTests(SessionTestCase):
                 self.assertIn("smuggling", meta["flags"], (variant, len(reads)))
 
     def test_dropped_mid_data(self):
-        """A connection lost in DATA leaves an incomplete, unacknowledged message."""
+        """A connection lost in DATA leaves an incomplete, unacknowledged
+        message, and a session record that says so and when it ended."""
         reply = self.transaction(b"Subject: half\r\n")
         self.assertNotIn(b"queued", reply)
+        self.clock.advance(3)
         record = self.close()
         [(meta, raw)] = self.spooled()
         self.assertEqual(raw, b"Subject: half\r\n")
         self.assertEqual((meta["incomplete"], meta["acknowledged"]), (True, False))
         self.assertIn("incomplete_message", record["flags"])
+        self.assertEqual([e["outcome"] for e in record["envelopes"]], ["incomplete"])
+        self.assertEqual((record["end"] - record["start"], record["close_reason"]),
+                         (3, "client"))
 
     def test_long_line_in_data(self):
         """A 1 MB line in DATA is kept whole; command-like lines after it are data."""
@@ -630,6 +635,23 @@ class AuthTests(SessionTestCase):
             [attempt] = self.attempts()
             self.assertEqual((attempt["accepted"], event["accepted"]), (accept, accept))
 
+    def test_attempt_time_and_event(self):
+        """An attempt is recorded with the time it ended; its event carries
+        the same fields (but the time, which the event has as its own),
+        control characters in what the client sent escaped."""
+        self.clock.advance(42)
+        token = base64.b64encode(b"\0ad\x1bmin\0p\nw")
+        self.send(b"AUTH PLAIN " + token + b"\r\n")
+        [event] = [e for e in self.factory.output.events
+                   if e["eventid"] == "smtplatrine.login.attempt"]
+        [attempt] = self.attempts()
+        self.assertEqual(attempt["time"], self.clock.seconds())
+        self.assertEqual((attempt["username"], attempt["password"]), ("ad\x1bmin", "p\nw"))
+        self.assertNotIn("time", event)
+        self.assertEqual((event["mechanism"], event["username"], event["password"],
+                          event["accepted"]),
+                         ("PLAIN", "ad\\x1bmin", "p\\nw", False))
+
     def test_cram_md5_user_name_with_space(self):
         """RFC 2195: the response is the user name, a space and 32 hex
         digits; a user name holding spaces is kept whole."""
@@ -765,10 +787,14 @@ class SpoolFailureTests(SessionTestCase):
 
     def fail_with(self, code):
         """The reply to a message whose sync fails with *code*."""
+        return self.fail_with_error(OSError(code, "injected"))
+
+    def fail_with_error(self, error):
+        """The reply to a message whose sync fails with *error*."""
         self.connect(disk=HeldDisk)
         self.send(EHLO)
         self.transaction(b"x\r\n.\r\n")
-        self.factory.spool._disk.syncs.pop().errback(OSError(code, "injected"))
+        self.factory.spool._disk.syncs.pop().errback(error)
         return self.transport.value().split(b"\r\n")[-2] + b"\r\n"
 
     def test_disk_full(self):
@@ -778,6 +804,29 @@ class SpoolFailureTests(SessionTestCase):
                          b"451 4.3.0 Error: queue file write error\r\n")
         [envelope] = self.protocol.record.envelopes
         self.assertFalse((self.factory.spool.messages / f"{envelope.message}.eml").exists())
+        self.assertEqual(envelope.outcome, "spool_error")
+
+    def test_unexpected_failure(self):
+        """A commit that fails with an error that is no OSError gets the
+        same 451, and its message is removed."""
+        self.assertEqual(self.fail_with_error(RuntimeError("unexpected")),
+                         b"451 4.3.0 Error: queue file write error\r\n")
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
+        [envelope] = self.protocol.record.envelopes
+        self.assertEqual(envelope.outcome, "spool_error")
+        self.assertEqual(list(self.factory.spool.messages.glob(f"{envelope.message}.*")), [])
+
+    def test_dropped_mid_data_and_refused(self):
+        """A message cut short by the client that the disk then refuses is
+        removed, and the session record says so."""
+        self.connect(disk=HeldDisk)
+        self.send(EHLO)
+        self.transaction(b"Subject: half\r\n")
+        self.protocol.connectionLost(None)
+        self.factory.spool._disk.syncs.pop().errback(OSError(errno.ENOSPC, "injected"))
+        [envelope] = self.protocol.record.envelopes
+        self.assertEqual(envelope.outcome, "spool_error")
+        self.assertEqual(list(self.factory.spool.messages.glob(f"{envelope.message}.*")), [])
 
     def test_fsync_failure(self):
         """A failed fsync gets 451, never 250."""

@@ -286,6 +286,24 @@ class FullDiskTests(unittest.TestCase):
         settle(self.clock)
         self.assertEqual(self.ready, ["a", "b"])
 
+    def test_record_taken_at_once_announced(self):
+        """A session record the disk takes is announced to the consumer
+        once written, by its session."""
+        self.disk.full = False
+        self.successResultOf(self.spool.save_session(self.record("a")))
+        self.assertEqual(self.ready, ["a"])
+
+    def test_discard_on_a_full_disk(self):
+        """A message whose buffered bytes a full disk refuses to take, when
+        its file is closed, is still removed."""
+        message = self.spool.open(100000)
+        message._file.close()
+        message._file = open("/dev/full", "wb")  # as full as a disk gets; buffered
+        message.write(b"x" * 100)
+        self.spool.discard(message)
+        self.assertTrue(message._file.closed)
+        self.assertEqual(list(self.spool.messages.glob(f"{message.path.stem}.*")), [])
+
     def test_one_try_at_a_time(self):
         """However many records are kept, a full disk is asked again for
         one of them each few seconds, oldest first; when it has written
