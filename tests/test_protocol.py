@@ -257,6 +257,23 @@ class TransactionTests(SessionTestCase):
         self.assertEqual(self.send(b"RCPT TO:<f@d> ORCPT=rfc822;a+ZZ;b@d\r\n"),
                          b"501 5.5.4 Error: Bad ORCPT parameter syntax\r\n")
 
+    def test_vrfy_address_syntax(self):
+        """VRFY cuts its address as RCPT does: a quoted local part may hold
+        a blank, an unquoted one may not, and unbalanced brackets are no
+        address."""
+        self.assertEqual(self.send(b'VRFY "john doe"@example.com\r\n'),
+                         b'252 2.0.0 "john doe"@example.com\r\n')
+        for arg in (b"john doe@example.com", b"<<a@example.com>", b"<a@example.com>>x"):
+            self.assertEqual(self.send(b"VRFY " + arg + b"\r\n"),
+                             b"501 5.1.3 Bad recipient address syntax\r\n", arg)
+
+    def test_etrn_domain_quoted(self):
+        """ETRN is refused for the domain named, which Postfix quotes
+        without the "@" that may lead it, and as written otherwise."""
+        self.assertEqual(self.send(b"ETRN @example.org\r\nETRN Xample.org\r\n"),
+                         b"459 <example.org>: service unavailable\r\n"
+                         b"459 <Xample.org>: service unavailable\r\n")
+
     def test_size_refused_at_mail(self):
         """SIZE= over the limit is refused at MAIL with 552."""
         self.assertEqual(self.send(b"MAIL FROM:<a@b> SIZE=10240001\r\n"),
@@ -651,6 +668,15 @@ class AuthTests(SessionTestCase):
         self.assertEqual((event["mechanism"], event["username"], event["password"],
                           event["accepted"]),
                          ("PLAIN", "ad\\x1bmin", "p\\nw", False))
+
+    def test_cram_md5_challenges_differ(self):
+        """RFC 2195: each challenge holds random digits, so that no two
+        sessions get the same one, even in the same second."""
+        challenges = set()
+        for _ in range(40):
+            self.connect_cram()
+            challenges.add(self.send(b"AUTH CRAM-MD5\r\n"))
+        self.assertEqual(len(challenges), 40)
 
     def test_cram_md5_user_name_with_space(self):
         """RFC 2195: the response is the user name, a space and 32 hex
