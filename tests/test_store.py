@@ -191,6 +191,20 @@ class StoreTestsMixin:
         self.assertFalse((yield update(item)))
         rows = yield self.query("SELECT header_subject, defects, parse_error FROM honeypot_emails")
         self.assertEqual(rows, [("Invoice 42", "[]", None)])
+        # The tallies count the new reading instead of the old one.
+        rows = yield self.query("SELECT value, n FROM honeypot_tally_totals"
+                                " WHERE kind = 'from_domain' AND sensor = ''")
+        self.assertEqual(rows, [("example.net", 1)])
+        # A reading that differs only in its URLs reads differently.
+        self.assertTrue((yield update(attrs.evolve(item, parsed=attrs.evolve(
+            item.parsed, urls=())))))
+        self.assertTrue((yield update(item)))
+        rows = yield self.query("SELECT value, n, sensor FROM honeypot_tally_totals"
+                                " WHERE kind = 'from_domain' ORDER BY sensor")
+        self.assertEqual(rows, [("example.net", 1, ""), ("example.net", 1, "sensor-a")])
+        # A message not stored is not read again.
+        other = prepared(self.tmp, "00000000-0000-4000-8000-00000000000d", message_bytes())
+        self.assertFalse((yield update(other)))
         rows = yield self.query("SELECT sha256, attachment_id FROM honeypot_attachments")
         self.assertEqual(rows, [(hashlib.sha256(PDF).hexdigest(),
                                  records.attachment_id(message_id, 0))])
