@@ -8,8 +8,10 @@ import json
 import re
 from pathlib import Path
 
+from OpenSSL import SSL
 from twisted.trial import unittest
 
+from smtplatrine import tls
 from smtplatrine.testing import (HeldDisk, connect, make_config, make_factory, settle,
                                  spooled)
 
@@ -763,6 +765,46 @@ class TLSTests(SessionTestCase):
         self.connect()
         self.send(EHLO + b"STARTTLS\r\n")
         self.assertIsNone(self.close()["helo"])
+
+    def test_handshake_recorded(self):
+        """Once the TLS handshake after STARTTLS is done, the session record
+        and an event hold the version and cipher the client got (as the
+        client sees them); a session whose handshake never ended is said
+        to have failed TLS."""
+        self.send(EHLO + b"STARTTLS\r\n")
+        server = SSL.Connection(tls.context_factory(
+            *tls.self_signed("mail.example.com", Path(self.mktemp()))).getContext(), None)
+        server.set_accept_state()
+        client = SSL.Connection(SSL.Context(SSL.TLS_CLIENT_METHOD), None)
+        client.set_connect_state()
+        for _ in range(10):
+            for end in (client, server):
+                try:
+                    end.do_handshake()
+                except SSL.WantReadError:
+                    pass
+            for source, sink in ((client, server), (server, client)):
+                try:
+                    sink.bio_write(source.bio_read(65536))
+                except SSL.WantReadError:
+                    pass
+        self.transport.getHandle = lambda: server
+        self.protocol.handshakeCompleted()
+        got = {"version": client.get_protocol_version_name(),
+               "cipher": client.get_cipher_name()}
+        self.assertTrue(got["cipher"])
+        self.assertEqual(self.close()["tls"], {"implicit": False, **got})
+        events = {e["eventid"]: e for e in self.factory.output.events}
+        self.assertEqual((events["smtplatrine.session.tls"]["tls_version"],
+                          events["smtplatrine.session.tls"]["tls_cipher"],
+                          events["smtplatrine.session.closed"]["tls_failed"]),
+                         (got["version"], got["cipher"], False))
+        self.connect()
+        self.send(EHLO + b"STARTTLS\r\n")
+        self.close()
+        [closed] = [e for e in self.factory.output.events
+                    if e["eventid"] == "smtplatrine.session.closed"]
+        self.assertTrue(closed["tls_failed"])
 
     def test_starttls_with_argument(self):
         """STARTTLS takes no argument."""
