@@ -6,6 +6,7 @@ import hashlib
 import hmac
 import json
 import re
+import socket
 from pathlib import Path
 
 from OpenSSL import SSL
@@ -765,6 +766,25 @@ class TLSTests(SessionTestCase):
         self.connect()
         self.send(EHLO + b"STARTTLS\r\n")
         self.assertIsNone(self.close()["helo"])
+
+    def test_plaintext_waiting_in_the_socket(self):
+        """Bytes the client sent after STARTTLS that wait unread in the
+        socket are plaintext injection, unless they can begin a TLS
+        handshake (a record starting 0x16, as a ClientHello does); none
+        waiting is no injection either."""
+        flagged = []
+        for waiting in (b"MAIL FROM:<evil@x>\r\n", b"\x16\x03\x01", b""):
+            self.connect()
+            ours, theirs = socket.socketpair()
+            self.addCleanup(ours.close)
+            self.addCleanup(theirs.close)
+            ours.setblocking(False)
+            theirs.sendall(waiting)
+            self.transport.getHandle = lambda: ours
+            self.send(EHLO + b"STARTTLS\r\n")
+            flagged.append("starttls_injection" in self.close()["flags"])
+            self.assertEqual(ours.recv(100, socket.MSG_DONTWAIT) if waiting else b"", waiting)
+        self.assertEqual(flagged, [True, False, False])
 
     def test_handshake_recorded(self):
         """Once the TLS handshake after STARTTLS is done, the session record
