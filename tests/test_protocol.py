@@ -672,6 +672,16 @@ class AuthTests(SessionTestCase):
                           event["accepted"]),
                          ("PLAIN", "ad\\x1bmin", "p\\nw", False))
 
+    def test_pipelining_after_auth(self):
+        """Once AUTH is over, commands may be pipelined again (RFC 2920,
+        after EHLO): a MAIL and its RCPTs in one write are no improper
+        pipelining."""
+        token = base64.b64encode(b"\0u\0p")
+        self.send(b"AUTH PLAIN " + token + b"\r\n")
+        self.assertEqual(self.send(b"MAIL FROM:<a@b.example>\r\nRCPT TO:<c@d.example>\r\n"),
+                         b"250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n")
+        self.assertNotIn("improper_pipelining", self.close()["flags"])
+
     def test_cram_md5_challenges_differ(self):
         """RFC 2195: each challenge holds random digits, so that no two
         sessions get the same one, even in the same second."""
