@@ -6,6 +6,7 @@ import signal
 import sys
 from pathlib import Path
 
+from twisted.internet import defer
 from twisted.trial import unittest
 
 from smtplatrine import disk, privileges
@@ -43,6 +44,24 @@ class DiskWorkerTests(unittest.TestCase):
         self.assertNotIn("errno", answer)
         path = self.root / "sessions" / "abc.json"
         self.assertEqual(json.loads(path.read_text()), record)
+
+    async def test_requests_at_once(self):
+        """Requests sent before the first is answered are each answered."""
+        from twisted.internet import reactor
+
+        waiting = [self.worker.request(op="create", count=2),
+                   self.worker.request(op="session", record={"session": "s"}),
+                   self.worker.request(op="sync")]
+        answers = await defer.gatherResults(waiting).addTimeout(30, reactor)
+        self.assertEqual([len(answers[0]["ids"]), "errno" in answers[1], "errno" in answers[2]],
+                         [2, False, False])
+
+    async def test_stopped_worker_refuses_at_once(self):
+        """Once the worker has stopped, a request fails at once with an
+        OSError saying so."""
+        await self.worker.stop()
+        failure = self.failureResultOf(self.worker.request(op="sync"), OSError)
+        self.assertEqual(failure.value.args, (0, "the disk worker has stopped"))
 
     async def test_error_answered(self):
         """A request that fails is answered with its error, and the child goes on."""
