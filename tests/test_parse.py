@@ -9,6 +9,7 @@ RFC 2046 5.1.1 gives to the delimiter; for those munpack's files (one byte
 shorter) are the reference.
 """
 
+import email
 import email.utils
 import hashlib
 
@@ -695,6 +696,16 @@ class EncodingTests(ParseTestCase):
         raw = multipart([b"Content-Type: application/octet-stream;\r\n"
                          b" name*1=\"-2.txt\"; name*0*=iso-8859-1'fr'r%E9sum%E9\r\n\r\nx"])
         self.assertEqual(self.parse(raw).attachments[0].filename, "résumé-2.txt")
+
+    def test_rfc2231_apostrophes(self):
+        """Only the first section gives a charset and language (RFC 2231 3
+        and 4.1): its value keeps any further apostrophe, and so do later
+        sections, as Python's email (compat32) reads them too."""
+        raw = multipart([b"Content-Type: application/octet-stream;\r\n"
+                         b" name*0*=utf-8'en'it's; name*1*=%20o'k.txt\r\n\r\nx"])
+        [part] = [p for p in email.message_from_bytes(raw).walk() if not p.is_multipart()]
+        self.assertEqual(part.get_filename(), "it's o'k.txt")
+        self.assertEqual(self.parse(raw).attachments[0].filename, "it's o'k.txt")
 
     def test_encoded_word_filename(self):
         """An RFC 2047 word in a filename, as mailers write it, is decoded."""
