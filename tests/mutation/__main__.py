@@ -8,9 +8,11 @@ tests in a process forked for it.  There, pytest's start-up would cost
 more than most mutants' tests, so they are loaded by name and run as
 unittest runs them, fastest first, up to the first failure, each with a
 budget of processor time (TIME_FACTOR times what it took on the code as
-it is, plus TIME_SLACK seconds): a mutant that makes a test loop or crawl
-past it is detected as a timeout at once, not when mutmut's own limit for
-all of its tests runs out.  Then tests/mutation/score.py gives the score
+it is, plus TIME_SLACK seconds; a trial test that waits on the reactor,
+as long in wall-clock time, plus WAIT_SLACK seconds): a mutant that makes
+a test loop, crawl or wait for what never comes past it is detected as a
+timeout at once, not when mutmut's own limit for all of its tests runs
+out.  Then tests/mutation/score.py gives the score
 per module.
 
 Arguments name the mutants to run (``'smtplatrine.smtp.auth.*'``), the
@@ -41,6 +43,7 @@ WORKERS = 2
 # on the code as it is, plus this many seconds.
 TIME_FACTOR = 10
 TIME_SLACK = 1.0
+WAIT_SLACK = 5.0
 # mutmut's exit status for a mutant whose tests ran out of time.
 TIMEOUT = 36
 
@@ -63,6 +66,12 @@ def load(nodeid):
     return test
 
 
+def timed_out(result):
+    """Whether the last failure in *result* is a trial test's timeout."""
+    return any("twisted.internet.defer.TimeoutError" in text
+               for _, text in result.errors[-1:])
+
+
 class UnittestRunner(PytestRunner):
     """mutmut's pytest runner, but for a mutant's tests."""
 
@@ -74,15 +83,18 @@ class UnittestRunner(PytestRunner):
         signal.signal(signal.SIGVTALRM, out_of_time)
         with change_cwd("mutants"):
             for nodeid in sorted(tests, key=lambda nodeid: durations.get(nodeid, 0.0)):
-                budget = TIME_SLACK + TIME_FACTOR * durations.get(nodeid, 0.0)
-                signal.setitimer(signal.ITIMER_VIRTUAL, budget)
+                budget = TIME_FACTOR * durations.get(nodeid, 0.0)
+                test = load(nodeid)
+                test.timeout = WAIT_SLACK + budget  # read by trial's TestCase only
+                signal.setitimer(signal.ITIMER_VIRTUAL, TIME_SLACK + budget)
                 try:
-                    load(nodeid).run(result)
+                    test.run(result)
                 except OutOfTime:
                     return TIMEOUT
                 finally:
                     spent = signal.setitimer(signal.ITIMER_VIRTUAL, 0)[0] == 0
-                if spent:  # the test caught OutOfTime as an error of its own
+                if spent or (not result.wasSuccessful() and timed_out(result)):
+                    # OutOfTime caught as an error of the test's, or trial's timeout
                     return TIMEOUT
                 if not result.wasSuccessful():
                     return 1
