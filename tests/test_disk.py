@@ -63,12 +63,25 @@ class DiskWorkerTests(unittest.TestCase):
         failure = self.failureResultOf(self.worker.request(op="sync"), OSError)
         self.assertEqual(failure.value.args, (0, "the disk worker has stopped"))
 
+    async def test_waiting_requests_fail_when_it_ends(self):
+        """Requests still unanswered when the worker process ends fail with
+        an OSError saying so, instead of waiting for ever."""
+        from twisted.internet import reactor
+
+        self.worker.transport.signalProcess("STOP")  # it can answer nothing now
+        waiting = self.worker.request(op="sync")
+        self.worker.transport.signalProcess("KILL")
+        with self.assertRaises(OSError) as caught:
+            await waiting.addTimeout(30, reactor)
+        self.assertEqual(caught.exception.args, (0, "the disk worker ended"))
+
     async def test_error_answered(self):
         """A request that fails is answered with its error, and the child goes on."""
         (self.root / "sessions").rmdir()
         with self.assertRaises(OSError) as caught:
             await self.worker.request(op="session", record={"session": "x"})
-        self.assertEqual(caught.exception.errno, 2)
+        self.assertEqual((caught.exception.errno, caught.exception.strerror),
+                         (2, "No such file or directory"))
         answer = await self.worker.request(op="create", count=1)
         self.assertEqual(len(answer["ids"]), 1)
 
