@@ -707,6 +707,17 @@ class EncodingTests(ParseTestCase):
         self.assertEqual(part.get_filename(), "it's o'k.txt")
         self.assertEqual(self.parse(raw).attachments[0].filename, "it's o'k.txt")
 
+    def test_rfc2231_sections_in_utf8(self):
+        """Sections that are not percent-encoded may hold UTF-8 (header
+        values may, RFC 6532), and are read as such; a charset name that
+        is no ASCII does not lose the name."""
+        raw = multipart([b"Content-Type: application/octet-stream;\r\n"
+                         b' name*0="caf\xc3\xa9"; name*1=".txt"\r\n\r\nx',
+                         b"Content-Type: application/octet-stream;\r\n"
+                         b" name*0*=\xff\xfe''invoice.pdf\r\n\r\nx"])
+        self.assertEqual([a.filename for a in self.parse(raw).attachments],
+                         ["caf\u00e9.txt", "invoice.pdf"])
+
     def test_encoded_word_filename(self):
         """An RFC 2047 word in a filename, as mailers write it, is decoded."""
         raw = multipart([b'Content-Type: application/zip; name="=?utf-8?B?0YTQsNC50Lsuemlw?="'
