@@ -361,6 +361,38 @@ class StoreTestsMixin:
             records.save_session, self.database.dialect, record))
 
     @defer.inlineCallbacks
+    def test_message_row_whole(self):
+        """Every field of a message's metadata reaches its column, and the
+        session row it starts holds its client, greeting, TLS and flags;
+        a message without its session's start time dates the session by
+        its own arrival; addresses longer than their column are clipped."""
+        raw = message_bytes()
+        client = "fe80:0:0:0:1234:5678:9abc:def0%verylonginterface"
+        item = prepared(self.tmp, "00000000-0000-4000-8000-000000000011", raw,
+                        session_start=None, src_ip=client, dst_ip=client, helo="h\udcff",
+                        tls={"implicit": True, "version": "TLSv1.3", "cipher": "C"},
+                        mail_params={"SIZE": "100"}, flags=["pipelining"],
+                        transport="BDAT", truncated=True)
+        yield defer.Deferred.fromCoroutine(self.database.run(
+            records.save_message, self.database.dialect, item, 1767000100.25))
+        rows = yield self.query(
+            "SELECT session_id, sensor, queue_id, received, stored, client_ip, client_port,"
+            " server_ip, server_port, helo, tls, transport, mail_from, mail_params,"
+            " acknowledged, truncated, incomplete, recovered, size, sha256, session_flags"
+            " FROM honeypot_emails")
+        self.assertEqual([(*r[:3], str(r[3])[:22], str(r[4])[:22], *r[5:]) for r in rows], [(
+            SESSION, "sensor-a", "00000000000", "2025-12-29 09:20:01.50",
+            "2025-12-29 09:21:40.25", client[:45], 40000, client[:45], 25, "h\\xff", 1,
+            "BDAT", "alice@example.net", json.dumps({"SIZE": "100"}), 1, 1, 0, 0, len(raw),
+            hashlib.sha256(raw).hexdigest(), json.dumps(["pipelining"]))])
+        rows = yield self.query(
+            "SELECT client_ip, started, helo, tls_implicit, tls_version, tls_cipher, flags"
+            " FROM honeypot_sessions")
+        self.assertEqual([(r[0], str(r[1])[:22], *r[2:]) for r in rows], [(
+            client[:45], "2025-12-29 09:20:01.50", "h\\xff", 1, "TLSv1.3", "C",
+            json.dumps(["pipelining"]))])
+
+    @defer.inlineCallbacks
     def test_session_record_stored_whole(self):
         """Every field of a session record reaches its column, and every
         field of each AUTH attempt its credential row, in order; text that is
