@@ -361,6 +361,40 @@ class StoreTestsMixin:
             records.save_session, self.database.dialect, record))
 
     @defer.inlineCallbacks
+    def test_long_values_clipped(self):
+        """Values an attacker makes longer than their indexed columns (255
+        characters for header names, content types, hosts and domains) are
+        clipped to them, so that no such value can fail the message."""
+        long = "a" * 300
+        raw = (f"X-{long}: 1\r\nMIME-Version: 1.0\r\n"
+               f"Content-Type: multipart/mixed; boundary=b\r\n\r\n"
+               f"--b\r\nContent-Type: text/plain\r\n\r\nsee http://{long}.example/x\r\n"
+               f"--b\r\nContent-Type: application/{long}\r\n\r\nx\r\n--b--\r\n").encode()
+        yield self.save(prepared(self.tmp, "00000000-0000-4000-8000-000000000013", raw,
+                                 rcpts=[f"b@{long}.example"]))
+        lengths = []
+        for statement in ("SELECT MAX(LENGTH(name)) FROM honeypot_email_headers",
+                          "SELECT LENGTH(host) FROM honeypot_email_urls",
+                          "SELECT LENGTH(content_type) FROM honeypot_attachments",
+                          "SELECT MAX(LENGTH(domain)) FROM honeypot_recipients"):
+            lengths.extend((yield self.query(statement)))
+        self.assertEqual(lengths, [(255,)] * 4)
+
+    @defer.inlineCallbacks
+    def test_text_searchable(self):
+        """The subject, the From header, the envelope sender and the body
+        text are in the full-text index, each under its own column."""
+        yield self.save(prepared(self.tmp, "00000000-0000-4000-8000-000000000012",
+                                 message_bytes(), mail_from="bounce@spammer.example"))
+        found = []
+        for columns, words in ((["subject"], ["invoice"]), (["sender"], ["alice"]),
+                               (["sender"], ["spammer"]), (["body"], ["pay"]),
+                               (["subject"], ["pay"]), (["body"], ["invoice"])):
+            statement, args = self.database.dialect.text_match(columns, words)
+            found.append(len((yield self.query(statement, *args))))
+        self.assertEqual(found, [1, 1, 1, 1, 0, 0])
+
+    @defer.inlineCallbacks
     def test_message_row_whole(self):
         """Every field of a message's metadata reaches its column, and the
         session row it starts holds its client, greeting, TLS and flags;

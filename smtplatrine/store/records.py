@@ -288,7 +288,8 @@ def _count_addresses(cursor, dialect, addresses, sensor, seen):
         "honeypot_recipients",  # pragma: no mutate
         ["address", "username", "tag", "domain", "sensor", "seen", "first_seen",  # pragma: no mutate
          "last_seen"], ["address"],  # pragma: no mutate
-        {"seen": "add", "first_seen": "min", "last_seen": "max"})  # pragma: no mutate
+        {"seen": "add", "first_seen": "min", "last_seen": "max"},  # pragma: no mutate
+    )
     for address in addresses:
         username, tag, domain = address_parts(address)
         cursor.execute(statement, (address, username, tag, domain[:255], sensor, 1,
