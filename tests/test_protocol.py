@@ -520,6 +520,24 @@ class ChunkingTests(SessionTestCase):
         self.assertEqual(self.send(b"BDAT abc\r\n"),
                          b"521 5.5.4 Syntax: BDAT count [LAST]\r\n")
         self.assertTrue(self.transport.disconnecting)
+        self.assertEqual(self.close()["close_reason"], "bdat_syntax")
+
+    def test_bdat_syntax_edges(self):
+        """RFC 3030: BDAT takes a size and LAST, nothing more; a size past
+        what an off_t holds is no size to Postfix, the largest one is."""
+        for arg in (b"5 LAST MORE", b"5 NOTLAST", b"9223372036854775808"):
+            self.setUp()
+            self.assertEqual(self.send(b"BDAT " + arg + b"\r\n"),
+                             b"521 5.5.4 Syntax: BDAT count [LAST]\r\n", arg)
+        self.setUp()
+        self.assertEqual(self.send(b"BDAT 9223372036854775807\r\nxyz"), b"")
+        self.assertFalse(self.transport.disconnecting)
+
+    def test_chunks_counted(self):
+        """The session record counts the chunks of each message."""
+        self.send(b"BDAT 1\r\naBDAT 1\r\nbBDAT 1 LAST\r\nc")
+        [envelope] = self.close()["envelopes"]
+        self.assertEqual(envelope["chunks"], 3)
 
     def test_rset_between_chunks(self):
         """RSET between chunks discards the message begun (RFC 3030 section
