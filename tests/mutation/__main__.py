@@ -16,8 +16,9 @@ out.  Then tests/mutation/score.py gives the score
 per module.
 
 Arguments name the mutants to run (``'smtplatrine.smtp.auth.*'``), the
-others are left unrun.  ``--keep`` reuses mutants/ from the last run: only
-mutants of changed functions, or the ones named, are run again.  Both are
+others are left unrun.  ``--keep`` reuses mutants/ from the last run, with the tests as they
+are now: only mutants of changed functions, or the ones named, are run
+again.  Both are
 for working on the tests: the score of record comes from a clean run of
 all.
 """
@@ -28,6 +29,7 @@ import shutil
 import signal
 import sys
 import unittest
+from pathlib import Path
 
 import mutmut.workers.isolation
 from mutmut.__main__ import _run
@@ -104,6 +106,8 @@ class UnittestRunner(PytestRunner):
 def main(argv):
     if argv[:1] == ["--keep"]:
         argv = argv[1:]
+        # The tests as they are now: mutmut copies the tree only once.
+        shutil.copytree("tests", Path("mutants") / "tests", dirs_exist_ok=True)
     else:
         shutil.rmtree("mutants", ignore_errors=True)
     names = argv
