@@ -12,15 +12,13 @@ it is, plus TIME_SLACK seconds; a trial test that waits on the reactor,
 as long in wall-clock time, plus WAIT_SLACK seconds): a mutant that makes
 a test loop, crawl or wait for what never comes past it is detected as a
 timeout at once, not when mutmut's own limit for all of its tests runs
-out.  Then tests/mutation/score.py gives the score
-per module.
+out.  Then tests/mutation/score.py gives the score per module.
 
 Arguments name the mutants to run (``'smtplatrine.smtp.auth.*'``), the
-others are left unrun.  ``--keep`` reuses mutants/ from the last run, with the tests as they
-are now: only mutants of changed functions, or the ones named, are run
-again.  Both are
-for working on the tests: the score of record comes from a clean run of
-all.
+others are left unrun.  ``--keep`` reuses mutants/ from the last run,
+with the tests as they are now: only mutants of changed functions, or
+the ones named, are run again.  Both are for working on the tests: the
+score of record comes from a clean run of all.
 """
 
 import importlib
