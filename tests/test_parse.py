@@ -12,6 +12,8 @@ shorter) are the reference.
 import email
 import email.utils
 import hashlib
+import os
+import time
 
 import attrs
 from hypothesis import HealthCheck, given, settings
@@ -817,6 +819,43 @@ class StructureTests(ParseTestCase):
         self.assertEqual((third.from_host, third.by_host, third.protocol, third.date),
                          (None, "z.example", "LMTP", None))
         self.assertEqual(third.raw, "by z.example with LMTP")
+
+    def test_received_clauses_as_hops_write_them(self):
+        """A word before the first keyword is no clause's, commas after
+        words are no part of them, an IP in a later clause is not the
+        from clause's, a bracketed literal wins over a bare one (after an
+        invalid one), and the date is what follows the last ";" (one may
+        stand in a comment before it)."""
+        raw = (b"Received: qmail 4242 from a.example, (1.2.3.4 [999.0.0.1] [192.0.2.1])"
+               b" by b.example, (helo=x;y) ([198.51.100.7]) with ESMTP id 42AX,"
+               b" for <XY@example.org>; Mon, 2 Mar 2026 10:00:00 +0000\r\n"
+               b"Received: from c.example by d.example ([198.51.100.8]);"
+               b" Mon, 2 Mar 2026 10:00:00 +0000\r\n\r\n")
+        first, second = self.parse(raw).received
+        self.assertEqual(
+            (first.from_host, first.from_ip, first.by_host, first.protocol, first.id,
+             first.for_, first.date),
+            ("a.example", "192.0.2.1", "b.example", "ESMTP", "42AX", "XY@example.org",
+             "2026-03-02T10:00:00+00:00"))
+        self.assertEqual((second.from_host, second.from_ip), ("c.example", None))
+
+    def test_received_date_without_zone_is_utc(self):
+        """A date whose zone is -0000 (RFC 5322 3.3: UTC, the origin's own
+        unknown) is UTC whatever the local time zone."""
+        before = os.environ.get("TZ")
+        os.environ["TZ"] = "America/New_York"
+        time.tzset()
+
+        def restore():
+            if before is None:
+                del os.environ["TZ"]
+            else:
+                os.environ["TZ"] = before
+            time.tzset()
+        self.addCleanup(restore)
+        received, = self.parse(b"Received: from x by y; 31 Jan 2024 12:00:00 -0000\r\n"
+                               b"\r\n").received
+        self.assertEqual(received.date, "2024-01-31T12:00:00+00:00")
 
     def test_nested_comments(self):
         """Comments nest (RFC 5322 3.2.2): words inside are skipped in To and Received alike."""
