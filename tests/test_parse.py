@@ -857,6 +857,21 @@ class StructureTests(ParseTestCase):
                                b"\r\n").received
         self.assertEqual(received.date, "2024-01-31T12:00:00+00:00")
 
+    def test_group_addresses(self):
+        """RFC 5322 3.4: a group's addresses are the To's, its name and the
+        ";" that ends it no part of them, with or without spaces."""
+        parsed = self.parse(b"To: list:a@x.example,C@EXAMPLE.BOX;\r\n"
+                            b"Cc: friends: d@y.example;\r\n\r\n")
+        self.assertEqual(tuple(parsed.addresses), (
+            ("to", "a@x.example"), ("to", "c@example.box"), ("cc", "d@y.example")))
+
+    def test_url_host_of_an_ip_literal(self):
+        """RFC 3986 3.2.2: the host of an IP literal is the address within
+        the brackets, without the port or the user."""
+        parsed = self.parse(b"Content-Type: text/plain\r\n\r\n"
+                            b"see http://[2001:DB8::1]:8080/x and https://u@[::1]/y\r\n")
+        self.assertEqual([u.host for u in parsed.urls], ["2001:db8::1", "::1"])
+
     def test_nested_comments(self):
         """Comments nest (RFC 5322 3.2.2): words inside are skipped in To and Received alike."""
         to = "(sales (team) <decoy@x.example>) alice@example.com (Alice (A.) ), bob@example.org"
