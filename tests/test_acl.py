@@ -93,6 +93,24 @@ class ClientLimitTests(GateTestCase):
         self.assertEqual(self.connect(port=5)[1].value(), BANNER)
         self.assertEqual(self.refusals(), [("192.0.2.7", "client_rate", "3")])
 
+    def test_rate_kept_across_many_clients(self):
+        """A client's count in the current window survives the forgetting
+        of old windows that many other clients cause, up to its last
+        second; it is forgotten when the window is over."""
+        guard = self.make(protection={"max_connection_rate": 2, "rate_window": 60},
+                          smart_acl={"enabled": False}).guard
+        for _ in range(2):
+            self.assertIsNone(guard.admit("192.0.2.7"))
+            guard.closed("192.0.2.7")
+        self.clock.advance(59)
+        for n in range(3000):
+            ip = f"10.0.{n // 256}.{n % 256}"
+            guard.admit(ip)
+            guard.closed(ip)
+        self.assertIsNotNone(guard.admit("192.0.2.7"))
+        self.clock.advance(1)
+        self.assertIsNone(guard.admit("192.0.2.7"))
+
     def test_refused_aborted(self):
         """A refused connection that cannot be closed (a TLS port that gets
         no hello) is aborted after five seconds; one closed is left alone."""
