@@ -16,7 +16,7 @@ from twisted.trial import unittest
 from smtplatrine import spool as spool_module
 from smtplatrine.capture import Identity, Metadata
 from smtplatrine.disk import LocalDisk
-from smtplatrine.spool import Spool, SpoolReader, read_message, read_metadata
+from smtplatrine.spool import GroupCommit, Spool, SpoolReader, read_message, read_metadata
 from smtplatrine.testing import HeldDisk, settle, spooled
 
 
@@ -139,6 +139,58 @@ class SpoolTests(unittest.TestCase):
         self.assertNotEqual(sessions[0], sessions[1])
         self.assertFalse(lone.exists())
         self.assertEqual([path.exists() for path in stale], [False, False])
+
+    def test_committed_message_announced(self):
+        """The consumer hears of a message, by its id, once it is on disk;
+        its metadata is written with its keys in order (the same message
+        makes the same bytes)."""
+        heard = []
+        self.spool.ready = type("Consumer", (), {"notify": lambda _, *said: heard.append(said)})()
+        message = self.spool.open(100)
+        self.spool.commit(message, a_message())
+        self.assertEqual(heard, [])
+        self.syncs.pop().callback({})
+        self.assertEqual(heard, [("message", message.path.stem)])
+        text = message.path.with_suffix(".json").read_text()
+        self.assertEqual(list(json.loads(text)), sorted(json.loads(text)))
+
+    def test_metadata_that_is_no_object(self):
+        """A metadata file holding JSON that is no object is not a finished
+        message."""
+        message = self.spool.open(100)
+        message.path.with_suffix(".json").write_text("[1, 2]")
+        self.assertIsNone(read_metadata(message.path.with_suffix(".json")))
+
+    def test_metadata_write_error_fails_commit(self):
+        """A commit whose metadata the disk refuses fails with its error."""
+        message = self.spool.open(100)
+        message._metadata_file.close()
+        message._metadata_file = open("/dev/full", "wb", buffering=0)  # as full as a disk gets
+        failure = self.failureResultOf(self.spool.commit(message, a_message()), OSError)
+        self.assertEqual(failure.value.errno, errno.ENOSPC)
+
+    def test_group_commit(self):
+        """Up to *limit* syncs run at once, each of the items given it; the
+        items added meanwhile wait, and the next sync takes them all."""
+        syncs = []
+
+        def sync(items):
+            syncs.append((items, defer.Deferred()))
+            return syncs[-1][1]
+
+        group = GroupCommit(sync, limit=2)
+        done = []
+        for item in "abcde":
+            group.add(item).addCallback(done.append)
+        self.assertEqual([items for items, _ in syncs], [["a"], ["b"]])
+        syncs[0][1].callback(None)
+        self.assertEqual([items for items, _ in syncs], [["a"], ["b"], ["c", "d", "e"]])
+        self.assertEqual((done, group.running), (["a"], 2))
+        syncs[1][1].callback(None)
+        syncs[2][1].callback(None)
+        self.assertEqual((done, group.running, group.waiting), (list("abcde"), 0, 0))
+        group.add("f")
+        self.assertEqual(syncs[-1][0], ["f"])
 
     def test_metadata_as_json(self):
         """The metadata is kept as one flat JSON object, the session's
