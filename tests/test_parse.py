@@ -719,6 +719,9 @@ class EncodingTests(ParseTestCase):
                          b" name*0*=\xff\xfe''invoice.pdf\r\n\r\nx"])
         self.assertEqual([a.filename for a in self.parse(raw).attachments],
                          ["caf\u00e9.txt", "invoice.pdf"])
+        plain = self.parse(multipart([b"Content-Type: application/octet-stream;\r\n"
+                                      b' name*0="caf\xc3\xa9"; name*1=".txt"\r\n\r\nx']))
+        self.assertEqual(plain.defects, ())
 
     def test_encoded_word_filename(self):
         """An RFC 2047 word in a filename, as mailers write it, is decoded."""
