@@ -158,7 +158,8 @@ class TransactionTests(SessionTestCase):
         self.transaction(b"two\r\n.\r\n", sender=b"<x@y.example>")
         raws = sorted(raw for _, raw in self.spooled())
         self.assertEqual(raws, [b"one\r\n", b"two\r\n"])
-        self.assertEqual(len(self.close()["envelopes"]), 2)
+        record = self.close()
+        self.assertEqual((len(record["envelopes"]), record["messages"]), (2, 2))
 
     def test_rset(self):
         """RSET forgets the transaction: MAIL may start again, RCPT may not."""
@@ -309,6 +310,12 @@ class TransactionTests(SessionTestCase):
                          (body, False, True))
         self.assertEqual((cut, over["truncated"], over["acknowledged"]),
                          ((b"y" + body)[:1000], True, False))
+        self.assertEqual((at_limit["incomplete"], over["incomplete"]), (False, False))
+        record = self.close()
+        self.assertEqual([e["outcome"] for e in record["envelopes"]], ["queued", "too_big"])
+        self.assertEqual([e["message"] for e in record["envelopes"]],
+                         [at_limit["message"], over["message"]])
+        self.assertEqual(record["messages"], 1)  # the one queued
 
     def test_oversized_data(self):
         """An oversized DATA is read to its end, answered 552 as Postfix
@@ -384,6 +391,37 @@ class TransactionTests(SessionTestCase):
                 [(meta, raw)] = self.spooled()
                 self.assertEqual(raw, kept)
                 self.assertIn("smuggling", meta["flags"], (variant, len(reads)))
+
+    def test_metadata_of_the_envelope(self):
+        """A spooled message's metadata holds the MAIL parameters, when its
+        session began and its TLS (none here)."""
+        self.clock.advance(5)
+        self.send(b"MAIL FROM:<a@b.example> SIZE=100 BODY=8BITMIME\r\nRCPT TO:<c@d.example>\r\n"
+                  b"DATA\r\nx\r\n.\r\n")
+        [(meta, _)] = self.spooled()
+        self.assertEqual((meta["mail_params"], meta["session_start"], meta["received"],
+                          meta["tls"]),
+                         ({"SIZE": "100", "BODY": "8BITMIME"}, 0.0, 5.0, None))
+
+    def test_pipelining_after_data(self):
+        """After the end of data the client may go on without waiting (RFC
+        2920 3.1): the next MAIL behind it is no improper pipelining."""
+        reply = self.send(b"MAIL FROM:<a@b.example>\r\nRCPT TO:<c@d.example>\r\nDATA\r\n")
+        self.assertTrue(reply.endswith(b"354 End data with <CR><LF>.<CR><LF>\r\n"))
+        reply = self.send(b"x\r\n.\r\nMAIL FROM:<e@f.example>\r\n")
+        self.assertTrue(reply.endswith(b"250 2.1.0 Ok\r\n"))
+        self.assertNotIn("improper_pipelining", self.close()["flags"])
+
+    def test_spool_refuses_a_file(self):
+        """A message file the spool cannot open gets Postfix's 451, and the
+        record says why the envelope came to nothing."""
+        def refuse(limit):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        self.factory.spool.open = refuse
+        reply = self.transaction(b"")
+        self.assertTrue(reply.endswith(b"451 4.3.0 Error: queue file write error\r\n"))
+        [envelope] = self.close()["envelopes"]
+        self.assertEqual(envelope["outcome"], "spool_error")
 
     def test_dropped_mid_data(self):
         """A connection lost in DATA leaves an incomplete, unacknowledged
