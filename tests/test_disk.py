@@ -2,8 +2,11 @@
 
 import io
 import json
+import os
 import signal
+import stat
 import sys
+import uuid
 from pathlib import Path
 
 from twisted.internet import defer
@@ -94,6 +97,8 @@ class DiskProgramTests(unittest.TestCase):
         self.root = Path(self.mktemp())
         Spool(self.root, None)
         self.recorder = DurabilityRecorder(self, self.root)
+        self.umask = os.umask(0)
+        os.umask(self.umask)
         # A message written as the server writes one, not synced yet.
         self.message = self.root / "messages" / "m.eml"
         self.message.write_bytes(b"Subject: kept\r\n\r\nbody\r\n")
@@ -149,6 +154,19 @@ class DiskProgramTests(unittest.TestCase):
                           for kind, *names in self.recorder.log], [
             ("rename", Path("sessions/s-1.tmp"), Path("sessions/s-1.json")),
             ("answer", {"id": 1})])
+
+    def test_create_ahead(self):
+        """Asked to create files, the program makes empty pairs, readable by
+        the group only, named by new UUIDs, and says which."""
+        self.run_program({"op": "create", "count": 2})
+        [(_, answer)] = self.recorder.log
+        ids = answer["ids"]
+        self.assertEqual(len({str(uuid.UUID(i)) for i in ids}), 2)
+        made = sorted((self.root / "messages").glob("*-*"))
+        self.assertEqual([p.name for p in made],
+                         sorted(f"{i}.{suffix}" for i in ids for suffix in ("eml", "json")))
+        self.assertEqual({(p.stat().st_size, stat.S_IMODE(p.stat().st_mode)) for p in made},
+                         {(0, 0o640 & ~self.umask)})
 
     def test_error_without_errno_answered(self):
         """A request that fails with an error that has no errno (here, a
