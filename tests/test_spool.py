@@ -4,6 +4,7 @@ import errno
 import hashlib
 import json
 import os
+import stat
 import uuid
 from pathlib import Path
 
@@ -222,6 +223,61 @@ class SpoolTests(unittest.TestCase):
         self.spool.discard(message)
         self.assertFalse(message.path.exists())
         self.assertFalse(message.path.with_suffix(".json").exists())
+
+
+class AheadDisk(LocalDisk):
+    """Disk work done at once, except file creation: each request waits in
+    ``creates`` as (count, Deferred) until the test does it."""
+
+    def __init__(self, root):
+        super().__init__(root)
+        self.creates = []
+
+    def request(self, **request):
+        if request["op"] != "create":
+            return super().request(**request)
+        self.creates.append((request["count"], defer.Deferred()))
+        return self.creates[-1][1]
+
+    def create(self, fail=False):
+        """Do the oldest creation asked for; the IDs made."""
+        count, d = self.creates.pop(0)
+        if fail:
+            d.errback(OSError(errno.ENOSPC, "No space left on device"))
+            return []
+        answer = super().request(op="create", count=count).result
+        d.callback(answer)
+        return answer["ids"]
+
+
+class FilesAheadTests(unittest.TestCase):
+    """Message files are created ahead, off the SMTP side's path."""
+
+    def setUp(self):
+        root = Path(self.mktemp())
+        self.disk = AheadDisk(root)
+        self.spool = Spool(root, self.disk, reserve=4)
+        self.umask = os.umask(0)
+        os.umask(self.umask)
+
+    def test_reserve_kept(self):
+        """The first message asks for the reserve to be made, once however
+        many messages open meanwhile; the files made are used, newest
+        first, and half-way through more are asked for, as many as lack;
+        a creation that fails is asked for again at the next message."""
+        first = self.spool.open(100)
+        self.spool.open(100)
+        self.assertEqual([count for count, _ in self.disk.creates], [4])
+        made = self.disk.create()
+        used = [self.spool.open(100).path.stem for _ in range(2)]
+        self.assertEqual((used, self.disk.creates), (made[:1:-1], []))
+        self.assertEqual(self.spool.open(100).path.stem, made[1])
+        self.assertEqual([count for count, _ in self.disk.creates], [3])
+        self.disk.create(fail=True)
+        self.assertEqual(self.spool.open(100).path.stem, made[0])
+        self.assertEqual([count for count, _ in self.disk.creates], [4])
+        self.assertEqual((first.limit, first.size), (100, 0))
+        self.assertEqual(stat.S_IMODE(first.path.stat().st_mode), 0o640 & ~self.umask)
 
 
 class SpoolReaderTests(unittest.TestCase):
