@@ -278,6 +278,32 @@ class TransactionTests(SessionTestCase):
                          b"459 <example.org>: service unavailable\r\n"
                          b"459 <Xample.org>: service unavailable\r\n")
 
+    def test_envelope_parameters_as_postfix(self):
+        """RFC 6152: BODY=7BIT is taken as 8BITMIME is.  A SIZE past what
+        an off_t holds exceeds the file system's limit; the largest one
+        does not, but under a limit as large it cannot fit the spool
+        (Postfix: 452, queue_minfree).  An address without angle brackets
+        is taken as written.  RCPT takes NOTIFY and ORCPT, nothing else
+        (nor those without DSN)."""
+        self.assertEqual(self.send(b"MAIL FROM:<a@b> BODY=7BIT\r\nRSET\r\n"),
+                         b"250 2.1.0 Ok\r\n250 2.0.0 Ok\r\n")
+        self.assertEqual(self.send(b"MAIL FROM:Xavier@example.org\r\n"), b"250 2.1.0 Ok\r\n")
+        self.assertEqual(self.send(b"RCPT TO:<c@d> FOO=BAR\r\n"),
+                         b"555 5.5.4 Unsupported option: FOO=BAR\r\n")
+        self.send(b"RCPT TO:<c@d>\r\nDATA\r\nx\r\n.\r\n")
+        [(meta, _)] = self.spooled()
+        self.assertEqual(meta["mail_from"], "Xavier@example.org")
+        self.connect(make_config(smtp={"message_size_limit": 2**63 - 1}))
+        self.send(EHLO)
+        self.assertEqual(self.send(b"MAIL FROM:<a@b> SIZE=9223372036854775808\r\n"),
+                         b"552 5.3.4 Message size exceeds file system imposed limit\r\n")
+        self.assertEqual(self.send(b"MAIL FROM:<a@b> SIZE=9223372036854775807\r\n"),
+                         b"452 4.3.1 Insufficient system storage\r\n")
+        self.connect(make_config(smtp_features={"dsn": False}))
+        self.send(EHLO + b"MAIL FROM:<a@b>\r\n")
+        self.assertEqual(self.send(b"RCPT TO:<c@d> NOTIFY=NEVER\r\n"),
+                         b"555 5.5.4 Unsupported option: NOTIFY=NEVER\r\n")
+
     def test_size_refused_at_mail(self):
         """SIZE= over the limit is refused at MAIL with 552."""
         self.assertEqual(self.send(b"MAIL FROM:<a@b> SIZE=10240001\r\n"),
