@@ -860,6 +860,20 @@ class StructureTests(ParseTestCase):
                                b"\r\n").received
         self.assertEqual(received.date, "2024-01-31T12:00:00+00:00")
 
+    def test_comments_around_addresses(self):
+        """RFC 5322 3.2.2: a comment may stand right before an address, and
+        one never closed comments out the rest of the field."""
+        parsed = self.parse(b"To: (boss)d@x.example, e@x.example (never closed f@y.example\r\n"
+                            b"\r\n")
+        self.assertEqual(tuple(parsed.addresses), (("to", "d@x.example"), ("to", "e@x.example")))
+
+    def test_encoded_word_cut_short(self):
+        """An encoded word whose bytes end inside a character shows the
+        character it has and U+FFFD for the one cut, and says so."""
+        parsed = self.parse(b"Subject: =?utf-8?B?w6nD?=\r\n\r\n")
+        self.assertEqual(parsed.fields["subject"], "\u00e9\ufffd")
+        self.assertIn("decode_error", parsed.defects)
+
     def test_group_addresses(self):
         """RFC 5322 3.4: a group's addresses are the To's, its name and the
         ";" that ends it no part of them, with or without spaces."""
