@@ -867,6 +867,20 @@ class StructureTests(ParseTestCase):
                             b"\r\n")
         self.assertEqual(tuple(parsed.addresses), (("to", "d@x.example"), ("to", "e@x.example")))
 
+    def test_encoded_words_as_rfc_2047_and_2231_write_them(self):
+        """A character split across adjacent words in one charset is joined
+        (RFC 2047 6.2, the space between them ignored); a language after
+        "*" is no part of the charset (RFC 2231 5); 8-bit bytes inside a
+        word are kept; an unpadded B word or a bad Q escape is read all
+        the same, and flagged."""
+        subjects = [self.parse(b"Subject: " + value + b"\r\n\r\n") for value in (
+            b"=?utf-8?q?caf=C3?= =?utf-8?q?=A9?=", b"=?UTF-8*EN?Q?caf=C3=A9?=",
+            b"=?utf-8?q?caf\xc3\xa9?=", b"=?utf-8?b?w6k?=", b"=?utf-8?q?a=ZZb?=")]
+        self.assertEqual([p.fields["subject"] for p in subjects],
+                         ["caf\u00e9", "caf\u00e9", "caf\u00e9", "\u00e9", "a=ZZb"])
+        self.assertEqual([p.defects for p in subjects[:3]], [(), (), ()])
+        self.assertTrue(subjects[3].defects and subjects[4].defects)
+
     def test_encoded_word_cut_short(self):
         """An encoded word whose bytes end inside a character shows the
         character it has and U+FFFD for the one cut, and says so."""
