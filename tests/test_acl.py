@@ -93,6 +93,24 @@ class ClientLimitTests(GateTestCase):
         self.assertEqual(self.connect(port=5)[1].value(), BANNER)
         self.assertEqual(self.refusals(), [("192.0.2.7", "client_rate", "3")])
 
+    def test_rate_kept_across_many_clients(self):
+        """A client's count in the current window survives the forgetting
+        of old windows that many other clients cause, up to its last
+        second; it is forgotten when the window is over."""
+        guard = self.make(protection={"max_connection_rate": 2, "rate_window": 60},
+                          smart_acl={"enabled": False}).guard
+        for _ in range(2):
+            self.assertIsNone(guard.admit("192.0.2.7"))
+            guard.closed("192.0.2.7")
+        self.clock.advance(59)
+        for n in range(3000):
+            ip = f"10.0.{n // 256}.{n % 256}"
+            guard.admit(ip)
+            guard.closed(ip)
+        self.assertIsNotNone(guard.admit("192.0.2.7"))
+        self.clock.advance(1)
+        self.assertIsNone(guard.admit("192.0.2.7"))
+
     def test_refused_aborted(self):
         """A refused connection that cannot be closed (a TLS port that gets
         no hello) is aborted after five seconds; one closed is left alone."""
@@ -177,6 +195,21 @@ class BlockListTests(GateTestCase):
             self.assertIn(repr(text), str(caught.exception))
         self.assertEqual([acl.country(text) for text in ("cn", " Fr ", "CHN", "C", "1A", "\u00c4T")],
                          ["CN", "FR", None, None, None, None])
+
+    def test_entry_typed_by_a_person(self):
+        """What a person types for the block list is a country (two letters)
+        or a network (an address alone is its /32 or /128); anything else
+        is refused, saying what to give instead."""
+        self.assertEqual(
+            [acl.entry(text) for text in (" de ", "192.0.2.7", "2001:db8::/32",
+                                          "::ffff:192.0.2.0/120")],
+            [("country", "DE"), ("ip", "192.0.2.7/32"), ("ip", "2001:db8::/32"),
+             ("ip", "192.0.2.0/24")])
+        with self.assertRaises(ValueError) as caught:
+            acl.entry("example.com")
+        self.assertIn("'example.com'", str(caught.exception))
+        self.assertIn("give an address, a network such as 192.0.2.0/24 or 2001:db8::/32,"
+                      " or a two-letter country code", str(caught.exception))
 
     def test_ipv4_mapped_edges(self):
         """An IPv4-mapped entry (RFC 4291 2.5.5.2: 96 bits, then the IPv4
@@ -280,7 +313,7 @@ class SmartBanTests(GateTestCase):
             self.assertTrue(acl.mismatch(first, "client"), first)
         self.assertTrue(acl.mismatch(b"\x0cEHLO x\r\n", "client"))
         for first in (b"EHLO client.example\r\n", b"  helo x\r\n", b"", b"\r\n",
-                      b"QUIT\r\n", b"\t\r\nNOOP\r\n", b"Q\r\n"):
+                      b"QUIT\r\n", b"\t\r\nNOOP\r\n", b"Q\r\n", b"X-Mailer: x\r\n"):
             self.assertFalse(acl.mismatch(first, "client"), first)
         self.assertTrue(acl.mismatch(b"EHLO x\r\n", "too_many_errors"))
 

@@ -328,6 +328,27 @@ class DataTests(unittest.TestCase):
         events, _ = read([b"DATA\r\n..a\r\n.\r\r"], 512)
         self.assertEqual(events, [("line", b"DATA"), ("data", b".a\r\n\r\r", False)])
 
+    def test_every_split_point(self):
+        """However a stream is cut in two or three reads, it is read as
+        whole: each end of data Postfix takes, dots to unstuff next to
+        the cut, CRs before the end and a dot line that is no end."""
+        for stream in (b"DATA\r\nhi\n.\nNOOP\r\n", b"DATA\r\n..a\r\n.b\r\n.\r\r\nNOOP\r\n",
+                       b"DATA\r\nab\r\n.\r\r\r\r\r\r\r\r\nc\r\n.\r\nNOOP\r\n",
+                       b"DATA\r\nx\r\n\r\n..\r\n\n.\r\nNOOP\r\n",
+                       b"DATA\r\nhello\n.\r\r\r\nNOOP\r\n"):
+            whole = read([stream], 8)
+            for i in range(len(stream) + 1):
+                for j in range(i, len(stream) + 1):
+                    self.assertEqual(read([stream[:i], stream[i:j], stream[j:]], 8), whole,
+                                     (stream, i, j))
+
+    def test_bytes_after_the_end_not_inspected(self):
+        """What follows the end of data is commands: a dot between CRs
+        there is no smuggling in the message."""
+        events, flags = read([b"DATA\r\nhi\r\n.\r\nNOOP\r.\r\n"], 512)
+        self.assertEqual(events[1], ("data", b"hi\r\n", True))
+        self.assertNotIn("smuggling", flags)
+
     def test_long_data_line_flagged(self):
         """A DATA line longer than the limit is kept whole and flagged."""
         events, flags = read([b"DATA\r\n", b"y" * 9, b"y\r\n.\r\n"], 8)

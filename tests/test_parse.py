@@ -9,8 +9,11 @@ RFC 2046 5.1.1 gives to the delimiter; for those munpack's files (one byte
 shorter) are the reference.
 """
 
+import email
 import email.utils
 import hashlib
+import os
+import time
 
 import attrs
 from hypothesis import HealthCheck, given, settings
@@ -696,6 +699,30 @@ class EncodingTests(ParseTestCase):
                          b" name*1=\"-2.txt\"; name*0*=iso-8859-1'fr'r%E9sum%E9\r\n\r\nx"])
         self.assertEqual(self.parse(raw).attachments[0].filename, "résumé-2.txt")
 
+    def test_rfc2231_apostrophes(self):
+        """Only the first section gives a charset and language (RFC 2231 3
+        and 4.1): its value keeps any further apostrophe, and so do later
+        sections, as Python's email (compat32) reads them too."""
+        raw = multipart([b"Content-Type: application/octet-stream;\r\n"
+                         b" name*0*=utf-8'en'it's; name*1*=%20o'k.txt\r\n\r\nx"])
+        [part] = [p for p in email.message_from_bytes(raw).walk() if not p.is_multipart()]
+        self.assertEqual(part.get_filename(), "it's o'k.txt")
+        self.assertEqual(self.parse(raw).attachments[0].filename, "it's o'k.txt")
+
+    def test_rfc2231_sections_in_utf8(self):
+        """Sections that are not percent-encoded may hold UTF-8 (header
+        values may, RFC 6532), and are read as such; a charset name that
+        is no ASCII does not lose the name."""
+        raw = multipart([b"Content-Type: application/octet-stream;\r\n"
+                         b' name*0="caf\xc3\xa9"; name*1=".txt"\r\n\r\nx',
+                         b"Content-Type: application/octet-stream;\r\n"
+                         b" name*0*=\xff\xfe''invoice.pdf\r\n\r\nx"])
+        self.assertEqual([a.filename for a in self.parse(raw).attachments],
+                         ["caf\u00e9.txt", "invoice.pdf"])
+        plain = self.parse(multipart([b"Content-Type: application/octet-stream;\r\n"
+                                      b' name*0="caf\xc3\xa9"; name*1=".txt"\r\n\r\nx']))
+        self.assertEqual(plain.defects, ())
+
     def test_encoded_word_filename(self):
         """An RFC 2047 word in a filename, as mailers write it, is decoded."""
         raw = multipart([b'Content-Type: application/zip; name="=?utf-8?B?0YTQsNC50Lsuemlw?="'
@@ -795,6 +822,86 @@ class StructureTests(ParseTestCase):
         self.assertEqual((third.from_host, third.by_host, third.protocol, third.date),
                          (None, "z.example", "LMTP", None))
         self.assertEqual(third.raw, "by z.example with LMTP")
+
+    def test_received_clauses_as_hops_write_them(self):
+        """A word before the first keyword is no clause's, commas after
+        words are no part of them, an IP in a later clause is not the
+        from clause's, a bracketed literal wins over a bare one (after an
+        invalid one), and the date is what follows the last ";" (one may
+        stand in a comment before it)."""
+        raw = (b"Received: qmail 4242 from a.example, (1.2.3.4 [999.0.0.1] [192.0.2.1])"
+               b" by b.example, (helo=x;y) ([198.51.100.7]) with ESMTP id 42AX,"
+               b" for <XY@example.org>; Mon, 2 Mar 2026 10:00:00 +0000\r\n"
+               b"Received: from c.example by d.example ([198.51.100.8]);"
+               b" Mon, 2 Mar 2026 10:00:00 +0000\r\n\r\n")
+        first, second = self.parse(raw).received
+        self.assertEqual(
+            (first.from_host, first.from_ip, first.by_host, first.protocol, first.id,
+             first.for_, first.date),
+            ("a.example", "192.0.2.1", "b.example", "ESMTP", "42AX", "XY@example.org",
+             "2026-03-02T10:00:00+00:00"))
+        self.assertEqual((second.from_host, second.from_ip), ("c.example", None))
+
+    def test_received_date_without_zone_is_utc(self):
+        """A date whose zone is -0000 (RFC 5322 3.3: UTC, the origin's own
+        unknown) is UTC whatever the local time zone."""
+        before = os.environ.get("TZ")
+        os.environ["TZ"] = "America/New_York"
+        time.tzset()
+
+        def restore():
+            if before is None:
+                del os.environ["TZ"]
+            else:
+                os.environ["TZ"] = before
+            time.tzset()
+        self.addCleanup(restore)
+        received, = self.parse(b"Received: from x by y; 31 Jan 2024 12:00:00 -0000\r\n"
+                               b"\r\n").received
+        self.assertEqual(received.date, "2024-01-31T12:00:00+00:00")
+
+    def test_comments_around_addresses(self):
+        """RFC 5322 3.2.2: a comment may stand right before an address, and
+        one never closed comments out the rest of the field."""
+        parsed = self.parse(b"To: (boss)d@x.example, e@x.example (never closed f@y.example\r\n"
+                            b"\r\n")
+        self.assertEqual(tuple(parsed.addresses), (("to", "d@x.example"), ("to", "e@x.example")))
+
+    def test_encoded_words_as_rfc_2047_and_2231_write_them(self):
+        """A character split across adjacent words in one charset is joined
+        (RFC 2047 6.2, the space between them ignored); a language after
+        "*" is no part of the charset (RFC 2231 5); 8-bit bytes inside a
+        word are kept; an unpadded B word or a bad Q escape is read all
+        the same, and flagged."""
+        subjects = [self.parse(b"Subject: " + value + b"\r\n\r\n") for value in (
+            b"=?utf-8?q?caf=C3?= =?utf-8?q?=A9?=", b"=?UTF-8*EN?Q?caf=C3=A9?=",
+            b"=?utf-8?q?caf\xc3\xa9?=", b"=?utf-8?b?w6k?=", b"=?utf-8?q?a=ZZb?=")]
+        self.assertEqual([p.fields["subject"] for p in subjects],
+                         ["caf\u00e9", "caf\u00e9", "caf\u00e9", "\u00e9", "a=ZZb"])
+        self.assertEqual([p.defects for p in subjects[:3]], [(), (), ()])
+        self.assertTrue(subjects[3].defects and subjects[4].defects)
+
+    def test_encoded_word_cut_short(self):
+        """An encoded word whose bytes end inside a character shows the
+        character it has and U+FFFD for the one cut, and says so."""
+        parsed = self.parse(b"Subject: =?utf-8?B?w6nD?=\r\n\r\n")
+        self.assertEqual(parsed.fields["subject"], "\u00e9\ufffd")
+        self.assertIn("decode_error", parsed.defects)
+
+    def test_group_addresses(self):
+        """RFC 5322 3.4: a group's addresses are the To's, its name and the
+        ";" that ends it no part of them, with or without spaces."""
+        parsed = self.parse(b"To: list:a@x.example,C@EXAMPLE.BOX;\r\n"
+                            b"Cc: friends: d@y.example;\r\n\r\n")
+        self.assertEqual(tuple(parsed.addresses), (
+            ("to", "a@x.example"), ("to", "c@example.box"), ("cc", "d@y.example")))
+
+    def test_url_host_of_an_ip_literal(self):
+        """RFC 3986 3.2.2: the host of an IP literal is the address within
+        the brackets, without the port or the user."""
+        parsed = self.parse(b"Content-Type: text/plain\r\n\r\n"
+                            b"see http://[2001:DB8::1]:8080/x and https://u@[::1]/y\r\n")
+        self.assertEqual([u.host for u in parsed.urls], ["2001:db8::1", "::1"])
 
     def test_nested_comments(self):
         """Comments nest (RFC 5322 3.2.2): words inside are skipped in To and Received alike."""

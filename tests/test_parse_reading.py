@@ -211,6 +211,33 @@ class UuencodeTests(ParseTestCase):
         self.assertEqual(attachment.payload, self.file)
         self.assertEqual((parsed.body_text, parsed.defects), ("hi\r\n", ("uuencode_error",)))
 
+    def test_characters_taken_modulo_64(self):
+        """Lines written with characters outside the uuencode alphabet (each
+        64 above its own, as some encoders write them) are flagged and
+        read as sharutils' uudecode reads them, each modulo 64; a line
+        shorter than its length says ends in zeros, as Python's binascii
+        reads one."""
+        def shifted(line):
+            return bytes(c + 64 if 33 <= c <= 62 else c for c in line)
+
+        head, *lines = self.encoded.split(b"\r\n")
+        encoded = b"\r\n".join([head, *map(shifted, lines[:-3]), *lines[-3:]])
+        directory = Path(tempfile.mkdtemp())
+        self.addCleanup(subprocess.run, ["rm", "-rf", str(directory)])
+        (directory / "in.uu").write_bytes(encoded.replace(b"\r\n", b"\n"))
+        expected = subprocess.run(["uudecode", "-o", "/dev/stdout", "in.uu"], cwd=directory,
+                                  capture_output=True, check=True).stdout
+        self.assertTrue(expected == self.file)
+        part = (b"Content-Type: application/octet-stream\r\n"
+                b"Content-Transfer-Encoding: x-uuencode\r\n\r\n")
+        parsed = self.parse(part + encoded)
+        self.assertEqual([a.sha256 for a in parsed.attachments],
+                         [hashlib.sha256(expected).hexdigest()])
+        self.assertEqual(parsed.defects, ("uuencode_error",))
+        short = binascii.b2a_uu(b"abc").rstrip(b"\n")[:-1]
+        parsed = self.parse(part + b"begin 644 a\r\n" + shifted(short) + b"\r\nend\r\n")
+        self.assertEqual([a.payload for a in parsed.attachments], [binascii.a2b_uu(short)])
+
     def test_blocks_count_as_parts(self):
         """Blocks are bounded by Limits.parts like other parts."""
         block = b"begin 644 a\r\n" + binascii.b2a_uu(b"x").replace(b"\n", b"\r\n") + b"end\r\n"

@@ -6,10 +6,13 @@ import hashlib
 import hmac
 import json
 import re
+import socket
 from pathlib import Path
 
+from OpenSSL import SSL
 from twisted.trial import unittest
 
+from smtplatrine import tls
 from smtplatrine.testing import (HeldDisk, connect, make_config, make_factory, settle,
                                  spooled)
 
@@ -155,7 +158,8 @@ class TransactionTests(SessionTestCase):
         self.transaction(b"two\r\n.\r\n", sender=b"<x@y.example>")
         raws = sorted(raw for _, raw in self.spooled())
         self.assertEqual(raws, [b"one\r\n", b"two\r\n"])
-        self.assertEqual(len(self.close()["envelopes"]), 2)
+        record = self.close()
+        self.assertEqual((len(record["envelopes"]), record["messages"]), (2, 2))
 
     def test_rset(self):
         """RSET forgets the transaction: MAIL may start again, RCPT may not."""
@@ -245,6 +249,61 @@ class TransactionTests(SessionTestCase):
         self.assertEqual(self.send(b"MAIL FROM:<a@b> SIZE=abc\r\n"),
                          b"501 5.5.4 Bad message size syntax\r\n")
 
+    def test_dsn_parameter_edges(self):
+        """RFC 3461: an ENVID is xtext, any of "!" to "~"; NOTIFY takes
+        SUCCESS, FAILURE and DELAY together; an ORCPT's address is all
+        that follows its first ";", and an xtext escape there that is no
+        hexadecimal pair is refused (Postfix 3.7's replies)."""
+        self.assertEqual(self.send(b"MAIL FROM:<a@b> ENVID=!x~\r\n"), b"250 2.1.0 Ok\r\n")
+        self.assertEqual(self.send(b"RCPT TO:<c@d> NOTIFY=SUCCESS,FAILURE,DELAY\r\n"
+                                   b"RCPT TO:<e@d> NOTIFY=FAILURE\r\n"),
+                         b"250 2.1.5 Ok\r\n" * 2)
+        self.assertEqual(self.send(b"RCPT TO:<f@d> ORCPT=rfc822;a+ZZ;b@d\r\n"),
+                         b"501 5.5.4 Error: Bad ORCPT parameter syntax\r\n")
+
+    def test_vrfy_address_syntax(self):
+        """VRFY cuts its address as RCPT does: a quoted local part may hold
+        a blank, an unquoted one may not, and unbalanced brackets are no
+        address."""
+        self.assertEqual(self.send(b'VRFY "john doe"@example.com\r\n'),
+                         b'252 2.0.0 "john doe"@example.com\r\n')
+        for arg in (b"john doe@example.com", b"<<a@example.com>", b"<a@example.com>>x"):
+            self.assertEqual(self.send(b"VRFY " + arg + b"\r\n"),
+                             b"501 5.1.3 Bad recipient address syntax\r\n", arg)
+
+    def test_etrn_domain_quoted(self):
+        """ETRN is refused for the domain named, which Postfix quotes
+        without the "@" that may lead it, and as written otherwise."""
+        self.assertEqual(self.send(b"ETRN @example.org\r\nETRN Xample.org\r\n"),
+                         b"459 <example.org>: service unavailable\r\n"
+                         b"459 <Xample.org>: service unavailable\r\n")
+
+    def test_envelope_parameters_as_postfix(self):
+        """RFC 6152: BODY=7BIT is taken as 8BITMIME is.  A SIZE past what
+        an off_t holds exceeds the file system's limit; the largest one
+        does not, but under a limit as large it cannot fit the spool
+        (Postfix: 452, queue_minfree).  An address without angle brackets
+        is taken as written.  RCPT takes NOTIFY and ORCPT, nothing else
+        (nor those without DSN)."""
+        self.assertEqual(self.send(b"MAIL FROM:<a@b> BODY=7BIT\r\nRSET\r\n"),
+                         b"250 2.1.0 Ok\r\n250 2.0.0 Ok\r\n")
+        self.assertEqual(self.send(b"MAIL FROM:Xavier@example.org\r\n"), b"250 2.1.0 Ok\r\n")
+        self.assertEqual(self.send(b"RCPT TO:<c@d> FOO=BAR\r\n"),
+                         b"555 5.5.4 Unsupported option: FOO=BAR\r\n")
+        self.send(b"RCPT TO:<c@d>\r\nDATA\r\nx\r\n.\r\n")
+        [(meta, _)] = self.spooled()
+        self.assertEqual(meta["mail_from"], "Xavier@example.org")
+        self.connect(make_config(smtp={"message_size_limit": 2**63 - 1}))
+        self.send(EHLO)
+        self.assertEqual(self.send(b"MAIL FROM:<a@b> SIZE=9223372036854775808\r\n"),
+                         b"552 5.3.4 Message size exceeds file system imposed limit\r\n")
+        self.assertEqual(self.send(b"MAIL FROM:<a@b> SIZE=9223372036854775807\r\n"),
+                         b"452 4.3.1 Insufficient system storage\r\n")
+        self.connect(make_config(smtp_features={"dsn": False}))
+        self.send(EHLO + b"MAIL FROM:<a@b>\r\n")
+        self.assertEqual(self.send(b"RCPT TO:<c@d> NOTIFY=NEVER\r\n"),
+                         b"555 5.5.4 Unsupported option: NOTIFY=NEVER\r\n")
+
     def test_size_refused_at_mail(self):
         """SIZE= over the limit is refused at MAIL with 552."""
         self.assertEqual(self.send(b"MAIL FROM:<a@b> SIZE=10240001\r\n"),
@@ -277,6 +336,12 @@ class TransactionTests(SessionTestCase):
                          (body, False, True))
         self.assertEqual((cut, over["truncated"], over["acknowledged"]),
                          ((b"y" + body)[:1000], True, False))
+        self.assertEqual((at_limit["incomplete"], over["incomplete"]), (False, False))
+        record = self.close()
+        self.assertEqual([e["outcome"] for e in record["envelopes"]], ["queued", "too_big"])
+        self.assertEqual([e["message"] for e in record["envelopes"]],
+                         [at_limit["message"], over["message"]])
+        self.assertEqual(record["messages"], 1)  # the one queued
 
     def test_oversized_data(self):
         """An oversized DATA is read to its end, answered 552 as Postfix
@@ -353,15 +418,51 @@ class TransactionTests(SessionTestCase):
                 self.assertEqual(raw, kept)
                 self.assertIn("smuggling", meta["flags"], (variant, len(reads)))
 
+    def test_metadata_of_the_envelope(self):
+        """A spooled message's metadata holds the MAIL parameters, when its
+        session began and its TLS (none here)."""
+        self.clock.advance(5)
+        self.send(b"MAIL FROM:<a@b.example> SIZE=100 BODY=8BITMIME\r\nRCPT TO:<c@d.example>\r\n"
+                  b"DATA\r\nx\r\n.\r\n")
+        [(meta, _)] = self.spooled()
+        self.assertEqual((meta["mail_params"], meta["session_start"], meta["received"],
+                          meta["tls"]),
+                         ({"SIZE": "100", "BODY": "8BITMIME"}, 0.0, 5.0, None))
+
+    def test_pipelining_after_data(self):
+        """After the end of data the client may go on without waiting (RFC
+        2920 3.1): the next MAIL behind it is no improper pipelining."""
+        reply = self.send(b"MAIL FROM:<a@b.example>\r\nRCPT TO:<c@d.example>\r\nDATA\r\n")
+        self.assertTrue(reply.endswith(b"354 End data with <CR><LF>.<CR><LF>\r\n"))
+        reply = self.send(b"x\r\n.\r\nMAIL FROM:<e@f.example>\r\n")
+        self.assertTrue(reply.endswith(b"250 2.1.0 Ok\r\n"))
+        self.assertNotIn("improper_pipelining", self.close()["flags"])
+
+    def test_spool_refuses_a_file(self):
+        """A message file the spool cannot open gets Postfix's 451, and the
+        record says why the envelope came to nothing."""
+        def refuse(limit):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        self.factory.spool.open = refuse
+        reply = self.transaction(b"")
+        self.assertTrue(reply.endswith(b"451 4.3.0 Error: queue file write error\r\n"))
+        [envelope] = self.close()["envelopes"]
+        self.assertEqual(envelope["outcome"], "spool_error")
+
     def test_dropped_mid_data(self):
-        """A connection lost in DATA leaves an incomplete, unacknowledged message."""
+        """A connection lost in DATA leaves an incomplete, unacknowledged
+        message, and a session record that says so and when it ended."""
         reply = self.transaction(b"Subject: half\r\n")
         self.assertNotIn(b"queued", reply)
+        self.clock.advance(3)
         record = self.close()
         [(meta, raw)] = self.spooled()
         self.assertEqual(raw, b"Subject: half\r\n")
         self.assertEqual((meta["incomplete"], meta["acknowledged"]), (True, False))
         self.assertIn("incomplete_message", record["flags"])
+        self.assertEqual([e["outcome"] for e in record["envelopes"]], ["incomplete"])
+        self.assertEqual((record["end"] - record["start"], record["close_reason"]),
+                         (3, "client"))
 
     def test_long_line_in_data(self):
         """A 1 MB line in DATA is kept whole; command-like lines after it are data."""
@@ -420,6 +521,16 @@ class LocalRecipientTests(SessionTestCase):
                          b"250")
 
 
+    def test_ipv4_literal_on_a_dual_stack_socket(self):
+        """An IPv4 client of an IPv6 socket sees the server's IPv4 address,
+        which the socket reports mapped (::ffff:198.51.100.1): that
+        address's literal is local, another is not."""
+        self.connect(peer=("::ffff:192.0.2.7", 40000), server=("::ffff:198.51.100.1", 25))
+        self.send(b"MAIL FROM:<a@b.example>\r\n")
+        self.assertEqual(self.send(b"RCPT TO:<nosuchuser@[198.51.100.1]>\r\n")[:3], b"550")
+        self.assertEqual(self.send(b"RCPT TO:<nosuchuser@[198.51.100.2]>\r\n")[:3], b"250")
+
+
 class LongLineFlagTests(SessionTestCase):
 
     def flags_for(self, *pieces):
@@ -473,6 +584,24 @@ class ChunkingTests(SessionTestCase):
         self.assertEqual(self.send(b"BDAT abc\r\n"),
                          b"521 5.5.4 Syntax: BDAT count [LAST]\r\n")
         self.assertTrue(self.transport.disconnecting)
+        self.assertEqual(self.close()["close_reason"], "bdat_syntax")
+
+    def test_bdat_syntax_edges(self):
+        """RFC 3030: BDAT takes a size and LAST, nothing more; a size past
+        what an off_t holds is no size to Postfix, the largest one is."""
+        for arg in (b"5 LAST MORE", b"5 NOTLAST", b"9223372036854775808"):
+            self.setUp()
+            self.assertEqual(self.send(b"BDAT " + arg + b"\r\n"),
+                             b"521 5.5.4 Syntax: BDAT count [LAST]\r\n", arg)
+        self.setUp()
+        self.assertEqual(self.send(b"BDAT 9223372036854775807\r\nxyz"), b"")
+        self.assertFalse(self.transport.disconnecting)
+
+    def test_chunks_counted(self):
+        """The session record counts the chunks of each message."""
+        self.send(b"BDAT 1\r\naBDAT 1\r\nbBDAT 1 LAST\r\nc")
+        [envelope] = self.close()["envelopes"]
+        self.assertEqual(envelope["chunks"], 3)
 
     def test_rset_between_chunks(self):
         """RSET between chunks discards the message begun (RFC 3030 section
@@ -608,6 +737,42 @@ class AuthTests(SessionTestCase):
             [attempt] = self.attempts()
             self.assertEqual((attempt["accepted"], event["accepted"]), (accept, accept))
 
+    def test_attempt_time_and_event(self):
+        """An attempt is recorded with the time it ended; its event carries
+        the same fields (but the time, which the event has as its own),
+        control characters in what the client sent escaped."""
+        self.clock.advance(42)
+        token = base64.b64encode(b"\0ad\x1bmin\0p\nw")
+        self.send(b"AUTH PLAIN " + token + b"\r\n")
+        [event] = [e for e in self.factory.output.events
+                   if e["eventid"] == "smtplatrine.login.attempt"]
+        [attempt] = self.attempts()
+        self.assertEqual(attempt["time"], self.clock.seconds())
+        self.assertEqual((attempt["username"], attempt["password"]), ("ad\x1bmin", "p\nw"))
+        self.assertNotIn("time", event)
+        self.assertEqual((event["mechanism"], event["username"], event["password"],
+                          event["accepted"]),
+                         ("PLAIN", "ad\\x1bmin", "p\\nw", False))
+
+    def test_pipelining_after_auth(self):
+        """Once AUTH is over, commands may be pipelined again (RFC 2920,
+        after EHLO): a MAIL and its RCPTs in one write are no improper
+        pipelining."""
+        token = base64.b64encode(b"\0u\0p")
+        self.send(b"AUTH PLAIN " + token + b"\r\n")
+        self.assertEqual(self.send(b"MAIL FROM:<a@b.example>\r\nRCPT TO:<c@d.example>\r\n"),
+                         b"250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n")
+        self.assertNotIn("improper_pipelining", self.close()["flags"])
+
+    def test_cram_md5_challenges_differ(self):
+        """RFC 2195: each challenge holds random digits, so that no two
+        sessions get the same one, even in the same second."""
+        challenges = set()
+        for _ in range(40):
+            self.connect_cram()
+            challenges.add(self.send(b"AUTH CRAM-MD5\r\n"))
+        self.assertEqual(len(challenges), 40)
+
     def test_cram_md5_user_name_with_space(self):
         """RFC 2195: the response is the user name, a space and 32 hex
         digits; a user name holding spaces is kept whole."""
@@ -676,6 +841,83 @@ class TLSTests(SessionTestCase):
                          b"554 5.5.1 Error: TLS already active\r\n")
         self.assertIn("starttls_injection", self.close()["flags"])
 
+    def test_starttls_forgets_what_came_before(self):
+        """RFC 3207 4.2: after STARTTLS the server forgets what the client
+        told it before: its greeting (none is recorded until the next)
+        and its authentication (AUTH is taken again).  Its TLS is not the
+        implicit kind."""
+        self.connect(make_config(smtp={"smtp_auth_accept": True}))
+        self.send(EHLO)
+        token = base64.b64encode(b"\0u\0p")
+        self.send(b"AUTH PLAIN " + token + b"\r\n")
+        self.assertEqual(self.send(b"STARTTLS\r\n"), b"220 2.0.0 Ready to start TLS\r\n")
+        self.send(EHLO)
+        self.assertEqual(self.send(b"AUTH PLAIN " + token + b"\r\n"),
+                         b"235 2.7.0 Authentication successful\r\n")
+        self.assertEqual(self.close()["tls"], {"implicit": False})
+        self.connect()
+        self.send(EHLO + b"STARTTLS\r\n")
+        self.assertIsNone(self.close()["helo"])
+
+    def test_plaintext_waiting_in_the_socket(self):
+        """Bytes the client sent after STARTTLS that wait unread in the
+        socket are plaintext injection, unless they can begin a TLS
+        handshake (a record starting 0x16, as a ClientHello does); none
+        waiting is no injection either."""
+        flagged = []
+        for waiting in (b"MAIL FROM:<evil@x>\r\n", b"\x16\x03\x01", b""):
+            self.connect()
+            ours, theirs = socket.socketpair()
+            self.addCleanup(ours.close)
+            self.addCleanup(theirs.close)
+            ours.setblocking(False)
+            theirs.sendall(waiting)
+            self.transport.getHandle = lambda: ours
+            self.send(EHLO + b"STARTTLS\r\n")
+            flagged.append("starttls_injection" in self.close()["flags"])
+            self.assertEqual(ours.recv(100, socket.MSG_DONTWAIT) if waiting else b"", waiting)
+        self.assertEqual(flagged, [True, False, False])
+
+    def test_handshake_recorded(self):
+        """Once the TLS handshake after STARTTLS is done, the session record
+        and an event hold the version and cipher the client got (as the
+        client sees them); a session whose handshake never ended is said
+        to have failed TLS."""
+        self.send(EHLO + b"STARTTLS\r\n")
+        server = SSL.Connection(tls.context_factory(
+            *tls.self_signed("mail.example.com", Path(self.mktemp()))).getContext(), None)
+        server.set_accept_state()
+        client = SSL.Connection(SSL.Context(SSL.TLS_CLIENT_METHOD), None)
+        client.set_connect_state()
+        for _ in range(10):
+            for end in (client, server):
+                try:
+                    end.do_handshake()
+                except SSL.WantReadError:
+                    pass
+            for source, sink in ((client, server), (server, client)):
+                try:
+                    sink.bio_write(source.bio_read(65536))
+                except SSL.WantReadError:
+                    pass
+        self.transport.getHandle = lambda: server
+        self.protocol.handshakeCompleted()
+        got = {"version": client.get_protocol_version_name(),
+               "cipher": client.get_cipher_name()}
+        self.assertTrue(got["cipher"])
+        self.assertEqual(self.close()["tls"], {"implicit": False, **got})
+        events = {e["eventid"]: e for e in self.factory.output.events}
+        self.assertEqual((events["smtplatrine.session.tls"]["tls_version"],
+                          events["smtplatrine.session.tls"]["tls_cipher"],
+                          events["smtplatrine.session.closed"]["tls_failed"]),
+                         (got["version"], got["cipher"], False))
+        self.connect()
+        self.send(EHLO + b"STARTTLS\r\n")
+        self.close()
+        [closed] = [e for e in self.factory.output.events
+                    if e["eventid"] == "smtplatrine.session.closed"]
+        self.assertTrue(closed["tls_failed"])
+
     def test_starttls_with_argument(self):
         """STARTTLS takes no argument."""
         self.assertEqual(self.send(b"STARTTLS now\r\n"), b"501 5.5.4 Syntax: STARTTLS\r\n")
@@ -725,10 +967,14 @@ class SpoolFailureTests(SessionTestCase):
 
     def fail_with(self, code):
         """The reply to a message whose sync fails with *code*."""
+        return self.fail_with_error(OSError(code, "injected"))
+
+    def fail_with_error(self, error):
+        """The reply to a message whose sync fails with *error*."""
         self.connect(disk=HeldDisk)
         self.send(EHLO)
         self.transaction(b"x\r\n.\r\n")
-        self.factory.spool._disk.syncs.pop().errback(OSError(code, "injected"))
+        self.factory.spool._disk.syncs.pop().errback(error)
         return self.transport.value().split(b"\r\n")[-2] + b"\r\n"
 
     def test_disk_full(self):
@@ -738,6 +984,29 @@ class SpoolFailureTests(SessionTestCase):
                          b"451 4.3.0 Error: queue file write error\r\n")
         [envelope] = self.protocol.record.envelopes
         self.assertFalse((self.factory.spool.messages / f"{envelope.message}.eml").exists())
+        self.assertEqual(envelope.outcome, "spool_error")
+
+    def test_unexpected_failure(self):
+        """A commit that fails with an error that is no OSError gets the
+        same 451, and its message is removed."""
+        self.assertEqual(self.fail_with_error(RuntimeError("unexpected")),
+                         b"451 4.3.0 Error: queue file write error\r\n")
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
+        [envelope] = self.protocol.record.envelopes
+        self.assertEqual(envelope.outcome, "spool_error")
+        self.assertEqual(list(self.factory.spool.messages.glob(f"{envelope.message}.*")), [])
+
+    def test_dropped_mid_data_and_refused(self):
+        """A message cut short by the client that the disk then refuses is
+        removed, and the session record says so."""
+        self.connect(disk=HeldDisk)
+        self.send(EHLO)
+        self.transaction(b"Subject: half\r\n")
+        self.protocol.connectionLost(None)
+        self.factory.spool._disk.syncs.pop().errback(OSError(errno.ENOSPC, "injected"))
+        [envelope] = self.protocol.record.envelopes
+        self.assertEqual(envelope.outcome, "spool_error")
+        self.assertEqual(list(self.factory.spool.messages.glob(f"{envelope.message}.*")), [])
 
     def test_fsync_failure(self):
         """A failed fsync gets 451, never 250."""
@@ -785,10 +1054,14 @@ class LimitTests(SessionTestCase):
         self.assertEqual(self.close()["close_reason"], "idle_timeout")
 
     def test_slow_command(self):
-        """A command dribbled one byte every 10 s ends at the timeout."""
-        for _ in range(31):
+        """A command dribbled one byte every 10 s ends at the timeout, not
+        before."""
+        for _ in range(29):
             self.send(b"N")
             self.clock.advance(10)
+            self.assertFalse(self.transport.disconnecting)
+        self.send(b"N")
+        self.clock.advance(10)
         self.assertTrue(self.transport.disconnecting)
         self.assertEqual(self.close()["close_reason"], "command_timeout")
 
@@ -808,6 +1081,20 @@ class LimitTests(SessionTestCase):
             self.clock.advance(1)
         self.assertTrue(self.transport.disconnecting)
         self.assertEqual(self.close()["close_reason"], "slow_data")
+
+    def test_data_at_the_minimum_rate(self):
+        """A client that sends commands slowly, then DATA at exactly
+        min_data_rate bytes a second, is not cut off: only slower DATA is."""
+        self.send(EHLO)
+        for _ in range(12):
+            self.clock.advance(5)
+            self.send(b"NOOP\r\n")
+        self.send(b"MAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nDATA\r\n")
+        for _ in range(60):
+            self.send(b"x" * 500)
+            self.clock.advance(1)
+        self.assertFalse(self.transport.disconnecting)
+        self.assertIn(b"queued as", self.send(b"\r\n.\r\n"))
 
     def test_overlong_command(self):
         """A 100 KB command line is cut to the limit and the session goes on."""
@@ -880,6 +1167,36 @@ class RecordTests(SessionTestCase):
             self.assertEqual((event["sensor"], event["src_ip"]),
                              ("smtplatrine", "192.0.2.7"))
             self.assertIn("timestamp", event)
+
+    def test_event_fields(self):
+        """The events carry what the client said and what became of it: the
+        greeting's verb and name, the sender, each recipient and whether
+        it was taken, the message spooled (its id, queue id, size and
+        SHA-256 as written), and at the end how long the session lasted,
+        its messages and commands and why it ended (the client left)."""
+        self.send(EHLO)
+        self.send(b"MAIL FROM:<a@b.example>\r\nRCPT TO:<c@d.example>\r\n"
+                  b"RCPT TO:<nosuchuser>\r\nDATA\r\nx\r\n.\r\n")
+        self.clock.advance(7)
+        self.close()
+        [(metadata, _)] = self.spooled()
+        fields = [{k: v for k, v in event.items()
+                   if k not in ("session", "sensor", "src_ip", "src_port", "dst_ip",
+                                "dst_port", "timestamp")}
+                  for event in self.factory.output.events[1:]]
+        self.assertEqual(fields, [
+            {"eventid": "smtplatrine.session.helo", "command": "EHLO",
+             "helo": "client.example.org"},
+            {"eventid": "smtplatrine.mail", "mail_from": "a@b.example"},
+            {"eventid": "smtplatrine.rcpt", "rcpt": "c@d.example", "accepted": True},
+            {"eventid": "smtplatrine.rcpt", "rcpt": "nosuchuser", "accepted": False},
+            {"eventid": "smtplatrine.message.spooled", "message": metadata["message"],
+             "queue_id": metadata["queue_id"], "size": 3,
+             "sha256": hashlib.sha256(b"x\r\n").hexdigest(), "acknowledged": True,
+             "truncated": False},
+            {"eventid": "smtplatrine.session.closed", "duration": 7.0, "messages": 1,
+             "commands": 5, "reason": "client", "tls_failed": False,
+             "envelopes_dropped": 0, "recipients_dropped": 0}])
 
     def test_transcript_bounded(self):
         """The transcript keeps transcript_limit lines and flags the rest."""

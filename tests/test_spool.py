@@ -3,6 +3,9 @@
 import errno
 import hashlib
 import json
+import os
+import stat
+import uuid
 from pathlib import Path
 
 import attrs
@@ -14,7 +17,7 @@ from twisted.trial import unittest
 from smtplatrine import spool as spool_module
 from smtplatrine.capture import Identity, Metadata
 from smtplatrine.disk import LocalDisk
-from smtplatrine.spool import Spool, read_metadata
+from smtplatrine.spool import GroupCommit, Spool, SpoolReader, read_message, read_metadata
 from smtplatrine.testing import (HeldDisk, connect, make_config, make_factory, settle,
                                  spooled)
 
@@ -105,6 +108,92 @@ class SpoolTests(unittest.TestCase):
                          (False, True, 9, "sensor-a"))
         self.assertTrue(read_metadata(done.path.with_suffix(".json")).acknowledged)
 
+    def test_recover_writes_what_is_known(self):
+        """A message a crash cut short is kept as received when its file
+        was last written, with its size, as incomplete and unacknowledged,
+        in a new session of its own (a distinct UUID each, no address or
+        port: the connection is unknown); an empty file created ahead
+        goes, whether or not its metadata file was made, and so do the
+        temporary files of writes a crash interrupted."""
+        cuts = []
+        for body in (b"cut short", b"cut too"):
+            cut = self.spool.open(100)
+            cut.write(body)
+            cut._file.flush()
+            os.utime(cut.path, (1767000000.5, 1767000000.5))
+            cuts.append(cut)
+        lone = self.spool.messages / f"{uuid.uuid4()}.eml"
+        lone.touch()
+        stale = [self.spool.messages / "x.json.tmp", self.spool.root / "sessions" / "s.json.tmp"]
+        for path in stale:
+            path.write_text("{")
+        Spool(self.spool.root, LocalDisk(self.spool.root)).recover("sensor-b")
+        written = [json.loads(cut.path.with_suffix(".json").read_text()) for cut in cuts]
+        self.assertEqual(
+            [{k: w[k] for k in ("message", "sensor", "src_ip", "src_port", "dst_ip",
+                                "dst_port", "received", "size", "acknowledged",
+                                "incomplete", "recovered")} for w in written],
+            [{"message": cut.path.stem, "sensor": "sensor-b", "src_ip": "", "src_port": 0,
+              "dst_ip": "", "dst_port": 0, "received": 1767000000.5, "size": size,
+              "acknowledged": False, "incomplete": True, "recovered": True}
+             for cut, size in zip(cuts, (9, 7))])
+        sessions = [uuid.UUID(w["session"]) for w in written]
+        self.assertNotEqual(sessions[0], sessions[1])
+        self.assertFalse(lone.exists())
+        self.assertEqual([path.exists() for path in stale], [False, False])
+
+    def test_committed_message_announced(self):
+        """The consumer hears of a message, by its id, once it is on disk;
+        its metadata is written with its keys in order (the same message
+        makes the same bytes)."""
+        heard = []
+        self.spool.ready = type("Consumer", (), {"notify": lambda _, *said: heard.append(said)})()
+        message = self.spool.open(100)
+        self.spool.commit(message, a_message())
+        self.assertEqual(heard, [])
+        self.syncs.pop().callback({})
+        self.assertEqual(heard, [("message", message.path.stem)])
+        text = message.path.with_suffix(".json").read_text()
+        self.assertEqual(list(json.loads(text)), sorted(json.loads(text)))
+
+    def test_metadata_that_is_no_object(self):
+        """A metadata file holding JSON that is no object is not a finished
+        message."""
+        message = self.spool.open(100)
+        message.path.with_suffix(".json").write_text("[1, 2]")
+        self.assertIsNone(read_metadata(message.path.with_suffix(".json")))
+
+    def test_metadata_write_error_fails_commit(self):
+        """A commit whose metadata the disk refuses fails with its error."""
+        message = self.spool.open(100)
+        message._metadata_file.close()
+        message._metadata_file = open("/dev/full", "wb", buffering=0)  # as full as a disk gets
+        failure = self.failureResultOf(self.spool.commit(message, a_message()), OSError)
+        self.assertEqual(failure.value.errno, errno.ENOSPC)
+
+    def test_group_commit(self):
+        """Up to *limit* syncs run at once, each of the items given it; the
+        items added meanwhile wait, and the next sync takes them all."""
+        syncs = []
+
+        def sync(items):
+            syncs.append((items, defer.Deferred()))
+            return syncs[-1][1]
+
+        group = GroupCommit(sync, limit=2)
+        done = []
+        for item in "abcde":
+            group.add(item).addCallback(done.append)
+        self.assertEqual([items for items, _ in syncs], [["a"], ["b"]])
+        syncs[0][1].callback(None)
+        self.assertEqual([items for items, _ in syncs], [["a"], ["b"], ["c", "d", "e"]])
+        self.assertEqual((done, group.running), (["a"], 2))
+        syncs[1][1].callback(None)
+        syncs[2][1].callback(None)
+        self.assertEqual((done, group.running, group.waiting), (list("abcde"), 0, 0))
+        group.add("f")
+        self.assertEqual(syncs[-1][0], ["f"])
+
     def test_metadata_as_json(self):
         """The metadata is kept as one flat JSON object, the session's
         identity beside the envelope, and reads back the same; a record
@@ -137,12 +226,124 @@ class SpoolTests(unittest.TestCase):
         self.assertFalse(message.path.with_suffix(".json").exists())
 
 
-class FullDisk(LocalDisk):
-    """Disk work done at once; session records refused while ``full``."""
+class AheadDisk(LocalDisk):
+    """Disk work done at once, except file creation: each request waits in
+    ``creates`` as (count, Deferred) until the test does it."""
 
-    full = True
+    def __init__(self, root):
+        super().__init__(root)
+        self.creates = []
 
     def request(self, **request):
+        if request["op"] != "create":
+            return super().request(**request)
+        self.creates.append((request["count"], defer.Deferred()))
+        return self.creates[-1][1]
+
+    def create(self, fail=False):
+        """Do the oldest creation asked for; the IDs made."""
+        count, d = self.creates.pop(0)
+        if fail:
+            d.errback(OSError(errno.ENOSPC, "No space left on device"))
+            return []
+        answer = super().request(op="create", count=count).result
+        d.callback(answer)
+        return answer["ids"]
+
+
+class FilesAheadTests(unittest.TestCase):
+    """Message files are created ahead, off the SMTP side's path."""
+
+    def setUp(self):
+        root = Path(self.mktemp())
+        self.disk = AheadDisk(root)
+        self.spool = Spool(root, self.disk, reserve=4)
+        self.umask = os.umask(0)
+        os.umask(self.umask)
+
+    def test_reserve_kept(self):
+        """The first message asks for the reserve to be made, once however
+        many messages open meanwhile; the files made are used, newest
+        first, and half-way through more are asked for, as many as lack;
+        a creation that fails is asked for again at the next message."""
+        first = self.spool.open(100)
+        self.spool.open(100)
+        self.assertEqual([count for count, _ in self.disk.creates], [4])
+        made = self.disk.create()
+        used = [self.spool.open(100).path.stem for _ in range(2)]
+        self.assertEqual((used, self.disk.creates), (made[:1:-1], []))
+        self.assertEqual(self.spool.open(100).path.stem, made[1])
+        self.assertEqual([count for count, _ in self.disk.creates], [3])
+        self.disk.create(fail=True)
+        self.assertEqual(self.spool.open(100).path.stem, made[0])
+        self.assertEqual([count for count, _ in self.disk.creates], [4])
+        self.assertEqual((first.limit, first.size), (100, 0))
+        self.assertEqual(stat.S_IMODE(first.path.stat().st_mode), 0o640 & ~self.umask)
+
+
+class SpoolReaderTests(unittest.TestCase):
+    """The storing side's view of a spool the SMTP side wrote."""
+
+    def setUp(self):
+        self.root = Path(self.mktemp())
+        self.spool = Spool(self.root, LocalDisk(self.root))
+        (self.root / "quarantine").mkdir()
+        self.reader = SpoolReader(self.root)
+
+    def message(self, body, **status):
+        spool_file = self.spool.open(100)
+        spool_file.write(body)
+        metadata = attrs.evolve(a_message(**status), message=spool_file.path.stem)
+        self.spool.commit(spool_file, metadata)
+        return spool_file.path.stem
+
+    def test_finished_in_order(self):
+        """Finished messages, in the order of their names, then session
+        records likewise; a message still being written is not listed."""
+        ids = sorted(self.message(b"x") for _ in range(3))
+        self.spool.open(100).write(b"unfinished")
+        for session in ("s-2", "s-1"):
+            self.spool.save_session({"session": session})
+        self.assertEqual(self.reader.finished(),
+                         [("message", i) for i in ids] + [("session", "s-1"), ("session", "s-2")])
+        self.assertEqual(self.reader.session("s-1"), {"session": "s-1"})
+        self.assertIsNone(self.reader.session("s-3"))
+        raw, metadata = read_message(self.reader.eml(ids[0]))
+        self.assertEqual((raw, metadata.message, metadata.size), (b"x", ids[0], 1))
+
+    def test_quarantine(self):
+        """A message that cannot be stored leaves the spool for quarantine/
+        whole, with the reason beside it, its metadata given back; one
+        without metadata goes too; a session record likewise."""
+        kept = self.message(b"bad", acknowledged=True)
+        metadata = self.reader.quarantine_message(kept, "the store refused it")
+        self.assertEqual((metadata.message, metadata.acknowledged), (kept, True))
+        bare = self.root / "messages" / "0000.eml"
+        bare.write_bytes(b"no metadata")
+        self.assertIsNone(self.reader.quarantine_message("0000", "unreadable"))
+        self.spool.save_session({"session": "s-1"})
+        self.reader.quarantine_session("s-1")
+        quarantine = self.root / "quarantine"
+        self.assertEqual(sorted(p.name for p in quarantine.iterdir()), sorted([
+            f"{kept}.eml", f"{kept}.json", f"{kept}.reason", "0000.eml", "0000.reason",
+            "s-1.json"]))
+        self.assertEqual(((quarantine / f"{kept}.eml").read_bytes(),
+                          (quarantine / f"{kept}.reason").read_text(),
+                          (quarantine / "0000.reason").read_text()),
+                         (b"bad", "the store refused it\n", "unreadable\n"))
+        self.assertEqual(self.reader.finished(), [])
+        self.assertEqual(list((self.root / "messages").glob(f"{kept}.*")), [])
+
+
+class FullDisk(LocalDisk):
+    """Disk work done at once; session records refused while ``full``;
+    ``tries`` counts the session records asked to be written."""
+
+    full = True
+    tries = 0
+
+    def request(self, **request):
+        self.tries += request["op"] == "session"
         if request["op"] == "session" and self.full:
             return defer.fail(OSError(errno.ENOSPC, "No space left on device"))
         return super().request(**request)
@@ -159,7 +360,9 @@ class FullDiskTests(unittest.TestCase):
         self.spool.ready = self
 
     def notify(self, kind, item):
-        """The spool's consumer: we note what it says is ready."""
+        """The spool's consumer: we note the session records it says are
+        ready (and nothing else is)."""
+        self.assertEqual(kind, "session")
         self.ready.append(item)
 
     def record(self, session):
@@ -191,6 +394,68 @@ class FullDiskTests(unittest.TestCase):
         self.clock.advance(5)
         settle(self.clock)
         self.assertEqual(self.ready, ["a", "b"])
+
+    def test_record_taken_at_once_announced(self):
+        """A session record the disk takes is announced to the consumer
+        once written, by its session."""
+        self.disk.full = False
+        self.successResultOf(self.spool.save_session(self.record("a")))
+        self.assertEqual(self.ready, ["a"])
+
+    def test_discard_on_a_full_disk(self):
+        """A message whose buffered bytes a full disk refuses to take, when
+        its file is closed, is still removed."""
+        message = self.spool.open(100000)
+        message._file.close()
+        message._file = open("/dev/full", "wb")  # as full as a disk gets; buffered
+        message.write(b"x" * 100)
+        self.spool.discard(message)
+        self.assertTrue(message._file.closed)
+        self.assertEqual(list(self.spool.messages.glob(f"{message.path.stem}.*")), [])
+
+    def test_one_try_at_a_time(self):
+        """However many records are kept, a full disk is asked again for
+        one of them each few seconds, oldest first; when it has written
+        them all, records it refuses later are tried again in turn."""
+        for session in "abc":
+            self.spool.save_session(self.record(session))
+        self.assertEqual(self.disk.tries, 3)
+        self.clock.advance(spool_module._RETRY_AFTER)
+        settle(self.clock)
+        self.assertEqual(self.disk.tries, 4)
+        self.clock.advance(spool_module._RETRY_AFTER)
+        settle(self.clock)
+        self.assertEqual(self.disk.tries, 5)
+        self.disk.full = False
+        self.clock.advance(spool_module._RETRY_AFTER)
+        settle(self.clock)
+        self.assertEqual(self.ready, ["a", "b", "c"])
+        self.disk.full = True
+        self.spool.save_session(self.record("d"))
+        self.disk.full = False
+        self.clock.advance(spool_module._RETRY_AFTER)
+        settle(self.clock)
+        self.assertEqual(self.ready, ["a", "b", "c", "d"])
+
+    def test_bound_exact_and_freed(self):
+        """Records that fill the bound exactly are kept; the bytes of those
+        written are free again for the next ones refused."""
+        size = len(json.dumps(self.record("a")))
+        self.patch(spool_module, "_UNSAVED_BYTES", 2 * size)
+        for session in "abc":
+            self.spool.save_session(self.record(session))
+        self.assertEqual(self.spool.sessions_lost, 1)
+        self.disk.full = False
+        self.clock.advance(spool_module._RETRY_AFTER)
+        settle(self.clock)
+        self.disk.full = True
+        for session in "de":
+            self.spool.save_session(self.record(session))
+        self.assertEqual(self.spool.sessions_lost, 1)
+        self.disk.full = False
+        self.clock.advance(spool_module._RETRY_AFTER)
+        settle(self.clock)
+        self.assertEqual(self.ready, ["a", "b", "d", "e"])
 
     def test_write_error_refuses_commit(self):
         """A message whose writing failed cannot be committed, and is removed."""

@@ -169,9 +169,11 @@ class StoreTestsMixin:
                             attachment_paths=())
         self.assertTrue((yield self.save(item)))
         rows = yield self.query("SELECT mail_from, raw, sha256, defects, parse_error,"
-                                " header_subject, imported FROM honeypot_emails")
+                                " header_subject, body_text, body_html, imported"
+                                " FROM honeypot_emails")
         self.assertEqual(rows, [("alice@example.net", raw, hashlib.sha256(raw).hexdigest(),
-                                 '["parse_failed"]', "the parser failed: boom", None, 0)])
+                                 '["parse_failed"]', "the parser failed: boom", None,
+                                 "", "", 0)])
         rows = yield self.query("SELECT COUNT(*) FROM honeypot_email_headers")
         self.assertEqual(rows, [(0,)])
 
@@ -189,6 +191,20 @@ class StoreTestsMixin:
         self.assertFalse((yield update(item)))
         rows = yield self.query("SELECT header_subject, defects, parse_error FROM honeypot_emails")
         self.assertEqual(rows, [("Invoice 42", "[]", None)])
+        # The tallies count the new reading instead of the old one.
+        rows = yield self.query("SELECT value, n FROM honeypot_tally_totals"
+                                " WHERE kind = 'from_domain' AND sensor = ''")
+        self.assertEqual(rows, [("example.net", 1)])
+        # A reading that differs only in its URLs reads differently.
+        self.assertTrue((yield update(attrs.evolve(item, parsed=attrs.evolve(
+            item.parsed, urls=())))))
+        self.assertTrue((yield update(item)))
+        rows = yield self.query("SELECT value, n, sensor FROM honeypot_tally_totals"
+                                " WHERE kind = 'from_domain' ORDER BY sensor")
+        self.assertEqual(rows, [("example.net", 1, ""), ("example.net", 1, "sensor-a")])
+        # A message not stored is not read again.
+        other = prepared(self.tmp, "00000000-0000-4000-8000-00000000000d", message_bytes())
+        self.assertFalse((yield update(other)))
         rows = yield self.query("SELECT sha256, attachment_id FROM honeypot_attachments")
         self.assertEqual(rows, [(hashlib.sha256(PDF).hexdigest(),
                                  records.attachment_id(message_id, 0))])
@@ -339,6 +355,157 @@ class StoreTestsMixin:
         self.assertEqual([r[:8] + (str(r[8])[:19],) for r in rows], [
             ("2001:db8::1", 1, 1, "quit", json.dumps(["pregreet"]), "admin", "hunter2",
              "PLAIN", "2025-12-29 09:20:02")])
+
+    def save_session(self, record):
+        return defer.Deferred.fromCoroutine(self.database.run(
+            records.save_session, self.database.dialect, record))
+
+    @defer.inlineCallbacks
+    def test_long_values_clipped(self):
+        """Values an attacker makes longer than their indexed columns (255
+        characters for header names, content types, hosts and domains) are
+        clipped to them, so that no such value can fail the message."""
+        long = "a" * 300
+        raw = (f"X-{long}: 1\r\nMIME-Version: 1.0\r\n"
+               f"Content-Type: multipart/mixed; boundary=b\r\n\r\n"
+               f"--b\r\nContent-Type: text/plain\r\n\r\nsee http://{long}.example/x\r\n"
+               f"--b\r\nContent-Type: application/{long}\r\n\r\nx\r\n--b--\r\n").encode()
+        yield self.save(prepared(self.tmp, "00000000-0000-4000-8000-000000000013", raw,
+                                 rcpts=[f"b@{long}.example"]))
+        lengths = []
+        for statement in ("SELECT MAX(LENGTH(name)) FROM honeypot_email_headers",
+                          "SELECT LENGTH(host) FROM honeypot_email_urls",
+                          "SELECT LENGTH(content_type) FROM honeypot_attachments",
+                          "SELECT MAX(LENGTH(domain)) FROM honeypot_recipients"):
+            lengths.extend((yield self.query(statement)))
+        self.assertEqual(lengths, [(255,)] * 4)
+
+    @defer.inlineCallbacks
+    def test_text_searchable(self):
+        """The subject, the From header, the envelope sender and the body
+        text are in the full-text index, each under its own column (as the
+        dashboard searches them: the body with the subject)."""
+        yield self.save(prepared(self.tmp, "00000000-0000-4000-8000-000000000012",
+                                 message_bytes(), mail_from="bounce@spammer.example"))
+        found = []
+        for columns, words in ((["subject"], ["invoice"]), (["sender"], ["alice"]),
+                               (["sender"], ["spammer"]), (["subject", "body"], ["pay"]),
+                               (["subject"], ["pay"]), (["sender"], ["invoice"])):
+            statement, args = self.database.dialect.text_match(columns, words)
+            found.append(len((yield self.query(statement, *args))))
+        self.assertEqual(found, [1, 1, 1, 1, 0, 0])
+
+    @defer.inlineCallbacks
+    def test_message_row_whole(self):
+        """Every field of a message's metadata reaches its column, and the
+        session row it starts holds its client, greeting, TLS and flags;
+        a message without its session's start time dates the session by
+        its own arrival; addresses longer than their column are clipped."""
+        raw = message_bytes()
+        client = "fe80:0:0:0:1234:5678:9abc:def0%verylonginterface"
+        item = prepared(self.tmp, "00000000-0000-4000-8000-000000000011", raw,
+                        session_start=None, src_ip=client, dst_ip=client, helo="h\udcff",
+                        tls={"implicit": True, "version": "TLSv1.3", "cipher": "C"},
+                        mail_params={"SIZE": "100"}, flags=["pipelining"],
+                        transport="BDAT", truncated=True)
+        yield defer.Deferred.fromCoroutine(self.database.run(
+            records.save_message, self.database.dialect, item, 1767000100.25))
+        rows = yield self.query(
+            "SELECT session_id, sensor, queue_id, received, stored, client_ip, client_port,"
+            " server_ip, server_port, helo, tls, transport, mail_from, mail_params,"
+            " acknowledged, truncated, incomplete, recovered, size, sha256, session_flags"
+            " FROM honeypot_emails")
+        self.assertEqual([(*r[:3], str(r[3])[:22], str(r[4])[:22], *r[5:]) for r in rows], [(
+            SESSION, "sensor-a", "00000000000", "2025-12-29 09:20:01.50",
+            "2025-12-29 09:21:40.25", client[:45], 40000, client[:45], 25, "h\\xff", 1,
+            "BDAT", "alice@example.net", json.dumps({"SIZE": "100"}), 1, 1, 0, 0, len(raw),
+            hashlib.sha256(raw).hexdigest(), json.dumps(["pipelining"]))])
+        rows = yield self.query(
+            "SELECT client_ip, started, helo, tls_implicit, tls_version, tls_cipher, flags"
+            " FROM honeypot_sessions")
+        self.assertEqual([(r[0], str(r[1])[:22], *r[2:]) for r in rows], [(
+            client[:45], "2025-12-29 09:20:01.50", "h\\xff", 1, "TLSv1.3", "C",
+            json.dumps(["pipelining"]))])
+
+    @defer.inlineCallbacks
+    def test_session_record_stored_whole(self):
+        """Every field of a session record reaches its column, and every
+        field of each AUTH attempt its credential row, in order; text that is
+        not UTF-8 as \\x escapes, the client address clipped to 45."""
+        record = {
+            "session": SESSION, "sensor": "sensor-b", "src_ip": "192.0.2.9",
+            "src_port": 51000, "dst_ip": "198.51.100.1", "dst_port": 587,
+            "start": 1767000000.25, "end": 1767000060.5, "helo": "h\udcffst",
+            "tls": {"implicit": True, "version": "TLSv1.3", "cipher": "TLS_AES_128_GCM_SHA256"},
+            "auth": [
+                {"mechanism": "LOGIN", "authzid": None, "username": "r\udcfeot",
+                 "password": "toor", "challenge": None, "response": None,
+                 "time": 1767000010.0, "accepted": False},
+                {"mechanism": "CRAM-MD5", "authzid": "boss", "username": "john doe",
+                 "password": None, "challenge": "<1.2@mx>", "response": "cafe",
+                 "time": 1767000020.0, "accepted": True}],
+            "transcript": [[0.0, "S", "220 banner"]], "flags": ["bare_lf", "pregreet"],
+            "envelopes": [{"mail_from": "a@example.net"}],
+            "commands": 7, "unknown_commands": 2, "errors": 3, "messages": 0,
+            "pregreet": "EHLO early", "close_reason": "timeout"}
+        yield self.save_session(record)
+        rows = yield self.query(
+            "SELECT sensor, client_ip, client_port, server_ip, server_port, started, ended,"
+            " helo, tls_implicit, tls_version, tls_cipher, auth_attempts, commands,"
+            " unknown_commands, errors, messages, close_reason, pregreet, flags,"
+            " transcript, envelopes FROM honeypot_sessions WHERE session_id = ?", SESSION)
+        self.assertEqual([(*r[:5], str(r[5])[:22], str(r[6])[:22], *r[7:]) for r in rows], [(
+            "sensor-b", "192.0.2.9", 51000, "198.51.100.1", 587,
+            "2025-12-29 09:20:00.25", "2025-12-29 09:21:00.50", "h\\xffst",
+            1, "TLSv1.3", "TLS_AES_128_GCM_SHA256", 2, 7, 2, 3, 0, "timeout", "EHLO early",
+            json.dumps(["bare_lf", "pregreet"]), json.dumps([[0.0, "S", "220 banner"]]),
+            json.dumps([{"mail_from": "a@example.net"}]))])
+        rows = yield self.query(
+            "SELECT position, sensor, time, client_ip, mechanism, authzid, username,"
+            " password, challenge, response, accepted FROM honeypot_credentials"
+            " WHERE session_id = ? ORDER BY position", SESSION)
+        self.assertEqual([(*r[:2], str(r[2])[:19], *r[3:]) for r in rows], [
+            (0, "sensor-b", "2025-12-29 09:20:10", "192.0.2.9", "LOGIN", None,
+             "r\\xfeot", "toor", None, None, 0),
+            (1, "sensor-b", "2025-12-29 09:20:20", "192.0.2.9", "CRAM-MD5", "boss",
+             "john doe", None, "<1.2@mx>", "cafe", 1)])
+
+    @defer.inlineCallbacks
+    def test_session_counted_once_when_it_ends(self):
+        """A session is counted in the connections tally when a record
+        first says it ended: not while it is open, not again when its
+        record is stored once more.  A record without the fields an
+        older version did not write is stored with them empty."""
+        record = {
+            "session": SESSION, "sensor": "sensor-a", "src_ip": "192.0.2.9",
+            "src_port": 51000, "dst_ip": "198.51.100.1", "dst_port": 25,
+            "start": 1767000000.0, "helo": None, "tls": None}  # no AUTH: an older record's
+        counts = []
+        for end in (None, 1767000009.0, 1767000009.0):
+            yield self.save_session({**record, "end": end})
+            rows = yield self.query("SELECT n FROM honeypot_tally_totals"
+                                    " WHERE kind = 'client' AND sensor = ''")
+            counts.append(rows)
+        self.assertEqual(counts, [[], [(1,)], [(1,)]])
+        rows = yield self.query("SELECT ended, flags, transcript, envelopes, auth_attempts"
+                                " FROM honeypot_sessions")
+        self.assertEqual([(str(r[0])[:19], *r[1:]) for r in rows],
+                         [("2025-12-29 09:20:09", "[]", "[]", "[]", 0)])
+
+    @defer.inlineCallbacks
+    def test_long_client_address_clipped(self):
+        """A client address longer than its column (an IPv6 link-local
+        address with a long zone) is clipped to its 45 characters, in the
+        session's row and in its credentials'."""
+        client = "fe80:0:0:0:1234:5678:9abc:def0%verylonginterface"
+        yield self.save_session({
+            "session": SESSION, "sensor": "sensor-a", "src_ip": client,
+            "src_port": 51000, "dst_ip": "::1", "dst_port": 25, "start": 1767000000.0,
+            "end": 1767000009.0, "auth": [{"mechanism": "PLAIN", "username": "u",
+                                           "password": "p", "time": 1767000001.0}]})
+        rows = yield self.query("SELECT s.client_ip, c.client_ip FROM honeypot_sessions s"
+                                " JOIN honeypot_credentials c ON c.session_id = s.session_id")
+        self.assertEqual(rows, [(client[:45], client[:45])])
 
     @defer.inlineCallbacks
     def test_missing_schema_not_created_when_told_not_to(self):

@@ -9,7 +9,7 @@ finds: a survivor still meets every test, a killed mutant costs little.
 
 from hypothesis import Phase, settings
 
-EXAMPLES = 50
+EXAMPLES = 25
 
 settings.register_profile(
     "mutation", derandomize=True, database=None, deadline=None,
