@@ -166,6 +166,19 @@ class UuencodeTests(ParseTestCase):
                 parts = [p for p in email_reading(raw).walk() if not p.is_multipart()]
                 self.assertEqual(parts[1].get_payload(decode=True), self.file)
 
+    def test_part_without_begin_line(self):
+        """A part declared uuencoded whose begin line was cut off is still
+        decoded from its first line (sharutils' uudecode would refuse it,
+        which would hide the file), unnamed, and flagged."""
+        lines = self.encoded.split(b"\r\n", 1)[1]
+        raw = multipart([b"\r\nsee attached",
+                         b"Content-Type: application/octet-stream\r\n"
+                         b"Content-Transfer-Encoding: x-uuencode\r\n\r\n" + lines])
+        parsed = self.parse(raw)
+        self.assertAttachments(parsed, [
+            (None, "application/octet-stream", "inline", len(self.file), self.sha256)])
+        self.assertEqual(parsed.defects, ("uuencode_error",))
+
     def test_block_in_text_body(self):
         """A begin ... end block in a text/plain body is an attachment named
         by its begin line, and leaves the body text."""
