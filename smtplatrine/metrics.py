@@ -23,6 +23,8 @@ import time
 
 from twisted.logger import Logger
 
+from smtplatrine.spool import finished_files
+
 log = Logger()
 
 DIRECTORY = "metrics"
@@ -164,20 +166,9 @@ def spool_backlog(spool_root, now):
     oldest) for *spool_root* at *now*."""
     counts, oldest = {"message": 0, "session": 0}, now
     for kind in counts:
-        try:
-            entries = list(os.scandir(spool_root / f"{kind}s"))
-        except OSError:
-            continue
-        for entry in entries:
-            if not entry.name.endswith(".json"):
-                continue
-            try:
-                stat = entry.stat()
-            except OSError:
-                continue
-            if stat.st_size:  # empty: a file made ahead, or not finished
-                counts[kind] += 1
-                oldest = min(oldest, stat.st_mtime)
+        for _, stat in finished_files(spool_root / f"{kind}s"):
+            counts[kind] += 1
+            oldest = min(oldest, stat.st_mtime)
     return counts, now - oldest
 
 

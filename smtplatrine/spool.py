@@ -67,6 +67,25 @@ _RECOUNT_AFTER = 10.0
 _RECOUNT_SHARE = 100
 
 
+def finished_files(directory):
+    """(os.DirEntry, its stat) of the metadata files (``ID.json``) of the
+    items finished in the spool *directory*: an empty one was made ahead,
+    or its item is still being received; one gone meanwhile was stored."""
+    try:
+        entries = list(os.scandir(directory))
+    except OSError:
+        return
+    for entry in entries:
+        if not entry.name.endswith(".json"):
+            continue
+        try:
+            stat = entry.stat()
+        except OSError:
+            continue
+        if stat.st_size:
+            yield entry, stat
+
+
 def free_space(path):
     """The bytes an unprivileged writer may still use on the file system
     of *path*."""
@@ -254,17 +273,12 @@ class Backlog:
         the count)."""
         started = time.perf_counter()
         sizes = {}
-        with os.scandir(self._messages) as entries:
-            for entry in entries:
-                if not entry.name.endswith(".json"):
-                    continue
-                try:
-                    if not entry.stat().st_size:
-                        continue  # a message still being received
-                    eml = os.stat(os.path.join(self._messages, entry.name[:-5] + ".eml"))
-                except OSError:
-                    continue  # stored meanwhile
-                sizes[entry.name[:-5]] = eml.st_size
+        for entry, _ in finished_files(self._messages):
+            try:
+                eml = os.stat(os.path.join(self._messages, entry.name[:-5] + ".eml"))
+            except OSError:
+                continue  # stored meanwhile
+            sizes[entry.name[:-5]] = eml.st_size
         self._sizes, self.bytes = sizes, sum(sizes.values())
         self._recount_after = max(_RECOUNT_AFTER,
                                   _RECOUNT_SHARE * (time.perf_counter() - started))
