@@ -473,7 +473,9 @@ class HostileTests(ParseTestCase):
         for body, payload, defects in (
                 (b"SGVsbG8gd29ybGQ=", b"Hello world", ()), (b"SGk=", b"Hi", ()),
                 (b"SA==", b"H", ()), (b"SGVsbG8gd29ybGQ", b"Hello world", flagged),
-                (b"SGk", b"Hi", flagged), (b"SA", b"H", flagged), (b"SGk==", b"Hi", flagged)):
+                (b"SGk", b"Hi", flagged), (b"SA", b"H", flagged), (b"SGk==", b"Hi", flagged),
+                # X is 23: 010010 000110 010111, two bytes and five bits left.
+                (b"SGX", b"He", flagged)):
             parsed = self.parse(b"Content-Type: application/octet-stream\r\n"
                                 b"Content-Transfer-Encoding: base64\r\n\r\n" + body + b"\r\n")
             self.assertEqual((parsed.attachments[0].payload, parsed.defects),
@@ -684,6 +686,36 @@ class EncodingTests(ParseTestCase):
         """Space between words goes, space next to plain text stays, _ is a space."""
         parsed = self.parse(b"Subject: Re: =?utf-8?q?a_b?=  =?utf-8?q?c?= d\r\n\r\n")
         self.assertEqual(parsed.fields["subject"], "Re: a bc d")
+
+    def test_eight_bit_bytes_in_an_encoded_word(self):
+        """Raw 8-bit bytes inside an encoded word (as careless mailers write
+        them) are read in the word's charset: E9 is "é" in ISO-8859-1."""
+        parsed = self.parse(b"Subject: =?iso-8859-1?q?caf\xe9?= ok\r\n\r\n")
+        self.assertEqual(parsed.fields["subject"], "caf\u00e9 ok")
+
+    def test_rfc_2047_examples(self):
+        """The examples of RFC 2047 section 8, in a Subject written without
+        a space after its colon (RFC 5322 needs none)."""
+        for encoded, shown in [
+                ("(=?ISO-8859-1?Q?a?=)", "(a)"),
+                ("(=?ISO-8859-1?Q?a?= b)", "(a b)"),
+                ("(=?ISO-8859-1?Q?a?= =?ISO-8859-1?Q?b?=)", "(ab)"),
+                ("(=?ISO-8859-1?Q?a?=  =?ISO-8859-1?Q?b?=)", "(ab)"),
+                ("(=?ISO-8859-1?Q?a?=\r\n    =?ISO-8859-1?Q?b?=)", "(ab)"),
+                ("(=?ISO-8859-1?Q?a_b?=)", "(a b)"),
+                ("(=?ISO-8859-1?Q?a?= =?ISO-8859-2?Q?_b?=)", "(a b)")]:
+            parsed = self.parse(f"Subject:{encoded}\r\n\r\n".encode())
+            self.assertEqual(parsed.fields["subject"], shown, encoded)
+
+    def test_values_ending_in_x(self):
+        """A value's last letters are its own: a Subject ending in "X", an
+        attachment named REPORT.DOCX."""
+        raw = multipart([b"Content-Type: application/octet-stream\r\n"
+                         b"Content-Disposition: attachment; filename=REPORT.DOCX\r\n\r\nPK"],
+                        headers=b"Subject: ROLEX\r\n")
+        parsed = self.parse(raw)
+        self.assertEqual((parsed.fields["subject"], parsed.attachments[0].filename),
+                         ("ROLEX", "REPORT.DOCX"))
 
     def test_rfc2231_filename(self):
         """filename*=utf-8''%E2%82%AC.pdf is "€.pdf"."""

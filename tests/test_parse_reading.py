@@ -22,7 +22,8 @@ import tempfile
 from pathlib import Path
 
 from smtplatrine.parse import Limits
-from smtplatrine.parse.text import _codec
+from smtplatrine.parse.text import Context, _codec
+from smtplatrine.parse.transfer import uudecode
 from tests.process import require
 from tests.test_parse import ParseTestCase, multipart
 
@@ -179,6 +180,32 @@ class UuencodeTests(ParseTestCase):
             (None, "application/octet-stream", "inline", len(self.file), self.sha256)])
         self.assertEqual(parsed.defects, ("uuencode_error",))
 
+    def test_part_without_begin_line_starting_with_an_empty_line(self):
+        """The same with bare line feeds, and an empty line first."""
+        lines = self.encoded.replace(b"\r\n", b"\n").split(b"\n", 1)[1]
+        raw = (b"Content-Type: application/octet-stream\n"
+               b"Content-Transfer-Encoding: x-uuencode\n\n\n" + lines)
+        parsed = self.parse(raw)
+        self.assertAttachments(parsed, [
+            (None, "application/octet-stream", "inline", len(self.file), self.sha256)])
+        self.assertEqual(parsed.defects, ("uuencode_error",))
+
+    def test_time_budget_spent(self):
+        """With its time budget spent, a block of 10,000 lines is decoded
+        only to the first reading of the clock: 4,095 lines."""
+        directory = Path(tempfile.mkdtemp())
+        self.addCleanup(subprocess.run, ["rm", "-rf", str(directory)])
+        large = random.Random(12).randbytes(450_000)
+        (directory / "large.bin").write_bytes(large)
+        encoded = subprocess.run(["uuencode", "large.bin", "large.bin"], cwd=directory,
+                                 capture_output=True, check=True).stdout
+        block = encoded.split(b"\n", 1)[1]  # its begin line cut off
+        self.assertEqual(block.count(b"\n"), 10_000 + 2)
+        ctx = Context(Limits(seconds=0))
+        payload, name = uudecode(ctx, block)
+        self.assertEqual((payload, name), (large[:4095 * 45], None))
+        self.assertEqual(ctx.flags, {"uuencode_error", "time_limit"})
+
     def test_block_in_text_body(self):
         """A begin ... end block in a text/plain body is an attachment named
         by its begin line, and leaves the body text."""
@@ -251,6 +278,21 @@ class UuencodeTests(ParseTestCase):
         parsed = self.parse(part + b"begin 644 a\r\n" + shifted(short) + b"\r\nend\r\n")
         self.assertEqual([a.payload for a in parsed.attachments], [binascii.a2b_uu(short)])
 
+    def test_tab_at_the_end_of_a_line(self):
+        """A tab after a line's characters is out of place: flagged, and
+        the line read as far as its length says, as sharutils' uudecode
+        reads it (to the same file)."""
+        lines = self.encoded.split(b"\r\n")
+        lines[2] += b"\t"
+        directory = Path(tempfile.mkdtemp())
+        self.addCleanup(subprocess.run, ["rm", "-rf", str(directory)])
+        (directory / "in.uu").write_bytes(b"\n".join(lines))
+        expected = subprocess.run(["uudecode", "-o", "/dev/stdout", "in.uu"], cwd=directory,
+                                  capture_output=True, check=True).stdout
+        parsed = self.parse(b"Content-Type: text/plain\r\n\r\n" + b"\r\n".join(lines))
+        self.assertEqual([a.payload for a in parsed.attachments], [expected])
+        self.assertEqual(parsed.defects, ("uuencode_error",))
+
     def test_blocks_count_as_parts(self):
         """Blocks are bounded by Limits.parts like other parts."""
         block = b"begin 644 a\r\n" + binascii.b2a_uu(b"x").replace(b"\n", b"\r\n") + b"end\r\n"
@@ -274,6 +316,29 @@ class UuencodeBoundsTests(ParseTestCase):
         parsed = self.parse(raw)
         self.assertLessEqual(sum(a.size for a in parsed.attachments), len(raw))
         self.assertEqual(len(parsed.attachments), 1000)
+
+    def test_swelling_after_real_lines(self):
+        """Short lines after a thousand real ones (the bound counts from the
+        block's start) swell no more than lines alone do."""
+        real = b"".join(binascii.b2a_uu(bytes(range(i % 200, i % 200 + 45))) for i in range(1000))
+        raw = (b"Content-Type: text/plain\r\n\r\nbegin 644 a\r\n" + real.replace(b"\n", b"\r\n")
+               + b"M\r\n" * 200_000 + b"end\r\n")
+        [attachment] = self.parse(raw).attachments
+        self.assertLessEqual(attachment.size, len(raw))
+        self.assertEqual(attachment.payload[:45_000],
+                         b"".join(bytes(range(i % 200, i % 200 + 45)) for i in range(1000)))
+
+    def test_as_many_bytes_as_were_read(self):
+        """A block that decodes to exactly as many bytes as were read is
+        within the bound and decoded to its end: a 45-byte line (62 bytes
+        with its line break, after the begin line's), then six lines that
+        say 5 bytes and hold none (2 bytes each), then another full line."""
+        full = [binascii.b2a_uu(b"a" * 45).rstrip(b"\n"), binascii.b2a_uu(b"b" * 45).rstrip(b"\n")]
+        lines = [full[0], *[b"%"] * 6, full[1]]
+        raw = (b"Content-Type: text/plain\n\nbegin 644 a\n" + b"\n".join(lines) + b"\nend\n")
+        [attachment] = self.parse(raw).attachments
+        self.assertEqual(attachment.payload, b"".join(map(binascii.a2b_uu, lines)))
+        self.assertEqual(attachment.payload, b"a" * 45 + bytes(30) + b"b" * 45)
 
     def test_long_garbage_line(self):
         """A 10 MB line of characters out of place decodes to what its
@@ -443,6 +508,61 @@ class Base64PaddingTests(ParseTestCase):
         # On one line too.
         raw = raw.replace(b"\r\n" + base64.b64encode(pieces[1]), base64.b64encode(pieces[1]))
         self.assertEqual(self.parse(raw).attachments[0].payload, b"".join(pieces))
+        # Pieces each padded with one "=": "SGk=WW8=".
+        raw = (b"Content-Type: application/octet-stream\r\n"
+               b"Content-Transfer-Encoding: base64\r\n\r\nSGk=WW8=\r\n")
+        parsed = self.parse(raw)
+        self.assertEqual((parsed.attachments[0].payload, parsed.defects), (b"HiYo", ()))
+
+    def footer_reading(self, encoded, footer):
+        """The payload and defects of a base64 attachment *encoded*
+        followed by *footer*."""
+        parsed = self.parse(b"Content-Type: application/octet-stream\r\n"
+                            b"Content-Transfer-Encoding: base64\r\n\r\n" + encoded + footer)
+        return parsed.attachments[0].payload, parsed.defects
+
+    def test_footer_of_base64_letters(self):
+        """A footer made only of base64 letters is text, not base64, when it
+        is not padded piece by piece ("Unsubscribe") or has words
+        ("Sent from my iPhone", 16 letters: four groups of four); glued
+        to the padding it is still not part of the file."""
+        trailing = (self.file, ("base64_trailing_text",))
+        for footer in (b"Unsubscribe\r\n", b"\r\nSent from my iPhone\r\n"):
+            self.assertEqual(self.footer_reading(self.encoded, footer), trailing, footer)
+        for data in (self.file, self.file + b"!"):  # padded with "==", then with "="
+            self.assertEqual(
+                self.footer_reading(base64.b64encode(data), b"Sent from my iPhone\r\n"),
+                (data, ("base64_trailing_text",)))
+
+    def test_equals_signs_that_pad_nothing(self):
+        """RFC 2045 6.8: "=" only pads the last group, after two or three
+        digits; one anywhere else pads nothing and is skipped as any
+        character outside the alphabet, and flagged.  One before the
+        first digit, or alone, or one put between whole groups to stop a
+        decoder early (a stray "*" further on), hides no data."""
+        error = ("base64_error",)
+        both = ("base64_error", "base64_trailing_text")
+        footer = b"-- \r\nfooter text\r\n"
+        self.assertEqual(self.footer_reading(b"=" + self.encoded, footer), (self.file, both))
+        self.assertEqual(self.footer_reading(b"=\r\n" + self.encoded, b""), (self.file, error))
+        self.assertEqual(self.footer_reading(b"=", b"\r\n"), (b"", error))
+        unpadded = base64.encodebytes(self.file[:999]).replace(b"\n", b"\r\n")
+        line = unpadded.index(b"\r\n")  # 76 digits: 19 whole groups
+        hidden = unpadded[:line] + b"=" + unpadded[line:].replace(b"A", b"A*", 1)
+        self.assertEqual(self.footer_reading(hidden, b""), (self.file[:999], error))
+
+    def test_padding_too_long_over_a_line_break(self):
+        """More "=" after the padding, on the next line, is padding too
+        long, flagged as "SGk==" is; the file is whole."""
+        self.assertEqual(self.footer_reading(self.encoded, b"=\r\n"),
+                         (self.file, ("base64_error",)))
+        self.assertEqual(self.footer_reading(self.encoded, b"\r\n\r\n"), (self.file, ()))
+
+    def test_stray_character_in_padded_base64(self):
+        """A character outside the alphabet in otherwise well padded base64
+        is skipped and flagged."""
+        encoded = self.encoded[:40] + b"*" + self.encoded[40:]
+        self.assertEqual(self.footer_reading(encoded, b""), (self.file, ("base64_error",)))
 
     def test_unpadded_still_lenient(self):
         """Without padding, stray characters are skipped as before."""

@@ -65,11 +65,13 @@ def decode_base64(ctx, data):
         return _base64_piece(ctx, data)
     first = _base64_piece(ctx, data[:end])
     rest = data[end:]
-    if not rest.translate(None, _BASE64_LAYOUT):
-        return first
     pieces = rest.translate(None, _WHITESPACE)
-    stray = rest.translate(None, _BASE64_ALPHABET + _BASE64_LAYOUT)
-    if stray or _BASE64_TEXT_IN_LINE.search(rest) or not _BASE64_PIECES.fullmatch(pieces):
+    if not pieces:
+        return first
+    if not pieces.translate(None, b"="):
+        ctx.flag("base64_error")  # padding too long, if on the next line
+        return first
+    if _BASE64_TEXT_IN_LINE.search(rest) or not _BASE64_PIECES.fullmatch(pieces):
         ctx.flag("base64_trailing_text")
         return first
     return first + b"".join(binascii.a2b_base64(piece.group())
@@ -122,7 +124,9 @@ def uu_lines(ctx, data, pos):
     """Decode the uuencoded lines from *pos* to an "end" line (flagged if
     there is none) or the end of *data*; the bytes, and where they end.
     Short lines decode to their length in zeros (trailing spaces may have
-    been stripped), but never to more bytes in all than were read."""
+    been stripped), but never to more bytes in all than were read.  The
+    time budget is read every 4,096 lines: once spent, what was decoded
+    before is kept."""
     decoded = []
     lines = size = 0
     start = pos
