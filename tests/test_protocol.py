@@ -808,6 +808,15 @@ class AuthTests(SessionTestCase):
         """A bare AUTH gets the syntax reply, not a traceback."""
         self.assertEqual(self.send(b"AUTH\r\n"), b"501 5.5.4 Syntax: AUTH mechanism\r\n")
 
+    def test_words_after_the_initial_response(self):
+        """A word after the initial response is a syntax error, as Postfix
+        answers it (smtpd_sasl_proto.c: two arguments at most), and no
+        attempt is recorded."""
+        token = base64.b64encode(b"\0user\0pass")
+        self.assertEqual(self.send(b"AUTH PLAIN " + token + b" extra\r\n"),
+                         b"501 5.5.4 Syntax: AUTH mechanism\r\n")
+        self.assertEqual(self.protocol.record.auth, [])
+
     def test_cancel_and_bad_base64(self):
         """``*`` aborts an exchange; a response that is not base64 gets 501."""
         self.send(b"AUTH LOGIN\r\n")

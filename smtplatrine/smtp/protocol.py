@@ -681,7 +681,8 @@ class SMTPSession(Protocol):
             return
         if self._needs_helo():
             return
-        if not arg:
+        words = _BLANKS.split(arg)
+        if not arg or len(words) > 2:  # as Postfix: a mechanism, a response at most
             self._reply("auth_syntax")
             return
         if self._authenticated:
@@ -690,7 +691,7 @@ class SMTPSession(Protocol):
         if self._envelope is not None:
             self._reply("in_mail")
             return
-        mechanism, *initial = _BLANKS.split(arg, 1)
+        mechanism, *initial = words
         mechanism = mechanism.upper()
         if mechanism not in self.features.auth_mechanisms:
             self._reply("auth_mechanism")
