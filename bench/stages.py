@@ -70,8 +70,9 @@ STAGES = [
     ("hashes", "parsers", r"\bkeep \(.*pipeline\.py|hashlib|sha256|md5"),
     ("files (raw, attachments)", "parsers", r"smtplatrine/files\.py"),
     ("parse", "parsers", r"smtplatrine/parse/|parse_safely|email/"),
-    ("answer to the storing worker", "parsers", r"_serve \(|_without_payloads|_read"),
-    ("the rest", "parsers", r"."),
+    ("indicators", "parsers", r"smtplatrine/enrich/"),
+    ("answer to the storing worker", "parsers", r"(_answer|_without_payloads|_read) \("),
+    ("the rest (records, requests)", "parsers", r"."),
     # storing worker
     ("read", "storing", r"(read_message|read_json|read_metadata|SpoolReader\.\w+|_scan) \("),
     ("answers of the parse workers", "storing", r"smtplatrine/parsers\.py"),

@@ -302,12 +302,17 @@ def _serve(fd, job):
             answer = (True, prepared and _without_payloads(prepared))
         except Exception as e:
             answer = (False, e)
-        try:
-            data = pickle.dumps(answer)
-        except Exception:
-            data = pickle.dumps((False, RuntimeError(repr(answer[1]))))
-        connection.sendall(_HEADER.pack(len(data)))
-        connection.sendall(data)
+        _answer(connection, answer)
+
+
+def _answer(connection, answer):
+    """Send *answer*, pickled (an exception that cannot be, as its repr)."""
+    try:
+        data = pickle.dumps(answer)
+    except Exception:
+        data = pickle.dumps((False, RuntimeError(repr(answer[1]))))
+    connection.sendall(_HEADER.pack(len(data)))
+    connection.sendall(data)
 
 
 def _without_payloads(prepared):
