@@ -71,7 +71,7 @@ STAGES = [
     ("files (raw, attachments)", "parsers", r"smtplatrine/files\.py"),
     ("parse", "parsers", r"smtplatrine/parse/|parse_safely|email/"),
     ("indicators", "parsers", r"smtplatrine/enrich/"),
-    ("answer to the storing worker", "parsers", r"(_answer|_without_payloads|_read) \("),
+    ("answer to the storing worker", "parsers", r"(_answer|_without_payloads) \("),
     ("the rest (records, requests)", "parsers", r"."),
     # storing worker
     ("read", "storing", r"(read_message|read_json|read_metadata|SpoolReader\.\w+|_scan) \("),
@@ -100,7 +100,7 @@ _RULES = [(stage, process, re.compile(rule)) for stage, process, rule in STAGES]
 # wait, which on a loaded machine is far more than its CPU.
 IDLE = re.compile(r"^(EPollReactor\.doPoll|PollReactor\.doPoll|Condition\.wait|Queue\.get|"
                   r"_worker \(concurrent/futures/thread\.py:81\)|syncfs|waitpid|select|"
-                  r"_input_ended|Event\.wait)")
+                  r"_input_ended|Event\.wait|_read \(.*parsers\.py)")
 
 
 def stage_of(frames, process):

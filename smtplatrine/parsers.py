@@ -311,8 +311,13 @@ def _answer(connection, answer):
         data = pickle.dumps(answer)
     except Exception:
         data = pickle.dumps((False, RuntimeError(repr(answer[1]))))
-    connection.sendall(_HEADER.pack(len(data)))
-    connection.sendall(data)
+    # One call (and one wake-up of the storing worker) for most answers.
+    header = _HEADER.pack(len(data))
+    sent = connection.sendmsg([header, data])
+    if sent < len(header):
+        connection.sendall(header[sent:])
+        sent = len(header)
+    connection.sendall(memoryview(data)[sent - len(header):])
 
 
 def _without_payloads(prepared):

@@ -505,6 +505,22 @@ class PipelineTests(unittest.TestCase):
         del mine["schema_version"], theirs["schema_version"]
         self.assertEqual(mine, theirs)
 
+    @defer.inlineCallbacks
+    def test_large_message_comes_back_whole(self):
+        """A 3 MB message kept in the database comes back from its worker
+        whole (many socket reads), byte-exact, its hash sha256sum's."""
+        raw = b"Subject: big\r\n\r\n" + b"".join(
+            b"%076d\r\n" % i for i in range(40000))
+        message_id = self.spool_message("00000000-0000-4000-8000-000000000045", raw)
+        digest = _digest("sha256sum", self.spool / "messages" / f"{message_id}.eml")
+        self.start()
+        yield defer.Deferred.fromCoroutine(until(lambda: self.stored() == [message_id]))
+        connection = sqlite3.connect(self.root / "db.sqlite")
+        self.addCleanup(connection.close)
+        self.assertEqual(connection.execute(
+            "SELECT sha256, size, raw = ?, header_subject FROM honeypot_emails",
+            (raw,)).fetchone(), (digest, len(raw), 1, "big"))
+
     def hang_on(self, marker):
         """Make the parser hang on messages holding *marker* (once it has
         said so in a file, returned), and parse the others."""
