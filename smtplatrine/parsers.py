@@ -143,6 +143,12 @@ class ParseWorkers:
                 self._queue.appendleft((eml, f"the parse worker {why}", d))
             else:
                 d.errback(RuntimeError(f"the parse worker {why} (storing it unparsed)"))
+        elif worker.pid is None:
+            # It could not even start: try again in a while, not at once.
+            log.error("a parse worker ended as it started; trying again in 1 s")
+            self._reactor.callLater(1, self._add, 1, b"w")
+            self._dispatch()
+            return
         else:
             log.error("parse worker {pid} {why}; a new worker replaces it",
                       pid=worker.pid, why=why)
@@ -150,11 +156,12 @@ class ParseWorkers:
         self._dispatch()
 
     def kill(self, pid):
-        """Ask the zygote to kill its worker *pid*."""
+        """Ask the zygote to kill its worker *pid*; False if it is gone."""
         try:
             zygote.send(self._control, b"k%d" % pid)
         except OSError:
-            pass
+            return False
+        return True
 
     def stop(self):
         self._stopping = True
@@ -185,7 +192,8 @@ class _Worker(protocol.Protocol):
 
     def _late(self):
         self._expired = True
-        self.workers.kill(self.pid)
+        if not self.workers.kill(self.pid):
+            self.transport.abortConnection()
 
     def dataReceived(self, data):
         self._buffer += data
