@@ -256,12 +256,12 @@ def section(honeypots, baselines, tmp, opts):
 
 def targets(stored):
     size_label = "1 KB"
-    name = (sqlite_names(stored) or ["hp-sqlite"])[-1]
+    hp_name = (sqlite_names(stored) or ["hp-sqlite"])[-1]
     pick = lambda name, field: attr(first(stored, name, lambda r: r.size_label == size_label), field)
-    hp, aio = pick(name, "stored_per_s"), pick("aiosmtpd", "msgs_per_s")
+    hp, aio = pick(hp_name, "stored_per_s"), pick("aiosmtpd", "msgs_per_s")
     r = ratio(hp, aio)
-    figure = (f"{name} {num(hp, '.1f')} stored msg/s (spool backlog max "
-              f"{num(pick(name, 'max_backlog'), '.0f')}) vs aiosmtpd {num(aio, '.1f')} msg/s "
+    figure = (f"{hp_name} {num(hp, '.1f')} stored msg/s (spool backlog max "
+              f"{num(pick(hp_name, 'max_backlog'), '.0f')}) vs aiosmtpd {num(aio, '.1f')} msg/s "
               f"= {num(r, '.2f')}x")
     target = f"SQLite stored {size_label} >= {TARGET_STORED_VS_AIO} x aiosmtpd"
     return [(target, figure, None if r is None else r >= TARGET_STORED_VS_AIO)]

@@ -2,9 +2,8 @@
 
 Each message is parsed (bounded, in a parse worker process,
 :mod:`smtplatrine.parsers`), its attachments written under their SHA-256,
-then stored, by this process alone: those parsed
-while a transaction runs are stored together in the next
-(:class:`GroupWriter`).
+then stored, by this process alone: those parsed while a transaction runs
+are stored together in the next (:class:`GroupWriter`).
 Commits are made durable in groups (one ``dialect.sync()`` for all those
 committed while the last one ran); only then do their spool files go, so a
 crash loses no message: what was not synced is still spooled, and storing
@@ -242,9 +241,10 @@ class Pipeline:
     record (``"session"``) is ready; it also finds them at start and when
     idle.  *parsers* (:class:`~smtplatrine.parsers.ParseWorkers`) prepare
     each message, at most *concurrency* items (messages, sessions) at once;
-    *threadpool* syncs and removes spool files.  *stored* (an :class:`~smtplatrine.interfaces.IStoredConsumer`:
-    the enrichment) is handed each message after its commit; what it does
-    cannot fail the pipeline.  *left* (a function of a list of message ids)
+    *threadpool* syncs and removes spool files.  *stored* (an
+    :class:`~smtplatrine.interfaces.IStoredConsumer`: the enrichment) is
+    handed each message after its commit; what it does cannot fail the
+    pipeline.  *left* (a function of a list of message ids)
     hears of the messages that left the spool, stored or quarantined: the
     SMTP side counts its backlog by it.
     """
