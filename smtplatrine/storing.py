@@ -6,7 +6,9 @@ message); in the listening process they would slow every session, and a
 crash or a stall of theirs would take the sockets with it.  So a child
 process of its own, with its own reactor, does that work (the server
 starts it and keeps it running with :class:`smtplatrine.storer.
-StoringProcess`).  It gets the configuration on file descriptor 3, then
+StoringProcess`); it parses in worker processes of its own
+(:mod:`smtplatrine.parsers`, ``[store] parse_workers``) and writes the
+database alone.  It gets the configuration on file descriptor 3, then
 one line per item on its input (``message ID`` or ``session ID``, as the
 spool finishes them), and finds the rest by scanning the spool at start
 and when idle.  Its log events go back to the server as JSON lines on its
