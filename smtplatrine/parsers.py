@@ -84,6 +84,7 @@ class ParseWorkers:
         any, are killed."""
         self._reactor = reactor
         self._stopping = False
+        log.info("parsing in {count} worker process(es)", count=self.count)
         self._add(self.count, b"c")
 
     def _add(self, count, tag):

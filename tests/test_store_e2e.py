@@ -338,6 +338,7 @@ class ParseWorkerTests(unittest.TestCase):
                                     text=True).stdout.split()[0]
             self.assertEqual(row["sha256"], digest)
         output = honeypot.output()
+        self.assertIn("parsing in 2 worker process(es)", output)
         self.assertIn(f"parse worker {workers[0]} ended; a new worker replaces it", output)
         self.assertNotIn("Traceback", output)
 
