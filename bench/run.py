@@ -33,6 +33,9 @@ def parse_args():
                    help="smoke run: 1/10 of the messages and of the connections held")
     p.add_argument("--skip-honeypot", action="store_true", help="run the baselines only")
     p.add_argument("--keep-tmp", action="store_true", help="do not delete the temp dir")
+    p.add_argument("--parse-workers", action="append", type=int, metavar="N",
+                   help="stored section: the SQLite honeypot once with each N as"
+                   " [store] parse_workers (repeatable) instead of once with auto")
     p.add_argument("--only", action="append", choices=SECTIONS, metavar="SECTION",
                    help=f"run only this section; repeatable; one of: {', '.join(SECTIONS)}")
     opts = p.parse_args()
@@ -109,7 +112,10 @@ def main():
     tmp = Path(tempfile.mkdtemp(prefix="smtplatrine-bench-"))
     tmp.chmod(0o755)  # the honeypot drops privileges (to 'nobody' as root) and must reach data_dir
     honeypot = Honeypot(tmp)
-    storing = [StoringHoneypot(tmp, config) for config in stored.STORED_CONFIGS]
+    storing = [StoringHoneypot(tmp, config, workers)
+               for config in stored.STORED_CONFIGS
+               for workers in (opts.parse_workers if config == "sqlite" and opts.parse_workers
+                               else [None])]
     aiosmtpd, sink = Aiosmtpd(tmp), SmtpSink(tmp)
     try:
         if opts.skip_honeypot:

@@ -200,12 +200,15 @@ class StoringHoneypot(Honeypot):
     (and in_flow_delay = 0: the backlog only grows, and must not slow it);
     "sqlite": the default database file; "mariadb": a fresh database per
     instance, created by the honeypot and dropped when the instance stops.
+    *parse_workers*, if given, sets ``[store] parse_workers`` (default: auto)
+    and names it ``hp-CONFIG-Nw``.
     """
 
-    def __init__(self, tmp_root, config):
+    def __init__(self, tmp_root, config, parse_workers=None):
         super().__init__(tmp_root)
         self.config = config
-        self.name = f"hp-{config}"
+        self.parse_workers = parse_workers
+        self.name = f"hp-{config}" + (f"-{parse_workers}w" if parse_workers else "")
         self.stores = config != "spool-only"
         self.database = None
 
@@ -227,6 +230,9 @@ class StoringHoneypot(Honeypot):
                                    "mysql_password": MARIADB["passwd"],
                                    "mysql_database": self.database,
                                    "mysql_auto_create_db": "true"})
+        if self.parse_workers:
+            sections["store"] = dict(sections.get("store", {}),
+                                     parse_workers=self.parse_workers)
         return sections
 
     def stop(self):

@@ -32,6 +32,7 @@ from bench.clients import run_smtp_source  # noqa: E402
 from bench.report import say, table  # noqa: E402
 from bench.servers import StoringHoneypot  # noqa: E402
 from bench.stored import MESSAGES, wait_stored, write_message_file  # noqa: E402
+from smtplatrine.parsers import NAME  # noqa: E402
 
 SESSIONS = 20
 # name: (message, count, count with --quick, a new connection per message)
@@ -64,11 +65,17 @@ STAGES = [
     ("reactor (the rest)", "smtp", r"."),
     # disk worker: one stage (its CPU as /proc counts it)
     ("spool sync (disk worker)", "disk", r"."),
+    # parse workers (and their zygote)
+    ("read", "parsers", r"(read_message|read_json|read_metadata) \("),
+    ("hashes", "parsers", r"\bkeep \(.*pipeline\.py|hashlib|sha256|md5"),
+    ("files (raw, attachments)", "parsers", r"smtplatrine/files\.py"),
+    ("parse", "parsers", r"smtplatrine/parse/|parse_safely|email/"),
+    ("indicators", "parsers", r"smtplatrine/enrich/"),
+    ("answer to the storing worker", "parsers", r"(_answer|_without_payloads) \("),
+    ("the rest (records, requests)", "parsers", r"."),
     # storing worker
     ("read", "storing", r"(read_message|read_json|read_metadata|SpoolReader\.\w+|_scan) \("),
-    ("hashes", "storing", r"\bkeep \(.*pipeline\.py:(7[5-9]|8[0-2])\)|hashlib|sha256|md5"),
-    ("files (raw, attachments)", "storing", r"smtplatrine/files\.py"),
-    ("parse", "storing", r"smtplatrine/parse/|parse_safely|email/"),
+    ("answers of the parse workers", "storing", r"smtplatrine/parsers\.py"),
     ("commit", "storing", r"\b(sync|commit) \(.*dialects\.py|_runInteraction \(.*adbapi\.py:445"),
     ("removal", "storing", r"\b_settle \(.*pipeline\.py|unlink"),
     ("inserts: tallies", "storing", r"store/tallies\.py"),
@@ -93,7 +100,7 @@ _RULES = [(stage, process, re.compile(rule)) for stage, process, rule in STAGES]
 # wait, which on a loaded machine is far more than its CPU.
 IDLE = re.compile(r"^(EPollReactor\.doPoll|PollReactor\.doPoll|Condition\.wait|Queue\.get|"
                   r"_worker \(concurrent/futures/thread\.py:81\)|syncfs|waitpid|select|"
-                  r"_input_ended|Event\.wait)")
+                  r"_input_ended|Event\.wait|_read \(.*parsers\.py)")
 
 
 def stage_of(frames, process):
@@ -126,9 +133,11 @@ def _stat(pid):
 
 def processes(server):
     """{role: [pids]} of the honeypot's processes: the SMTP process, the
-    disk worker, the storing worker (the last fork of the storing process)
-    and the attachment sandbox (its other children, theirs too)."""
-    found = {"smtp": [server.pid], "disk": [], "storing": [], "sandbox": []}
+    disk worker, the storing worker (the last fork of the storing process),
+    the parse workers (the children of its zygote, which is named
+    smtplatrine-par, and the zygote) and the attachment sandbox (its other
+    children, theirs too)."""
+    found = {"smtp": [server.pid], "disk": [], "storing": [], "parsers": [], "sandbox": []}
     helpers = procfs.helper_memories(server.pid)
     found["disk"] = [pid for pid, (name, _) in helpers.items() if name == "smtplatrine.disk"]
     [supervisor] = [pid for pid in procfs.children(server.pid)
@@ -137,7 +146,9 @@ def processes(server):
     forks = sorted(procfs.children(supervisor), key=lambda pid: int(_stat(pid)[19]))
     found["storing"] = forks[-1:]
     for pid in forks[:-1]:
-        found["sandbox"] += [pid, *procfs.descendants(pid)]
+        role = ("parsers" if Path(f"/proc/{pid}/comm").read_bytes().strip() == NAME
+                else "sandbox")
+        found[role] += [pid, *procfs.descendants(pid)]
     return found
 
 
@@ -219,7 +230,8 @@ def profile_case(tmp, name, opts):
 
 def report(results):
     roles = [("smtp", "SMTP process"), ("disk", "disk worker"),
-             ("storing", "storing worker"), ("sandbox", "attachment sandbox")]
+             ("parsers", "parse workers"), ("storing", "storing worker"),
+             ("sandbox", "attachment sandbox")]
     headers = ["stage", *[r["label"] for r in results]]
     rows = []
     for role, title in roles:
@@ -235,7 +247,7 @@ def report(results):
     say("  (samples per process: " + "; ".join(
         f"{r['label']}: " + ", ".join(
             f"{role} {sum(n for (o, _), n in r['samples'].items() if o == role)}"
-            for role, _ in roles[:3]) for r in results) + ")")
+            for role, _ in roles[:4]) for r in results) + ")")
 
 
 def main():

@@ -191,6 +191,9 @@ class MySQL:
 @attrs.frozen
 class Store:
     raw_in_database: bool = True
+    parse_workers: str = attrs.field(
+        default="auto", validator=v.matches_re(r"auto|[1-9][0-9]{0,2}"),
+        metadata=_allowed("auto (one per usable CPU) or a whole number, 1 to 999"))
     parse_seconds: float = attrs.field(default=10.0, validator=_positive)
     parse_max_depth: int = attrs.field(default=32, validator=_positive)
     parse_max_parts: int = attrs.field(default=1000, validator=_positive)

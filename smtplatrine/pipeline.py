@@ -1,9 +1,9 @@
 """The capture pipeline: spooled messages and sessions into the database.
 
-Each message is parsed (bounded, in a thread pool, never on the reactor),
-its attachments written under their SHA-256, then stored: those parsed
-while a transaction runs are stored together in the next
-(:class:`GroupWriter`).
+Each message is parsed (bounded, in a parse worker process,
+:mod:`smtplatrine.parsers`), its attachments written under their SHA-256,
+then stored, by this process alone: those parsed while a transaction runs
+are stored together in the next (:class:`GroupWriter`).
 Commits are made durable in groups (one ``dialect.sync()`` for all those
 committed while the last one ran); only then do their spool files go, so a
 crash loses no message: what was not synced is still spooled, and storing
@@ -51,6 +51,16 @@ def prepare(eml, limits, attachments_dir, raw_dir):
         return None
     raw, metadata = found
     return prepare_raw(raw, metadata, limits, attachments_dir, raw_dir)
+
+
+def prepare_unparsed(eml, reason, raw_dir):
+    """:func:`prepare` for a spooled message whose parsing cannot be
+    tried (it ended its worker): stored unparsed, for *reason*."""
+    found = read_message(eml)
+    if found is None:
+        return None
+    raw, metadata = found
+    return keep(raw, metadata, unparsed(reason), None, raw_dir)
 
 
 def prepare_raw(raw, metadata, limits, attachments_dir, raw_dir):
@@ -229,25 +239,23 @@ class Pipeline:
 
     ``notify(kind, id)`` tells it a message (``"message"``) or a session
     record (``"session"``) is ready; it also finds them at start and when
-    idle.  *limits* bound the parser, *attachments_dir* (None: do not keep
-    files) and *raw_dir* (None: raw message in the database) say where
-    files go.  *stored* (an :class:`~smtplatrine.interfaces.IStoredConsumer`:
-    the enrichment) is handed each message after its commit; what it does
-    cannot fail the pipeline.  *left* (a function of a list of message ids)
+    idle.  *parsers* (:class:`~smtplatrine.parsers.ParseWorkers`) prepare
+    each message, at most *concurrency* items (messages, sessions) at once;
+    *threadpool* syncs and removes spool files.  *stored* (an
+    :class:`~smtplatrine.interfaces.IStoredConsumer`: the enrichment) is
+    handed each message after its commit; what it does cannot fail the
+    pipeline.  *left* (a function of a list of message ids)
     hears of the messages that left the spool, stored or quarantined: the
     SMTP side counts its backlog by it.
     """
 
-    def __init__(self, reactor, spool_root, database, events, limits,
-                 attachments_dir, raw_dir, threadpool, concurrency=2,
-                 max_delay=60.0, stored=None, left=None):
+    def __init__(self, reactor, spool_root, database, events, parsers, threadpool,
+                 concurrency=2, max_delay=60.0, stored=None, left=None):
         self._reactor = reactor
         self._spool = SpoolReader(spool_root)
         self._database = database
         self._events = events
-        self._limits = limits
-        self._attachments_dir = attachments_dir
-        self._raw_dir = raw_dir
+        self._parsers = parsers
         self._threadpool = threadpool
         self._concurrency = concurrency
         self._max_delay = max_delay
@@ -360,9 +368,9 @@ class Pipeline:
     async def _message(self, message_id):
         eml = self._spool.eml(message_id)
         try:
-            prepared = await threads.deferToThreadPool(
-                self._reactor, self._threadpool, prepare, eml,
-                self._limits, self._attachments_dir, self._raw_dir)
+            prepared = await self._parsers.prepare(eml)
+        except Unavailable:
+            raise
         except Exception as e:
             if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):
                 # A full disk passes: the message waits in the spool.

@@ -6,7 +6,9 @@ message); in the listening process they would slow every session, and a
 crash or a stall of theirs would take the sockets with it.  So a child
 process of its own, with its own reactor, does that work (the server
 starts it and keeps it running with :class:`smtplatrine.storer.
-StoringProcess`).  It gets the configuration on file descriptor 3, then
+StoringProcess`); it parses in worker processes of its own
+(:mod:`smtplatrine.parsers`, ``[store] parse_workers``) and writes the
+database alone.  It gets the configuration on file descriptor 3, then
 one line per item on its input (``message ID`` or ``session ID``, as the
 spool finishes them), and finds the rest by scanning the spool at start
 and when idle.  Its log events go back to the server as JSON lines on its
@@ -40,6 +42,7 @@ from smtplatrine.interfaces import IStoredConsumer
 from smtplatrine.layout import DataDir
 from smtplatrine.outputs import service as outputs
 from smtplatrine.parse import Limits
+from smtplatrine.parsers import ParseWorkers, worker_count
 from smtplatrine.pipeline import Pipeline
 from smtplatrine.store import dialects
 from smtplatrine.store import enrichment as enrichment_store
@@ -56,7 +59,8 @@ class Storing:
     enrichment after each commit, built from *config* (files opened, heavy
     modules imported, the sandbox forked, becoming *ids* if given) while
     everything can still be read.  ``smtplatrine import`` and ``reparse``
-    use it without the pipeline."""
+    use it without the pipeline (and its parse workers, whose zygote
+    :func:`_prepare` forks)."""
 
     def __init__(self, config, reactor, ids=None):
         self.config = config
@@ -77,12 +81,16 @@ class Storing:
         self.limits = limits = Limits(
             seconds=store.parse_seconds, depth=store.parse_max_depth,
             parts=store.parse_max_parts, header_bytes=store.parse_max_header_bytes)
-        self.threadpool = ThreadPool(1, 2, name="smtplatrine-parse")
-        concurrency = config.mysql.mysql_connections if dialect.name == "mysql" else 2
+        self.threadpool = ThreadPool(1, 2, name="smtplatrine-store")
+        self.parsers = ParseWorkers(worker_count(store.parse_workers), limits,
+                                    attachments, raw)
+        # Every worker busy, and sessions stored meanwhile.
+        concurrency = max(self.parsers.count, config.mysql.mysql_connections
+                          if dialect.name == "mysql" else 2)
         self.enrichment = self._enrichment()
         self.pipeline = Pipeline(
-            reactor, spool_root, self.database, self.events, limits, attachments,
-            raw, self.threadpool, concurrency, store.retry_max_delay,
+            reactor, spool_root, self.database, self.events, self.parsers,
+            self.threadpool, concurrency, store.retry_max_delay,
             stored=self, left=_left)
         self.quota = {}
         self._quota_watch = LoopingCall(
@@ -161,6 +169,7 @@ class Storing:
 
     def start(self):
         self.threadpool.start()
+        self.parsers.connect(self.reactor)
         self.connect_sandbox()
         self.pipeline.start()
         if self.enrichment is not None:
@@ -177,6 +186,7 @@ class Storing:
         """Stop storing; the outputs have a few seconds to deliver what
         they hold (a Deferred)."""
         self.pipeline.stop()
+        self.parsers.stop()
         if self._quota_watch.running:
             self._quota_watch.stop()
         if self.enrichment is not None:
@@ -235,8 +245,16 @@ class _Commands(protocol.Protocol):
         self._ended()
 
 
+def _prepare(config, reactor, ids):
+    """The storing process, with its parse workers' zygote forked now,
+    while it has no thread and can read everything."""
+    storing = Storing(config, reactor, ids)
+    storing.parsers.start(ids)
+    return storing
+
+
 def main(argv):
-    child.main(argv, "the storing process", Storing, ": captured mail stays in the spool",
+    child.main(argv, "the storing process", _prepare, ": captured mail stays in the spool",
                ended=metrics.process_ended)
 
 

@@ -291,15 +291,24 @@ class Honeypot:
 
     def storer_pids(self):
         """The storing process's pids, (supervisor, worker); None for
-        either that is not running.  (The sandbox, a fork of the
-        supervisor too, is not its worker.)"""
+        either that is not running.  (The zygotes of the sandbox and of
+        the parse workers, forks of the supervisor too, are not its
+        worker.)"""
         supervisor = _child(self.process.pid, b"smtplatrine.storing")
-        return supervisor, _child(supervisor, b"smtplatrine.storing", skip=b"smtplatrine-sbx")
+        return supervisor, _child(supervisor, b"smtplatrine.storing",
+                                  skip=(b"smtplatrine-sbx", b"smtplatrine-par"))
 
     def sandbox_pid(self):
         """The pid of the storing process's sandbox, or None."""
         supervisor = _child(self.process.pid, b"smtplatrine.storing")
         return _child(supervisor, b"smtplatrine.storing", only=b"smtplatrine-sbx")
+
+    def parse_worker_pids(self):
+        """The pids of the storing process's parse workers (children of
+        their zygote)."""
+        supervisor = _child(self.process.pid, b"smtplatrine.storing")
+        parsers = _child(supervisor, b"smtplatrine.storing", only=b"smtplatrine-par")
+        return sorted(children(parsers)) if parsers else []
 
     def stop(self):
         if self.process:
@@ -405,14 +414,14 @@ class Honeypot:
 
 def _child(pid, command, skip=None, only=None):
     """The first child of *pid* whose command line holds *command* (and
-    whose name is not *skip*, or is *only*), or None."""
+    whose name is not one of *skip*, or is *only*), or None."""
     if pid is None:
         return None
     for child in children(pid):
         with contextlib.suppress(OSError):
             name = Path(f"/proc/{child}/comm").read_bytes().strip()
             if (command in Path(f"/proc/{child}/cmdline").read_bytes()
-                    and name != skip and (only is None or name == only)):
+                    and name not in (skip or ()) and (only is None or name == only)):
                 return child
     return None
 

@@ -1,5 +1,7 @@
 """Configuration: etc/ documents the defaults; bad values are named clearly."""
 
+import subprocess
+import sys
 from pathlib import Path
 
 import attrs
@@ -8,8 +10,10 @@ from twisted.trial import unittest
 
 from smtplatrine import config
 from smtplatrine.interfaces import OutputOptions, option
+from smtplatrine.parsers import worker_count
 
-ETC = Path(__file__).resolve().parent.parent / "etc"
+ROOT = Path(__file__).resolve().parent.parent
+ETC = ROOT / "etc"
 
 
 class ConfigTests(unittest.TestCase):
@@ -71,6 +75,26 @@ class ConfigTests(unittest.TestCase):
         self.assertRefused("[smtp]\nspool_backlog_bytes = 1G\n",
                            "local.ini [smtp] spool_backlog_bytes = '1G':"
                            " expected a whole number > 0")
+
+    def test_parse_workers(self):
+        """``[store] parse_workers``: auto by default, one per CPU this
+        process may run on (as nproc counts them, and 1 under taskset -c
+        0); a number is taken; anything else is one line saying what is
+        allowed."""
+        self.assertEqual(config.load().store.parse_workers, "auto")
+        nproc = int(subprocess.run(["nproc"], capture_output=True, check=True).stdout)
+        self.assertEqual(worker_count("auto"), nproc)
+        pinned = subprocess.run(
+            ["taskset", "-c", "0", sys.executable, "-c",
+             "from smtplatrine.parsers import worker_count; print(worker_count('auto'))"],
+            capture_output=True, check=True, cwd=ROOT)
+        self.assertEqual(pinned.stdout, b"1\n")
+        self.assertEqual(worker_count(self.load("[store]\nparse_workers = 3\n")
+                                      .store.parse_workers), 3)
+        for bad in ("0", "-1", "two", "1.5", "1000", ""):
+            self.assertRefused(f"[store]\nparse_workers = {bad}\n",
+                               f"local.ini [store] parse_workers = {bad!r}: expected auto"
+                               " (one per usable CPU) or a whole number, 1 to 999")
 
     def test_unknown_key(self):
         """An unknown option is refused, listing the known ones."""

@@ -5,6 +5,7 @@ import base64
 import hashlib
 import json
 import os
+import pwd
 import signal
 import smtplib
 import socket
@@ -19,7 +20,7 @@ from twisted.trial import unittest
 from smtplatrine.cli import main as cli_main
 from tests.corpus import corpus
 from tests.mariadb import PrivateMariaDB, shared_database
-from tests.process import Honeypot, environment
+from tests.process import Honeypot, environment, require
 from tests.test_e2e import HoneypotTestCase
 
 
@@ -286,6 +287,60 @@ class StoringProcessTests(unittest.TestCase):
         honeypot.stop()
         for pid in restarted:
             self.assertFalse(Path(f"/proc/{pid}").exists())
+
+
+class ParseWorkerTests(unittest.TestCase):
+
+    def test_parse_workers(self):
+        """With ``parse_workers = 2``, two worker processes (the
+        unprivileged user when started as root) parse what smtp-source and
+        swaks send, every message stored parsed and byte-exact (hashes as
+        sha256sum gives them); an idle worker killed is replaced, and the
+        next messages are stored all the same."""
+        require("smtp-source")
+        require("swaks")
+        honeypot = Honeypot(store={"parse_workers": "2"})
+        self.addCleanup(honeypot.stop)
+        workers = honeypot.wait_for(lambda: len(honeypot.parse_worker_pids()) == 2
+                                    and honeypot.parse_worker_pids())
+        if os.geteuid() == 0:
+            for pid in workers:
+                uid = [line for line in Path(f"/proc/{pid}/status").read_text().splitlines()
+                       if line.startswith("Uid:")][0].split()[1]
+                self.assertEqual(int(uid), pwd.getpwnam("nobody").pw_uid)
+        subprocess.run(["smtp-source", "-s", "5", "-m", "60", "-l", "2048", "-f",
+                        "bot@example.net", "-t", "victim@example.org",
+                        f"127.0.0.1:{honeypot.port}"], check=True, timeout=120)
+        honeypot.wait_for(lambda: len(honeypot.query(
+            "SELECT 1 FROM honeypot_emails")) == 60, timeout=60)
+        os.kill(workers[0], signal.SIGKILL)
+        replaced = honeypot.wait_for(lambda: len(honeypot.parse_worker_pids()) == 2
+                                     and workers[0] not in honeypot.parse_worker_pids()
+                                     and honeypot.parse_worker_pids())
+        self.assertIn(workers[1], replaced)
+        body = Path(self.mktemp())
+        body.write_bytes(b"From: bot@example.net\r\nSubject: after the kill\r\n\r\nhi\r\n")
+        for _ in range(3):
+            subprocess.run(["swaks", "--server", f"127.0.0.1:{honeypot.port}",
+                            "--to", "victim@example.org", "--from", "bot@example.net",
+                            "--data", f"@{body}"], check=True, capture_output=True,
+                           timeout=60)
+        honeypot.wait_for(honeypot.drained, timeout=60)
+        rows = honeypot.query("SELECT header_subject, defects, sha256, raw"
+                              " FROM honeypot_emails")
+        self.assertEqual(len(rows), 63)
+        self.assertEqual({r["defects"] for r in rows}, {"[]"})
+        self.assertEqual(sum(r["header_subject"] == "after the kill" for r in rows), 3)
+        for row in rows[::7]:
+            raw = Path(self.mktemp())
+            raw.write_bytes(row["raw"])
+            digest = subprocess.run(["sha256sum", str(raw)], capture_output=True, check=True,
+                                    text=True).stdout.split()[0]
+            self.assertEqual(row["sha256"], digest)
+        output = honeypot.output()
+        self.assertIn("parsing in 2 worker process(es)", output)
+        self.assertIn(f"parse worker {workers[0]} ended; a new worker replaces it", output)
+        self.assertNotIn("Traceback", output)
 
 
 class TwoSensorTests(unittest.TestCase):

@@ -18,7 +18,6 @@ length-prefixed JSON requests and answers, any number in flight, at most
 ``workers`` children at once.
 """
 
-import ctypes
 import json
 import os
 import resource
@@ -32,11 +31,13 @@ from twisted.internet import defer, protocol
 from twisted.logger import Logger
 from twisted.protocols.basic import Int32StringReceiver
 
+from smtplatrine import zygote
+from smtplatrine.child import die_with_parent
+
 log = Logger()
 
 # The longest answer a child may give, and a request.
 MAX_ANSWER = 16 * 1024 * 1024
-_PR_SET_NAME, _PR_SET_PDEATHSIG = 15, 1
 # What a child's end means, by how it ended.
 _SIGNALS = {signal.SIGXCPU: "cpu", signal.SIGKILL: "killed", signal.SIGXFSZ: "file_size",
             signal.SIGSEGV: "crashed", signal.SIGBUS: "crashed", signal.SIGABRT: "crashed",
@@ -53,10 +54,6 @@ class AnalysisFailed(Exception):
         super().__init__(f"{code}: {reason}")
         self.code = code
         self.reason = reason
-
-
-def _prctl(option, value):
-    ctypes.CDLL(None, use_errno=True).prctl(option, value, 0, 0, 0)
 
 
 def _vm_size():
@@ -105,19 +102,10 @@ class Sandbox:
     def start(self, ids=None):
         """Fork the zygote (which becomes *ids*, a (uid, gid), if given).
         Call it while this process has no threads."""
-        parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        pid = os.fork()
-        if pid == 0:
-            code = 1
-            try:
-                parent.close()
-                _Zygote(child, self._functions, self.limits, self.workers, ids).run()
-                code = 0
-            finally:
-                os._exit(code)
-        child.close()
-        self._control = parent
-        self.pid = pid
+        self._control, self.pid = zygote.fork(
+            lambda control: _Zygote(control, self._functions, self.limits,
+                                    self.workers).run(),
+            b"smtplatrine-sbx", ids)
 
     def connect(self, reactor):
         """Open this process's conversation with the zygote (a worker of
@@ -127,7 +115,7 @@ class Sandbox:
             return
         mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
-            socket.send_fds(self._control, [b"c"], [theirs.fileno()])
+            zygote.send(self._control, b"c", [theirs.fileno()])
         except OSError as e:
             log.error("the sandbox is gone ({error}): attachments are not analysed"
                       " until smtplatrine is restarted", error=str(e))
@@ -206,12 +194,11 @@ class _Client(Int32StringReceiver):
 class _Zygote:
     """The zygote's loop: requests in, one child per request, answers out."""
 
-    def __init__(self, control, functions, limits, workers, ids):
+    def __init__(self, control, functions, limits, workers):
         self.control = control
         self.functions = functions
         self.limits = limits
         self.workers = workers
-        self.ids = ids
         self.conn = None
         self.inbox = b""
         self.queue = []
@@ -219,8 +206,6 @@ class _Zygote:
         self.children = {}
 
     def run(self):
-        self._prepare()
-        poller = select.poll()
         while True:
             poller = select.poll()
             poller.register(self.control, select.POLLIN)
@@ -248,41 +233,15 @@ class _Zygote:
             self._collect()
             self._spawn()
 
-    def _prepare(self):
-        """Become the unprivileged user, keep only the control socket, and
-        die with the storing process."""
-        from smtplatrine import privileges
-        null = os.open(os.devnull, os.O_RDWR)
-        os.dup2(null, 0)
-        os.dup2(null, 1)
-        os.close(null)
-        keep = {0, 1, 2, self.control.fileno()}
-        for fd in map(int, os.listdir("/proc/self/fd")):
-            if fd not in keep:
-                try:
-                    os.close(fd)
-                except OSError:
-                    pass
-        if self.ids is not None:
-            privileges.drop_privileges(*self.ids)
-        else:
-            privileges.no_new_privileges()
-        _prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
-        _prctl(_PR_SET_NAME, ctypes.c_char_p(b"smtplatrine-sbx"))
-        for name in ("SIGTERM", "SIGINT", "SIGHUP"):
-            signal.signal(getattr(signal, name), signal.SIG_IGN)
-        import gc
-        gc.freeze()
-
     def _accept(self):
         """A new conversation replaces the old; False when the storing
         process has gone."""
-        try:
-            _, fds, _, _ = socket.recv_fds(self.control, 16, 4)
-        except OSError:
+        received = zygote.receive(self.control, 4)
+        if received is None:
             return False
+        _, fds = received
         if not fds:
-            return False
+            return True
         for fd in fds[1:]:
             os.close(fd)
         self._drop_conversation()
@@ -420,7 +379,7 @@ class _Zygote:
 def _child(function, path, params, limits, write):
     """One analysis, in a fork of the zygote: never returns."""
     try:
-        _prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+        die_with_parent()
         null = os.open(os.devnull, os.O_RDWR)
         for fd in (0, 1, 2):
             os.dup2(null, fd)
