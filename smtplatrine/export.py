@@ -196,8 +196,8 @@ STORED = re.compile(r"[0-9a-f]{2}/[0-9a-f]{64}")
 
 def with_raw_file(record, raw_dir):
     """*record*, its raw bytes read from *raw_dir* (``layout.DataDir.raw``)
-    if they are kept there ([store] raw_in_database = false) and not in
-    the database."""
+    if they are kept there ([store] raw_in_database = false, or with
+    SQLite a message over 1 MiB) and not in the database."""
     path = record.get("raw_path") or ""
     if record.get("raw") is None and STORED.fullmatch(path):
         try:
@@ -234,11 +234,12 @@ def write(connection, dialect, fmt, scope, stream, search=None, raw=False, raw_d
     the binary *stream* (raw messages kept as files read from *raw_dir*);
     how many rows."""
     cursor, position, count = connection.cursor(), None, 0
+    raw = raw or getattr(fmt, "raw", False)
     stream.write(fmt.head())
     while True:
         rows, position = read_page(cursor, dialect, fmt, scope, search, position, raw)
         for row in rows:
-            if getattr(fmt, "raw", False):
+            if raw:
                 row = with_raw_file(row, raw_dir)
             stream.write(fmt.item(row))
         count += len(rows)
