@@ -292,7 +292,7 @@ async def _import_one(run, message):
     def prepare_import():
         parsed = parse_safely(message.raw, storing.limits)
         metadata = imported_metadata(message, parsed, run.config.server.sensor_name)
-        return keep(message.raw, metadata, parsed, storing.attachments_dir, storing.raw_dir)
+        return keep(message.raw, metadata, parsed, storing.attachments_dir, storing.raw_store)
 
     prepared = await run.in_thread(prepare_import)
     if await run.store(prepared, _where(message)) is False:
@@ -402,7 +402,7 @@ async def _unquarantine(run, eml):
     storing = run.storing
     try:
         prepared = await run.in_thread(prepare, eml, storing.limits,
-                                       storing.attachments_dir, storing.raw_dir)
+                                       storing.attachments_dir, storing.raw_store)
     except OSError as e:
         run.summary.unreadable.append((str(eml), e.strerror or str(e)))
         return

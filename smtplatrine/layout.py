@@ -6,7 +6,8 @@
         sessions/SID.json          the record of a closed connection
         quarantine/ID.eml, ID.json, ID.reason   what cannot be stored, and why
       raw/                       raw messages under their SHA-256 (unless
-                                 [store] raw_in_database)
+                                 [store] raw_in_database; with SQLite
+                                 those over 1 MiB even so)
       attachments/               attachments under their SHA-256
                                  ([smtp] smtp_attachments_path, if stored)
       tls/                       the self-signed certificate, if none is set
@@ -22,24 +23,48 @@ import attrs
 # Inside the spool.
 MESSAGES, SESSIONS, QUARANTINE = "messages", "sessions", "quarantine"
 
+# With SQLite, a raw message over this many bytes is kept under raw/ even
+# with [store] raw_in_database: to write a blob into a row (and raw is not
+# its last column) SQLite holds it in memory twice over, some 100 MB more
+# for a 50 MB message, where a file costs no more than the message.
+SQLITE_INLINE_RAW = 2**20
+
+
+@attrs.frozen
+class RawStore:
+    """Where raw messages go: under *directory*, by their SHA-256, but for
+    those of *inline* bytes or fewer, which go in the database (None: none
+    do)."""
+    directory: Path
+    inline: int | None = None
+
+    def on_disk(self, size):
+        """Whether a raw message of *size* bytes goes under :attr:`directory`."""
+        return self.inline is None or size > self.inline
+
 
 @attrs.frozen
 class DataDir:
     """The directories of a sensor: *root* (the data directory) and
-    *attachments*; whether attachments and raw messages are kept there
-    (else they are not kept on disk, or the raw messages are in the
-    database)."""
+    *attachments*; whether attachments are kept there (else nowhere on
+    disk), and which raw messages: all, those over *raw_inline* bytes
+    (the smaller ones go in the database) or, with *keep_raw* false, none
+    (all are in the database)."""
     root: Path
     attachments: Path
     keep_attachments: bool
     keep_raw: bool
+    raw_inline: int | None = None
 
     @classmethod
     def of(cls, config):
         """The directories *config* says."""
+        in_database = config.store.raw_in_database
+        sqlite = config.engine.engine_backend != "mysql"
         return cls(Path(config.server.data_dir),
                    config.data_path(config.smtp.smtp_attachments_path),
-                   config.smtp.smtp_attachments_store, not config.store.raw_in_database)
+                   config.smtp.smtp_attachments_store, not in_database or sqlite,
+                   SQLITE_INLINE_RAW if in_database else None)
 
     @property
     def spool(self):
@@ -59,15 +84,20 @@ class DataDir:
 
     @property
     def stores(self):
-        """Where new attachments and raw messages go: (attachments, raw),
-        None for what is not kept on disk."""
+        """Where new attachments and raw messages go: (the attachments'
+        directory, a :class:`RawStore`), None for what is not kept on disk."""
         return (self.attachments if self.keep_attachments else None,
-                self.raw if self.keep_raw else None)
+                RawStore(self.raw, self.raw_inline) if self.keep_raw else None)
+
+    @property
+    def _store_directories(self):
+        attachments, raw = self.stores
+        return [d for d in (attachments, raw and raw.directory) if d]
 
     @property
     def owned(self):
         """The directories the unprivileged user must own (their trees)."""
-        return [self.root, *filter(None, self.stores)]
+        return [self.root, *self._store_directories]
 
     def make(self):
         """Make the data directory; one line for the operator if it
@@ -81,7 +111,7 @@ class DataDir:
     def make_stores(self):
         """Make the directories of :attr:`stores`, as :meth:`make` does;
         those directories."""
-        for directory in filter(None, self.stores):
+        for directory in self._store_directories:
             try:
                 directory.mkdir(parents=True, exist_ok=True)
             except OSError as e:

@@ -58,13 +58,14 @@ def worker_count(setting):
 class ParseWorkers:
     """*count* parse workers, run by a zygote forked by :meth:`start`;
     messages are parsed with *limits*, their attachments written under
-    *attachments_dir* and the raw message under *raw_dir* (None: not kept
-    on disk, it comes back in the record)."""
+    *attachments_dir* and the raw message in *raw_store* if it goes on
+    disk (:class:`~smtplatrine.layout.RawStore`; else it comes back in the
+    record)."""
 
-    def __init__(self, count, limits, attachments_dir, raw_dir):
+    def __init__(self, count, limits, attachments_dir, raw_store):
         self.count = count
         self.seconds = 3 * limits.seconds
-        self._job = (limits, attachments_dir, raw_dir)
+        self._job = (limits, attachments_dir, raw_store)
         self._control = None
         self.pid = None
         self._reactor = None
@@ -302,12 +303,12 @@ def _serve(fd, job):
     connection = socket.socket(fileno=fd)
     connection.setblocking(True)
     connection.sendall(_frame(pickle.dumps(os.getpid())))
-    limits, attachments_dir, raw_dir = job
+    limits, attachments_dir, raw_store = job
     while (request := _read_frame(connection)) is not None:
         path, reason = pickle.loads(request)
         try:
-            prepared = (prepare(Path(path), limits, attachments_dir, raw_dir) if reason is None
-                        else prepare_unparsed(Path(path), reason, raw_dir))
+            prepared = (prepare(Path(path), limits, attachments_dir, raw_store)
+                        if reason is None else prepare_unparsed(Path(path), reason, raw_store))
             answer = (True, prepared and _without_payloads(prepared))
         except Exception as e:
             answer = (False, e)

@@ -43,30 +43,30 @@ from smtplatrine.store.records import save_message, save_session
 log = Logger()
 
 
-def prepare(eml, limits, attachments_dir, raw_dir):
+def prepare(eml, limits, attachments_dir, raw_store):
     """Read and parse a spooled message, and write out its files; None if
     it is not (or no longer) in the spool."""
     found = read_message(eml)
     if found is None:
         return None
     raw, metadata = found
-    return prepare_raw(raw, metadata, limits, attachments_dir, raw_dir)
+    return prepare_raw(raw, metadata, limits, attachments_dir, raw_store)
 
 
-def prepare_unparsed(eml, reason, raw_dir):
+def prepare_unparsed(eml, reason, raw_store):
     """:func:`prepare` for a spooled message whose parsing cannot be
     tried (it ended its worker): stored unparsed, for *reason*."""
     found = read_message(eml)
     if found is None:
         return None
     raw, metadata = found
-    return keep(raw, metadata, unparsed(reason), None, raw_dir)
+    return keep(raw, metadata, unparsed(reason), None, raw_store)
 
 
-def prepare_raw(raw, metadata, limits, attachments_dir, raw_dir):
+def prepare_raw(raw, metadata, limits, attachments_dir, raw_store):
     """Parse the message *raw* with its *metadata*, and write out its files
     (see :func:`keep`)."""
-    return keep(raw, metadata, parse_safely(raw, limits), attachments_dir, raw_dir)
+    return keep(raw, metadata, parse_safely(raw, limits), attachments_dir, raw_store)
 
 
 def parse_safely(raw, limits):
@@ -80,18 +80,20 @@ def parse_safely(raw, limits):
         return unparsed(f"the parser failed: {_reason(e)}")
 
 
-def keep(raw, metadata, parsed, attachments_dir, raw_dir):
+def keep(raw, metadata, parsed, attachments_dir, raw_store):
     """The message *raw* with its *metadata* and what was read from it,
     *parsed*, ready to store: its attachments written under
-    *attachments_dir*, the raw message under *raw_dir* (None: not on disk,
-    and the raw message in the database)."""
+    *attachments_dir*, the raw message in the
+    :class:`~smtplatrine.layout.RawStore` *raw_store* if it goes on disk
+    (None: none does; the raw message goes in the database)."""
     sha256 = hashlib.sha256(raw).hexdigest()
     metadata = attrs.evolve(metadata, size=len(raw), sha256=sha256,
                             md5=hashlib.md5(raw).hexdigest())
     paths = tuple(files.keep(attachments_dir, a.payload, a.sha256)
                   if attachments_dir else None for a in parsed.attachments)
-    raw_path = files.keep(raw_dir, raw, sha256) if raw_dir else None
-    return Prepared(metadata, parsed, None if raw_dir else raw, raw_path, paths,
+    raw_path = (files.keep(raw_store.directory, raw, sha256)
+                if raw_store and raw_store.on_disk(len(raw)) else None)
+    return Prepared(metadata, parsed, None if raw_path else raw, raw_path, paths,
                     tuple(of_message(metadata, parsed)))
 
 

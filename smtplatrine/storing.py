@@ -68,7 +68,7 @@ class Storing:
         self.ids = ids
         self.sandbox = None
         data_dir = DataDir.of(config)
-        self.attachments_dir, self.raw_dir = attachments, raw = data_dir.make_stores()
+        self.attachments_dir, self.raw_store = attachments, raw = data_dir.make_stores()
         spool_root = data_dir.spool
         dialect = dialects.from_config(config)
         self.database = Database(dialect, create=config.mysql.mysql_auto_create_db

@@ -364,7 +364,8 @@ class Honeypot:
 
     def messages(self, client=None):
         """Stored messages, once the spool has drained: [(metadata, raw)]
-        with the spool's metadata keys, oldest first; only those of
+        with the spool's metadata keys, oldest first (raw from the row, or
+        from the file under data/raw/ that it names); only those of
         *client*, an (address, port), if given."""
         self.wait_for(self.drained)
         found = []
@@ -379,7 +380,9 @@ class Honeypot:
                 mail_from=row["mail_from"], rcpts=[r["address"] for r in rcpts],
                 transport=row["transport"], acknowledged=bool(row["acknowledged"]),
                 truncated=bool(row["truncated"]), flags=json.loads(row["session_flags"]),
-                tls=_tls(row), size=row["size"], sha256=row["sha256"]), row["raw"]))
+                tls=_tls(row), size=row["size"], sha256=row["sha256"]),
+                row["raw"] if row["raw_path"] is None
+                else (self.data / "raw" / row["raw_path"]).read_bytes()))
         return found
 
     def sessions(self, client=None):

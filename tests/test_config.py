@@ -10,6 +10,7 @@ from twisted.trial import unittest
 
 from smtplatrine import config
 from smtplatrine.interfaces import OutputOptions, option
+from smtplatrine.layout import DataDir
 from smtplatrine.parsers import worker_count
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -95,6 +96,20 @@ class ConfigTests(unittest.TestCase):
             self.assertRefused(f"[store]\nparse_workers = {bad}\n",
                                f"local.ini [store] parse_workers = {bad!r}: expected auto"
                                " (one per usable CPU) or a whole number, 1 to 999")
+
+    def test_where_raw_messages_go(self):
+        """As README.rst says of ``raw_in_database``: by default (SQLite)
+        in the database up to 1 MiB (2**20 bytes) and under data/raw/ past
+        it; with MySQL all in the database; with ``raw_in_database =
+        false`` all on disk, the empty message too."""
+        _, raw = DataDir.of(self.load("")).stores
+        self.assertEqual(raw.directory, Path(config.load().server.data_dir) / "raw")
+        self.assertEqual([raw.on_disk(n) for n in (0, 2**20, 2**20 + 1)], [False, False, True])
+        self.assertIsNone(DataDir.of(self.load("[engine]\nengine_backend = mysql\n")).stores[1])
+        for text in ("[store]\nraw_in_database = false\n",
+                     "[engine]\nengine_backend = mysql\n[store]\nraw_in_database = false\n"):
+            _, raw = DataDir.of(self.load(text)).stores
+            self.assertEqual([raw.on_disk(n) for n in (0, 2**20, 2**20 + 1)], [True] * 3)
 
     def test_unknown_key(self):
         """An unknown option is refused, listing the known ones."""

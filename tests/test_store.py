@@ -11,6 +11,7 @@ from twisted.internet import defer
 from twisted.trial import unittest
 
 from smtplatrine.config import MySQL as MySQLSettings
+from smtplatrine.layout import RawStore
 from smtplatrine.parse import Limits, unparsed
 from smtplatrine.pipeline import prepare
 from smtplatrine.store import dialects, records, schema
@@ -525,7 +526,7 @@ class StoreTestsMixin:
         eml = self.tmp / "00000000-0000-4000-8000-00000000000a.eml"
         eml.write_bytes(raw)
         eml.with_suffix(".json").write_text(json.dumps(metadata(eml.stem, raw)))
-        item = prepare(eml, Limits(), None, self.tmp / "raw")
+        item = prepare(eml, Limits(), None, RawStore(self.tmp / "raw"))
         yield self.save(item)
         sha256 = hashlib.sha256(raw).hexdigest()
         rows = yield self.query("SELECT raw, raw_path FROM honeypot_emails")

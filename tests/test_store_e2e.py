@@ -13,6 +13,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from pathlib import Path
 
 from twisted.trial import unittest
@@ -20,7 +21,7 @@ from twisted.trial import unittest
 from smtplatrine.cli import main as cli_main
 from tests.corpus import corpus
 from tests.mariadb import PrivateMariaDB, shared_database
-from tests.process import Honeypot, environment, require
+from tests.process import Honeypot, environment, free_port, require
 from tests.test_e2e import HoneypotTestCase
 
 
@@ -341,6 +342,72 @@ class ParseWorkerTests(unittest.TestCase):
         self.assertIn("parsing in 2 worker process(es)", output)
         self.assertIn(f"parse worker {workers[0]} ended; a new worker replaces it", output)
         self.assertNotIn("Traceback", output)
+
+
+def sized(subject, size):
+    """A message of exactly *size* bytes: headers, then 76-character lines
+    (none starting with a dot), each ending in CRLF."""
+    head = f"From: bot@example.net\r\nSubject: {subject}\r\n\r\n".encode()
+    line = b"x" * 76 + b"\r\n"
+    count, rest = divmod(size - len(head), len(line))
+    return head + line * (count - 1) + b"y" * (len(line) + rest - 2) + b"\r\n"
+
+
+class LargeMessageTests(unittest.TestCase):
+
+    def test_large_raw_kept_as_file(self):
+        """With SQLite and the raw messages in the database (the defaults),
+        a message of more than 1 MiB (2**20 bytes) is kept under data/raw/,
+        named by its SHA-256, and one of exactly 1 MiB in its row, as the
+        README says; the dashboard's raw download and the export give both
+        back byte for byte."""
+        web_port = free_port()
+        honeypot = Honeypot(web={"listen": f"tcp:{web_port}:interface=127.0.0.1"})
+        self.addCleanup(honeypot.stop)
+        sent = {"inline": sized("exactly 1 MiB", 2**20),
+                "file": sized("1 MiB and a byte", 2**20 + 1)}
+        self.assertEqual([len(m) for m in sent.values()], [2**20, 2**20 + 1])
+        client = smtplib.SMTP("127.0.0.1", honeypot.port, timeout=60)
+        for message in sent.values():
+            client.sendmail("bot@example.net", ["victim@example.org"], message)
+        client.quit()
+        honeypot.wait_for(lambda: len(honeypot.query("SELECT 1 FROM honeypot_emails")) == 2
+                          and honeypot.drained(), timeout=60)
+        rows = {r["header_subject"]: r for r in honeypot.query(
+            "SELECT message_id, header_subject, raw, raw_path FROM honeypot_emails")}
+        inline, file = rows["exactly 1 MiB"], rows["1 MiB and a byte"]
+        self.assertEqual((inline["raw"], inline["raw_path"]), (sent["inline"], None))
+        digest = hashlib.sha256(sent["file"]).hexdigest()
+        self.assertEqual((file["raw"], file["raw_path"]), (None, f"{digest[:2]}/{digest}"))
+        self.assertEqual((honeypot.data / "raw" / file["raw_path"]).read_bytes(), sent["file"])
+
+        etc = ["--config", str(honeypot.directory / "etc")]
+        out = honeypot.directory / "export.jsonl"
+        cli_main(["export", *etc, "--output", str(out)])
+        exported = {r["header_subject"]: base64.b64decode(r["raw_base64"])
+                    for r in map(json.loads, out.read_text().splitlines())}
+        self.assertEqual(exported, {"exactly 1 MiB": sent["inline"],
+                                    "1 MiB and a byte": sent["file"]})
+        token = subprocess.run(
+            [sys.executable, "-c", "from smtplatrine.cli import main; main()", "token", "add",
+             "reader", "--role", "forensic", *etc], env=environment(), capture_output=True,
+            text=True, check=True, timeout=30).stdout.strip()
+
+        def download(message_id):
+            request = urllib.request.Request(
+                f"http://127.0.0.1:{web_port}/api/messages/{message_id}/raw",
+                headers={"Authorization": f"Bearer {token}"})
+            with urllib.request.urlopen(request, timeout=30) as response:
+                return response.read()
+
+        def up():
+            try:
+                return download(inline["message_id"])
+            except OSError:
+                return None
+
+        self.assertEqual(honeypot.wait_for(up, timeout=30), sent["inline"])
+        self.assertEqual(download(file["message_id"]), sent["file"])
 
 
 class TwoSensorTests(unittest.TestCase):
