@@ -52,6 +52,9 @@ def large_test(server, message):
             res.error = "server did not start"
             return res
         count_before = server.received()
+        # Peaks from before (start-up, the warm-up) would pass for the message's.
+        for pid in [server.pid, *procfs.descendants(server.pid)]:
+            procfs.reset_peak(pid)
         res.before = procfs.memory(server.pid)
         res.helpers_before = procfs.helper_memories(server.pid)
         start = time.monotonic()
@@ -111,9 +114,17 @@ def targets(large):
     figure = (f"honeypot peak {num(peak, '+.1f')} MB, after {num(attr(hp, 'growth', MB), '+.1f')} MB "
               f"(aiosmtpd peak {num(attr(aio, 'peak_growth', MB), '+.1f')} MB)")
     helpers = hp.helpers_after if hp is not None else {}
+    grown = {"smtplatrine.storing": [], "smtplatrine-par": []}  # peaks, MB
     for pid, (name, after) in sorted(helpers.items()):
-        if pid in hp.helpers_before and name == "smtplatrine.storing":
-            before = hp.helpers_before[pid][1]
-            figure += f"; storing process {pid} peak {(after['VmHWM'] - before['VmRSS']) / MB:+.1f} MB"
+        if pid in hp.helpers_before and name in grown:
+            grown[name].append((pid, (after["VmHWM"] - hp.helpers_before[pid][1]["VmRSS"]) / MB))
+    storing = [g for _, g in grown["smtplatrine.storing"]]
+    figure += "".join(f"; storing process {pid} peak {g:+.1f} MB"
+                      for pid, g in grown["smtplatrine.storing"])
+    # The zygote and the idle workers do not grow: the one that parsed it.
+    parsed = max((g for _, g in grown["smtplatrine-par"]), default=None)
     return [("50 MB message grows RSS < 10 MB (peak)", figure,
-             None if peak is None else peak < TARGET_LARGE_GROWTH / MB)]
+             None if peak is None else max([peak, *storing]) < TARGET_LARGE_GROWTH / MB),
+            ("50 MB message: its parse worker's peak < 10 MB",
+             f"parse worker peak {num(parsed, '+.1f')} MB",
+             None if parsed is None else parsed < TARGET_LARGE_GROWTH / MB)]

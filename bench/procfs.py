@@ -22,6 +22,17 @@ def memory(pid):
     return mem
 
 
+def reset_peak(pid):
+    """Set VmHWM of *pid* back to its VmRSS (proc(5), clear_refs 5), so
+    that a peak read later is one reached since; False where this
+    process may not (another user's process, when not root)."""
+    try:
+        Path(f"/proc/{pid}/clear_refs").write_text("5")
+    except OSError:
+        return False
+    return True
+
+
 def open_fds(pid):
     """How many file descriptors the process has open."""
     return len(os.listdir(f"/proc/{pid}/fd"))
@@ -39,13 +50,16 @@ def descendants(pid):
 
 def helper_memories(pid):
     """Memory of the processes under server `pid` (the honeypot's disk
-    worker and storing processes), by pid: (name, memory)."""
+    worker and storing processes, and the zygotes forked from the storing
+    process, by the name they give themselves: smtplatrine-par, the parse
+    workers, smtplatrine-sbx, the sandbox), by pid: (name, memory)."""
     found = {}
     for child in descendants(pid):
         with contextlib.suppress(OSError):
+            comm = Path(f"/proc/{child}/comm").read_text().strip()
             words = Path(f"/proc/{child}/cmdline").read_bytes().split(b"\0")
-            name = next((w.decode() for w in words if w.startswith(b"smtplatrine.")),
-                        words[0].decode())
+            name = comm if comm.startswith("smtplatrine-") else next(
+                (w.decode() for w in words if w.startswith(b"smtplatrine.")), words[0].decode())
             found[child] = (name, memory(child))
     return found
 
