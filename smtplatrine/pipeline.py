@@ -350,9 +350,9 @@ class Pipeline:
         if self._waiting is not None:
             return
         if not self._delay:
-            log.error("database {db} unavailable ({error}): captured mail stays in"
-                      " the spool; retrying with back-off up to {max} s",
-                      db=self._database.dialect.describe(), error=str(error),
+            # Not always the database: the parse workers, or the disk, may be away.
+            log.error("storing paused ({error}): captured mail stays in the spool;"
+                      " retrying with back-off up to {max} s", error=str(error),
                       max=self._max_delay)
         self._delay = min(max(1.0, self._delay * 2), self._max_delay)
         self._waiting = self._reactor.callLater(self._delay, then)
@@ -363,7 +363,7 @@ class Pipeline:
 
     def _recovered(self):
         if self._delay:
-            log.info("database {db} available again; {backlog} item(s) to store",
+            log.info("storing again into {db}; {backlog} item(s) to store",
                      db=self._database.dialect.describe(), backlog=self.backlog)
         self._delay = 0.0
 

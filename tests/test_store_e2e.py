@@ -245,15 +245,15 @@ class MariaDBOutageTests(unittest.TestCase):
             acknowledged += sender.acknowledged
             if not running:
                 # Once storing has found the database away, the batch waits.
-                honeypot.wait_for(lambda: " unavailable (" in honeypot.output())
+                honeypot.wait_for(lambda: "storing paused (MySQL" in honeypot.output())
                 self.assertFalse(honeypot.drained())
         honeypot.wait_for(honeypot.drained, timeout=60)
         subjects = [r[0] for r in _count(settings, "SELECT header_subject FROM"
                                                    " honeypot_emails")]
         self.assertEqual(sorted(subjects), sorted(acknowledged))
         output = honeypot.output()
-        self.assertIn("unavailable", output)
-        self.assertIn("available again", output)
+        self.assertIn("storing paused (MySQL", output)
+        self.assertIn("storing again into MySQL", output)
         self.assertNotIn("Traceback", output)
 
 
