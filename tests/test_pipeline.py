@@ -334,7 +334,10 @@ class PipelineTests(unittest.TestCase):
         good = self.spool_message("00000000-0000-4000-8000-00000000000e")
         self.pipeline.notify("message", good)
         yield defer.Deferred.fromCoroutine(until(lambda: self.stored() == [good]))
+        # The good one may be stored before the bad one's files have moved.
         quarantine = self.spool / "quarantine"
+        yield defer.Deferred.fromCoroutine(until(
+            lambda: (quarantine / f"{bad}.reason").exists()))
         self.assertEqual(sorted(p.name for p in quarantine.iterdir()),
                          [f"{bad}.eml", f"{bad}.json", f"{bad}.reason"])
         self.assertEqual((quarantine / f"{bad}.reason").read_bytes(),
