@@ -21,18 +21,26 @@ def relative_path(sha256):
 def keep(directory, data, sha256=None, sync=True):
     """Keep *data* once under *directory* by its SHA-256; its relative
     path.  Written to a temporary name, (with *sync*) flushed to disk,
-    then renamed: a reader never sees half a file."""
+    then renamed: a reader never sees half a file.  Written by root (an
+    operator's ``smtplatrine import``), the file and its folder go to the
+    owner of *directory*: the sensor's user, which must add files beside
+    them."""
     sha256 = sha256 or hashlib.sha256(data).hexdigest()
     relative = relative_path(sha256)
     path = os.path.join(directory, relative)
     if not os.path.exists(path):
-        os.makedirs(os.path.dirname(path), exist_ok=True)
+        folder = os.path.dirname(path)
+        os.makedirs(folder, exist_ok=True)
         tmp = f"{path}.{os.getpid()}.{id(data)}.tmp"
         with open(tmp, "wb") as f:
             f.write(data)
             if sync:
                 f.flush()
                 os.fsync(f.fileno())
+        if os.geteuid() == 0:
+            owner = os.stat(directory)
+            for name in (folder, tmp):
+                os.chown(name, owner.st_uid, owner.st_gid)
         os.replace(tmp, path)
     return relative
 

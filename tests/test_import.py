@@ -15,6 +15,7 @@ import json
 import mailbox
 import os
 import pty
+import pwd
 import random
 import shutil
 import sqlite3
@@ -34,7 +35,7 @@ from smtplatrine import config as config_module
 from smtplatrine.store.dialects import Rejected
 from tests.mariadb import shared_database
 from tests.mmdb import city_database, city_record
-from tests.process import environment, refusing_port, write_config
+from tests.process import environment, refusing_port, require_root, write_config
 from tests.test_e2e import HoneypotTestCase
 
 CLI = [sys.executable, "-c", "from smtplatrine.cli import main; main()"]
@@ -577,3 +578,42 @@ class CaptureTests(HoneypotTestCase):
         stored_file = self.honeypot.data / "attachments" / sha256[:2] / sha256
         self.assertEqual(stored_file.read_bytes(), ZIP)
         self.assertEqual(list((self.honeypot.data / "spool" / "quarantine").iterdir()), [])
+
+    def test_import_by_root_while_running(self):
+        """An operator's ``smtplatrine import`` run as root beside the
+        running sensor: the folder it makes in the attachment store goes to
+        the sensor's user (nobody), so a message that comes next with an
+        attachment filed in the same folder is stored, not quarantined
+        (before, its worker got EACCES)."""
+        require_root("importing as root")
+        imported = os.urandom(1000)
+        folder = hashlib.sha256(imported).hexdigest()[:2]
+        live = next(data for data in iter(lambda: os.urandom(1000), None)
+                    if hashlib.sha256(data).hexdigest()[:2] == folder)
+
+        def mail(subject, payload):
+            return (f"From: a@sender.example\r\nSubject: {subject}\r\n"
+                    "Content-Type: multipart/mixed; boundary=b\r\n\r\n"
+                    "--b\r\nContent-Type: text/plain\r\n\r\nsee\r\n"
+                    "--b\r\nContent-Type: application/octet-stream; name=x.bin\r\n"
+                    "Content-Transfer-Encoding: base64\r\n\r\n").encode() + (
+                base64.encodebytes(payload).replace(b"\n", b"\r\n") + b"--b--\r\n")
+
+        eml = self.honeypot.directory / "imported.eml"
+        eml.write_bytes(mail("imported", imported))
+        result = subprocess.run([*CLI, "import", "--config", str(self.honeypot.directory / "etc"),
+                                 str(eml)], env=environment(), capture_output=True, timeout=60)
+        self.assertEqual(result.returncode, 0, result.stderr)
+        store = self.honeypot.data / "attachments"
+        nobody = (store.stat().st_uid, store.stat().st_gid)
+        self.assertEqual(nobody[0], pwd.getpwnam("nobody").pw_uid)
+        self.assertEqual([(p.stat().st_uid, p.stat().st_gid)
+                          for p in (store / folder, *(store / folder).iterdir())], [nobody] * 2)
+        client = self.smtp()
+        client.sendmail("a@sender.example", ["victim@trap.example"], mail("live", live))
+        client.quit()
+        self.honeypot.wait_for(lambda: len(self.honeypot.query(
+            "SELECT 1 FROM honeypot_emails")) == 2 and self.honeypot.drained(), timeout=30)
+        self.assertEqual(list((self.honeypot.data / "spool" / "quarantine").iterdir()), [])
+        digest = hashlib.sha256(live).hexdigest()
+        self.assertEqual((store / folder / digest).read_bytes(), live)
