@@ -38,6 +38,7 @@ from smtplatrine.capture import Identity, Prepared
 from smtplatrine.interfaces import ISpoolConsumer
 from smtplatrine.spool import GroupCommit, SpoolReader, read_message
 from smtplatrine.store.dialects import Rejected, Unavailable
+from smtplatrine.store import tallies
 from smtplatrine.store.records import save_message, save_session
 
 log = Logger()
@@ -132,8 +133,12 @@ _WAITING_BYTES = 32 * 1024 * 1024
 
 
 def save_group(cursor, dialect, group, now):
-    """Store the messages *group* in one transaction."""
-    return [save_message(cursor, dialect, prepared, now) for prepared in group]
+    """Store the messages *group* in one transaction, their tallies added
+    up and written once (a flood's messages share most of theirs)."""
+    counted = tallies.Batches(cursor, dialect)
+    stored = [save_message(cursor, dialect, prepared, now, counted) for prepared in group]
+    counted.flush()
+    return stored
 
 
 class GroupWriter:

@@ -12,6 +12,7 @@ from pathlib import Path
 from twisted.internet import defer
 from twisted.trial import unittest
 
+from smtplatrine.pipeline import save_group
 from smtplatrine.store import acl, dialects, pivots, queries, records, schema, search, tallies
 from smtplatrine.store.database import Database
 from tests.test_search import mariadb_dialect
@@ -44,7 +45,11 @@ def session(session_id, ip, start, auth=(), helo="client.example", sensor="senso
 class PivotsTestsMixin:
     """Two days: on the first, two messages from 192.0.2.7 (the same PDF,
     subjects "Invoice 42" and "Invoice 7") and a credential stuffer from
-    198.51.100.9; on the second, one message from 192.0.2.7 on sensor-b."""
+    198.51.100.9; on the second, one message from 192.0.2.7 on sensor-b.
+    *grouped*: the messages are stored in one transaction, as the storing
+    side stores those parsed meanwhile, their tallies added up."""
+
+    grouped = False
 
     @defer.inlineCallbacks
     def setUp(self):
@@ -64,8 +69,11 @@ class PivotsTestsMixin:
                      session_start=day2 - 1, sensor="sensor-b",
                      mail_from="x@Bulk.example", rcpts=["Info+Promo@Victim.example"]),
         ]
-        for item in items + items[:1]:      # stored twice: counted once
-            yield self.call(records.save_message, item, day2 + 100)
+        if self.grouped:                    # M1 twice: counted once
+            yield self.call(save_group, items + items[:1], day2 + 100)
+        else:
+            for item in items + items[:1]:
+                yield self.call(records.save_message, item, day2 + 100)
         records_ = [session(S1, "192.0.2.7", day1 - 1),
                     session(S2, "198.51.100.9", day1 + 30,
                             auth=[("PLAIN", "admin", "hunter2"), ("LOGIN", "admin", "Hunter2"),
@@ -315,6 +323,10 @@ class SQLitePivotsTests(PivotsTestsMixin, unittest.TestCase):
         return dialects.SQLite(Path(self.mktemp() + ".sqlite"))
 
 
+class SQLiteGroupedPivotsTests(SQLitePivotsTests):
+    grouped = True
+
+
 class MariaDBPivotsTests(PivotsTestsMixin, unittest.TestCase):
     make_dialect = mariadb_dialect
 
@@ -336,3 +348,8 @@ class MariaDBPivotsTests(PivotsTestsMixin, unittest.TestCase):
         self.assertEqual((len(page.rows), page.rows[0]["sessions"]), (50, 2))
         cursor.execute("SHOW SESSION STATUS LIKE 'Created_tmp_disk_tables'")
         self.assertEqual(int(cursor.fetchone()[1]), 0)
+
+
+class MariaDBGroupedPivotsTests(PivotsTestsMixin, unittest.TestCase):
+    make_dialect = mariadb_dialect
+    grouped = True

@@ -52,8 +52,11 @@ def _tls(tls):
     return [tls.get("implicit"), tls.get("version"), tls.get("cipher")]
 
 
-def save_message(cursor, dialect, prepared, now):
-    """Store *prepared* unless its message is already there; True if stored."""
+def save_message(cursor, dialect, prepared, now, counted=None):
+    """Store *prepared* unless its message is already there; True if stored.
+    Its tallies are written at once or, given *counted* (a
+    :class:`~smtplatrine.store.tallies.Batches`), added there for the
+    caller to write with those of other messages."""
     metadata, parsed = prepared.metadata, prepared.parsed
     message_id, identity = metadata.message, metadata.identity
     cursor.execute(dialect.sql("SELECT 1 FROM honeypot_emails WHERE message_id = ?"),  # pragma: no mutate
@@ -96,8 +99,11 @@ def save_message(cursor, dialect, prepared, now):
     _save_parts(cursor, dialect, prepared)
     _save_search(cursor, dialect, prepared)
     _save_recipients(cursor, dialect, metadata, parsed, now)
-    tallies.write(cursor, dialect, metadata.identity.sensor,
-                  tallies.of_message(metadata, parsed, new_hashes))
+    counts = tallies.of_message(metadata, parsed, new_hashes)
+    if counted is None:
+        tallies.write(cursor, dialect, metadata.identity.sensor, counts)
+    else:
+        counted.add(metadata.identity.sensor, counts)
     return True
 
 

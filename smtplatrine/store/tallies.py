@@ -215,7 +215,7 @@ def backfill(cursor, dialect):
     credentials = _grouped_rows(cursor, dialect, "SELECT session_id, time, mechanism,"
                                 " username, password FROM honeypot_credentials"
                                 " ORDER BY session_id, position", [])
-    counted = _Batches(cursor, dialect)
+    counted = Batches(cursor, dialect)
     cursor.execute("SELECT session_id, sensor, client_ip, started, helo"
                    " FROM honeypot_sessions WHERE ended IS NOT NULL")
     for session_id, sensor, client, started, helo in cursor.fetchall():
@@ -231,9 +231,10 @@ def backfill(cursor, dialect):
     counted.flush()
 
 
-class _Batches:
-    """Tallies gathered per sensor and written every so many, so that a
-    large store's are never all in memory."""
+class Batches:
+    """Tallies gathered per sensor and written every so many (and by
+    :meth:`flush`): those of many messages, added up, in a few statements;
+    a large store's, never all in memory."""
 
     def __init__(self, cursor, dialect, size=50_000):
         self.cursor, self.dialect, self.size = cursor, dialect, size
