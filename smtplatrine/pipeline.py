@@ -37,8 +37,8 @@ from smtplatrine.parse import parse, unparsed
 from smtplatrine.capture import Identity, Prepared
 from smtplatrine.interfaces import ISpoolConsumer
 from smtplatrine.spool import GroupCommit, SpoolReader, read_message
-from smtplatrine.store.dialects import Rejected, Unavailable
 from smtplatrine.store import tallies
+from smtplatrine.store.dialects import Rejected, Unavailable
 from smtplatrine.store.records import save_message, save_session
 
 log = Logger()
