@@ -9,10 +9,13 @@ RFC 2046 5.1.1 gives to the delimiter; for those munpack's files (one byte
 shorter) are the reference.
 """
 
+import base64
 import email
 import email.utils
 import hashlib
+import mmap
 import os
+import tempfile
 import time
 
 import attrs
@@ -20,7 +23,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from twisted.trial import unittest
 
-from smtplatrine.parse import DEFECTS, Limits, parse
+from smtplatrine.parse import DEFECTS, Limits, parse, payload_chunks
 from tests.corpus import corpus
 
 
@@ -657,10 +660,94 @@ class HostileTests(ParseTestCase):
             b'<a href="http://[::1:80/', b"www.", b"&#0;", b"charset=utf-16",
         ])), max_size=60))
     def test_anything(self, pieces):
-        """Whatever the bytes, parse returns and its strings fit the database."""
-        self.parse(b"".join(pieces))
-        self.parse(b"".join(pieces), Limits(depth=2, parts=3, encoded_words=1,
-                                           body_chars=5, urls=1, header_bytes=40))
+        """Whatever the bytes, parse returns and its strings fit the database,
+        and reads a spooled file mapped into memory as it reads the bytes."""
+        raw = b"".join(pieces)
+        parsed = self.parse(raw)
+        self.parse(raw, Limits(depth=2, parts=3, encoded_words=1,
+                               body_chars=5, urls=1, header_bytes=40))
+        if raw:
+            self.assertEqual(parse(mapped(raw)), parsed)
+
+
+def mapped(data):
+    """*data* as the storing side reads a spooled message: a file mapped
+    read-only."""
+    with tempfile.TemporaryFile() as f:
+        f.write(data)
+        f.flush()
+        return mmap.mmap(f.fileno(), len(data), access=mmap.ACCESS_READ)
+
+
+class LargePartTests(ParseTestCase):
+    """Large parts are decoded a mebibyte at a time (and a mapped message
+    is never copied whole): what crosses a mebibyte reads as in one piece.
+    Expected payloads come from Python's base64 module."""
+
+    MIB = 2 ** 20
+
+    def attached(self, body):
+        """A message of *body*, a base64 part, mapped as spooled; its
+        attachment and defects."""
+        parsed = self.parse(mapped(multipart([
+            b"\r\nsee attached",
+            b"Content-Type: application/octet-stream\r\n"
+            b"Content-Transfer-Encoding: base64\r\n\r\n" + body])))
+        [attachment] = parsed.attachments
+        return attachment, parsed.defects
+
+    def test_large_base64(self):
+        """Three and five mebibytes and a little, in 76-character lines as
+        mail clients write them; the larger is decoded each time it is
+        read, to the same bytes."""
+        for size in (3 * self.MIB + 5, 5 * self.MIB + 5):
+            payload = os.urandom(size)
+            encoded = base64.encodebytes(payload).replace(b"\n", b"\r\n")
+            attachment, defects = self.attached(encoded)
+            self.assertEqual((attachment.size, attachment.sha256, defects),
+                             (len(payload), hashlib.sha256(payload).hexdigest(), ()))
+            self.assertEqual(b"".join(payload_chunks(attachment.payload)), payload)
+
+    def test_stray_characters_at_a_chunk_edge(self):
+        """A stray character on either side of the first mebibyte is
+        skipped and flagged."""
+        payload = os.urandom(2 * self.MIB)
+        encoded = base64.b64encode(payload)
+        for at in (self.MIB - 1, self.MIB, self.MIB + 1):
+            attachment, defects = self.attached(encoded[:at] + b"*" + encoded[at:])
+            self.assertEqual((attachment.sha256, defects),
+                             (hashlib.sha256(payload).hexdigest(), ("base64_error",)), at)
+
+    def test_padding_inside_a_large_part(self):
+        """An "=" in the middle of a large part ends its first piece; a
+        second piece, padded on its own, is decoded after it."""
+        first, second = os.urandom(self.MIB + 1), os.urandom(self.MIB + 2)
+        attachment, defects = self.attached(
+            base64.b64encode(first) + b"\r\n" + base64.b64encode(second))
+        self.assertEqual((attachment.sha256, defects),
+                         (hashlib.sha256(first + second).hexdigest(), ()))
+
+    def test_missing_padding_at_the_end(self):
+        payload = os.urandom(self.MIB + 1)  # 1 byte past whole groups: "=="
+        encoded = base64.b64encode(payload)
+        attachment, defects = self.attached(encoded.rstrip(b"="))
+        self.assertEqual((attachment.sha256, defects),
+                         (hashlib.sha256(payload).hexdigest(), ("base64_error",)))
+
+    def test_long_white_space_after_the_padding(self):
+        """More than a mebibyte of line breaks after the padding: the
+        padding is still found, and nothing is flagged."""
+        attachment, defects = self.attached(b"SGk=" + b"\r\n" * self.MIB)
+        self.assertEqual((attachment.payload, defects), (b"Hi", ()))
+
+    def test_large_text_body(self):
+        """A text body larger than the body limit, mapped: cut at the
+        limit, as from bytes."""
+        raw = b"Subject: big\r\n\r\n" + b"x" * 75 + b"\r\n" * 1 + b"y" * (3 * self.MIB)
+        limits = Limits(body_chars=self.MIB)
+        parsed = parse(mapped(raw), limits)
+        self.assertEqual((len(parsed.body_text), parsed.body_text[:3], parsed.defects),
+                         (self.MIB, "xxx", ("body_limit",)))
 
 
 class EncodingTests(ParseTestCase):

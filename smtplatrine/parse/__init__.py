@@ -46,17 +46,18 @@ from smtplatrine.parse.headers import (decode_words, field_values, header_block,
 from smtplatrine.parse.mime import attachment, read_part
 from smtplatrine.parse.received import read_received
 from smtplatrine.parse.records import (DEFECTS, Attachment, Header, Limits, Parsed, Received,
-                                       Url, unparsed)
+                                       Streamed, Url, payload_chunks, unparsed)
 from smtplatrine.parse.text import Context
 from smtplatrine.parse.urls import find_urls
 from smtplatrine.parse.walk import leaves, uu_blocks
 
-__all__ = ["DEFECTS", "Attachment", "Header", "Limits", "Parsed", "Received", "Url",
-           "parse", "unparsed"]
+__all__ = ["DEFECTS", "Attachment", "Header", "Limits", "Parsed", "Received", "Streamed", "Url",
+           "parse", "payload_chunks", "unparsed"]
 
 
 def parse(raw, limits=Limits()):
-    """Read the message *raw* (bytes) into a :class:`Parsed`; never raises."""
+    """Read the message *raw* (bytes, or an mmap of a file) into a
+    :class:`Parsed`; never raises."""
     ctx = Context(limits)
     block, start = header_block(ctx, raw, message_start(raw, 0))
     fields = read_fields(ctx, block)
@@ -85,7 +86,7 @@ def parse(raw, limits=Limits()):
             if cut:
                 ctx.flag("body_limit")
                 payload = payload[:4 * ctx.limits.body_chars]
-            texts[part.content_type].append(ctx.decode(payload, charset, final=not cut))
+            texts[part.content_type].append(ctx.decode(bytes(payload), charset, final=not cut))
         else:
             attachments.append(attachment(part, payload))
         attachments.extend(files)

@@ -39,7 +39,7 @@ _FROM_LINE = re.compile(rb"From (?![ \t]*:)[^\n]*(?:\n|\Z)")
 def message_start(data, pos):
     """Where the header block of the message at *pos* begins: after a UTF-8
     byte order mark and an mbox From line, as mail clients skip them."""
-    if data.startswith(codecs.BOM_UTF8, pos):
+    if data[pos:pos + len(codecs.BOM_UTF8)] == codecs.BOM_UTF8:
         pos += len(codecs.BOM_UTF8)
     line = _FROM_LINE.match(data, pos)
     return line.end() if line else pos

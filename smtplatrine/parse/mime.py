@@ -17,7 +17,7 @@ from urllib.parse import unquote_to_bytes
 import attrs
 
 from smtplatrine.parse.headers import QUOTED_STRING, decode_words, first_value
-from smtplatrine.parse.records import Attachment
+from smtplatrine.parse.records import Attachment, payload_chunks
 
 MESSAGE_TYPES = ("message/rfc822", "message/global")
 # type "/" subtype, each an RFC 2045 token: printable ASCII but tspecials.
@@ -125,13 +125,20 @@ def _join_sections(ctx, pieces):
 
 def attachment(part, payload):
     """The record of the leaf *part*, whose payload is *payload*."""
+    size = 0
+    md5, sha1 = hashlib.md5(usedforsecurity=False), hashlib.sha1(usedforsecurity=False)
+    sha256 = hashlib.sha256()
+    for chunk in payload_chunks(payload):
+        size += len(chunk)
+        for digest in (md5, sha1, sha256):
+            digest.update(chunk)
     return Attachment(
         filename=part.filename,
         content_type=part.content_type,
         disposition=part.disposition,
         payload=payload,
-        size=len(payload),
-        md5=hashlib.md5(payload, usedforsecurity=False).hexdigest(),
-        sha1=hashlib.sha1(payload, usedforsecurity=False).hexdigest(),
-        sha256=hashlib.sha256(payload).hexdigest(),
+        size=size,
+        md5=md5.hexdigest(),
+        sha1=sha1.hexdigest(),
+        sha256=sha256.hexdigest(),
     )

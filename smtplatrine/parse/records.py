@@ -115,16 +115,32 @@ class Url:
 @attrs.frozen
 class Attachment:
     """A leaf part that is not body text; ``filename`` is as the sender
-    named it, never sanitised."""
+    named it, never sanitised; ``payload`` is bytes-like (a view of the
+    message, when it was sent as it is) or, when large and base64,
+    :class:`Streamed` (read it with :func:`payload_chunks`)."""
 
     filename: str | None
     content_type: str
     disposition: str
-    payload: bytes
+    payload: object
     size: int
     md5: str
     sha1: str
     sha256: str
+
+
+@attrs.frozen(eq=False)
+class Streamed:
+    """A large payload left encoded where it is in the message, decoded a
+    chunk at a time each time it is read (*read*: a callable giving those
+    chunks), so that it is never whole in memory."""
+
+    read: object
+
+
+def payload_chunks(payload):
+    """The bytes of an attachment's *payload*, a chunk at a time."""
+    return payload.read() if isinstance(payload, Streamed) else (payload,)
 
 
 @attrs.frozen

@@ -36,6 +36,9 @@ _BASE64_PADDED = re.compile(
 # Base64 made of pieces padded one by one, and one such piece.
 _BASE64_PIECES = re.compile(rb"(?:[A-Za-z0-9+/]{4}|[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)*+")
 _BASE64_PIECE = re.compile(rb"(?:[A-Za-z0-9+/]{4})*+(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?")
+_EQUALS_RUN = re.compile(b"=*")
+# Base64 is read a mebibyte at a time (a large part is never copied whole).
+_CHUNK = 1 << 20
 # Space between characters of one line: text, not base64.
 _BASE64_TEXT_IN_LINE = re.compile(rb"[^\s][ \t]+[^\s]")
 UUENCODINGS = frozenset({"x-uuencode", "uuencode", "x-uue", "uue"})
@@ -59,54 +62,100 @@ def transfer_decode(ctx, body, encoding):
 def decode_base64(ctx, data):
     """Decode base64 leniently, up to the padding that ends it (RFC 2045
     6.8): what follows is decoded only if it is more base64 (pieces padded
-    one by one); other text there (a footer a list server appended) is not."""
+    one by one); other text there (a footer a list server appended) is not.
+    *data* is bytes-like; so is what it returns (a bytearray)."""
+    decoded = bytearray()
+    for chunk in base64_chunks(ctx, data):
+        decoded += chunk
+    return decoded
+
+
+def base64_chunks(ctx, data):
+    """:func:`decode_base64`, a chunk of bytes at a time (its flags set
+    once the last is read), so that a large payload need never be whole."""
     end = _base64_padding_end(data)
     if end is None:
-        return _base64_piece(ctx, data)
-    first = _base64_piece(ctx, data[:end])
-    rest = data[end:]
+        yield from _base64_piece(ctx, data)
+        return
+    yield from _base64_piece(ctx, memoryview(data)[:end])
+    rest = bytes(memoryview(data)[end:])
     pieces = rest.translate(None, _WHITESPACE)
     if not pieces:
-        return first
+        return
     if not pieces.translate(None, b"="):
         ctx.flag("base64_error")  # padding too long, if on the next line
-        return first
+        return
     if _BASE64_TEXT_IN_LINE.search(rest) or not _BASE64_PIECES.fullmatch(pieces):
         ctx.flag("base64_trailing_text")
-        return first
-    return first + b"".join(binascii.a2b_base64(piece.group())
-                            for piece in _BASE64_PIECE.finditer(pieces) if piece.group())
+        return
+    yield from (binascii.a2b_base64(piece.group())
+                for piece in _BASE64_PIECE.finditer(pieces) if piece.group())
 
 
 def _base64_padding_end(data):
     """Where the padding that ends the first piece of base64 in *data* ends,
     or None if there is none."""
-    first = data.find(b"=")
+    first = _find(data, b"=")
     if first < 0:
         return None
-    if len(data[:first].translate(None, _NOT_BASE64)) % 4 in (2, 3):
+    if _digits(memoryview(data)[:first]) % 4 in (2, 3):
         # The first "=" pads (as nearly always): found without the regex.
-        end = first + 1
-        while data.startswith(b"=", end):
-            end += 1
-        return end
+        return _EQUALS_RUN.match(data, first).end()
     padding = _BASE64_PADDED.match(data)
     return padding.end() if padding else None
 
 
 def _base64_piece(ctx, data):
-    """Decode one piece of base64 leniently: skip stray characters, mend
-    the padding."""
-    digits = data.translate(None, _NOT_BASE64)
-    stray = data.translate(None, _BASE64_ALPHABET + _BASE64_LAYOUT)
-    tail = data.rstrip(b"\r\n\t ")
-    text = tail.rstrip(b"=")
-    padded = len(tail) - len(text) == -len(digits) % 4
-    if stray or b"=" in text or not padded or len(digits) % 4 == 1:
+    """Decode one piece of base64 leniently, a chunk at a time: skip stray
+    characters, mend the padding."""
+    digits, count, stray, first_equals = b"", 0, False, -1
+    for start, chunk in _chunks(data):
+        stray = stray or bool(chunk.translate(None, _BASE64_ALPHABET + _BASE64_LAYOUT))
+        if first_equals < 0 and (found := chunk.find(b"=")) >= 0:
+            first_equals = start + found
+        digits += chunk.translate(None, _NOT_BASE64)
+        whole = len(digits) - len(digits) % 4
+        yield binascii.a2b_base64(digits[:whole])
+        count += whole
+        digits = digits[whole:]
+    count += len(digits)
+    view = memoryview(data)
+    tail = _stripped_end(view, b"\r\n\t ", len(view))
+    text = _stripped_end(view, b"=", tail)
+    if stray or 0 <= first_equals < text or tail - text != -count % 4 or count % 4 == 1:
         ctx.flag("base64_error")
-    if len(digits) % 4 == 1:  # a lone last digit holds no whole byte
-        digits = digits[:-1]
-    return binascii.a2b_base64(digits + b"=" * (-len(digits) % 4))
+    if len(digits) == 1:  # a lone last digit holds no whole byte
+        digits = b""
+    yield binascii.a2b_base64(digits + b"=" * (-len(digits) % 4))
+
+
+def _chunks(data):
+    """The bytes-like *data* as bytes, a chunk at a time: (where each
+    begins, the chunk)."""
+    view = memoryview(data)
+    return ((start, bytes(view[start:start + _CHUNK])) for start in range(0, len(view), _CHUNK))
+
+
+def _find(data, byte):
+    """Where *byte* is first in the bytes-like *data*, or -1."""
+    return next((start + found for start, chunk in _chunks(data)
+                 if (found := chunk.find(byte)) >= 0), -1)
+
+
+def _digits(data):
+    """How many base64 digits *data* holds."""
+    return sum(len(chunk.translate(None, _NOT_BASE64)) for _, chunk in _chunks(data))
+
+
+def _stripped_end(view, chars, end):
+    """Where view[:end] ends once the bytes *chars* are stripped from its end."""
+    while end:
+        start = max(0, end - _CHUNK)
+        kept = len(bytes(view[start:end]).rstrip(chars))
+        if kept:
+            return start + kept
+        end = start
+    return 0
 
 
 def uudecode(ctx, data):

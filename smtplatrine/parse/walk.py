@@ -28,17 +28,23 @@ import attrs
 
 from smtplatrine.parse.headers import header_block, message_start, mime_fields
 from smtplatrine.parse.mime import MESSAGE_TYPES, Part, attachment, read_part
+from smtplatrine.parse.records import Streamed
 from smtplatrine.parse.transfer import (IDENTITY_ENCODINGS, UU_BEGIN, UU_DATA_LINE, UUENCODINGS,
-                                        transfer_decode, uu_lines, uudecode)
+                                        base64_chunks, transfer_decode, uu_lines, uudecode)
 
 # RFC 2046 allows 70 characters; a longer boundary would make a costly pattern.
 _MAX_BOUNDARY = 200
+# Base64 attachments longer than this are decoded as they are read (Streamed).
+STREAMED = 4 * 2 ** 20
 
 
 def leaves(ctx, raw, top, start):
-    """Yield (part, payload) for every leaf of the message, its transfer
-    encoding undone; an attached message that is itself encoded (base64,
-    say) is decoded and walked into like any other."""
+    """Yield (part, payload) for every leaf of the message *raw* (bytes,
+    or an mmap of them), its transfer encoding undone; an attached message
+    that is itself encoded (base64, say) is decoded and walked into like
+    any other.  A payload is bytes-like (one sent as it is, a memoryview
+    of *raw*), so that a large message is not copied, or, for a large
+    base64 attachment, :class:`~smtplatrine.parse.records.Streamed`."""
     walks = [_Walker(ctx, raw).leaves(top, start)]
     while walks:
         item = next(walks[-1], None)
@@ -49,21 +55,33 @@ def leaves(ctx, raw, top, start):
             return
         part, body = item
         if part.encoding in UUENCODINGS:
-            payload, name = uudecode(ctx, body)
+            payload, name = uudecode(ctx, bytes(body))
             if part.filename is None and name:
                 part = attrs.evolve(part, filename=ctx.decode(name, "utf-8"))
+        elif _streamed(part, body):
+            payload = Streamed(functools.partial(base64_chunks, ctx, body))
         else:
             payload = transfer_decode(ctx, body, part.encoding)
         if part.content_type in MESSAGE_TYPES:
-            walks.append(_Walker(ctx, payload).leaves(attrs.evolve(part, encoding=""), 0))
+            walks.append(_Walker(ctx, bytes(payload)).leaves(attrs.evolve(part, encoding=""), 0))
             continue
         yield part, payload
+
+
+def _streamed(part, body):
+    """Whether the leaf *part* is a large base64 attachment that nothing
+    reads but its hashes and its file (no text, no attached message)."""
+    return (part.encoding == "base64" and len(body) > STREAMED and not part.is_body
+            and part.content_type not in (*MESSAGE_TYPES, "text/plain"))
 
 
 def uu_blocks(ctx, payload, part, charset):
     """The text *payload* of *part* without its uuencoded blocks ("begin 644
     name" to "end", as old mailers put files in a text body), and those
     files as attachments."""
+    if UU_BEGIN.search(payload) is None:
+        return payload, ()
+    payload = bytes(payload)
     kept, files, pos = [], [], 0
     while (begin := UU_BEGIN.search(payload, pos)) is not None:
         if not UU_DATA_LINE.match(payload, min(begin.end() + 1, len(payload))):
@@ -130,6 +148,7 @@ class _Walker:
     def __init__(self, ctx, data):
         self.ctx = ctx
         self.data = data
+        self.view = memoryview(data)
         self.open = []  # the multiparts being read, outermost first
         self.leaf = None  # (part, start) of the leaf being read
 
@@ -145,7 +164,7 @@ class _Walker:
                 break
             index, hit = found
             # The line break before a delimiter belongs to the delimiter.
-            cut = hit.start() - data.endswith(b"\r", 0, hit.start())
+            cut = hit.start() - (data[hit.start() - 1:hit.start()] == b"\r")
             yield from self._end_leaf(cut)
             if index + 1 < len(self.open):
                 ctx.flag("close_boundary_missing")
@@ -218,7 +237,7 @@ class _Walker:
         if self.leaf is not None:
             part, start = self.leaf
             self.leaf = None
-            yield part, self.data[start:max(start, end)]
+            yield part, self.view[start:max(start, end)]
 
     def _close(self, index, end):
         """End the multiparts from *index* on; one that never had a part is
@@ -229,4 +248,4 @@ class _Walker:
             self.ctx.flag("boundary_missing")
             multipart = closed[-1]
             part = attrs.evolve(multipart.part, content_type="text/plain")
-            yield part, self.data[multipart.start:max(multipart.start, end)]
+            yield part, self.view[multipart.start:max(multipart.start, end)]
