@@ -19,21 +19,28 @@ def relative_path(sha256):
 
 
 def keep(directory, data, sha256=None, sync=True):
-    """Keep *data* once under *directory* by its SHA-256; its relative
+    """Keep the bytes-like *data* once under *directory* by its SHA-256;
+    its relative path (see :func:`keep_chunks`)."""
+    return keep_chunks(directory, (data,), sha256 or hashlib.sha256(data).hexdigest(), sync)
+
+
+def keep_chunks(directory, chunks, sha256, sync=True):
+    """Keep the file of *sha256*, whose bytes are *chunks* (bytes-like,
+    written one after the other), once under *directory*; its relative
     path.  Written to a temporary name, (with *sync*) flushed to disk,
     then renamed: a reader never sees half a file.  Written by root (an
     operator's ``smtplatrine import``), the file and its folder go to the
     owner of *directory*: the sensor's user, which must add files beside
     them."""
-    sha256 = sha256 or hashlib.sha256(data).hexdigest()
     relative = relative_path(sha256)
     path = os.path.join(directory, relative)
     if not os.path.exists(path):
         folder = os.path.dirname(path)
         os.makedirs(folder, exist_ok=True)
-        tmp = f"{path}.{os.getpid()}.{id(data)}.tmp"
+        tmp = f"{path}.{os.getpid()}.{id(chunks)}.tmp"
         with open(tmp, "wb") as f:
-            f.write(data)
+            for chunk in chunks:
+                f.write(chunk)
             if sync:
                 f.flush()
                 os.fsync(f.fileno())

@@ -303,16 +303,22 @@ def _serve(fd, job):
     connection = socket.socket(fileno=fd)
     connection.setblocking(True)
     connection.sendall(_frame(pickle.dumps(os.getpid())))
-    limits, attachments_dir, raw_store = job
     while (request := _read_frame(connection)) is not None:
         path, reason = pickle.loads(request)
         try:
-            prepared = (prepare(Path(path), limits, attachments_dir, raw_store)
-                        if reason is None else prepare_unparsed(Path(path), reason, raw_store))
-            answer = (True, prepared and _without_payloads(prepared))
+            answer = (True, _prepared(Path(path), reason, *job))
         except Exception as e:
             answer = (False, e)
         _answer(connection, answer)
+
+
+def _prepared(eml, reason, limits, attachments_dir, raw_store):
+    """The spooled message *eml* prepared (unparsed, for *reason*, if it
+    is not None), without its attachments' bytes; the message's mapping
+    is gone by the time it returns, so that its file can go too."""
+    prepared = (prepare(eml, limits, attachments_dir, raw_store) if reason is None
+                else prepare_unparsed(eml, reason, raw_store))
+    return prepared and _without_payloads(prepared)
 
 
 def _answer(connection, answer):

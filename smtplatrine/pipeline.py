@@ -33,7 +33,7 @@ from zope.interface import implementer
 from smtplatrine.enrich.indicators import of_message
 from smtplatrine.events import printable
 from smtplatrine import files
-from smtplatrine.parse import parse, unparsed
+from smtplatrine.parse import parse, payload_chunks, unparsed
 from smtplatrine.capture import Identity, Prepared
 from smtplatrine.interfaces import ISpoolConsumer
 from smtplatrine.spool import GroupCommit, SpoolReader, read_message
@@ -90,11 +90,11 @@ def keep(raw, metadata, parsed, attachments_dir, raw_store):
     sha256 = hashlib.sha256(raw).hexdigest()
     metadata = attrs.evolve(metadata, size=len(raw), sha256=sha256,
                             md5=hashlib.md5(raw).hexdigest())
-    paths = tuple(files.keep(attachments_dir, a.payload, a.sha256)
+    paths = tuple(files.keep_chunks(attachments_dir, payload_chunks(a.payload), a.sha256)
                   if attachments_dir else None for a in parsed.attachments)
     raw_path = (files.keep(raw_store.directory, raw, sha256)
                 if raw_store and raw_store.on_disk(len(raw)) else None)
-    return Prepared(metadata, parsed, None if raw_path else raw, raw_path, paths,
+    return Prepared(metadata, parsed, None if raw_path else bytes(raw), raw_path, paths,
                     tuple(of_message(metadata, parsed)))
 
 

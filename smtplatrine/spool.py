@@ -34,6 +34,7 @@ holds each new MAIL back a while, as Postfix's ``in_flow_delay``.
 import contextlib
 import hashlib
 import json
+import mmap
 import os
 import time
 import uuid
@@ -493,14 +494,25 @@ class Spool:
         self.backlog.count()
 
 
+# Spooled messages larger than this are mapped into the reader's memory.
+MAPPED = 4 * 2 ** 20
+
+
 def read_message(eml):
-    """The spooled message *eml* (its ``.eml`` path): (raw bytes,
+    """The spooled message *eml* (its ``.eml`` path): (raw, the
     :class:`~smtplatrine.capture.Metadata`), or None while it is
-    unfinished or once it has left the spool."""
+    unfinished or once it has left the spool.  *raw* is bytes, or, over
+    MAPPED bytes, the file mapped read-only: a large message is read from
+    the page cache as it is needed, not copied into the reader's memory
+    (a small one is cheaper to read: mapping costs more than it saves)."""
     metadata = read_metadata(eml.with_suffix(".json"))
     if metadata is None:
         return None
-    return eml.read_bytes(), metadata
+    with open(eml, "rb") as f:
+        size = os.fstat(f.fileno()).st_size
+        if size <= MAPPED:
+            return f.read(), metadata
+        return mmap.mmap(f.fileno(), size, access=mmap.ACCESS_READ), metadata
 
 
 class SpoolReader:

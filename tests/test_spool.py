@@ -309,7 +309,7 @@ class SpoolReaderTests(unittest.TestCase):
         self.assertEqual(self.reader.session("s-1"), {"session": "s-1"})
         self.assertIsNone(self.reader.session("s-3"))
         raw, metadata = read_message(self.reader.eml(ids[0]))
-        self.assertEqual((raw, metadata.message, metadata.size), (b"x", ids[0], 1))
+        self.assertEqual((raw[:], metadata.message, metadata.size), (b"x", ids[0], 1))
 
     def test_quarantine(self):
         """A message that cannot be stored leaves the spool for quarantine/
