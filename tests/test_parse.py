@@ -727,6 +727,59 @@ class LargePartTests(ParseTestCase):
         self.assertEqual((attachment.sha256, defects),
                          (hashlib.sha256(first + second).hexdigest(), ()))
 
+    def test_stray_characters_in_a_streamed_part(self):
+        """A part large enough to be decoded as it is read is flagged as
+        one decoded at once."""
+        payload = os.urandom(5 * self.MIB)
+        encoded = base64.b64encode(payload)
+        attachment, defects = self.attached(encoded[:self.MIB] + b"*" + encoded[self.MIB:])
+        self.assertEqual((attachment.sha256, defects),
+                         (hashlib.sha256(payload).hexdigest(), ("base64_error",)))
+
+    def test_what_is_streamed(self):
+        """Only a large base64 part that is a file of its own is left to be
+        decoded as it is read: text (which may hold uuencoded files),
+        body text and attached messages are decoded whole, and read as
+        such; so is a large quoted-printable part."""
+        big = os.urandom(5 * self.MIB)
+        encoded = base64.encodebytes(big).replace(b"\n", b"\r\n")
+        # "cat", as sharutils' uuencode writes it.
+        text = b"begin 644 a.txt\r\n#8V%T\r\n`\r\nend\r\n" + b"x" * (5 * self.MIB)
+        inner = b"Subject: inner\r\nContent-Type: text/plain\r\n\r\n" + text
+        parsed = self.parse(mapped(multipart([
+            b"Content-Type: text/html\r\nContent-Transfer-Encoding: base64\r\n\r\n"
+            + base64.encodebytes(b"<p>" + b"h" * (5 * self.MIB)),
+            b"Content-Type: text/plain\r\nContent-Disposition: attachment\r\n"
+            b"Content-Transfer-Encoding: base64\r\n\r\n" + base64.encodebytes(inner),
+            b"Content-Type: message/rfc822\r\nContent-Transfer-Encoding: base64\r\n\r\n"
+            + base64.encodebytes(inner),
+            b"Content-Type: application/zip\r\nContent-Transfer-Encoding: base64\r\n\r\n"
+            + encoded,
+            b"Content-Type: application/zip\r\n"
+            b"Content-Transfer-Encoding: quoted-printable\r\n\r\nA=3DB" + b"x" * (5 * self.MIB)])))
+        self.assertEqual(parsed.body_html[:5], "<p>hh")
+        self.assertEqual([(a.content_type, a.size) for a in parsed.attachments], [
+            ("text/plain", len(inner)), ("application/octet-stream", 3),
+            ("text/plain", len(text)), ("application/octet-stream", 3),
+            ("application/zip", len(big)), ("application/zip", 3 + 5 * self.MIB)])
+        self.assertEqual(bytes(parsed.attachments[1].payload), b"cat")
+        self.assertEqual(parsed.attachments[4].sha256, hashlib.sha256(big).hexdigest())
+        self.assertEqual(bytes(parsed.attachments[5].payload[:4]), b"A=Bx")
+
+    def test_equals_at_the_start_of_a_large_piece(self):
+        """An "=" before the digits of a piece over a mebibyte is flagged,
+        however far its padding is."""
+        payload = os.urandom(self.MIB + 1)
+        attachment, defects = self.attached(b"=" + base64.b64encode(payload))
+        self.assertEqual((attachment.sha256, defects),
+                         (hashlib.sha256(payload).hexdigest(), ("base64_error",)))
+
+    def test_equals_out_of_place_before_long_white_space(self):
+        """"=" after four digits pads nothing: flagged, even when more than
+        a mebibyte of line breaks follows."""
+        attachment, defects = self.attached(b"QUJD=" + b"\r\n" * self.MIB)
+        self.assertEqual((bytes(attachment.payload), defects), (b"ABC", ("base64_error",)))
+
     def test_missing_padding_at_the_end(self):
         payload = os.urandom(self.MIB + 1)  # 1 byte past whole groups: "=="
         encoded = base64.b64encode(payload)

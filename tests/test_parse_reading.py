@@ -523,11 +523,11 @@ class Base64PaddingTests(ParseTestCase):
 
     def test_footer_of_base64_letters(self):
         """A footer made only of base64 letters is text, not base64, when it
-        is not padded piece by piece ("Unsubscribe") or has words
+        is not padded piece by piece ("Unsubscribe", "XX") or has words
         ("Sent from my iPhone", 16 letters: four groups of four); glued
         to the padding it is still not part of the file."""
         trailing = (self.file, ("base64_trailing_text",))
-        for footer in (b"Unsubscribe\r\n", b"\r\nSent from my iPhone\r\n"):
+        for footer in (b"Unsubscribe\r\n", b"\r\nXX\r\n", b"\r\nSent from my iPhone\r\n"):
             self.assertEqual(self.footer_reading(self.encoded, footer), trailing, footer)
         for data in (self.file, self.file + b"!"):  # padded with "==", then with "="
             self.assertEqual(
@@ -550,6 +550,9 @@ class Base64PaddingTests(ParseTestCase):
         line = unpadded.index(b"\r\n")  # 76 digits: 19 whole groups
         hidden = unpadded[:line] + b"=" + unpadded[line:].replace(b"A", b"A*", 1)
         self.assertEqual(self.footer_reading(hidden, b""), (self.file[:999], error))
+        # Two "=" after five digits pad nothing, even with a digit after them.
+        self.assertEqual(self.footer_reading(b"QUJDR==X", b""),
+                         (base64.b64decode(b"QUJDRX=="), error))
 
     def test_padding_too_long_over_a_line_break(self):
         """More "=" after the padding, on the next line, is padding too

@@ -17,7 +17,7 @@ from twisted.trial import unittest
 from smtplatrine import spool as spool_module
 from smtplatrine.capture import Identity, Metadata
 from smtplatrine.disk import LocalDisk
-from smtplatrine.spool import GroupCommit, Spool, SpoolReader, read_message, read_metadata
+from smtplatrine.spool import MAPPED, GroupCommit, Spool, SpoolReader, read_message, read_metadata
 from smtplatrine.testing import (HeldDisk, connect, make_config, make_factory, settle,
                                  spooled)
 
@@ -291,7 +291,7 @@ class SpoolReaderTests(unittest.TestCase):
         self.reader = SpoolReader(self.root)
 
     def message(self, body, **status):
-        spool_file = self.spool.open(100)
+        spool_file = self.spool.open(max(100, len(body)))
         spool_file.write(body)
         metadata = attrs.evolve(a_message(**status), message=spool_file.path.stem)
         self.spool.commit(spool_file, metadata)
@@ -310,6 +310,16 @@ class SpoolReaderTests(unittest.TestCase):
         self.assertIsNone(self.reader.session("s-3"))
         raw, metadata = read_message(self.reader.eml(ids[0]))
         self.assertEqual((raw[:], metadata.message, metadata.size), (b"x", ids[0], 1))
+
+    def test_large_message_read_whole(self):
+        """A message too large to be read into memory (it is mapped) reads
+        back as it was written, byte for byte, as does one of the size
+        read in one piece."""
+        for size in (MAPPED, MAPPED + 1, 3 * MAPPED + 5):
+            body = os.urandom(size)
+            raw, metadata = read_message(self.reader.eml(self.message(body)))
+            self.assertEqual((len(raw), hashlib.sha256(raw).hexdigest(), metadata.size),
+                             (size, hashlib.sha256(body).hexdigest(), size))
 
     def test_quarantine(self):
         """A message that cannot be stored leaves the spool for quarantine/

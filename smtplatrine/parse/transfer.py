@@ -108,7 +108,7 @@ def _base64_padding_end(data):
 def _base64_piece(ctx, data):
     """Decode one piece of base64 leniently, a chunk at a time: skip stray
     characters, mend the padding."""
-    digits, count, stray, first_equals = b"", 0, False, -1
+    digits, stray, first_equals = b"", False, -1
     for start, chunk in _chunks(data):
         stray = stray or bool(chunk.translate(None, _BASE64_ALPHABET + _BASE64_LAYOUT))
         if first_equals < 0 and (found := chunk.find(b"=")) >= 0:
@@ -116,13 +116,12 @@ def _base64_piece(ctx, data):
         digits += chunk.translate(None, _NOT_BASE64)
         whole = len(digits) - len(digits) % 4
         yield binascii.a2b_base64(digits[:whole])
-        count += whole
         digits = digits[whole:]
-    count += len(digits)
+    # The digits left over are as many, modulo 4, as there are in all.
     view = memoryview(data)
     tail = _stripped_end(view, b"\r\n\t ", len(view))
     text = _stripped_end(view, b"=", tail)
-    if stray or 0 <= first_equals < text or tail - text != -count % 4 or count % 4 == 1:
+    if stray or 0 <= first_equals < text or tail - text != -len(digits) % 4 or len(digits) == 1:
         ctx.flag("base64_error")
     if len(digits) == 1:  # a lone last digit holds no whole byte
         digits = b""
