@@ -12,12 +12,12 @@ CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
 def memory(pid):
-    """VmRSS and VmHWM of a process, in bytes."""
+    """VmRSS, VmHWM and RssAnon of a process, in bytes."""
     mem = {}
     with open(f"/proc/{pid}/status") as f:
         for line in f:
             key, _, rest = line.partition(":")
-            if key in ("VmRSS", "VmHWM"):
+            if key in ("VmRSS", "VmHWM", "RssAnon"):
                 mem[key] = int(rest.split()[0]) * 1024
     return mem
 
@@ -60,7 +60,9 @@ def helper_memories(pid):
             words = Path(f"/proc/{child}/cmdline").read_bytes().split(b"\0")
             name = comm if comm.startswith("smtplatrine-") else next(
                 (w.decode() for w in words if w.startswith(b"smtplatrine.")), words[0].decode())
-            found[child] = (name, memory(child))
+            mem = memory(child)
+            if "VmHWM" in mem:  # not a zombie
+                found[child] = (name, mem)
     return found
 
 
